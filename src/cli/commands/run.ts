@@ -1,0 +1,323 @@
+/**
+ * `lockd run [options] [--] COMMAND...`: queue for the locks, run the command as the daemon's child, stream its
+ * output, exit with its code. The hot path of every Make recipe: no heavy imports, one connection, one round trip
+ * before the daemon starts work.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { writeSync } from 'node:fs';
+import { COMMON_OPTIONS, asArray, parse, parseIntOption, parseSeconds, splitCommand } from '../args.js';
+import { connectOptions } from '../common.js';
+import { Settings } from '../settings.js';
+import { lockRefs } from '../locks-arg.js';
+import { connectDaemon, type DaemonConnection } from '../../client/connection.js';
+import { holderString, currentUser } from '../../client/holder.js';
+import type { DaemonMessage, HolderInfo, RunRequest } from '../../protocol/messages.js';
+import { FrameKind } from '../../protocol/framing.js';
+import { LockdError } from '../../util/errors.js';
+import { EXIT } from '../exit-codes.js';
+import { parseSize } from '../../runs/units.js';
+
+export const RUN_OPTIONS = {
+  ...COMMON_OPTIONS,
+  root: { type: 'string' },
+  arch: { type: 'string' },
+  lock: { type: 'string', multiple: true },
+  global: { type: 'string', multiple: true },
+  'global-dir': { type: 'string' },
+  'host-only': { type: 'boolean' },
+  wait: { type: 'string' },
+  timeout: { type: 'string' },
+  'kill-after': { type: 'string' },
+  interactive: { type: 'boolean', short: 'i' },
+  detach: { type: 'boolean' },
+  'run-id': { type: 'string' },
+  'runs-root': { type: 'string' },
+  log: { type: 'string' },
+  'log-max-bytes': { type: 'string' },
+  'require-structured': { type: 'boolean' },
+  'require-marker': { type: 'string', multiple: true },
+  'require-all': { type: 'string', multiple: true },
+  'forbid-marker': { type: 'string', multiple: true },
+  'expect-timeout': { type: 'boolean' },
+  keep: { type: 'string' },
+  holder: { type: 'string' },
+  'conflict-exit-code': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  'result-fd': { type: 'string' },
+} as const;
+
+export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
+
+Run COMMAND under the named locks, held by the lockd daemon for exactly as long as the command runs.
+
+Locks (any mix; granted all at once or not at all):
+  --lock NAME[:shared|:slots=N]   local lock <root>[/<arch>]/.locks/NAME.lock (repeatable)
+  --global NAME[:shared|:slots=N] host-wide lock <global-dir>/global-NAME.lock (repeatable)
+  --root DIR          build root for local locks (default $LOCKD_BUILD_ROOT, else .)
+  --arch ARCH         per-arch lock directory under the root
+  --global-dir DIR    directory of global lock files (default <state-dir>/locks)
+Waiting:
+  --wait SECONDS|inf  how long to queue (default 0 on a developer machine, 1800 in CI)
+  --conflict-exit-code N  exit code when the locks are not obtained (default 75)
+Running:
+  --timeout SECONDS   kill the whole process tree after this long (exit 124)
+  --kill-after SECONDS  grace between SIGTERM and SIGKILL (default 5)
+  -i, --interactive   forward stdin to the command
+  --detach            print the run id and return; the job keeps its locks until it exits
+Records:
+  --run-id ID  --runs-root DIR  --log PATH  --log-max-bytes SIZE  --keep N  -q/--quiet  --result-fd N
+Verdict (exit 0 pass, 1 fail/timeout, 2 error/infra_fail when any is given):
+  --require-structured  --require-marker RE  --require-all RE  --forbid-marker RE  --expect-timeout
+Identity:  --holder H (default: CI-aware, e.g. ci:github:org/repo#123-1/test@runner-3:4242)
+
+Examples:
+  lockd run --root build --arch riscv64 --lock qemu -- ./scripts/run-qemu-session.sh
+  lockd run --global deps-fetch --wait 600 -- make deps
+  lockd run --lock board:slots=4 -- ./flash.sh    # the job sees LOCKD_SLOT_board=0..3
+`;
+
+export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process.env): { req: RunRequest; quiet: boolean; resultFd: number | null; connect: ReturnType<typeof connectOptions> } {
+  const { optionArgs, command } = splitCommand(args, RUN_OPTIONS);
+  const { values } = parse(optionArgs, RUN_OPTIONS);
+  if (command.length === 0) throw new LockdError('usage', 'lockd run needs a command: lockd run [options] -- COMMAND [ARGS...]');
+  const settings = new Settings(
+    {
+      socket: values.socket,
+      state_dir: values['state-dir'],
+      build_root: values.root,
+      global_dir: values['global-dir'],
+      runs_root: values['runs-root'],
+      wait: values.wait,
+      timeout: values.timeout,
+      kill_after: values['kill-after'],
+      keep: values.keep,
+      holder: values.holder,
+      conflict_exit_code: values['conflict-exit-code'],
+      log_max_bytes: values['log-max-bytes'],
+    },
+    env,
+  );
+  const cwd = process.cwd();
+  const root = resolve(settings.value('build_root')!);
+  const locks = lockRefs({
+    locks: asArray(values.lock),
+    globals: asArray(values.global),
+    root,
+    arch: values.arch,
+    globalDir: settings.value('global_dir'),
+    hostOnly: values['host-only'] ?? false,
+  });
+  const waitS = parseSeconds(settings.value('wait')!, '--wait');
+  const timeoutText = settings.value('timeout');
+  const timeoutS = timeoutText === null ? null : parseSeconds(timeoutText, '--timeout');
+  const runsRootSetting = settings.get('runs_root');
+  // --root given explicitly (flag or env) puts runs under <root>/runs, like the build systems lockd serves.
+  const rootGiven = settings.get('build_root').source !== 'default';
+  const runsRoot = runsRootSetting.value ? resolve(runsRootSetting.value) : rootGiven ? resolve(root, 'runs') : null;
+  const user = currentUser(env);
+  const holder = settings.value('holder') ?? holderString(env, process.pid, hostname(), user);
+  const logMax = settings.value('log_max_bytes');
+  const resultFd = values['result-fd'] !== undefined ? parseIntOption(values['result-fd'], '--result-fd', 0, 65535) : null;
+  const req: RunRequest = {
+    argv: command,
+    cwd,
+    env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string')),
+    locks,
+    wait_ms: waitS === null ? null : Math.round(waitS * 1000),
+    timeout_ms: timeoutS === null ? null : Math.max(1, Math.round(timeoutS * 1000)),
+    kill_after_ms: Math.round((parseSeconds(settings.value('kill_after')!, '--kill-after', false) ?? 5) * 1000),
+    interactive: values.interactive ?? false,
+    detach: values.detach ?? false,
+    run_id: values['run-id'] ?? null,
+    runs_root: runsRoot,
+    build_root: locks.some((l) => l.scope === 'local') || rootGiven ? root : null,
+    arch: values.arch ?? null,
+    log_path: values.log ? resolve(values.log) : null,
+    log_max_bytes: logMax === null ? null : parseSize(logMax),
+    verdict: {
+      require_structured: values['require-structured'] ?? false,
+      require_marker: asArray(values['require-marker']),
+      require_all: asArray(values['require-all']),
+      forbid_marker: asArray(values['forbid-marker']),
+      expect_timeout: values['expect-timeout'] ?? false,
+    },
+    keep: parseIntOption(settings.value('keep')!, '--keep'),
+    conflict_exit_code: parseIntOption(settings.value('conflict_exit_code')!, '--conflict-exit-code', 0, 255),
+    holder,
+    user,
+    client_pid: process.pid,
+    parent_run_id: env.LOCKD_RUN_ID ?? null,
+  };
+  return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
+}
+
+function describeBlockers(blockers: HolderInfo[]): string {
+  const b = blockers[0];
+  if (!b) return '';
+  return ` behind ${b.kind} ${b.id}${b.pid ? ` (pid ${b.pid})` : ''} ${b.holder}${b.command_line ? `: ${b.command_line.slice(0, 60)}` : ''}`;
+}
+
+export async function runCommand(args: string[]): Promise<number> {
+  const { req, quiet, resultFd, connect } = buildRunRequest(args);
+  const say = (line: string) => {
+    if (!quiet) process.stderr.write(`lockd: ${line}\n`);
+  };
+  const tty = process.stderr.isTTY === true;
+  let attempt = 0;
+  for (;;) {
+    attempt++;
+    const outcome = await runOnce(req, connect, say, tty, resultFd);
+    // A daemon lost while we were only queued: nothing started, so one retry against its successor is safe.
+    if (outcome === 'retry' && attempt === 1) {
+      say('the lockd daemon went away while we were queued; retrying once');
+      continue;
+    }
+    return outcome === 'retry' ? EXIT.LOCKD_FAILED : outcome;
+  }
+}
+
+function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, say: (l: string) => void, tty: boolean, resultFd: number | null): Promise<number | 'retry'> {
+  return new Promise((resolvePromise, reject) => {
+    let conn: DaemonConnection | null = null;
+    let started = false;
+    let resultPath: string | null = null;
+    let manifestShown = false;
+    let waitingSince: number | null = null;
+    let liveLine = false;
+    let lastSigint = 0;
+    let settled = false;
+    const finish = (code: number | 'retry') => {
+      if (settled) return;
+      settled = true;
+      for (const [sig, fn] of handlers) process.removeListener(sig, fn);
+      if (liveLine) process.stderr.write('\n');
+      if (req.interactive) process.stdin.destroy();
+      resolvePromise(code);
+    };
+    const showManifest = (m: string, r: string) => {
+      resultPath = r;
+      if (!manifestShown) {
+        manifestShown = true;
+        say(`manifest -> ${m}`);
+      }
+    };
+    const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as NodeJS.Signals[]).map((sig) => [
+      sig,
+      () => {
+        if (!conn) return;
+        // A second Ctrl+C within 3 s kills the whole tree.
+        if (sig === 'SIGINT') {
+          const now = Date.now();
+          const second = now - lastSigint < 3000;
+          lastSigint = now;
+          conn.send({ type: 'signal', signal: second ? 'SIGKILL' : 'SIGINT' });
+          return;
+        }
+        conn.send({ type: 'signal', signal: sig as 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' });
+      },
+    ]);
+    for (const [sig, fn] of handlers) process.on(sig, fn);
+
+    const onMessage = (m: DaemonMessage) => {
+      switch (m.type) {
+        case 'queued': {
+          showManifest(m.manifest_path, m.result_path);
+          waitingSince = Date.now();
+          const names = req.locks.map((l) => l.name).join(', ');
+          if (tty && !req.detach) {
+            process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
+            liveLine = true;
+          } else say(`waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}`);
+          return;
+        }
+        case 'waiting':
+          if (tty && liveLine) process.stderr.write(`\rlockd: waiting for ${req.locks.map((l) => l.name).join(', ')} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
+          return;
+        case 'started':
+          started = true;
+          showManifest(m.manifest_path, m.result_path);
+          if (liveLine) {
+            process.stderr.write('\r\x1b[K');
+            liveLine = false;
+          }
+          if (waitingSince !== null) say(`locks granted after ${((Date.now() - waitingSince) / 1000).toFixed(1)} s`);
+          return;
+        case 'detached':
+          say(`manifest -> ${m.manifest_path}`);
+          say(`result -> ${m.result_path}`);
+          process.stdout.write(`${m.run_id}\n`);
+          finish(0);
+          return;
+        case 'not_obtained':
+          if (liveLine) {
+            process.stderr.write('\r\x1b[K');
+            liveLine = false;
+          }
+          process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
+          return;
+        case 'finished': {
+          const o = m.outcome;
+          showManifest(o.manifest_path, o.result_path);
+          if (o.reason === 'command_not_found' || o.reason === 'command_not_executable' || o.reason === 'spawn_failed' || o.reason === 'log_write_failed' || o.reason === 'deadlock' || o.reason === 'client_lost' || o.reason === 'shutdown' || o.reason === 'cancelled') {
+            if (o.message) process.stderr.write(`lockd: ${o.message}\n`);
+          } else if (o.reason === 'timeout') {
+            process.stderr.write(`lockd: timed out; the process tree was killed\n`);
+          }
+          say(`result -> ${o.result_path}`);
+          if (resultFd !== null) {
+            try {
+              writeSync(resultFd, JSON.stringify(o.result) + '\n');
+            } catch (e) {
+              process.stderr.write(`lockd: cannot write the result to fd ${resultFd}: ${(e as Error).message}\n`);
+            }
+          }
+          finish(o.exit_code);
+          return;
+        }
+        case 'error':
+          process.stderr.write(`lockd: ${m.message}\n`);
+          finish(m.code === 'usage' || m.code === 'bad_request' || m.code === 'invalid_run_id' || m.code === 'run_id_exists' || m.code === 'unsafe_lock_path' ? EXIT.USAGE : EXIT.LOCKD_FAILED);
+          return;
+        default:
+          return;
+      }
+    };
+
+    connectDaemon(connect, { type: 'run', req })
+      .then((c) => {
+        conn = c;
+        // Data handler first: frames that arrived with hello_ok are replayed, in order, once onMessage is set.
+        c.onData = (kind, data) => {
+          const out = kind === FrameKind.Stdout ? process.stdout : process.stderr;
+          if (!out.write(data)) {
+            c.socket.pause();
+            out.once('drain', () => c.socket.resume());
+          }
+        };
+        c.onMessage = onMessage;
+        c.onClose = () => {
+          if (settled) return;
+          if (!started && !req.detach) {
+            finish('retry');
+            return;
+          }
+          process.stderr.write(`lockd: lost the connection to the lockd daemon; the run's result will be at ${resultPath ?? '(unknown)'}\n`);
+          finish(EXIT.LOCKD_FAILED);
+        };
+        if (req.interactive) {
+          process.stdin.on('data', (d: Buffer) => {
+            if (!c.sendStdin(d)) {
+              process.stdin.pause();
+              c.socket.once('drain', () => process.stdin.resume());
+            }
+          });
+          process.stdin.on('end', () => c.send({ type: 'stdin_end' }));
+        }
+      })
+      .catch((e) => {
+        for (const [sig, fn] of handlers) process.removeListener(sig, fn);
+        reject(e);
+      });
+  });
+}

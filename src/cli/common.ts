@@ -1,0 +1,24 @@
+/** What most commands share: where the daemon is, how to reach it, how to report a failure in one line. */
+import { resolveSocket, resolveStateDir } from '../util/paths.js';
+import type { ConnectOptions } from '../client/connection.js';
+import { Settings } from './settings.js';
+import { isLockdError } from '../util/errors.js';
+import { exitCodeFor, EXIT } from './exit-codes.js';
+
+export function connectOptions(values: { socket?: string | undefined; 'state-dir'?: string | undefined }, settings?: Settings): ConnectOptions {
+  const s = settings ?? new Settings({ socket: values.socket, state_dir: values['state-dir'] });
+  const socket = resolveSocket(s.value('socket') ?? undefined);
+  const stateDir = resolveStateDir(s.value('state_dir') ?? undefined);
+  const noAuto = s.value('no_autostart');
+  return { socketPath: socket.path, stateDir, autostart: !(noAuto === '1' || noAuto === 'true' || noAuto === 'yes'), ...(process.env.LOCKD_GLOBAL_DIR ? {} : {}) };
+}
+
+/** Print an error as one line and return the exit code for it. */
+export function reportError(e: unknown): number {
+  if (isLockdError(e)) {
+    process.stderr.write(`lockd: ${e.message}\n`);
+    return exitCodeFor(e.code);
+  }
+  process.stderr.write(`lockd: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  return EXIT.LOCKD_FAILED;
+}

@@ -1,0 +1,30 @@
+/** lockd's own exit codes (documented in the README); everything else is the child's. */
+export const EXIT = {
+  OK: 0,
+  USAGE: 2,
+  /** The locks were not obtained (busy with --wait 0, wait timed out, deadlock). --conflict-exit-code changes it. */
+  NOT_OBTAINED: 75,
+  TIMEOUT: 124,
+  /** lockd itself failed: daemon unreachable, connection lost, internal error. */
+  LOCKD_FAILED: 125,
+  NOT_EXECUTABLE: 126,
+  NOT_FOUND: 127,
+} as const;
+
+/** Exit code for an error code that reached the CLI as a LockdError. */
+export function exitCodeFor(code: string): number {
+  switch (code) {
+    case 'usage':
+    case 'bad_request':
+    case 'invalid_run_id':
+    case 'run_id_exists':
+    case 'unsafe_lock_path':
+      return EXIT.USAGE;
+    case 'lock_busy':
+    case 'lock_wait_timeout':
+    case 'deadlock':
+      return EXIT.NOT_OBTAINED;
+    default:
+      return EXIT.LOCKD_FAILED;
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Every option has a flag, a LOCKD_* variable and a key in an optional `lockd.json` (in the build root or the
+ * state dir). Precedence: flag > environment > build-root lockd.json > state-dir lockd.json > default.
+ * `lockd config` prints the effective values and where each came from, from this same table.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { defaultStateDir } from '../util/paths.js';
+import { defaultWaitSeconds } from '../client/holder.js';
+
+export type Source = 'flag' | 'env' | 'config:build-root' | 'config:state-dir' | 'default';
+
+export interface SettingSpec {
+  env: string;
+  description: string;
+  default: (env: NodeJS.ProcessEnv) => string | null;
+}
+
+export const SETTINGS = {
+  socket: { env: 'LOCKD_SOCKET', description: 'daemon socket path', default: () => null },
+  state_dir: { env: 'LOCKD_STATE_DIR', description: 'daemon state directory (log, journal, global locks, runs)', default: (e) => defaultStateDir(e) },
+  build_root: { env: 'LOCKD_BUILD_ROOT', description: 'build root for local locks (--root)', default: () => process.cwd() },
+  global_dir: { env: 'LOCKD_GLOBAL_DIR', description: 'directory of global lock files', default: () => null },
+  runs_root: { env: 'LOCKD_RUNS_ROOT', description: 'where run directories go (default <root>/runs with --root, else <state-dir>/runs)', default: () => null },
+  wait: { env: 'LOCKD_WAIT', description: 'seconds to wait for locks (0 fail fast, inf forever); 0 on a developer machine, 1800 in CI', default: (e) => String(defaultWaitSeconds(e)) },
+  timeout: { env: 'LOCKD_TIMEOUT', description: 'kill the command after this many seconds (none by default)', default: () => null },
+  kill_after: { env: 'LOCKD_KILL_AFTER', description: 'seconds between SIGTERM and SIGKILL when stopping a tree', default: () => '5' },
+  keep: { env: 'LOCKD_RUNS_KEEP', description: 'runs kept per runs root by auto-GC (0 disables)', default: () => '20' },
+  holder: { env: 'LOCKD_HOLDER', description: 'holder identity (CI-aware by default)', default: () => null },
+  conflict_exit_code: { env: 'LOCKD_CONFLICT_EXIT_CODE', description: 'exit code when the locks are not obtained', default: () => '75' },
+  log_max_bytes: { env: 'LOCKD_LOG_MAX_BYTES', description: 'cap on a run\'s output.log (head and tail kept)', default: () => null },
+  ttl: { env: 'LOCKD_TTL', description: 'TTL of explicit holds in seconds, or none', default: () => 'none' },
+  no_autostart: { env: 'LOCKD_NO_AUTOSTART', description: 'do not start a daemon when none answers (1 to disable auto-start)', default: () => '0' },
+  log_level: { env: 'LOCKD_LOG_LEVEL', description: 'daemon log level', default: () => 'info' },
+} satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+export interface Resolved {
+  value: string | null;
+  source: Source;
+}
+
+function readConfig(path: string): Record<string, unknown> | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    process.stderr.write(`lockd: warning: ignoring ${path}: not valid JSON\n`);
+    return null;
+  }
+}
+
+/** Resolves settings for one invocation; config files are read once, lazily. */
+export class Settings {
+  private buildRootConfig: Record<string, unknown> | null | undefined;
+  private stateConfig: Record<string, unknown> | null | undefined;
+
+  constructor(
+    private readonly flags: Partial<Record<SettingName, string | undefined>>,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  get(name: SettingName): Resolved {
+    const flag = this.flags[name];
+    if (flag !== undefined) return { value: flag, source: 'flag' };
+    const spec: SettingSpec = SETTINGS[name];
+    const ev = this.env[spec.env];
+    if (ev !== undefined && ev !== '') return { value: ev, source: 'env' };
+    if (name !== 'build_root' && name !== 'state_dir') {
+      const br = this.fromConfig('build-root', name);
+      if (br !== undefined) return { value: br, source: 'config:build-root' };
+      const sd = this.fromConfig('state-dir', name);
+      if (sd !== undefined) return { value: sd, source: 'config:state-dir' };
+    }
+    return { value: spec.default(this.env), source: 'default' };
+  }
+
+  value(name: SettingName): string | null {
+    return this.get(name).value;
+  }
+
+  private fromConfig(which: 'build-root' | 'state-dir', name: string): string | undefined {
+    if (which === 'build-root') {
+      if (this.buildRootConfig === undefined) this.buildRootConfig = readConfig(join(resolve(this.value('build_root')!), 'lockd.json'));
+      const v = this.buildRootConfig?.[name];
+      return v === undefined || v === null ? undefined : String(v);
+    }
+    if (this.stateConfig === undefined) this.stateConfig = readConfig(join(resolve(this.value('state_dir')!), 'lockd.json'));
+    const v = this.stateConfig?.[name];
+    return v === undefined || v === null ? undefined : String(v);
+  }
+}

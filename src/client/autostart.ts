@@ -1,0 +1,52 @@
+/**
+ * Auto-start: spawn `lockd daemon` detached, its output appended to <state-dir>/daemon.log, and wait (on an
+ * event, not a sleep) until it says "ready" on an inherited pipe, or exits. Ten clients doing this at once end
+ * with one daemon: the daemons race for the socket under a startup mutex and the losers exit at once.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { ConnectOptions } from './connection.js';
+import { LockdError } from '../util/errors.js';
+
+/** bin/lockd.js, found relative to this file in both src/ (tsx) and dist/src/ (compiled) layouts. */
+function cliEntry(): string {
+  const here = fileURLToPath(import.meta.url);
+  const marker = here.includes('/dist/src/') ? '/dist/src/' : '/src/';
+  return join(here.slice(0, here.lastIndexOf(marker)), 'bin', 'lockd.js');
+}
+
+export async function startDaemonProcess(opts: ConnectOptions): Promise<void> {
+  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  const logFd = openSync(join(opts.stateDir, 'daemon.log'), 'a', 0o600);
+  const args = [cliEntry(), 'daemon', '--socket', opts.socketPath, '--state-dir', opts.stateDir, '--ready-fd', '3', ...(opts.daemonArgs ?? [])];
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'pipe'],
+    env: { ...process.env, LOCKD_AUTOSTARTED: '1' },
+  });
+  closeSync(logFd);
+  const ready = child.stdio[3] as NodeJS.ReadableStream;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new LockdError('daemon_start_timeout', `the lockd daemon did not start within 20 s; see ${opts.stateDir}/daemon.log`)), 20_000);
+    let text = '';
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    ready.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('ready')) done();
+    });
+    // EOF without "ready": it exited, most often because another daemon won the socket. The caller reconnects.
+    ready.on('end', done);
+    ready.on('error', done);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new LockdError('daemon_start_failed', `cannot start the lockd daemon: ${e.message}`));
+    });
+  });
+  (ready as unknown as { destroy(): void }).destroy();
+  child.unref();
+}

@@ -1,0 +1,194 @@
+/**
+ * The client side of the socket: connect (auto-starting a daemon when none answers), say hello, exchange
+ * frames. Import-light on purpose: node built-ins only, because every Make recipe pays for this start-up.
+ */
+import { createConnection, type Socket } from 'node:net';
+import { FrameDecoder, FrameKind, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
+import type { ClientMessage, DaemonMessage, DaemonInfo } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
+import { LockdError, errnoCode } from '../util/errors.js';
+import { checkSocketPathLength } from '../util/paths.js';
+
+export interface ConnectOptions {
+  socketPath: string;
+  stateDir: string;
+  /** Start a daemon when none answers (default true; LOCKD_NO_AUTOSTART=1 turns it off). */
+  autostart: boolean;
+  /** Extra arguments for an auto-started daemon (e.g. --global-dir). */
+  daemonArgs?: string[];
+}
+
+export interface DaemonConnection {
+  socket: Socket;
+  info: DaemonInfo;
+  send(msg: ClientMessage): void;
+  sendStdin(data: Buffer): boolean;
+  /** Replace the frame handler (the first frames after hello go to it). */
+  onMessage: (msg: DaemonMessage) => void;
+  onData: (kind: number, data: Buffer) => void;
+  onClose: (hadReply: boolean) => void;
+  close(): void;
+}
+
+function tryConnect(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    s.once('connect', () => {
+      s.removeListener('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+const NOT_RUNNING = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK']);
+
+async function connectOrStart(opts: ConnectOptions): Promise<Socket> {
+  checkSocketPathLength(opts.socketPath);
+  try {
+    return await tryConnect(opts.socketPath);
+  } catch (e) {
+    const code = errnoCode(e);
+    if (!code || !NOT_RUNNING.has(code)) throw new LockdError('daemon_unreachable', `cannot connect to the lockd daemon at ${opts.socketPath}: ${(e as Error).message}`);
+    if (!opts.autostart) {
+      throw new LockdError('daemon_not_running', `no lockd daemon is running on ${opts.socketPath} (auto-start is off: LOCKD_NO_AUTOSTART is set)`);
+    }
+  }
+  const { startDaemonProcess } = await import('./autostart.js');
+  await startDaemonProcess(opts);
+  // The daemon we started is ready, or lost the race to another one that is; either way the socket answers now.
+  let lastErr: unknown;
+  for (let i = 0; i < 20; i++) {
+    try {
+      return await tryConnect(opts.socketPath);
+    } catch (e) {
+      lastErr = e;
+      await new Promise((r) => setTimeout(r, 25 * (i + 1)));
+    }
+  }
+  throw new LockdError('daemon_unreachable', `started a lockd daemon but cannot connect to ${opts.socketPath}: ${(lastErr as Error).message}; see ${opts.stateDir}/daemon.log`);
+}
+
+/**
+ * Connect and pipeline the hello with the first request: one round trip, not two. The promise resolves after the
+ * daemon's hello_ok; frames that follow go to the handlers the caller sets on the returned connection.
+ */
+export async function connectDaemon(opts: ConnectOptions, first: ClientMessage | null): Promise<DaemonConnection> {
+  const socket = await connectOrStart(opts);
+  socket.setNoDelay(true);
+  const decoder = new FrameDecoder();
+  let hadReply = false;
+  let info: DaemonInfo | null = null;
+  return await new Promise<DaemonConnection>((resolve, reject) => {
+    // Frames that arrive before the caller installs its handlers (a reply in the same chunk as hello_ok) are kept
+    // and delivered when it does.
+    const early: Array<() => void> = [];
+    let msgHandler: ((m: DaemonMessage) => void) | null = null;
+    let dataHandler: ((kind: number, d: Buffer) => void) | null = null;
+    let closeHandler: ((hadReply: boolean) => void) | null = null;
+    let closedEarly = false;
+    const conn: DaemonConnection = {
+      socket,
+      get info() {
+        return info!;
+      },
+      send(msg) {
+        socket.write(encodeJson(msg));
+      },
+      sendStdin(data) {
+        return socket.write(encodeFrame(FrameKind.Stdin, data));
+      },
+      get onMessage() {
+        return msgHandler ?? (() => undefined);
+      },
+      set onMessage(fn) {
+        msgHandler = fn;
+        flush();
+      },
+      get onData() {
+        return dataHandler ?? (() => undefined);
+      },
+      set onData(fn) {
+        dataHandler = fn;
+      },
+      get onClose() {
+        return closeHandler ?? (() => undefined);
+      },
+      set onClose(fn) {
+        closeHandler = fn;
+        if (closedEarly && msgHandler) fn(hadReply);
+      },
+      close() {
+        socket.end();
+      },
+    };
+    const flush = () => {
+      while (early.length && msgHandler) early.shift()!();
+      if (closedEarly && closeHandler) closeHandler(hadReply);
+    };
+    const handle = (f: Frame) => {
+      if (f.kind !== FrameKind.Json) {
+        if (dataHandler && !early.length) dataHandler(f.kind, f.payload);
+        else early.push(() => conn.onData(f.kind, f.payload));
+        return;
+      }
+      let msg: DaemonMessage;
+      try {
+        msg = JSON.parse(f.payload.toString('utf8')) as DaemonMessage;
+      } catch {
+        socket.destroy();
+        return;
+      }
+      if (!info) {
+        if (msg.type === 'hello_ok') {
+          info = msg;
+          resolve(conn);
+          return;
+        }
+        if (msg.type === 'error') {
+          reject(new LockdError(msg.code, msg.message));
+          socket.destroy();
+          return;
+        }
+      }
+      hadReply = true;
+      if (msgHandler && !early.length) msgHandler(msg);
+      else early.push(() => conn.onMessage(msg));
+    };
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (e) {
+        socket.destroy();
+        return;
+      }
+      for (const f of frames) handle(f);
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (!info) reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection during the handshake'));
+      else if (closeHandler && msgHandler && !early.length) closeHandler(hadReply);
+      else closedEarly = true;
+    });
+    const hello: ClientMessage = { type: 'hello', protocol: PROTOCOL_VERSION, client_version: LOCKD_VERSION, pid: process.pid };
+    socket.write(first ? Buffer.concat([encodeJson(hello), encodeJson(first)]) : encodeJson(hello));
+  });
+}
+
+/** Send one request and collect the single reply (for status, ping, acquire and friends). */
+export async function request<T extends DaemonMessage['type']>(opts: ConnectOptions, msg: ClientMessage, until: T[]): Promise<Extract<DaemonMessage, { type: T }>> {
+  const conn = await connectDaemon(opts, msg);
+  return await new Promise((resolve, reject) => {
+    conn.onMessage = (m) => {
+      if (m.type === 'error') {
+        reject(new LockdError(m.code, m.message));
+        conn.close();
+      } else if ((until as string[]).includes(m.type)) {
+        resolve(m as Extract<DaemonMessage, { type: T }>);
+        conn.close();
+      }
+    };
+    conn.onClose = () => reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection before answering'));
+  });
+}

@@ -1,0 +1,400 @@
+/**
+ * The daemon's state and its answers: one lock table, the live runs and holds, the event bus, the journal.
+ * The socket server hands every validated message to `handle`; handlers for each request kind live in
+ * their own files (run-job.ts, holds.ts, status.ts) and reach shared state through this object.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Connection } from './connection.js';
+import type { ClientMessage, DaemonInfo, RunRequest } from '../protocol/messages.js';
+import { LOCKD_VERSION, PROTOCOL_VERSION } from '../protocol/version.js';
+import { LockdError, isLockdError } from '../util/errors.js';
+import { LockTable, type Grant } from './lock-table.js';
+import type { Owner } from './owner.js';
+import { EventBus } from './events.js';
+import type { Journal } from './journal.js';
+import type { Logger } from './logger.js';
+import { LockGuard } from './lock-guard.js';
+import { resolveLocks } from './lock-resolve.js';
+import { RunJob } from './run-job.js';
+import { createRunDir } from '../runs/run-id.js';
+import { compileVerdictOptions } from '../runs/verdict-options.js';
+import type { RunResult } from '../runs/result.js';
+import { gcRuns } from '../runs/gc.js';
+import type { JobTree } from './process-tree.js';
+import { isDescendantOf, processGids } from '../util/proc.js';
+import { HoldManager } from './holds.js';
+import { buildStatus, buildInspect } from './status.js';
+import { DurationStats } from './duration-stats.js';
+
+export interface CoreOptions {
+  socketPath: string;
+  stateDir: string;
+  mode: 'user' | 'system';
+  globalDir: string;
+  defaultKeep: number;
+  log: Logger;
+  journal: Journal;
+  guard: LockGuard;
+  initialFencing?: Record<string, number>;
+}
+
+export class DaemonCore {
+  readonly startedAt = Date.now();
+  readonly table: LockTable<Owner>;
+  readonly events = new EventBus();
+  readonly runs = new Map<string, RunJob>();
+  readonly holds: HoldManager;
+  readonly durations = new DurationStats();
+  readonly log: Logger;
+  readonly guard: LockGuard;
+  readonly socketPath: string;
+  readonly stateDir: string;
+  readonly mode: 'user' | 'system';
+  readonly globalDir: string;
+  private readonly journal: Journal;
+  private readonly defaultKeep: number;
+  private shuttingDown = false;
+  private sweepQueue: JobTree[] = [];
+  private sweepScheduled = false;
+  private gcPending = new Map<string, number>();
+  onShutdownRequested: (() => void) | null = null;
+
+  constructor(opts: CoreOptions) {
+    this.table = new LockTable<Owner>(opts.initialFencing ? { initialFencing: opts.initialFencing } : {});
+    this.log = opts.log;
+    this.guard = opts.guard;
+    this.journal = opts.journal;
+    this.socketPath = opts.socketPath;
+    this.stateDir = opts.stateDir;
+    this.mode = opts.mode;
+    this.globalDir = opts.globalDir;
+    this.defaultKeep = opts.defaultKeep;
+    this.holds = new HoldManager(this);
+  }
+
+  info(): DaemonInfo {
+    return {
+      protocol: PROTOCOL_VERSION,
+      version: LOCKD_VERSION,
+      pid: process.pid,
+      uptime_ms: Date.now() - this.startedAt,
+      mode: this.mode,
+      socket: this.socketPath,
+      state_dir: this.stateDir,
+    };
+  }
+
+  get busy(): boolean {
+    return this.runs.size > 0;
+  }
+
+  handle(conn: Connection, msg: ClientMessage): void {
+    const p = this.dispatch(conn, msg);
+    if (p) {
+      p.catch((e: unknown) => {
+        if (isLockdError(e)) conn.fail(e.code, e.message);
+        else {
+          this.log.error('request failed', { type: msg.type, error: (e as Error).stack ?? String(e) });
+          conn.fail('internal_error', `lockd internal error: ${(e as Error).message}`);
+        }
+      });
+    }
+  }
+
+  private dispatch(conn: Connection, msg: ClientMessage): Promise<void> | void {
+    switch (msg.type) {
+      case 'ping':
+        conn.end({ type: 'pong', ...this.info() });
+        return;
+      case 'run':
+        return this.startRun(conn, msg.req);
+      case 'signal': {
+        const job = this.jobOf(conn);
+        job?.forwardSignal(msg.signal);
+        return;
+      }
+      case 'stdin_end':
+        if (conn.attachment.job) conn.attachment.job.endStdin();
+        else conn.attachment.earlyStdinEnd = true;
+        return;
+      case 'acquire':
+        return this.holds.acquire(conn, msg.req);
+      case 'heartbeat':
+        return this.holds.heartbeat(conn, msg.hold_id, msg.holder);
+      case 'release':
+        return this.holds.release(conn, msg);
+      case 'status':
+        conn.end({ type: 'status', snapshot: buildStatus(this, msg.root) });
+        return;
+      case 'inspect':
+        return buildInspect(this, conn, msg.lock);
+      case 'events': {
+        const unsubscribe = this.events.subscribe((event) => conn.send({ type: 'event', event }));
+        conn.attachment.onClose = unsubscribe;
+        conn.send({ type: 'ok', note: 'subscribed' });
+        return;
+      }
+      case 'kill':
+        return this.killRun(conn, msg.run_id, msg.signal, msg.force);
+      case 'watch_run':
+        return this.watchRun(conn, msg.run_id);
+      case 'gc':
+        return this.gc(conn, msg);
+      case 'shutdown':
+        if (this.busy && !msg.force) {
+          conn.fail('daemon_busy', `${this.runs.size} run(s) in progress; use lockd shutdown --force to stop them and exit`);
+          return;
+        }
+        conn.end({ type: 'ok', note: this.busy ? `stopping ${this.runs.size} run(s)` : null });
+        this.onShutdownRequested?.();
+        return;
+      case 'hello':
+        return;
+    }
+  }
+
+  private jobOf(conn: Connection): RunJob | undefined {
+    return conn.attachment.job as RunJob | undefined;
+  }
+
+  /** Admin group membership (system mode): may kill, release or --force others' runs and holds. */
+  isAdmin(conn: Connection): boolean {
+    if (!conn.peer) return false;
+    if (conn.peer.uid === 0) return true;
+    return this.adminGids.length > 0 && (processGids(conn.peer.pid) ?? [conn.peer.gid]).some((g) => this.adminGids.includes(g));
+  }
+
+  adminGids: number[] = [];
+
+  uidOf(conn: Connection): number | null {
+    if (conn.peer) return conn.peer.uid;
+    return typeof process.getuid === 'function' ? process.getuid() : null;
+  }
+
+  /** The pid that really asked: kernel-verified when the peer credentials are available, else the claimed one. */
+  pidOf(conn: Connection, claimed: number): number {
+    return conn.peer?.pid ?? claimed;
+  }
+
+  /**
+   * Nesting: LOCKD_RUN_ID names a run whose child is an ancestor of the asking process. The variable alone proves
+   * nothing (anyone can set it), so the daemon walks the asker's ancestry to that run's child, pid AND start time.
+   */
+  verifiedParent(conn: Connection, req: { parent_run_id: string | null; client_pid: number; holder: string }, locksWanted: string[]): string | null {
+    if (req.parent_run_id) {
+      const job = this.runs.get(req.parent_run_id);
+      if (job && job.pid !== null && job.tree && job.state === 'running') {
+        const pid = this.pidOf(conn, req.client_pid);
+        if (job.tree.startTime && isDescendantOf(pid, job.pid, job.tree.startTime)) return job.runId;
+        this.log.warn('nesting claim rejected: caller does not descend from the run', { run_id: req.parent_run_id, pid });
+      }
+    }
+    // A run by the same holder identity inside its own explicit hold proceeds under that hold.
+    const hold = this.holds.coveringHold(req.holder, this.uidOf(conn), locksWanted);
+    return hold;
+  }
+
+  private async startRun(conn: Connection, req: RunRequest): Promise<void> {
+    if (this.shuttingDown) throw new LockdError('shutting_down', 'the lockd daemon is shutting down');
+    const uid = this.uidOf(conn);
+    const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid });
+    const verdict = compileVerdictOptions({
+      requireStructured: req.verdict.require_structured,
+      requireMarker: req.verdict.require_marker,
+      requireAll: req.verdict.require_all,
+      forbidMarker: req.verdict.forbid_marker,
+      expectTimeout: req.verdict.expect_timeout,
+    });
+    const parent = this.verifiedParent(conn, req, locks.map((l) => l.key));
+    const runsRoot = req.runs_root ?? join(this.stateDir, 'runs');
+    const { runId, dir } = await createRunDir(runsRoot, req.run_id ?? undefined);
+    const job = new RunJob(this, req.detach ? conn : conn, req, runId, dir, runsRoot, locks, verdict, uid, parent);
+    this.runs.set(runId, job);
+    conn.attachment.job = job;
+    for (const b of conn.attachment.earlyStdin ?? []) job.writeStdin(b, conn);
+    if (conn.attachment.earlyStdinEnd) job.endStdin();
+    conn.attachment.earlyStdin = undefined;
+    conn.attachment.onClose = () => job.onClientLost();
+    if (req.detach) job.attachDetachedReply();
+    await job.enqueue();
+  }
+
+  // ---- lock table plumbing shared by runs and holds ----
+
+  /** Start whatever the table granted as a consequence of a release or cancel. */
+  dispatchGrants(grants: Grant<Owner>[]): void {
+    for (const g of grants) {
+      const id = g.request.id;
+      const job = this.runs.get(id);
+      this.events.emit('granted', id, g.claims.map((c) => c.key));
+      if (job) void job.start(g);
+      else this.holds.onGranted(g);
+    }
+    if (grants.length) this.notifyWaiters(grants);
+  }
+
+  private notifyWaiters(grants: Grant<Owner>[]): void {
+    // Queue positions changed only on the keys these grants touched; tell those waiters.
+    const keys = new Set<string>();
+    for (const g of grants) for (const c of g.claims) keys.add(c.key);
+    const seen = new Set<string>();
+    for (const key of keys) {
+      const snap = this.table.snapshotKey(key);
+      for (const w of snap?.waiters ?? []) {
+        if (seen.has(w.requestId)) continue;
+        seen.add(w.requestId);
+        this.runs.get(w.requestId)?.notifyWaiting();
+      }
+    }
+  }
+
+  releaseRequest(id: string): void {
+    this.dispatchGrants(this.table.release(id));
+  }
+
+  cancelRequest(id: string): void {
+    this.dispatchGrants(this.table.cancel(id));
+  }
+
+  journalRun(job: RunJob): void {
+    this.journal.append({
+      t: 'run',
+      run_id: job.runId,
+      pid: job.pid,
+      pgid: job.pid,
+      start_time: job.tree?.startTime ?? null,
+      locks: job.locks.map((l) => ({ key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: job.grantInfo().find((g) => g.path === l.key)?.fencing_token ?? 0 })),
+      client_pid: job.req.client_pid,
+      detach: job.req.detach,
+      dir: job.dir,
+      holder: job.req.holder,
+      user: job.req.user,
+      uid: job.uid,
+      command_line: job.owner.commandLine ?? '',
+      queued_at: job.queuedAt,
+      started_at: job.startedAt,
+      log_path: job.startedAt ? job.logPath : null,
+      parent: job.parent,
+    });
+  }
+
+  journalAppend(e: Parameters<Journal['append']>[0]): void {
+    this.journal.append(e);
+  }
+
+  runFinished(job: RunJob, result: RunResult): void {
+    this.runs.delete(job.runId);
+    this.journal.append({ t: 'run_end', run_id: job.runId });
+    if (job.startedAt !== null && result.duration_ms !== null) {
+      for (const l of job.locks) this.durations.record(l.key, result.duration_ms);
+    }
+    const keep = job.req.keep ?? this.defaultKeep;
+    if (keep > 0) this.scheduleGc(job.runsRoot, keep);
+    if (this.shuttingDown && this.runs.size === 0) this.onIdle?.();
+  }
+
+  onIdle: (() => void) | null = null;
+
+  /** Auto-GC, coalesced per runs root and run after the current burst of work, never on the handoff path. */
+  private scheduleGc(runsRoot: string, keep: number): void {
+    const had = this.gcPending.has(runsRoot);
+    this.gcPending.set(runsRoot, keep);
+    if (had) return;
+    setTimeout(() => {
+      const k = this.gcPending.get(runsRoot) ?? keep;
+      this.gcPending.delete(runsRoot);
+      gcRuns(runsRoot, { keep: k, dryRun: false, isLive: (id: string) => this.runs.has(id) })
+        .then((r) => {
+          if (r.removed.length) this.log.info('auto-gc', { runs_root: runsRoot, removed: r.removed.length });
+        })
+        .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: runsRoot, error: e.message }));
+    }, 50);
+  }
+
+  /**
+   * After a run's locks are released, look once more for stragglers that escaped the process group and closed
+   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. Coalesced so that a
+   * burst of short runs costs one process-table scan.
+   */
+  sweepLater(tree: JobTree): void {
+    this.sweepQueue.push(tree);
+    if (this.sweepScheduled) return;
+    this.sweepScheduled = true;
+    setTimeout(() => {
+      const trees = this.sweepQueue;
+      this.sweepQueue = [];
+      this.sweepScheduled = false;
+      void (async () => {
+        for (const t of trees) {
+          try {
+            const members = await t.members();
+            if (members.length) {
+              this.log.warn('killing processes that outlived their run', { run_id: t.runId, pids: members });
+              await t.kill({ graceMs: 2000, signal: 'SIGTERM' });
+            }
+            t.dispose();
+          } catch (e) {
+            this.log.warn('sweep failed', { error: (e as Error).message });
+          }
+        }
+      })();
+    }, 20);
+  }
+
+  private async killRun(conn: Connection, runId: string, signal: string, force: boolean): Promise<void> {
+    const job = this.runs.get(runId);
+    if (!job) throw new LockdError('no_such_run', `no live run ${runId}`);
+    const uid = this.uidOf(conn);
+    if (this.mode === 'system' && job.uid !== uid && !force && uid !== 0) {
+      throw new LockdError('not_owner', `run ${runId} belongs to ${job.req.user}; only its owner or an admin with --force can kill it`);
+    }
+    const sig = (signal.startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase() as NodeJS.Signals;
+    const by = `${conn.peer ? `uid ${conn.peer.uid}` : 'user'} (pid ${conn.clientPid ?? '?'})`;
+    const done = new Promise<void>((r) => job.watchers.add(r));
+    this.log.info('kill requested', { run_id: runId, signal: sig, by });
+    await job.stop('cancel', by, sig);
+    await done;
+    conn.end({ type: 'ok', note: `run ${runId} stopped` });
+  }
+
+  private watchRun(conn: Connection, runId: string): void {
+    const job = this.runs.get(runId);
+    conn.send({ type: 'run_state', run_id: runId, live: !!job, result_path: job?.resultPath ?? null, log_path: job?.logPath ?? null });
+    if (!job) {
+      conn.end();
+      return;
+    }
+    const fn = () => conn.end({ type: 'run_ended', run_id: runId });
+    job.watchers.add(fn);
+    conn.attachment.onClose = () => job.watchers.delete(fn);
+  }
+
+  private async gc(conn: Connection, msg: Extract<ClientMessage, { type: 'gc' }>): Promise<void> {
+    const runsRoot = msg.runs_root ?? join(this.stateDir, 'runs');
+    const report = await gcRuns(runsRoot, {
+      keep: msg.keep,
+      ...(msg.older_than_ms !== null ? { olderThanMs: msg.older_than_ms } : {}),
+      ...(msg.max_bytes !== null ? { maxBytes: msg.max_bytes } : {}),
+      dryRun: msg.dry_run,
+      isLive: (id: string) => this.runs.has(id),
+    });
+    conn.end({ type: 'gc_done', report: { runs_root: runsRoot, ...report } as unknown as Record<string, unknown> });
+  }
+
+  /** Graceful stop: every job is stopped and recorded (force), or we wait for them; then the caller exits. */
+  async shutdown(force: boolean): Promise<void> {
+    this.shuttingDown = true;
+    const jobs = [...this.runs.values()];
+    if (force || jobs.length) {
+      await Promise.all(jobs.map((j) => (j.detached && !force ? Promise.resolve() : j.stop('shutdown', 'lockd shutdown'))));
+    }
+    // Every record is written before we exit: wait for the runs to finish their result files.
+    await Promise.all(jobs.filter((j) => !(j.detached && !force)).map((j) => (this.runs.has(j.runId) ? new Promise<void>((r) => j.watchers.add(r)) : Promise.resolve())));
+    await this.holds.shutdown();
+  }
+
+  get host(): string {
+    return hostname();
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Explicit holds: reservations without a child (several CI steps, a debugging session on a shared board).
+ * A hold keeps its locks until released, or until its TTL passes without a heartbeat (the TTL bounds how long
+ * a crashed CI runner can block others; it is not a cap on the hold's length). One timer per hold with a TTL,
+ * none otherwise: an idle daemon with `--ttl none` holds does no work at all.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Connection } from './connection.js';
+import type { DaemonCore } from './core.js';
+import type { AcquireRequest, LockRef, HolderInfo } from '../protocol/messages.js';
+import { resolveLocks, type ResolvedLock } from './lock-resolve.js';
+import { LockdError } from '../util/errors.js';
+import type { Grant } from './lock-table.js';
+import { describeBlocker, holderInfo, type Owner } from './owner.js';
+import { holderBase } from './holder-base.js';
+
+export interface Hold {
+  id: string;
+  owner: Owner;
+  locks: ResolvedLock[];
+  ttlMs: number | null;
+  expiresAt: number | null;
+  timer: NodeJS.Timeout | null;
+  grant: Grant<Owner> | null;
+  queuedAt: number;
+  /** The acquiring client, while it waits. */
+  conn: Connection | null;
+  waitTimer: NodeJS.Timeout | null;
+}
+
+export function newHoldId(): string {
+  return `hold-${randomBytes(6).toString('hex')}`;
+}
+
+export class HoldManager {
+  readonly holds = new Map<string, Hold>();
+
+  constructor(private readonly core: DaemonCore) {}
+
+  async acquire(conn: Connection, req: AcquireRequest): Promise<void> {
+    const uid = this.core.uidOf(conn);
+    const locks = resolveLocks(req.locks, { globalDir: this.core.globalDir, callerUid: uid });
+    if (locks.length === 0) throw new LockdError('usage', 'acquire needs at least one lock');
+    const id = newHoldId();
+    const now = Date.now();
+    const owner: Owner = { kind: 'hold', id, holder: req.holder, user: req.user, uid, pid: this.core.pidOf(conn, req.client_pid), commandLine: null, cwd: req.cwd, since: now, locks };
+    const hold: Hold = { id, owner, locks, ttlMs: req.ttl_ms, expiresAt: null, timer: null, grant: null, queuedAt: now, conn, waitTimer: null };
+    this.holds.set(id, hold);
+    const request = { id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner };
+    const res = req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
+    if (res.kind === 'granted') {
+      await this.onGranted(res.grant);
+      return;
+    }
+    if (res.kind === 'rejected') {
+      this.holds.delete(id);
+      throw new LockdError(res.code === 'deadlock' ? 'deadlock' : 'usage', res.message);
+    }
+    if (res.kind === 'busy') {
+      this.holds.delete(id);
+      this.notObtained(conn, req, locks, res.blockers, 'lock_busy');
+      return;
+    }
+    this.core.events.emit('queued', id, locks.map((l) => l.key));
+    conn.send({ type: 'queued', run_id: id, position: this.core.table.queuePosition(id), blockers: res.blockers.map((b) => holderInfo(b.meta)), manifest_path: '', result_path: '' });
+    conn.attachment.onClose = () => {
+      // A client that gives up while waiting is removed from the queue; once granted, the hold outlives it.
+      if (!hold.grant && this.holds.get(id) === hold) {
+        if (hold.waitTimer) clearTimeout(hold.waitTimer);
+        this.holds.delete(id);
+        this.core.cancelRequest(id);
+      }
+    };
+    if (req.wait_ms !== null) {
+      hold.waitTimer = setTimeout(() => {
+        if (hold.grant || this.holds.get(id) !== hold) return;
+        const blockers = this.core.table.blockersOf(id);
+        this.holds.delete(id);
+        this.core.cancelRequest(id);
+        this.notObtained(conn, req, locks, blockers, 'lock_wait_timeout');
+      }, req.wait_ms);
+    }
+  }
+
+  private notObtained(conn: Connection, req: AcquireRequest, locks: ResolvedLock[], blockers: Array<{ key: string; meta: Owner; kind: string }>, code: string): void {
+    const first = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
+    const name = first ? (locks.find((l) => l.key === first.key)?.name ?? first.key) : '';
+    const message = first ? describeBlocker(name, first.meta) : 'lock is busy';
+    this.core.events.emit('not_obtained', '', locks.map((l) => l.key), { reason: code });
+    conn.end({ type: 'not_obtained', code, message, blockers: blockers.map((b) => holderInfo(b.meta)) as HolderInfo[], exit_code: req.conflict_exit_code });
+  }
+
+  async onGranted(grant: Grant<Owner>): Promise<void> {
+    const hold = this.holds.get(grant.request.id);
+    if (!hold) {
+      this.core.releaseRequest(grant.request.id);
+      return;
+    }
+    if (hold.waitTimer) clearTimeout(hold.waitTimer);
+    hold.grant = grant;
+    const ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested), hold.owner.uid).catch(() => false);
+    if (!ok) {
+      // An outside flock user holds a file; stay first in line and retry (see LockGuard).
+      hold.grant = null;
+      setTimeout(() => {
+        if (this.holds.get(hold.id) === hold) void this.onGranted(grant);
+      }, 100);
+      return;
+    }
+    const now = Date.now();
+    this.arm(hold, now);
+    this.core.journalAppend({ t: 'hold', hold_id: hold.id, locks: this.journalLocks(hold, grant), holder: hold.owner.holder, user: hold.owner.user, uid: hold.owner.uid, since: now, ttl_ms: hold.ttlMs, expires_at: hold.expiresAt });
+    this.core.guard.describe(
+      grant.claims.filter((c) => !c.nested).map((c) => c.key),
+      { pid: hold.owner.pid, start_utc: new Date(now).toISOString(), start_epoch: Math.floor(now / 1000), cwd: hold.owner.cwd, cmd: null, hold_id: hold.id, holder: hold.owner.holder, lockd_pid: process.pid },
+    );
+    this.core.events.emit('hold_acquired', hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ttl_ms: hold.ttlMs });
+    const conn = hold.conn;
+    hold.conn = null;
+    conn?.end({
+      type: 'acquired',
+      hold_id: hold.id,
+      locks: grant.claims.map((c) => {
+        const l = hold.locks.find((x) => x.key === c.key)!;
+        return { name: l.name, scope: l.scope, mode: c.mode, path: c.key, slot_index: c.slotIndex ?? null, fencing_token: c.fencingToken, wait_ms: now - hold.queuedAt };
+      }),
+      queue_wait_ms: now - hold.queuedAt,
+      holder: hold.owner.holder,
+      ttl_ms: hold.ttlMs,
+    });
+  }
+
+  private journalLocks(hold: Hold, grant: Grant<Owner>) {
+    return hold.locks.map((l) => ({ key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: grant.claims.find((c) => c.key === l.key)?.fencingToken ?? 0 }));
+  }
+
+  /** (Re)start the TTL clock. */
+  private arm(hold: Hold, now: number): void {
+    if (hold.timer) clearTimeout(hold.timer);
+    hold.timer = null;
+    if (hold.ttlMs === null) {
+      hold.expiresAt = null;
+      return;
+    }
+    hold.expiresAt = now + hold.ttlMs;
+    hold.timer = setTimeout(() => void this.expire(hold), hold.ttlMs);
+  }
+
+  private async expire(hold: Hold): Promise<void> {
+    if (this.holds.get(hold.id) !== hold) return;
+    this.core.log.warn('hold expired without heartbeat', { hold_id: hold.id, holder: hold.owner.holder, ttl_ms: hold.ttlMs });
+    await this.drop(hold, 'hold_expired', null);
+  }
+
+  private async drop(hold: Hold, event: 'hold_released' | 'hold_expired', by: string | null): Promise<void> {
+    this.holds.delete(hold.id);
+    if (hold.timer) clearTimeout(hold.timer);
+    const grant = hold.grant;
+    this.core.releaseRequest(hold.id);
+    if (grant) await this.core.guard.give(grant.claims.filter((c) => !c.nested).map((c) => c.key));
+    this.core.journalAppend({ t: 'hold_end', hold_id: hold.id });
+    this.core.events.emit(event, hold.id, hold.locks.map((l) => l.key), by ? { by } : undefined);
+  }
+
+  private owns(hold: Hold, holder: string, uid: number | null): boolean {
+    if (this.core.mode === 'system' && uid !== hold.owner.uid) return false;
+    return hold.owner.holder === holder || holderBase(hold.owner.holder) === holderBase(holder);
+  }
+
+  async heartbeat(conn: Connection, holdId: string, holder: string): Promise<void> {
+    const hold = this.holds.get(holdId);
+    if (!hold || !hold.grant) throw new LockdError('no_such_hold', `no active hold ${holdId} (it may have expired or been released)`);
+    if (!this.owns(hold, holder, this.core.uidOf(conn))) throw new LockdError('not_owner', `hold ${holdId} belongs to ${hold.owner.holder}`);
+    const now = Date.now();
+    this.arm(hold, now);
+    this.core.journalAppend({ t: 'hold_hb', hold_id: hold.id, expires_at: hold.expiresAt });
+    conn.end({ type: 'ok', note: hold.expiresAt ? `expires ${new Date(hold.expiresAt).toISOString()}` : 'no ttl' });
+  }
+
+  async release(conn: Connection, msg: { hold_id: string | null; locks: LockRef[]; holder: string; force: boolean }): Promise<void> {
+    const uid = this.core.uidOf(conn);
+    let targets: Hold[] = [];
+    if (msg.hold_id) {
+      const h = this.holds.get(msg.hold_id);
+      if (h) targets = [h];
+    } else {
+      const keys = new Set(resolveLocks(msg.locks, { globalDir: this.core.globalDir, callerUid: uid }).map((l) => l.key));
+      targets = [...this.holds.values()].filter((h) => h.grant && h.locks.some((l) => keys.has(l.key)));
+    }
+    if (targets.length === 0) {
+      conn.end({ type: 'released', released: false, note: msg.hold_id ? `no active hold ${msg.hold_id}; nothing to release` : 'no hold covers those locks; nothing to release', hold_ids: [] });
+      return;
+    }
+    const mine = targets.filter((h) => this.owns(h, msg.holder, uid));
+    const others = targets.filter((h) => !mine.includes(h));
+    let forced: Hold[] = [];
+    if (msg.force && others.length) {
+      if (this.core.mode === 'system' && uid !== 0 && !this.core.isAdmin(conn)) {
+        throw new LockdError('not_authorized', `only the owner or a member of the lockd admin group can break ${others.map((h) => h.id).join(', ')}`);
+      }
+      forced = others;
+    }
+    const by = `${msg.holder}${uid !== null ? ` (uid ${uid})` : ''}`;
+    for (const h of mine) await this.drop(h, 'hold_released', null);
+    for (const h of forced) {
+      this.core.log.warn('hold broken with --force', { hold_id: h.id, owner: h.owner.holder, by });
+      await this.drop(h, 'hold_released', by);
+    }
+    const released = [...mine, ...forced];
+    const note =
+      others.length && !msg.force
+        ? `${others.map((h) => `${h.id} is held by ${h.owner.holder}`).join('; ')}: not yours, left in place (use --force to break it)`
+        : forced.length
+          ? `broke ${forced.map((h) => h.id).join(', ')} held by ${forced.map((h) => h.owner.holder).join(', ')}`
+          : null;
+    conn.end({ type: 'released', released: released.length > 0, note, hold_ids: released.map((h) => h.id) });
+  }
+
+  /** The hold of this holder that covers every one of the wanted locks, if any (a run inside its own reservation). */
+  coveringHold(holder: string, uid: number | null, keys: string[]): string | null {
+    if (keys.length === 0) return null;
+    for (const h of this.holds.values()) {
+      if (!h.grant || !this.owns(h, holder, uid)) continue;
+      if (keys.some((k) => h.locks.some((l) => l.key === k))) return h.id;
+    }
+    return null;
+  }
+
+  /** Restore a hold from the journal after a restart (its locks are re-granted before new work is accepted). */
+  restore(rec: { hold_id: string; holder: string; user: string; uid: number | null; since: number; ttl_ms: number | null; expires_at: number | null }, locks: ResolvedLock[]): boolean {
+    const owner: Owner = { kind: 'hold', id: rec.hold_id, holder: rec.holder, user: rec.user, uid: rec.uid, pid: null, commandLine: null, cwd: null, since: rec.since, locks };
+    const hold: Hold = { id: rec.hold_id, owner, locks, ttlMs: rec.ttl_ms, expiresAt: rec.expires_at, timer: null, grant: null, queuedAt: rec.since, conn: null, waitTimer: null };
+    const res = this.core.table.submit({ id: hold.id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner });
+    if (res.kind !== 'granted') {
+      if (res.kind === 'queued') this.core.cancelRequest(hold.id);
+      return false;
+    }
+    hold.grant = res.grant;
+    this.holds.set(hold.id, hold);
+    void this.core.guard.take(res.grant.claims, owner.uid);
+    if (hold.expiresAt !== null) {
+      const left = Math.max(0, hold.expiresAt - Date.now());
+      hold.timer = setTimeout(() => void this.expire(hold), left);
+    }
+    return true;
+  }
+
+  list(): Hold[] {
+    return [...this.holds.values()].filter((h) => h.grant);
+  }
+
+  async shutdown(): Promise<void> {
+    // Holds survive a graceful restart: their journal records stay, timers stop with the process.
+    for (const h of this.holds.values()) {
+      if (h.timer) clearTimeout(h.timer);
+      if (h.waitTimer) clearTimeout(h.waitTimer);
+    }
+  }
+}

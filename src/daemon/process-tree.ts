@@ -1,0 +1,582 @@
+/**
+ * A job's whole process tree, and how to end it.
+ *
+ * The daemon spawns each job detached, so the child leads its own process
+ * group (pgid = child pid). Killing that group is not enough: descendants can
+ * leave it (setsid / setpgid), double-fork into daemons that get reparented to
+ * init, or ignore SIGTERM. `JobTree` finds every live process of the job by
+ * several independent means and verifies the result with the process table:
+ *
+ *  1. the process group (pgid = leader pid);
+ *  2. the ppid-descendants of every member found (a fixpoint over the table);
+ *  3. processes whose /proc/<pid>/environ carries the job's env tag
+ *     (`LOCKD_RUN_ID=<runId>`): an escapee reparented to init keeps its
+ *     environment. Limit: a process that exec'd with a scrubbed environment
+ *     (`env -i`, `execve(..., envp=[])`) AND left the group AND lost its parent
+ *     chain is invisible to this scan — only the cgroup (4) still sees it.
+ *     Reading environ needs ptrace-read access: another user's processes are
+ *     skipped (the daemon normally runs as the job's user, or as root);
+ *  4. the job's own cgroup v2, when the host lets us create one (detected once,
+ *     silently skipped otherwise). Membership is inherited by every fork and
+ *     cannot be left without write access to a cgroup.procs file;
+ *  5. every process seen as a member before (pid + start time), so a member
+ *     that escapes between two scans is not forgotten.
+ *
+ * A pid is never trusted alone: identity is pid + start time, every signal to
+ * a single pid is preceded by an identity check, and nothing that started
+ * before the job leader can be a member. (There is still a window of
+ * microseconds between the check and kill(2); node has no pidfd API.)
+ *
+ * Cost: (3) reads every /proc/<pid>/environ, so it runs only in `members()`,
+ * `isEmpty()`, `signal()` and `kill()`, never on the hot path. The hot path —
+ * a child that exited and left nothing behind — is `groupEmptySync()`: one
+ * kill(-pgid, 0) plus, with a cgroup, one small file read.
+ */
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import treeKill from 'tree-kill';
+import {
+  compareStartTimes,
+  isExitedState,
+  isSameProcessAlive,
+  isValidPid,
+  listProcesses,
+  processGroupAlive,
+  processStartTimeSync,
+  readProcStat,
+  type ProcessEntry,
+} from '../util/proc.js';
+import { LockdError } from '../util/errors.js';
+
+const IS_LINUX = process.platform === 'linux';
+
+export interface JobTreeOptions {
+  /** Pid of the spawned job (leader of its own process group: pgid = pid). */
+  pid: number;
+  /**
+   * The leader's start time (`processStartTimeSync(pid)`, taken synchronously
+   * right after spawn). If omitted it is read now; if it cannot be read at
+   * all the leader is treated as already gone.
+   */
+  startTime?: string | null;
+  /** The run's id (names the job's cgroup). */
+  runId: string;
+  /** The exact `NAME=value` entry every process of the job inherits, e.g. `LOCKD_RUN_ID=<runId>`. */
+  envTag: string;
+  /** Try to put the job in its own cgroup v2 (default true; falls back silently when unavailable). */
+  useCgroup?: boolean;
+}
+
+export interface KillOptions {
+  /** How long processes get to exit after the first signal before SIGKILL. */
+  graceMs: number;
+  /** The first signal (default SIGTERM). */
+  signal?: NodeJS.Signals;
+  /** Bound on waiting for SIGKILLed processes to vanish (default 5000 ms); after it `remaining` says how many did not. */
+  killWaitMs?: number;
+}
+
+export interface KillResult {
+  /** True if anything was still alive after `graceMs` and got SIGKILL. */
+  escalated: boolean;
+  /** Job processes still in the process table when kill() gave up (0 on success). */
+  remaining: number;
+}
+
+/** First poll interval while a kill is in progress, and its cap (doubling in between). */
+const POLL_FIRST_MS = 5;
+const POLL_MAX_MS = 100;
+/** Bound on one tree-kill run (it spawns `ps` per tree level). */
+const TREE_KILL_TIMEOUT_MS = 3000;
+
+export class JobTree {
+  readonly pid: number;
+  readonly startTime: string | null;
+  readonly runId: string;
+  readonly envTag: string;
+  private readonly envNeedle: Buffer;
+  private cgroup: JobCgroup | null;
+  /** Every process ever seen as a member: pid → start time. */
+  private readonly known = new Map<number, string>();
+  private killing: Promise<KillResult> | null = null;
+
+  constructor(opts: JobTreeOptions) {
+    // pid 0/1/negative would turn kill(-pgid) into "every process" or init's group.
+    if (!isValidPid(opts.pid) || opts.pid <= 1) {
+      throw new LockdError('INVALID_ARGUMENT', `JobTree: invalid pid ${String(opts.pid)}`, { pid: opts.pid });
+    }
+    if (!/^[^=\0]+=[^\0]*$/.test(opts.envTag)) {
+      throw new LockdError('INVALID_ARGUMENT', 'JobTree: envTag must be NAME=value', { envTag: opts.envTag });
+    }
+    this.pid = opts.pid;
+    const given = opts.startTime === undefined ? processStartTimeSync(opts.pid) : opts.startTime;
+    this.startTime = given === null || given === '' ? null : given;
+    this.runId = opts.runId;
+    this.envTag = opts.envTag;
+    this.envNeedle = Buffer.from(`${opts.envTag}\0`);
+    // Move the job into its cgroup before anything else: every later fork inherits it. Only a
+    // leader whose identity checks out is moved (a recycled pid must never land in our cgroup,
+    // where cgroup.kill would reach it); the job's existing cgroup is reattached even without it
+    // (a restarted daemon finding a dead leader's escapees).
+    const leaderAlive = this.startTime !== null && isSameProcessAlive(this.pid, this.startTime);
+    this.cgroup = opts.useCgroup === false ? null : JobCgroup.adopt(opts.runId, opts.pid, leaderAlive);
+    if (this.startTime !== null) this.known.set(this.pid, this.startTime);
+  }
+
+  /** The job's cgroup directory, or null when cgroups are not used for this job. */
+  get cgroupPath(): string | null {
+    return this.cgroup?.dir ?? null;
+  }
+
+  /**
+   * Fast, synchronous "did the job leave nothing behind?": no process in the
+   * job's process group (kill(-pgid, 0)) and, with a cgroup, none in it.
+   * Without a cgroup it cannot see escapees that left the group — use
+   * `isEmpty()` for the full answer. A zombie still counts as present here
+   * (kill(-pgid, 0) succeeds until it is reaped), so a false answer is
+   * confirmed by `kill()`, which ignores zombies and returns at once if
+   * nothing live remains.
+   */
+  groupEmptySync(): boolean {
+    if (this.cgroup?.populatedSync()) return false;
+    if (this.groupIsOursSync() && processGroupAlive(this.pid)) return false;
+    // Nothing can enter an empty cgroup by itself, so it is removed here rather than leaked.
+    this.dispose();
+    return true;
+  }
+
+  /** True when the process table shows no live process of the job (then its empty cgroup, if any, is removed). */
+  async isEmpty(): Promise<boolean> {
+    const empty = (await this.scan()).length === 0;
+    if (empty) this.dispose();
+    return empty;
+  }
+
+  /** Pids of every live process of the job (never the daemon itself, never zombies). */
+  async members(): Promise<number[]> {
+    return (await this.scan()).map((e) => e.pid).sort((a, b) => a - b);
+  }
+
+  /**
+   * Send `sig` to the whole job: to the process group, then to every member
+   * outside it. Escaped subtrees (members that left the group) are signalled
+   * with tree-kill from their root, which also catches children forked since
+   * our scan; members tree-kill could not reach get the signal one by one,
+   * each after an identity check. Returns the number of members found.
+   */
+  async signal(sig: NodeJS.Signals = 'SIGTERM'): Promise<number> {
+    return (await this.signalAll(sig)).length;
+  }
+
+  /** `signal`, returning the members it signalled. */
+  private async signalAll(sig: NodeJS.Signals): Promise<ProcessEntry[]> {
+    // Scan first, then signal: every process in the scan is then certain to have been sent `sig`.
+    const entries = await this.scan();
+    this.signalGroup(sig);
+    const outside = entries.filter((e) => e.pgid !== this.pid);
+    const outsidePids = new Set(outside.map((e) => e.pid));
+    const roots = outside.filter((e) => !outsidePids.has(e.ppid));
+    const reached = new Set<number>();
+    if (psAvailable()) {
+      await Promise.all(
+        roots.map(async (root) => {
+          if (!isSameProcessAlive(root.pid, root.startTime)) return;
+          if (await treeKillBounded(root.pid, sig)) for (const pid of subtreeOf(root.pid, outside)) reached.add(pid);
+        }),
+      );
+    }
+    for (const e of outside) if (!reached.has(e.pid)) signalIfSame(e, sig);
+    return entries;
+  }
+
+  /**
+   * End the job: `signal` (default SIGTERM) to everything, wait until the
+   * process table shows none of its processes (re-scanning on a short backoff,
+   * signalling newcomers too) for up to `graceMs`, then SIGKILL everything left
+   * and wait again, bounded by `killWaitMs`. Resolves when the job is gone or
+   * the bound is hit (`remaining` > 0 then: e.g. processes stuck in
+   * uninterruptible sleep). The job's cgroup is removed once it is empty.
+   * Concurrent calls share the kill in progress.
+   */
+  kill(opts: KillOptions): Promise<KillResult> {
+    if (this.killing === null) {
+      this.killing = this.runKill(opts).finally(() => {
+        this.killing = null;
+      });
+    }
+    return this.killing;
+  }
+
+  /**
+   * Remove the job's cgroup if it is empty (safe to call any time, and more
+   * than once). Returns false if it is still populated. `groupEmptySync`,
+   * `isEmpty` and `kill` call it themselves when they find the job empty.
+   */
+  dispose(): boolean {
+    if (this.cgroup === null) return true;
+    if (!this.cgroup.remove()) return false;
+    this.cgroup = null;
+    return true;
+  }
+
+  private async runKill(opts: KillOptions): Promise<KillResult> {
+    const firstSignal = opts.signal ?? 'SIGTERM';
+    const graceEnd = Date.now() + Math.max(0, opts.graceMs);
+    const signalled = new Set<string>();
+
+    let entries = await this.signalAll(firstSignal);
+    for (const e of entries) signalled.add(identityKey(e));
+    let delay = POLL_FIRST_MS;
+    while (entries.length > 0 && Date.now() < graceEnd) {
+      await sleep(Math.min(delay, Math.max(1, graceEnd - Date.now())));
+      delay = Math.min(delay * 2, POLL_MAX_MS);
+      entries = await this.scan();
+      // Processes forked since the signal (a trap handler, a respawn) get it too.
+      for (const e of entries) {
+        const key = identityKey(e);
+        if (signalled.has(key)) continue;
+        signalled.add(key);
+        signalIfSame(e, firstSignal);
+      }
+    }
+    if (entries.length === 0) {
+      this.dispose();
+      return { escalated: false, remaining: 0 };
+    }
+
+    const killEnd = Date.now() + Math.max(0, opts.killWaitMs ?? 5000);
+    delay = POLL_FIRST_MS;
+    for (;;) {
+      this.cgroup?.killAll();
+      this.signalGroup('SIGKILL');
+      for (const e of entries) signalIfSame(e, 'SIGKILL');
+      await sleep(Math.min(delay, Math.max(1, killEnd - Date.now())));
+      delay = Math.min(delay * 2, POLL_MAX_MS);
+      entries = await this.scan();
+      if (entries.length === 0 || Date.now() >= killEnd) break;
+    }
+    this.dispose();
+    return { escalated: true, remaining: entries.length };
+  }
+
+  /** kill(-pgid, sig) if the group is still ours; errors other than "no such group" are not ours to handle here. */
+  private signalGroup(sig: NodeJS.Signals): void {
+    if (!this.groupIsOursSync()) return;
+    try {
+      process.kill(-this.pid, sig);
+    } catch {
+      // ESRCH: the group is gone. EPERM: a member changed credentials (setuid); it is signalled by pid if we may.
+    }
+  }
+
+  /**
+   * Whether pgid = our leader's pid still names our group. While the group has
+   * any member the kernel cannot hand its number to a new process, so if a
+   * different process now holds the leader's pid, our group emptied before
+   * that, and any group of that number is someone else's. (If no process holds
+   * the pid, the group, if any, is assumed ours: a foreign group of that
+   * number would need the pid to be recycled and its new owner to exit while
+   * leaving children in its group, all within one job's life.)
+   */
+  private groupIsOursSync(): boolean {
+    if (this.startTime === null) return false;
+    const now = processStartTimeSync(this.pid);
+    return now === null || now === this.startTime;
+  }
+
+  private groupIsOurs(byPid: Map<number, ProcessEntry>): boolean {
+    if (this.startTime === null) return false;
+    const leader = byPid.get(this.pid);
+    return leader === undefined || leader.startTime === this.startTime;
+  }
+
+  /** One enumeration of the job's live processes, by every means available (see the file comment). */
+  private async scan(): Promise<ProcessEntry[]> {
+    const table = await listProcesses();
+    const byPid = new Map<number, ProcessEntry>();
+    const children = new Map<number, ProcessEntry[]>();
+    for (const e of table) {
+      byPid.set(e.pid, e);
+      const list = children.get(e.ppid);
+      if (list === undefined) children.set(e.ppid, [e]);
+      else list.push(e);
+    }
+
+    const found = new Map<number, ProcessEntry>();
+    const add = (e: ProcessEntry | undefined | null): void => {
+      if (e && !found.has(e.pid) && this.couldBeMember(e)) found.set(e.pid, e);
+    };
+
+    if (this.groupIsOurs(byPid)) for (const e of table) if (e.pgid === this.pid) add(e);
+    for (const [pid, startTime] of this.known) {
+      const e = byPid.get(pid);
+      if (e !== undefined && e.startTime === startTime) add(e);
+      else this.known.delete(pid);
+    }
+    if (this.cgroup !== null) {
+      for (const pid of await this.cgroup.procs()) {
+        // A pid missing from the table started after we listed it; read it directly.
+        add(byPid.get(pid) ?? (await readProcStat(pid)));
+      }
+    }
+    if (IS_LINUX) {
+      const candidates = table.filter((e) => !found.has(e.pid) && this.couldBeMember(e));
+      const tagged = await Promise.all(candidates.map((e) => this.carriesEnvTag(e.pid)));
+      candidates.forEach((e, i) => {
+        if (tagged[i]) add(e);
+      });
+    }
+
+    // Fixpoint: descendants of any member are members.
+    const queue = [...found.keys()];
+    while (queue.length > 0) {
+      const parent = queue.pop()!;
+      for (const child of children.get(parent) ?? []) {
+        if (found.has(child.pid)) continue;
+        add(child);
+        if (found.has(child.pid)) queue.push(child.pid);
+      }
+    }
+
+    for (const e of found.values()) this.known.set(e.pid, e.startTime);
+    return [...found.values()];
+  }
+
+  /** Live, not us, not init, and not older than the job (a process that predates the leader cannot be its descendant). */
+  private couldBeMember(e: ProcessEntry): boolean {
+    if (e.pid <= 1 || e.pid === process.pid || isExitedState(e.state)) return false;
+    if (this.startTime === null) return true;
+    const order = compareStartTimes(e.startTime, this.startTime);
+    return order === null || order >= 0;
+  }
+
+  private async carriesEnvTag(pid: number): Promise<boolean> {
+    let env: Buffer;
+    try {
+      env = await readFile(`/proc/${pid}/environ`);
+    } catch {
+      return false; // gone, or not ours to read (EACCES)
+    }
+    if (env.length === 0) return false;
+    // Entries are NUL-terminated; match a whole entry, at the start or after a NUL.
+    if (env.subarray(0, this.envNeedle.length).equals(this.envNeedle)) return true;
+    const inner = Buffer.concat([Buffer.from([0]), this.envNeedle]);
+    if (env.includes(inner)) return true;
+    // A last entry without its terminator (should not happen, but cheap to accept).
+    const tail = Buffer.concat([Buffer.from([0]), this.envNeedle.subarray(0, -1)]);
+    return env.length >= tail.length && env.subarray(env.length - tail.length).equals(tail);
+  }
+}
+
+function identityKey(e: ProcessEntry): string {
+  return `${e.pid}@${e.startTime}`;
+}
+
+/** Signal one process only if it is still the one we saw. */
+function signalIfSame(e: ProcessEntry, sig: NodeJS.Signals): void {
+  if (!isSameProcessAlive(e.pid, e.startTime)) return;
+  try {
+    process.kill(e.pid, sig);
+  } catch {
+    // ESRCH: it just exited. EPERM: not ours to signal; kill() reports it in `remaining`.
+  }
+}
+
+/** `root` and its ppid-descendants within `entries`. */
+function subtreeOf(root: number, entries: ProcessEntry[]): Set<number> {
+  const out = new Set<number>([root]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const e of entries) {
+      if (!out.has(e.pid) && out.has(e.ppid)) {
+        out.add(e.pid);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * tree-kill, bounded in time. It resolves true when tree-kill reported success.
+ * tree-kill walks the tree by spawning `ps` per level and attaches no 'error'
+ * listener to those spawns, so it is only called when `ps` is on PATH (see
+ * psAvailable) — a missing `ps` would otherwise become an uncaught exception.
+ */
+function treeKillBounded(pid: number, sig: NodeJS.Signals): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), TREE_KILL_TIMEOUT_MS);
+    timer.unref();
+    try {
+      treeKill(pid, sig, (err) => {
+        clearTimeout(timer);
+        resolve(err === undefined || err === null);
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve(false);
+    }
+  });
+}
+
+let psAvailableCache: boolean | null = null;
+
+function psAvailable(): boolean {
+  if (psAvailableCache === null) {
+    const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d !== '');
+    psAvailableCache = dirs.some((d) => {
+      try {
+        accessSync(join(d, 'ps'), fsConstants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+  return psAvailableCache;
+}
+
+// ---------------------------------------------------------------------------
+// cgroup v2 (Linux, optional)
+
+/**
+ * Where job cgroups are created: `<our own cgroup>/lockd`, on the cgroup2
+ * mount (found in /proc/self/mountinfo, so both the unified layout at
+ * /sys/fs/cgroup and the hybrid one at /sys/fs/cgroup/unified work).
+ * Detected once; null when there is no cgroup2 mount or we cannot write there.
+ */
+let cgroupBaseCache: string | null | undefined;
+
+function cgroupBase(): string | null {
+  if (cgroupBaseCache === undefined) cgroupBaseCache = detectCgroupBase();
+  return cgroupBaseCache;
+}
+
+function detectCgroupBase(): string | null {
+  if (!IS_LINUX) return null;
+  try {
+    const own = readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
+    if (own === undefined) return null;
+    const ownPath = own.slice(3).trim();
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const [left, right] = line.split(' - ');
+      if (right === undefined || !right.startsWith('cgroup2 ')) continue;
+      const fields = left!.split(' ');
+      const mountRoot = unescapeMountPath(fields[3] ?? '');
+      const mountPoint = unescapeMountPath(fields[4] ?? '');
+      if (mountRoot !== '/' && ownPath !== mountRoot && !ownPath.startsWith(`${mountRoot}/`)) continue;
+      const relative = mountRoot === '/' ? ownPath : ownPath.slice(mountRoot.length);
+      const ownDir = join(mountPoint, relative);
+      if (!existsSync(join(ownDir, 'cgroup.controllers'))) continue;
+      const base = join(ownDir, 'lockd');
+      mkdirSync(base, { recursive: true });
+      // Moving a process needs write access to cgroup.procs of the common ancestor (our own cgroup).
+      accessSync(join(ownDir, 'cgroup.procs'), fsConstants.W_OK);
+      accessSync(base, fsConstants.W_OK);
+      return base;
+    }
+  } catch {
+    // Read-only cgroupfs, no permission, no /proc: fall back to the other means.
+  }
+  return null;
+}
+
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+function rmdirQuietly(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // populated or already gone: nothing to do
+  }
+}
+
+class JobCgroup {
+  private constructor(readonly dir: string) {}
+
+  /**
+   * The job's cgroup, `<base>/<runId>-<pid>`, with `pid` moved into it when
+   * `moveLeader`. An existing one (same run and leader: a restarted daemon) is
+   * reattached as is. Null, silently, when cgroups cannot be used.
+   */
+  static adopt(runId: string, pid: number, moveLeader: boolean): JobCgroup | null {
+    const base = cgroupBase();
+    if (base === null) return null;
+    const name = `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
+    const dir = join(base, name);
+    let created = false;
+    try {
+      mkdirSync(dir);
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return null;
+    }
+    if (!moveLeader) {
+      if (!created) return new JobCgroup(dir);
+      rmdirQuietly(dir);
+      return null;
+    }
+    try {
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      return new JobCgroup(dir);
+    } catch (err) {
+      if (created) rmdirQuietly(dir);
+      // ESRCH: this child is already gone. Anything else: cgroups do not work here; stop trying.
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
+      return null;
+    }
+  }
+
+  /** True while any live process is in the cgroup (exited tasks leave it at exit, before being reaped). */
+  populatedSync(): boolean {
+    try {
+      return /^populated 1$/m.test(readFileSync(join(this.dir, 'cgroup.events'), 'utf8'));
+    } catch {
+      return false;
+    }
+  }
+
+  async procs(): Promise<number[]> {
+    try {
+      return (await readFile(join(this.dir, 'cgroup.procs'), 'utf8'))
+        .split('\n')
+        .filter((l) => l !== '')
+        .map(Number)
+        .filter(isValidPid);
+    } catch {
+      return [];
+    }
+  }
+
+  /** SIGKILL every process in the cgroup at once (cgroup.kill, Linux ≥ 5.14). False when unsupported. */
+  killAll(): boolean {
+    try {
+      writeFileSync(join(this.dir, 'cgroup.kill'), '1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** rmdir the cgroup; false while it still has processes. */
+  remove(): boolean {
+    try {
+      rmdirSync(this.dir);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ENOENT';
+    }
+  }
+}
+
+/** Test hook: whether job cgroups can be used on this host (detected once). */
+export function cgroupsAvailable(): boolean {
+  return cgroupBase() !== null;
+}

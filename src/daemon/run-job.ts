@@ -1,0 +1,635 @@
+/**
+ * One `lockd run` attempt inside the daemon, from request to result.json:
+ *
+ *   queued ──grant──▶ starting ──spawn──▶ running ──exit──▶ stopping ──tree gone──▶ locks released ──▶ done
+ *      └─ busy / wait timeout / client lost / deadlock ─────────────────────────────────────────────▶ done
+ *
+ * Locks are released the moment the child's exit is observed and its process group is empty (the common case
+ * costs one kill(-pgid, 0)); a tree that outlives its leader is killed first. Everything slow (result.json, auto-GC)
+ * happens after the release, off the handoff path.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Connection } from './connection.js';
+import type { Owner } from './owner.js';
+import { describeBlocker, holderInfo } from './owner.js';
+import type { ResolvedLock } from './lock-resolve.js';
+import type { RunRequest, GrantInfo, RunOutcome, HolderInfo } from '../protocol/messages.js';
+import { FrameKind } from '../protocol/framing.js';
+import { LOCKD_VERSION } from '../protocol/version.js';
+import { buildManifest, writeManifest, withStartTime, type RunManifest } from '../runs/manifest.js';
+import { writeResult, type RunResult, type RunReason, type RunStatus, type SignalSender } from '../runs/result.js';
+import { MANIFEST_FILE, RESULT_FILE, LOG_FILE } from '../runs/run-files.js';
+import { RunLogWriter } from '../runs/log-writer.js';
+import { LogScanner } from '../runs/log-scanner.js';
+import { decideVerdict } from '../runs/verdict.js';
+import type { CompiledVerdictOptions } from '../runs/verdict-options.js';
+import { readGitSha } from '../runs/git-sha.js';
+import { JobTree } from './process-tree.js';
+import { processStartTimeSync } from '../util/proc.js';
+import type { DaemonCore } from './core.js';
+import type { Grant } from './lock-table.js';
+
+export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
+
+export class RunJob {
+  state: RunState = 'queued';
+  readonly owner: Owner;
+  readonly queuedAt = Date.now();
+  grantedAt: number | null = null;
+  startedAt: number | null = null;
+  pid: number | null = null;
+  private child: ResultPromise | null = null;
+  tree: JobTree | null = null;
+  private grant: Grant<Owner> | null = null;
+  private waitTimer: NodeJS.Timeout | null = null;
+  private timeoutTimer: NodeJS.Timeout | null = null;
+  private killReason: SignalSender | null = null;
+  private cancelledBy: string | null = null;
+  private manifest: RunManifest | null = null;
+  private log: RunLogWriter | null = null;
+  private scanner: LogScanner | null = null;
+  private logError: string | null = null;
+  readonly manifestPath: string;
+  readonly resultPath: string;
+  readonly logPath: string;
+  private finished = false;
+  /** Connections following this run's end (`lockd logs -f`, `watch_run`). */
+  readonly watchers = new Set<() => void>();
+
+  constructor(
+    private readonly core: DaemonCore,
+    private conn: Connection | null,
+    readonly req: RunRequest,
+    readonly runId: string,
+    readonly dir: string,
+    readonly runsRoot: string,
+    readonly locks: ResolvedLock[],
+    private readonly verdict: CompiledVerdictOptions,
+    readonly uid: number | null,
+    readonly parent: string | null,
+  ) {
+    this.manifestPath = join(dir, MANIFEST_FILE);
+    this.resultPath = join(dir, RESULT_FILE);
+    this.logPath = req.log_path ?? join(dir, LOG_FILE);
+    this.owner = {
+      kind: 'run',
+      id: runId,
+      holder: req.holder,
+      user: req.user,
+      uid,
+      pid: null,
+      commandLine: null,
+      cwd: req.cwd,
+      since: this.queuedAt,
+      locks,
+    };
+  }
+
+  get detached(): boolean {
+    return this.req.detach;
+  }
+
+  /** Write the queued manifest, then ask the lock table. */
+  async enqueue(): Promise<void> {
+    const gitSha = await readGitSha(this.req.cwd).catch(() => null);
+    this.manifest = buildManifest({
+      runId: this.runId,
+      command: this.req.argv,
+      cwd: this.req.cwd,
+      buildRoot: this.req.build_root,
+      arch: this.req.arch,
+      locks: this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, ...(l.slots ? { slots: l.slots } : {}) })),
+      holder: this.req.holder,
+      user: this.req.user,
+      clientPid: this.req.client_pid,
+      gitSha,
+      queuedAt: new Date(this.queuedAt),
+      lockdVersion: LOCKD_VERSION,
+      env: this.req.env,
+      detach: this.req.detach,
+      parentRunId: this.parent,
+    });
+    this.owner.commandLine = this.manifest.command_line;
+    await writeManifest(this.dir, this.manifest);
+    if (this.finished) return; // the client went away while we wrote
+    this.core.journalRun(this);
+
+    const request = { id: this.runId, claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: this.owner, ...(this.parent ? { parent: this.parent } : {}) };
+    if (this.locks.length === 0) {
+      // Nothing to hold: the run is supervised and recorded like any other, with no trip through the table.
+      void this.start({ request, claims: [], grantedAt: Date.now() });
+      return;
+    }
+    const res = this.req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
+    if (res.kind === 'granted') {
+      this.core.events.emit('granted', this.runId, this.lockNames());
+      void this.start(res.grant);
+      return;
+    }
+    if (res.kind === 'rejected') {
+      const code = res.code === 'deadlock' ? 'deadlock' : 'usage';
+      if (res.code === 'deadlock') {
+        await this.finishNotObtained('deadlock', `deadlock: ${res.message}`, []);
+      } else {
+        await this.finishNotObtained('spawn_failed', res.message, [], { code, exitCode: 2 });
+      }
+      return;
+    }
+    const blockers = res.blockers.map((b) => holderInfo(b.meta));
+    if (res.kind === 'busy') {
+      const first = res.blockers.find((b) => b.kind === 'holder') ?? res.blockers[0];
+      const msg = first ? describeBlocker(lockNameOf(this.locks, first.key), first.meta) : 'lock is busy';
+      await this.finishNotObtained('lock_busy', msg, blockers);
+      return;
+    }
+    this.core.events.emit('queued', this.runId, this.lockNames(), { position: this.core.table.queuePosition(this.runId) });
+    if (this.conn && !this.detached) {
+      this.conn.send({ type: 'queued', run_id: this.runId, position: this.core.table.queuePosition(this.runId), blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+    }
+    if (this.req.wait_ms !== null) {
+      this.waitTimer = setTimeout(() => this.onWaitExpired(), this.req.wait_ms);
+    }
+  }
+
+  lockNames(): string[] {
+    return this.locks.map((l) => l.key);
+  }
+
+  /** The table moved us (queue position changed); tell an attached client. */
+  notifyWaiting(): void {
+    if (this.state !== 'queued' || !this.conn || this.detached) return;
+    const blockers = this.core.table.blockersOf(this.runId).map((b) => holderInfo(b.meta));
+    this.conn.send({ type: 'waiting', position: this.core.table.queuePosition(this.runId), blockers });
+  }
+
+  private async onWaitExpired(): Promise<void> {
+    this.waitTimer = null;
+    if (this.state !== 'queued') return;
+    const blockers = this.core.table.blockersOf(this.runId);
+    const holder = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
+    const msg = holder ? describeBlocker(lockNameOf(this.locks, holder.key), holder.meta) : 'locks were not granted in time';
+    this.core.cancelRequest(this.runId);
+    await this.finishNotObtained('lock_wait_timeout', `waited ${fmtSeconds(this.req.wait_ms ?? 0)}: ${msg}`, blockers.map((b) => holderInfo(b.meta)));
+  }
+
+  /** The table granted every lock: take the files, spawn the child. */
+  async start(grant: Grant<Owner>): Promise<void> {
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
+    this.grant = grant;
+    this.grantedAt = Date.now();
+    this.state = 'starting';
+    let ok: boolean;
+    try {
+      ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested), this.uid);
+    } catch (e) {
+      await this.releaseLocks();
+      await this.finishStartFailure('spawn_failed', `cannot prepare lock files: ${(e as Error).message}`, 125);
+      return;
+    }
+    if (!ok) {
+      // An outside flock(1) user has a lock file: we stay first in line and look again shortly. Polling is the only
+      // way to notice another process's flock going away; it runs only in this rare state.
+      setTimeout(() => {
+        if (this.state === 'starting' && !this.finished) void this.start(grant);
+      }, 100);
+      return;
+    }
+    if (this.finished) {
+      await this.releaseLocks();
+      return;
+    }
+    try {
+      this.log = await RunLogWriter.open(this.logPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
+      this.log.on('error', (e: Error) => this.onLogError(e));
+    } catch (e) {
+      await this.releaseLocks();
+      this.logError = (e as Error).message;
+      await this.finishStartFailure('log_write_failed', `cannot create the run's log ${this.logPath}: ${(e as Error).message}`, 125, 'infra_fail');
+      return;
+    }
+    this.spawnChild(grant);
+  }
+
+  private childEnv(grant: Grant<Owner>): Record<string, string> {
+    const env: Record<string, string> = { ...this.req.env };
+    env.LOCKD_RUN_ID = this.runId;
+    env.LOCKD_LOCKS = this.locks.map((l) => l.key).join(':');
+    env.LOCKD_SOCKET = this.core.socketPath;
+    env.LOCKD_RUN_DIR = this.dir;
+    let maxToken = 0;
+    for (const c of grant.claims) {
+      maxToken = Math.max(maxToken, c.fencingToken);
+      const lock = this.locks.find((l) => l.key === c.key);
+      if (lock && c.slotIndex !== undefined) env[`LOCKD_SLOT_${lock.name.replace(/[^A-Za-z0-9_]/g, '_')}`] = String(c.slotIndex);
+    }
+    env.LOCKD_FENCING_TOKEN = String(maxToken);
+    return env;
+  }
+
+  private spawnChild(grant: Grant<Owner>): void {
+    const [file, ...args] = this.req.argv as [string, ...string[]];
+    try {
+      if (!statSync(this.req.cwd).isDirectory()) throw new Error('not a directory');
+    } catch {
+      void this.spawnFailed({ code: 'ENOENT_CWD', message: `working directory ${this.req.cwd} does not exist` });
+      return;
+    }
+    this.scanner = new LogScanner(this.verdict);
+    let child: ResultPromise;
+    try {
+      child = execa(file, args, {
+        cwd: this.req.cwd,
+        env: this.childEnv(grant),
+        extendEnv: false,
+        stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore',
+        stdout: 'pipe',
+        stderr: 'pipe',
+        buffer: false,
+        reject: false,
+        detached: true, // its own process group: signals and cleanup address the whole job
+        cleanup: false, // the daemon's exit must not kill detached runs; shutdown handles jobs explicitly
+        windowsHide: true,
+        encoding: 'buffer',
+      });
+    } catch (e) {
+      void this.spawnFailed(e as NodeJS.ErrnoException);
+      return;
+    }
+    this.child = child;
+    child.catch(() => undefined); // outcome is read from events below
+    if (child.pid === undefined) {
+      child.once('error', (e: Error) => void this.spawnFailed(e as NodeJS.ErrnoException));
+      return;
+    }
+    this.pid = child.pid;
+    this.owner.pid = child.pid;
+    this.startedAt = Date.now();
+    this.state = 'running';
+    const startTime = processStartTimeSync(child.pid) ?? '';
+    this.tree = new JobTree({ pid: child.pid, startTime, runId: this.runId, envTag: `LOCKD_RUN_ID=${this.runId}` });
+
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    const outputDone = Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
+    child.stdout?.on('data', (d: Buffer) => this.onOutput(FrameKind.Stdout, d));
+    child.stderr?.on('data', (d: Buffer) => this.onOutput(FrameKind.Stderr, d));
+    child.stdin?.on('error', () => undefined);
+    this.flushStdin();
+
+    if (this.req.timeout_ms !== null) {
+      this.timeoutTimer = setTimeout(() => void this.stop('timeout', null), this.req.timeout_ms);
+    }
+    this.core.journalRun(this);
+    this.core.events.emit('started', this.runId, this.lockNames(), { pid: child.pid });
+    const grantInfo = this.grantInfo(grant);
+    if (this.conn && !this.detached) {
+      this.conn.send({ type: 'started', run_id: this.runId, pid: child.pid, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath, locks: grantInfo });
+    }
+    // Off the handoff path: the manifest's start time and the .meta files.
+    const startedIso = new Date(this.startedAt).toISOString();
+    if (this.manifest) {
+      const m = withStartTime(this.manifest, new Date(this.startedAt));
+      m.locks = m.locks.map((l) => {
+        const c = grant.claims.find((x) => x.key === l.path);
+        return c ? { ...l, fencing_token: c.fencingToken } : l;
+      });
+      this.manifest = m;
+      writeManifest(this.dir, m).catch((e: Error) => this.core.log.warn('manifest rewrite failed', { run_id: this.runId, error: e.message }));
+    }
+    this.core.guard.describe(
+      grant.claims.filter((c) => !c.nested).map((c) => c.key),
+      {
+        pid: child.pid,
+        pid_start_time: startTime,
+        start_utc: startedIso,
+        start_epoch: Math.floor(this.startedAt / 1000),
+        cwd: this.req.cwd,
+        cmd: this.owner.commandLine,
+        run_id: this.runId,
+        holder: this.req.holder,
+        lockd_pid: process.pid,
+      },
+    );
+    void this.afterExit(exited, outputDone);
+  }
+
+  grantInfo(grant: Grant<Owner> | null = this.grant): GrantInfo[] {
+    if (!grant) return [];
+    return grant.claims.map((c) => {
+      const l = this.locks.find((x) => x.key === c.key)!;
+      return {
+        name: l.name,
+        scope: l.scope,
+        mode: c.mode,
+        path: c.key,
+        slot_index: c.slotIndex ?? null,
+        fencing_token: c.fencingToken,
+        wait_ms: (this.grantedAt ?? this.queuedAt) - this.queuedAt,
+      };
+    });
+  }
+
+  private onOutput(kind: typeof FrameKind.Stdout | typeof FrameKind.Stderr, data: Buffer): void {
+    this.scanner?.push(data);
+    const child = this.child;
+    // Backpressure: a slow reader (or a slow disk) slows the child's pipe instead of growing our memory.
+    if (this.log && !this.logError && !this.log.write(data)) {
+      this.pauseOutput();
+      this.log.once('drain', () => this.resumeOutput());
+    }
+    const conn = this.conn;
+    if (conn && !this.detached && !conn.closed && !conn.sendData(kind, data)) {
+      this.pauseOutput();
+      conn.onDrain(() => this.resumeOutput());
+    }
+    void child;
+  }
+
+  private pauses = 0;
+  private pauseOutput(): void {
+    if (this.pauses++ === 0) {
+      this.child?.stdout?.pause();
+      this.child?.stderr?.pause();
+    }
+  }
+  private resumeOutput(): void {
+    if (--this.pauses === 0) {
+      this.child?.stdout?.resume();
+      this.child?.stderr?.resume();
+    }
+  }
+
+  private onLogError(e: Error): void {
+    if (this.logError) return;
+    this.logError = e.message;
+    this.core.log.error('run log write failed', { run_id: this.runId, error: e.message });
+    // The record cannot be trusted any more: stop the job rather than run on without its log.
+    void this.stop('cancel', 'lockd (log write failed)');
+  }
+
+  /** Forward a signal from the client (Ctrl+C) to the job's process group. */
+  forwardSignal(sig: NodeJS.Signals): void {
+    if (this.state === 'queued' || this.state === 'starting') {
+      if (sig === 'SIGKILL' || sig === 'SIGINT' || sig === 'SIGTERM' || sig === 'SIGHUP' || sig === 'SIGQUIT') void this.cancelQueued('cancelled', `cancelled by signal ${sig} while queued`);
+      return;
+    }
+    if (sig === 'SIGKILL') {
+      void this.stop('external', null, 'SIGKILL');
+      return;
+    }
+    this.tree?.signal(sig);
+  }
+
+  /** stdin that arrived before the child existed (the client streams from the start); bounded by pausing the socket. */
+  private pendingStdin: Buffer[] = [];
+  private pendingStdinBytes = 0;
+  private stdinEnded = false;
+
+  writeStdin(data: Buffer, conn: Connection): void {
+    if (!this.req.interactive) return;
+    const stdin = this.child?.stdin;
+    if (!stdin) {
+      this.pendingStdin.push(data);
+      this.pendingStdinBytes += data.length;
+      if (this.pendingStdinBytes > 1024 * 1024) conn.socket.pause();
+      return;
+    }
+    if (stdin.destroyed) return;
+    if (!stdin.write(data)) {
+      conn.socket.pause();
+      stdin.once('drain', () => conn.socket.resume());
+    }
+  }
+
+  endStdin(): void {
+    this.stdinEnded = true;
+    this.child?.stdin?.end();
+  }
+
+  private flushStdin(): void {
+    const stdin = this.child?.stdin;
+    if (!stdin) return;
+    for (const b of this.pendingStdin) stdin.write(b);
+    this.pendingStdin = [];
+    this.pendingStdinBytes = 0;
+    if (this.conn && !this.conn.closed) this.conn.socket.resume();
+    if (this.stdinEnded) stdin.end();
+  }
+
+  /** Stop the whole tree (timeout, kill, client lost, shutdown); the exit path records why. */
+  async stop(reason: SignalSender, by: string | null, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.state === 'queued' || this.state === 'starting') {
+      await this.cancelQueued(reason === 'client_lost' ? 'client_lost' : reason === 'shutdown' ? 'shutdown' : 'cancelled', by ? `cancelled by ${by}` : 'cancelled');
+      return;
+    }
+    if (this.state !== 'running' || !this.tree) return;
+    if (!this.killReason) this.killReason = reason;
+    if (by && !this.cancelledBy) this.cancelledBy = by;
+    this.state = 'stopping';
+    this.core.events.emit('killed', this.runId, this.lockNames(), { reason, by });
+    await this.tree.kill({ graceMs: this.req.kill_after_ms, signal });
+  }
+
+  /** Remove a request that never started. */
+  async cancelQueued(reason: RunReason, message: string): Promise<void> {
+    if (this.finished || (this.state !== 'queued' && this.state !== 'starting')) return;
+    if (this.state === 'starting') await this.releaseLocks();
+    else this.core.cancelRequest(this.runId);
+    await this.finishNotObtained(reason, message, []);
+  }
+
+  private async afterExit(
+    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
+    outputDone: Promise<unknown>,
+  ): Promise<void> {
+    const { code, signal } = await exited;
+    if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
+    const tree = this.tree!;
+    // Common case: one kill(-pgid, 0) says nothing is left. Otherwise the tree is killed before anyone else gets the lock.
+    if (!tree.groupEmptySync()) {
+      await tree.kill({ graceMs: this.req.kill_after_ms, signal: 'SIGTERM' });
+    }
+    // A descendant that left the group can still hold our pipes open; give the pipes a moment, then hunt it down.
+    const drained = await Promise.race([outputDone.then(() => true), delay(200).then(() => false)]);
+    if (!drained) {
+      await tree.kill({ graceMs: this.req.kill_after_ms, signal: 'SIGTERM' });
+      await Promise.race([outputDone, delay(2000)]);
+    }
+    const endedAt = Date.now();
+    this.state = 'done';
+    await this.releaseLocks();
+    this.core.sweepLater(tree);
+    await this.finishExited(code, signal, endedAt);
+  }
+
+  private async releaseLocks(): Promise<void> {
+    const grant = this.grant;
+    this.grant = null;
+    this.core.releaseRequest(this.runId);
+    if (grant) await this.core.guard.give(grant.claims.filter((c) => !c.nested).map((c) => c.key));
+    this.core.events.emit('released', this.runId, this.lockNames());
+  }
+
+  private async spawnFailed(e: { code?: string; message: string }): Promise<void> {
+    const notFound = e.code === 'ENOENT';
+    const notExec = e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOEXEC' || e.code === 'EPERM';
+    await this.releaseLocks();
+    const cmd = this.req.argv[0];
+    if (notFound) await this.finishStartFailure('command_not_found', `command not found: ${cmd}`, 127);
+    else if (notExec) await this.finishStartFailure('command_not_executable', `command not executable: ${cmd} (${e.code})`, 126);
+    else await this.finishStartFailure('spawn_failed', `cannot start ${cmd}: ${e.message}`, 125);
+  }
+
+  private baseResult(): Omit<RunResult, 'status' | 'reason' | 'verdict_source' | 'exit_code'> {
+    const now = Date.now();
+    return {
+      schema_version: 1,
+      run_id: this.runId,
+      child_exit_code: null,
+      signals: { exit_signal: null, sent_by: null },
+      log_path: this.startedAt ? this.logPath : null,
+      start_time_utc: this.startedAt ? new Date(this.startedAt).toISOString() : null,
+      end_time_utc: new Date(now).toISOString(),
+      duration_ms: this.startedAt ? now - this.startedAt : null,
+      queue_wait_ms: (this.grantedAt ?? now) - this.queuedAt,
+      locks: this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: (this.grantedAt ?? now) - this.queuedAt })),
+      structured: { status: 'not_required' },
+      summary: { status: 'not_required' },
+      markers: { required: [], required_all: [], forbidden: [] },
+      message: null,
+      cancelled_by: this.cancelledBy,
+      holder: this.req.holder,
+    } as Omit<RunResult, 'status' | 'reason' | 'verdict_source' | 'exit_code'>;
+  }
+
+  private async finishNotObtained(reason: RunReason, message: string, blockers: HolderInfo[], opts: { code?: string; exitCode?: number } = {}): Promise<void> {
+    if (this.finished) return;
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    const lockBusy = reason === 'lock_busy' || reason === 'lock_wait_timeout' || reason === 'deadlock';
+    const exitCode = opts.exitCode ?? (lockBusy ? this.req.conflict_exit_code : reason === 'client_lost' ? 125 : 125);
+    const status: RunStatus = reason === 'client_lost' || reason === 'shutdown' ? 'infra_fail' : 'error';
+    const result: RunResult = { ...this.baseResult(), status, reason, verdict_source: 'infra', exit_code: exitCode, message } as RunResult;
+    if (reason === 'cancelled') result.cancelled_by = this.cancelledBy;
+    this.core.events.emit(lockBusy ? 'not_obtained' : 'cancelled', this.runId, this.lockNames(), { reason });
+    if (lockBusy && this.conn && !this.conn.closed && !this.detached) {
+      this.conn.send({ type: 'not_obtained', code: reason, message, blockers, exit_code: exitCode });
+    }
+    await this.finish(result);
+  }
+
+  private async finishStartFailure(reason: RunReason, message: string, exitCode: number, status: RunStatus = 'error'): Promise<void> {
+    if (this.log) await this.log.close().catch(() => undefined);
+    const result: RunResult = { ...this.baseResult(), status, reason, verdict_source: 'infra', exit_code: exitCode, message } as RunResult;
+    await this.finish(result);
+  }
+
+  private async finishExited(code: number | null, signal: NodeJS.Signals | null, endedAt: number): Promise<void> {
+    if (this.log) {
+      try {
+        await this.log.close();
+      } catch (e) {
+        this.onLogError(e as Error);
+      }
+    }
+    const scan = this.scanner!.end();
+    const exit = signal
+      ? { kind: 'signaled' as const, signal, sentBy: this.killReason ?? ('external' as const) }
+      : { kind: 'exited' as const, code: code ?? 0 };
+    const v = decideVerdict(exit, scan, this.verdict);
+    const base = this.baseResult();
+    const result = {
+      ...base,
+      end_time_utc: new Date(endedAt).toISOString(),
+      duration_ms: this.startedAt ? endedAt - this.startedAt : null,
+      status: v.status,
+      reason: v.reason,
+      verdict_source: v.verdict_source,
+      exit_code: v.exit_code,
+      child_exit_code: signal ? null : code,
+      signals: { exit_signal: signal, sent_by: signal ? (this.killReason ?? 'external') : this.killReason },
+      structured: v.structured,
+      summary: v.summary,
+      markers: v.markers,
+      message: this.logError ? `output log could not be written: ${this.logError}` : null,
+    } as RunResult;
+    if (this.logError) {
+      result.status = 'infra_fail';
+      result.reason = 'log_write_failed';
+      result.verdict_source = 'infra';
+      result.exit_code = 125;
+    }
+    if (this.killReason === 'cancel') {
+      result.reason = 'cancelled';
+      result.cancelled_by = this.cancelledBy;
+    }
+    this.core.events.emit('exited', this.runId, this.lockNames(), { exit_code: result.exit_code, status: result.status, reason: result.reason });
+    await this.finish(result);
+  }
+
+  private async finish(result: RunResult): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    this.state = 'done';
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
+    let writeError: string | null = null;
+    try {
+      await writeResult(this.dir, result);
+    } catch (e) {
+      writeError = (e as Error).message;
+      this.core.log.error('result.json write failed', { run_id: this.runId, error: writeError });
+    }
+    const outcome: RunOutcome = {
+      run_id: this.runId,
+      exit_code: result.exit_code,
+      status: result.status,
+      reason: result.reason,
+      message: writeError ? `${result.message ?? ''}${result.message ? '; ' : ''}result.json could not be written: ${writeError}` : result.message,
+      result_path: this.resultPath,
+      manifest_path: this.manifestPath,
+      result: result as unknown as Record<string, unknown>,
+    };
+    this.core.runFinished(this, result);
+    if (this.conn && !this.conn.closed && !this.detached) this.conn.end({ type: 'finished', outcome });
+    for (const w of this.watchers) w();
+    this.watchers.clear();
+  }
+
+  /** The client went away. */
+  onClientLost(): void {
+    this.conn = null;
+    if (this.detached || this.finished) return;
+    void this.stop('client_lost', 'client disconnected');
+  }
+
+  attachDetachedReply(): void {
+    if (!this.conn) return;
+    this.conn.end({ type: 'detached', run_id: this.runId, pid: this.pid ?? 0, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath });
+    this.conn = null;
+  }
+}
+
+function lockNameOf(locks: ResolvedLock[], key: string): string {
+  return locks.find((l) => l.key === key)?.name ?? key;
+}
+
+function fmtSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function streamDone(s: NodeJS.ReadableStream | null | undefined): Promise<void> {
+  if (!s) return Promise.resolve();
+  return new Promise((resolve) => {
+    s.once('close', () => resolve());
+    s.once('end', () => resolve());
+    s.once('error', () => resolve());
+  });
+}

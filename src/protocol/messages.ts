@@ -1,0 +1,205 @@
+/**
+ * Every message of the lockd wire protocol, as one discriminated union per direction. Client and daemon
+ * both import this file, so a field renamed here breaks the build on both sides, never at run time.
+ * Field names are snake_case because they are also the names in `--json` output and the docs.
+ */
+
+export type LockScope = 'local' | 'global';
+export type LockMode = 'exclusive' | 'shared' | 'slots';
+
+/** A lock as the caller names it; the daemon resolves it to the canonical path of its lock file. */
+export interface LockRef {
+  name: string;
+  scope: LockScope;
+  mode: LockMode;
+  /** Capacity for mode 'slots'. */
+  slots?: number;
+  /** Absolute build root (local locks). The client resolves relative paths against its cwd. */
+  root?: string;
+  arch?: string;
+  /** Absolute directory for global lock files (from --global-dir / LOCKD_GLOBAL_DIR); else the daemon's default. */
+  global_dir?: string;
+  /** With a cluster configured: keep this global lock per host instead of cluster-wide. */
+  host_only?: boolean;
+}
+
+export interface VerdictSpec {
+  require_structured: boolean;
+  require_marker: string[];
+  require_all: string[];
+  forbid_marker: string[];
+  expect_timeout: boolean;
+}
+
+/** Who is asking. In system mode the daemon overrides uid/gid with kernel-verified values. */
+export interface CallerInfo {
+  holder: string;
+  user: string;
+  client_pid: number;
+  /** LOCKD_RUN_ID of the run the caller executes under, if any (nesting; verified by process ancestry). */
+  parent_run_id: string | null;
+}
+
+export interface RunRequest extends CallerInfo {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  locks: LockRef[];
+  /** null waits forever; 0 fails at once when any lock is busy. */
+  wait_ms: number | null;
+  timeout_ms: number | null;
+  kill_after_ms: number;
+  interactive: boolean;
+  detach: boolean;
+  run_id: string | null;
+  /** Resolved by the client (--runs-root, LOCKD_RUNS_ROOT, <root>/runs); null means <state-dir>/runs. */
+  runs_root: string | null;
+  build_root: string | null;
+  arch: string | null;
+  log_path: string | null;
+  log_max_bytes: number | null;
+  verdict: VerdictSpec;
+  /** Runs to keep in this runs root after the run (auto-GC); 0 disables, null = daemon default. */
+  keep: number | null;
+  conflict_exit_code: number;
+}
+
+export interface AcquireRequest extends CallerInfo {
+  locks: LockRef[];
+  cwd: string;
+  wait_ms: number | null;
+  /** null = hold until released. */
+  ttl_ms: number | null;
+  conflict_exit_code: number;
+}
+
+/** Who holds or waits, as status and error lines show it. */
+export interface HolderInfo {
+  kind: 'run' | 'hold';
+  id: string;
+  pid: number | null;
+  holder: string;
+  user: string;
+  uid: number | null;
+  command_line: string | null;
+  since_utc: string;
+  cwd: string | null;
+}
+
+export interface GrantInfo {
+  name: string;
+  scope: LockScope | 'cluster';
+  mode: LockMode;
+  path: string;
+  slot_index: number | null;
+  fencing_token: number;
+  wait_ms: number;
+}
+
+export interface LockStatus {
+  key: string;
+  name: string;
+  scope: LockScope | 'cluster';
+  mode: LockMode | null;
+  capacity: number | null;
+  holders: Array<HolderInfo & { mode: LockMode; slot_index: number | null; nested: boolean; elapsed_ms: number; fencing_token: number }>;
+  waiters: Array<HolderInfo & { position: number; mode: LockMode; wants: string[]; waiting_ms: number; blocked_by: string[] }>;
+  /** Estimated ms until the head waiter is granted, from recorded durations of past runs; null when unknown. */
+  estimated_wait_ms: number | null;
+}
+
+export interface StatusSnapshot {
+  daemon: { version: string; pid: number; uptime_ms: number; mode: 'user' | 'system'; socket: string; state_dir: string };
+  locks: LockStatus[];
+  runs: Array<{ run_id: string; pid: number | null; holder: string; user: string; command_line: string; state: 'queued' | 'running' | 'stopping'; since_utc: string; locks: string[]; detach: boolean }>;
+  holds: Array<{ hold_id: string; holder: string; user: string; locks: string[]; since_utc: string; ttl_ms: number | null; expires_utc: string | null }>;
+}
+
+export type EventType =
+  | 'queued'
+  | 'granted'
+  | 'released'
+  | 'started'
+  | 'exited'
+  | 'cancelled'
+  | 'hold_acquired'
+  | 'hold_released'
+  | 'hold_expired'
+  | 'killed'
+  | 'not_obtained';
+
+export interface LockdEvent {
+  seq: number;
+  time_utc: string;
+  type: EventType;
+  id: string;
+  locks: string[];
+  detail?: Record<string, unknown>;
+}
+
+// ---- client → daemon -------------------------------------------------------------------------------
+
+export type ClientMessage =
+  | { type: 'hello'; protocol: number; client_version: string; pid: number }
+  | { type: 'ping' }
+  | { type: 'run'; req: RunRequest }
+  | { type: 'signal'; signal: ForwardSignal }
+  | { type: 'stdin_end' }
+  | { type: 'acquire'; req: AcquireRequest }
+  | { type: 'heartbeat'; hold_id: string; holder: string }
+  | { type: 'release'; hold_id: string | null; locks: LockRef[]; cwd: string; holder: string; force: boolean }
+  | { type: 'status'; root: string | null }
+  | { type: 'inspect'; lock: LockRef }
+  | { type: 'events' }
+  | { type: 'kill'; run_id: string; signal: string; force: boolean }
+  | { type: 'watch_run'; run_id: string }
+  | { type: 'gc'; runs_root: string | null; keep: number; older_than_ms: number | null; max_bytes: number | null; dry_run: boolean }
+  | { type: 'shutdown'; force: boolean };
+
+export type ForwardSignal = 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' | 'SIGKILL';
+export const FORWARD_SIGNALS: readonly ForwardSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL'];
+
+// ---- daemon → client -------------------------------------------------------------------------------
+
+export interface DaemonInfo {
+  protocol: number;
+  version: string;
+  pid: number;
+  uptime_ms: number;
+  mode: 'user' | 'system';
+  socket: string;
+  state_dir: string;
+}
+
+/** The final word on a run attempt: lockd's exit code and where the record is. */
+export interface RunOutcome {
+  run_id: string;
+  exit_code: number;
+  status: string;
+  reason: string;
+  message: string | null;
+  result_path: string;
+  manifest_path: string;
+  /** The full result.json content. */
+  result: Record<string, unknown>;
+}
+
+export type DaemonMessage =
+  | ({ type: 'hello_ok' } & DaemonInfo)
+  | { type: 'error'; code: string; message: string; details?: Record<string, unknown> }
+  | ({ type: 'pong' } & DaemonInfo)
+  | { type: 'queued'; run_id: string; position: number; blockers: HolderInfo[]; manifest_path: string; result_path: string }
+  | { type: 'waiting'; position: number; blockers: HolderInfo[] }
+  | { type: 'started'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null; locks: GrantInfo[] }
+  | { type: 'finished'; outcome: RunOutcome }
+  | { type: 'detached'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null }
+  | { type: 'acquired'; hold_id: string; locks: GrantInfo[]; queue_wait_ms: number; holder: string; ttl_ms: number | null }
+  | { type: 'not_obtained'; code: string; message: string; blockers: HolderInfo[]; exit_code: number }
+  | { type: 'released'; released: boolean; note: string | null; hold_ids: string[] }
+  | { type: 'ok'; note: string | null }
+  | { type: 'status'; snapshot: StatusSnapshot }
+  | { type: 'inspect'; lock: LockStatus | null; key: string }
+  | { type: 'event'; event: LockdEvent }
+  | { type: 'run_state'; run_id: string; live: boolean; result_path: string | null; log_path: string | null }
+  | { type: 'run_ended'; run_id: string }
+  | { type: 'gc_done'; report: Record<string, unknown> };

@@ -1,0 +1,64 @@
+/**
+ * Atomic file replacement: write a temp file in the same directory, fsync it,
+ * then rename it over the target. rename(2) within one filesystem is atomic,
+ * so a reader (a test farm polling result.json, `lockd list`) sees either the
+ * old file, no file, or the complete new file, never a half-written one.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+
+export interface AtomicWriteOptions {
+  /** File mode for a newly created file (default 0o644 minus umask). */
+  mode?: number;
+}
+
+function tempPathFor(target: string): string {
+  // Hidden, unique per process and call, in the same directory as the target
+  // (so the rename never crosses a filesystem boundary).
+  const base = path.basename(target);
+  return path.join(path.dirname(target), `.${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** fsync the directory so the rename itself survives a power cut. Best effort: not every platform allows it. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // EISDIR/EPERM/EINVAL on some platforms and filesystems: the data file was
+    // already fsynced, which is what readers care about.
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/** Atomically replace `target` with `data`. Leaves no temp file behind on failure. */
+export async function writeFileAtomic(
+  target: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const temp = tempPathFor(target);
+  const handle = await open(temp, 'wx', options.mode ?? 0o644);
+  let renamed = false;
+  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+    renamed = true;
+  } finally {
+    if (!renamed) await unlink(temp).catch(() => undefined);
+  }
+  await syncDirectory(path.dirname(target));
+}
+
+/** Atomically write `value` as pretty JSON with a trailing newline. */
+export async function writeJsonAtomic(target: string, value: unknown, options: AtomicWriteOptions = {}): Promise<void> {
+  await writeFileAtomic(target, `${JSON.stringify(value, null, 2)}\n`, options);
+}
