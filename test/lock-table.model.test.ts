@@ -465,7 +465,7 @@ function runSequence(ops: Op[]): void {
     seen.ops++;
     const present = model.reqs.map((r) => r.id);
 
-    if (op.t === 'submit' || op.t === 'try') {
+    if ('claims' in op) {
       const id = op.reuseId !== null && present.length > 0 ? present[op.reuseId % present.length]! : `r${fresh++}`;
       const n = fresh;
       const request: LockRequest<Meta> = { id, claims: op.claims.map(toClaim), meta: { n } };

@@ -13,6 +13,8 @@ export const COMMANDS: Record<string, Command> = {
   daemon: { summary: 'run the daemon in the foreground', load: async () => (await import('./commands/daemon.js')).daemonCommand, help: async () => (await import('./commands/daemon.js')).DAEMON_HELP },
   ping: { summary: 'check that a daemon answers', load: async () => (await import('./commands/ping.js')).pingCommand, help: async () => (await import('./commands/ping.js')).PING_HELP },
   shutdown: { summary: 'stop the daemon', load: async () => (await import('./commands/shutdown.js')).shutdownCommand, help: async () => (await import('./commands/shutdown.js')).SHUTDOWN_HELP },
+  service: { summary: 'install systemd/launchd files for the daemon', load: async () => (await import('./commands/service.js')).serviceCommand, help: async () => (await import('./commands/service.js')).SERVICE_HELP },
+  completion: { summary: 'print a bash, zsh or fish completion script', load: async () => (await import('./commands/completion.js')).completionCommand, help: async () => (await import('./commands/completion.js')).COMPLETION_HELP },
 };
 
 export function usage(): string {

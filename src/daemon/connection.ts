@@ -11,7 +11,7 @@ import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
 import { LockdError, isLockdError } from '../util/errors.js';
 
 /** How long a connected client may stay silent before its hello; keeps slow-loris clients from piling up. */
-export const HELLO_TIMEOUT_MS = 10_000;
+export const HELLO_TIMEOUT_MS = Number(process.env.LOCKD_HELLO_TIMEOUT_MS) > 0 ? Number(process.env.LOCKD_HELLO_TIMEOUT_MS) : 10_000;
 
 export interface ConnectionHandlers {
   /** Called for each validated message after the handshake. */

@@ -22,7 +22,7 @@ import { compileVerdictOptions } from '../runs/verdict-options.js';
 import type { RunResult } from '../runs/result.js';
 import { gcRuns } from '../runs/gc.js';
 import type { JobTree } from './process-tree.js';
-import { isDescendantOf, processGids } from '../util/proc.js';
+import { isDescendantOf, isSameProcessAlive, processGids } from '../util/proc.js';
 import { HoldManager } from './holds.js';
 import { buildStatus, buildInspect } from './status.js';
 import { DurationStats } from './duration-stats.js';
@@ -186,7 +186,9 @@ export class DaemonCore {
       const job = this.runs.get(req.parent_run_id);
       if (job && job.pid !== null && job.tree && job.state === 'running') {
         const pid = this.pidOf(conn, req.client_pid);
-        if (job.tree.startTime && isDescendantOf(pid, job.pid, job.tree.startTime)) return job.runId;
+        const startTime = job.tree.startTime;
+        // The run's own child (`lockd run -- lockd run ...`) or any of its descendants.
+        if (startTime && ((pid === job.pid && isSameProcessAlive(pid, startTime)) || isDescendantOf(pid, job.pid, startTime))) return job.runId;
         this.log.warn('nesting claim rejected: caller does not descend from the run', { run_id: req.parent_run_id, pid });
       }
     }

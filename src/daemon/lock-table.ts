@@ -31,6 +31,8 @@
  *   holds locks those waiters want. So a family holding a key shared may upgrade a
  *   nested claim to exclusive once no other family shares it. A `parent` that is
  *   unknown or not holding is ignored: the request is an ordinary top-level one.
+ *   Nestedness is fixed at submit: a queued nested request whose family has since
+ *   released a key gets that key as a fresh (non-nested) claim when granted.
  *   Nested waiters are ahead of every top-level waiter on their keys, so they also
  *   reserve those keys against top-level requests (otherwise a stream of shared
  *   top-level grants could starve a nested exclusive waiter).
@@ -604,7 +606,7 @@ export class LockTable<M = unknown> {
     for (const c of r.claims) {
       const ks = this.#keys.get(c.key);
       if (!ks) continue;
-      if (ks.topQueue.size > 0) return false;
+      if (ks.nestedQueue.size > 0 || ks.topQueue.size > 0) return false;
       if (!this.#claimFits(ks, c, r.family)) return false;
     }
     return true;

@@ -14,35 +14,28 @@ import type { JournalState, RunRecord } from './journal.js';
 import type { Logger } from './logger.js';
 import { JobTree } from './process-tree.js';
 import { isSameProcessAlive } from '../util/proc.js';
-import { writeResult, type RunResult } from '../runs/result.js';
+import { writeResult } from '../runs/result.js';
+import { buildResult } from '../runs/build-result.js';
+import { decideWithoutChild, NO_VERDICT_OPTIONS } from '../runs/verdict.js';
 import { RESULT_FILE } from '../runs/run-files.js';
 import type { ResolvedLock } from './lock-resolve.js';
 
 async function recordLost(rec: RunRecord, how: string, log: Logger): Promise<void> {
   if (!existsSync(rec.dir) || existsSync(join(rec.dir, RESULT_FILE))) return;
   const now = Date.now();
-  const result: RunResult = {
-    schema_version: 1,
-    run_id: rec.run_id,
-    status: 'infra_fail',
-    reason: 'daemon_lost',
-    verdict_source: 'infra',
-    exit_code: 125,
-    child_exit_code: null,
-    signals: { exit_signal: null, sent_by: null },
-    log_path: rec.log_path,
-    start_time_utc: rec.started_at ? new Date(rec.started_at).toISOString() : null,
-    end_time_utc: new Date(now).toISOString(),
-    duration_ms: rec.started_at ? now - rec.started_at : null,
-    queue_wait_ms: (rec.started_at ?? now) - rec.queued_at,
-    locks: rec.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: (rec.started_at ?? now) - rec.queued_at })),
-    structured: { status: 'not_required' },
-    summary: { status: 'not_required' },
-    markers: { required: [], required_all: [], forbidden: [] },
+  const waitMs = Math.max(0, (rec.started_at ?? now) - rec.queued_at);
+  // The journal does not keep the run's verdict options; nobody waits for this exit code any more.
+  const result = buildResult({
+    runId: rec.run_id,
+    verdict: decideWithoutChild('daemon_lost', NO_VERDICT_OPTIONS),
+    logPath: rec.log_path,
+    queuedAt: new Date(rec.queued_at),
+    startTime: rec.started_at ? new Date(rec.started_at) : null,
+    endTime: new Date(now),
+    locks: rec.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: waitMs })),
     message: `the lockd daemon that supervised this run was lost; ${how}`,
-    cancelled_by: null,
     holder: rec.holder,
-  } as RunResult;
+  });
   try {
     await writeResult(rec.dir, result);
   } catch (e) {

@@ -19,12 +19,13 @@ import type { RunRequest, GrantInfo, RunOutcome, HolderInfo } from '../protocol/
 import { FrameKind } from '../protocol/framing.js';
 import { LOCKD_VERSION } from '../protocol/version.js';
 import { buildManifest, writeManifest, withStartTime, type RunManifest } from '../runs/manifest.js';
-import { writeResult, type RunResult, type RunReason, type RunStatus, type SignalSender } from '../runs/result.js';
+import { writeResult, type ResultLock, type RunResult, type RunStatus, type SignalSender } from '../runs/result.js';
+import { buildResult } from '../runs/build-result.js';
 import { MANIFEST_FILE, RESULT_FILE, LOG_FILE } from '../runs/run-files.js';
 import { RunLogWriter } from '../runs/log-writer.js';
 import { LogScanner } from '../runs/log-scanner.js';
-import { decideVerdict } from '../runs/verdict.js';
-import type { CompiledVerdictOptions } from '../runs/verdict-options.js';
+import { decideVerdict, decideWithoutChild, type ChildExit, type NoChildReason, type Verdict } from '../runs/verdict.js';
+import { hasVerdictOptions, type CompiledVerdictOptions } from '../runs/verdict-options.js';
 import { readGitSha } from '../runs/git-sha.js';
 import { JobTree } from './process-tree.js';
 import { processStartTimeSync } from '../util/proc.js';
@@ -46,6 +47,12 @@ export class RunJob {
   private waitTimer: NodeJS.Timeout | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
   private killReason: SignalSender | null = null;
+  /** The signal lockd sent when it stopped the tree (reported when the child caught it and exited with a code). */
+  private killSignal: NodeJS.Signals | null = null;
+  /** Set once the child's exit is observed: a stop() after that must not change how the run is judged. */
+  private childExited = false;
+  /** The start-time manifest rewrite in flight; result.json waits for it so a finished run's manifest is final. */
+  private manifestRewrite: Promise<void> | null = null;
   private cancelledBy: string | null = null;
   private manifest: RunManifest | null = null;
   private log: RunLogWriter | null = null;
@@ -129,11 +136,11 @@ export class RunJob {
       return;
     }
     if (res.kind === 'rejected') {
-      const code = res.code === 'deadlock' ? 'deadlock' : 'usage';
       if (res.code === 'deadlock') {
         await this.finishNotObtained('deadlock', `deadlock: ${res.message}`, []);
       } else {
-        await this.finishNotObtained('spawn_failed', res.message, [], { code, exitCode: 2 });
+        // A claim the table cannot accept (e.g. slots with a different N): the user's mistake, exit 2 like any usage error.
+        await this.finishNotObtained('spawn_failed', res.message, [], { status: 'error', exitCode: 2 });
       }
       return;
     }
@@ -186,7 +193,7 @@ export class RunJob {
       ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested), this.uid);
     } catch (e) {
       await this.releaseLocks();
-      await this.finishStartFailure('spawn_failed', `cannot prepare lock files: ${(e as Error).message}`, 125);
+      await this.finishStartFailure('spawn_failed', `cannot prepare lock files: ${(e as Error).message}`);
       return;
     }
     if (!ok) {
@@ -207,7 +214,7 @@ export class RunJob {
     } catch (e) {
       await this.releaseLocks();
       this.logError = (e as Error).message;
-      await this.finishStartFailure('log_write_failed', `cannot create the run's log ${this.logPath}: ${(e as Error).message}`, 125, 'infra_fail');
+      await this.finishStartFailure('log_write_failed', `cannot create the run's log ${this.logPath}: ${(e as Error).message}`);
       return;
     }
     this.spawnChild(grant);
@@ -298,7 +305,12 @@ export class RunJob {
         return c ? { ...l, fencing_token: c.fencingToken } : l;
       });
       this.manifest = m;
-      writeManifest(this.dir, m).catch((e: Error) => this.core.log.warn('manifest rewrite failed', { run_id: this.runId, error: e.message }));
+      this.manifestRewrite = writeManifest(this.dir, m).then(
+        () => undefined,
+        (e: Error) => {
+          this.core.log.warn('manifest rewrite failed', { run_id: this.runId, error: e.message });
+        },
+      );
     }
     this.core.guard.describe(
       grant.claims.filter((c) => !c.nested).map((c) => c.key),
@@ -423,11 +435,15 @@ export class RunJob {
   /** Stop the whole tree (timeout, kill, client lost, shutdown); the exit path records why. */
   async stop(reason: SignalSender, by: string | null, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     if (this.state === 'queued' || this.state === 'starting') {
+      if (by && reason === 'cancel' && !this.cancelledBy) this.cancelledBy = by;
       await this.cancelQueued(reason === 'client_lost' ? 'client_lost' : reason === 'shutdown' ? 'shutdown' : 'cancelled', by ? `cancelled by ${by}` : 'cancelled');
       return;
     }
-    if (this.state !== 'running' || !this.tree) return;
-    if (!this.killReason) this.killReason = reason;
+    if (this.state !== 'running' || !this.tree || this.childExited) return;
+    if (!this.killReason) {
+      this.killReason = reason;
+      this.killSignal = signal;
+    }
     if (by && !this.cancelledBy) this.cancelledBy = by;
     this.state = 'stopping';
     this.core.events.emit('killed', this.runId, this.lockNames(), { reason, by });
@@ -435,7 +451,7 @@ export class RunJob {
   }
 
   /** Remove a request that never started. */
-  async cancelQueued(reason: RunReason, message: string): Promise<void> {
+  async cancelQueued(reason: NoChildReason, message: string): Promise<void> {
     if (this.finished || (this.state !== 'queued' && this.state !== 'starting')) return;
     if (this.state === 'starting') await this.releaseLocks();
     else this.core.cancelRequest(this.runId);
@@ -447,6 +463,7 @@ export class RunJob {
     outputDone: Promise<unknown>,
   ): Promise<void> {
     const { code, signal } = await exited;
+    this.childExited = true;
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     const tree = this.tree!;
     // Common case: one kill(-pgid, 0) says nothing is left. Otherwise the tree is killed before anyone else gets the lock.
@@ -479,52 +496,67 @@ export class RunJob {
     const notExec = e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOEXEC' || e.code === 'EPERM';
     await this.releaseLocks();
     const cmd = this.req.argv[0];
-    if (notFound) await this.finishStartFailure('command_not_found', `command not found: ${cmd}`, 127);
-    else if (notExec) await this.finishStartFailure('command_not_executable', `command not executable: ${cmd} (${e.code})`, 126);
-    else await this.finishStartFailure('spawn_failed', `cannot start ${cmd}: ${e.message}`, 125);
+    if (notFound) await this.finishStartFailure('command_not_found', `command not found: ${cmd}`);
+    else if (notExec) await this.finishStartFailure('command_not_executable', `command not executable: ${cmd} (${e.code})`);
+    else await this.finishStartFailure('spawn_failed', `cannot start ${cmd}: ${e.message}`);
   }
 
-  private baseResult(): Omit<RunResult, 'status' | 'reason' | 'verdict_source' | 'exit_code'> {
-    const now = Date.now();
-    return {
-      schema_version: 1,
-      run_id: this.runId,
-      child_exit_code: null,
-      signals: { exit_signal: null, sent_by: null },
-      log_path: this.startedAt ? this.logPath : null,
-      start_time_utc: this.startedAt ? new Date(this.startedAt).toISOString() : null,
-      end_time_utc: new Date(now).toISOString(),
-      duration_ms: this.startedAt ? now - this.startedAt : null,
-      queue_wait_ms: (this.grantedAt ?? now) - this.queuedAt,
-      locks: this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: (this.grantedAt ?? now) - this.queuedAt })),
-      structured: { status: 'not_required' },
-      summary: { status: 'not_required' },
-      markers: { required: [], required_all: [], forbidden: [] },
-      message: null,
-      cancelled_by: this.cancelledBy,
+  /** result.json for this attempt: the verdict plus what the daemon measured, assembled by the runs library. */
+  private resultFrom(verdict: Verdict, opts: { exit?: ChildExit | null; endedAt?: number; message?: string | null } = {}): RunResult {
+    const endedAt = opts.endedAt ?? Date.now();
+    // Waited until granted, or until the end for a run that never was.
+    const waitMs = Math.max(0, (this.grantedAt ?? endedAt) - this.queuedAt);
+    const locks: ResultLock[] = this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: waitMs }));
+    return buildResult({
+      runId: this.runId,
+      verdict,
+      exit: opts.exit ?? null,
+      // The log exists once it was opened (a spawn failure leaves it empty); never-started runs have none.
+      logPath: this.log ? this.logPath : null,
+      queuedAt: new Date(this.queuedAt),
+      startTime: this.startedAt !== null ? new Date(this.startedAt) : null,
+      endTime: new Date(endedAt),
+      locks,
+      message: opts.message ?? null,
+      // Only a cancellation names a canceller; a lost client or a log failure is not one.
+      cancelledBy: verdict.reason === 'cancelled' ? this.cancelledBy : null,
       holder: this.req.holder,
-    } as Omit<RunResult, 'status' | 'reason' | 'verdict_source' | 'exit_code'>;
+    });
   }
 
-  private async finishNotObtained(reason: RunReason, message: string, blockers: HolderInfo[], opts: { code?: string; exitCode?: number } = {}): Promise<void> {
+  /** The locks were never obtained (busy, wait timeout, deadlock) or the run was removed while queued. */
+  private async finishNotObtained(reason: NoChildReason, message: string, blockers: HolderInfo[], opts: { status?: RunStatus; exitCode?: number } = {}): Promise<void> {
     if (this.finished) return;
     if (this.waitTimer) clearTimeout(this.waitTimer);
     const lockBusy = reason === 'lock_busy' || reason === 'lock_wait_timeout' || reason === 'deadlock';
-    const exitCode = opts.exitCode ?? (lockBusy ? this.req.conflict_exit_code : reason === 'client_lost' ? 125 : 125);
-    const status: RunStatus = reason === 'client_lost' || reason === 'shutdown' ? 'infra_fail' : 'error';
-    const result: RunResult = { ...this.baseResult(), status, reason, verdict_source: 'infra', exit_code: exitCode, message } as RunResult;
-    if (reason === 'cancelled') result.cancelled_by = this.cancelledBy;
+    const verdict = decideWithoutChild(reason, this.verdict);
+    // --conflict-exit-code names the "not obtained" code; verdict options switch every error to 2 instead.
+    if (lockBusy && !hasVerdictOptions(this.verdict)) verdict.exit_code = this.req.conflict_exit_code;
+    if (opts.status) verdict.status = opts.status;
+    if (opts.exitCode !== undefined) verdict.exit_code = opts.exitCode;
+    const result = this.resultFrom(verdict, { message });
     this.core.events.emit(lockBusy ? 'not_obtained' : 'cancelled', this.runId, this.lockNames(), { reason });
     if (lockBusy && this.conn && !this.conn.closed && !this.detached) {
-      this.conn.send({ type: 'not_obtained', code: reason, message, blockers, exit_code: exitCode });
+      this.conn.send({ type: 'not_obtained', code: reason, message, blockers, exit_code: result.exit_code });
     }
     await this.finish(result);
   }
 
-  private async finishStartFailure(reason: RunReason, message: string, exitCode: number, status: RunStatus = 'error'): Promise<void> {
+  /** Granted, but the child could not be started (lock files, log file, spawn). */
+  private async finishStartFailure(reason: NoChildReason, message: string): Promise<void> {
     if (this.log) await this.log.close().catch(() => undefined);
-    const result: RunResult = { ...this.baseResult(), status, reason, verdict_source: 'infra', exit_code: exitCode, message } as RunResult;
-    await this.finish(result);
+    await this.finish(this.resultFrom(decideWithoutChild(reason, this.verdict), { message }));
+  }
+
+  /** How the child ended, as the verdict policy needs it. */
+  private childExit(code: number | null, signal: NodeJS.Signals | null): ChildExit {
+    if (this.killReason) {
+      // lockd stopped it: judged by lockd's reason even if the child caught the signal and exited with a code.
+      if (signal) return { kind: 'signaled', signal, sentBy: this.killReason };
+      return { kind: 'signaled', signal: this.killSignal ?? 'SIGTERM', sentBy: this.killReason, ...(code !== null ? { childExitCode: code } : {}) };
+    }
+    if (signal) return { kind: 'signaled', signal, sentBy: 'external' };
+    return { kind: 'exited', code: code ?? 0 };
   }
 
   private async finishExited(code: number | null, signal: NodeJS.Signals | null, endedAt: number): Promise<void> {
@@ -536,36 +568,11 @@ export class RunJob {
       }
     }
     const scan = this.scanner!.end();
-    const exit = signal
-      ? { kind: 'signaled' as const, signal, sentBy: this.killReason ?? ('external' as const) }
-      : { kind: 'exited' as const, code: code ?? 0 };
-    const v = decideVerdict(exit, scan, this.verdict);
-    const base = this.baseResult();
-    const result = {
-      ...base,
-      end_time_utc: new Date(endedAt).toISOString(),
-      duration_ms: this.startedAt ? endedAt - this.startedAt : null,
-      status: v.status,
-      reason: v.reason,
-      verdict_source: v.verdict_source,
-      exit_code: v.exit_code,
-      child_exit_code: signal ? null : code,
-      signals: { exit_signal: signal, sent_by: signal ? (this.killReason ?? 'external') : this.killReason },
-      structured: v.structured,
-      summary: v.summary,
-      markers: v.markers,
-      message: this.logError ? `output log could not be written: ${this.logError}` : null,
-    } as RunResult;
-    if (this.logError) {
-      result.status = 'infra_fail';
-      result.reason = 'log_write_failed';
-      result.verdict_source = 'infra';
-      result.exit_code = 125;
-    }
-    if (this.killReason === 'cancel') {
-      result.reason = 'cancelled';
-      result.cancelled_by = this.cancelledBy;
-    }
+    const exit = this.childExit(code, signal);
+    // A run whose log could not be written has no trustworthy record, whatever the child did.
+    const verdict = this.logError ? decideWithoutChild('log_write_failed', this.verdict, scan) : decideVerdict(exit, scan, this.verdict);
+    const message = this.logError ? `output log could not be written: ${this.logError}` : null;
+    const result = this.resultFrom(verdict, { exit, endedAt, message });
     this.core.events.emit('exited', this.runId, this.lockNames(), { exit_code: result.exit_code, status: result.status, reason: result.reason });
     await this.finish(result);
   }
@@ -578,6 +585,7 @@ export class RunJob {
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     let writeError: string | null = null;
     try {
+      if (this.manifestRewrite) await this.manifestRewrite;
       await writeResult(this.dir, result);
     } catch (e) {
       writeError = (e as Error).message;
