@@ -59,11 +59,12 @@ function kindFor(name: string, takesValue: boolean): ValueKind {
 /**
  * One-line descriptions from a help text's option lines: `  -i, --interactive   forward stdin`,
  * `  --root DIR          build root ...`. Lines listing several options at once give none.
+ * A value placeholder starts with a capital (DIR, NAME[:shared]); the description may follow after one space.
  */
 export function helpDescriptions(help: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const line of help.split('\n')) {
-    const m = /^\s+(?:-[A-Za-z], )?--([a-z][a-z0-9-]*)(?:[ =][^\s-]\S*)?\s{2,}(\S.*)$/.exec(line);
+    const m = /^\s+(?:-[A-Za-z], )?--([a-z][a-z0-9-]*)(?:(?:[ =][A-Z<]\S*)?\s+|\s{2,})(\S.*)$/.exec(line);
     if (m && !m[2]!.startsWith('-')) out.set(m[1]!, m[2]!.trim());
   }
   return out;
