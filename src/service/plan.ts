@@ -68,8 +68,7 @@ export function serviceDir(manager: ServiceManager, scope: ServiceScope, env: No
   return scope === 'system' ? '/Library/LaunchDaemons' : join(home, 'Library', 'LaunchAgents');
 }
 
-function nextSteps(manager: ServiceManager, scope: ServiceScope, files: PlannedFile[], uid: number, env: NodeJS.ProcessEnv): { afterInstall: string[]; afterUninstall: string[] } {
-  const user = env.USER || env.LOGNAME || '$USER';
+function nextSteps(manager: ServiceManager, scope: ServiceScope, files: PlannedFile[], uid: number): { afterInstall: string[]; afterUninstall: string[] } {
   if (manager === 'systemd') {
     const sc = scope === 'user' ? 'systemctl --user' : 'systemctl';
     const afterInstall =
@@ -77,7 +76,7 @@ function nextSteps(manager: ServiceManager, scope: ServiceScope, files: PlannedF
         ? [
             'lockd shutdown   # only if a daemon was auto-started on the same socket before; the socket unit takes over its path',
             `${sc} daemon-reload && ${sc} enable --now lockd.socket`,
-            `loginctl enable-linger ${user}   # keep the daemon and its jobs running after you log out, and start it at boot`,
+            'loginctl enable-linger $USER   # keep the daemon and its jobs running after you log out, and start it at boot',
             'lockd ping   # starts the daemon through the socket and shows it answering',
           ]
         : [
@@ -133,5 +132,5 @@ export function planService(opts: PlanOptions = {}): ServicePlan {
   const dir = serviceDir(manager, scope, env);
   const files = renderServiceFiles(render).map((f) => ({ ...f, path: join(dir, f.name) }));
   const enableLinks = manager === 'systemd' ? [join(dir, 'sockets.target.wants', 'lockd.socket')] : [];
-  return { manager, scope, dir, files, enableLinks, ...nextSteps(manager, scope, files, uid, env), render };
+  return { manager, scope, dir, files, enableLinks, ...nextSteps(manager, scope, files, uid), render };
 }

@@ -3,7 +3,6 @@
  * the launchd agent the per-user paths) filled in. The templates stay the single source of truth; this module
  * only substitutes, and refuses a template that no longer has the placeholders it expects.
  */
-import { join } from 'node:path';
 import { LOCKD_VERSION } from '../protocol/version.js';
 import { LockdError } from '../util/errors.js';
 import { readTemplate } from './package-files.js';
@@ -65,34 +64,38 @@ function header(template: string, ctx: RenderContext): string {
 
 /** systemd: rewrite `ExecStart=/usr/local/bin/lockd ARGS` to `ExecStart=<node> <bin/lockd.js> ARGS`. */
 export function renderSystemdUnit(template: string, text: string, ctx: RenderContext): string {
-  const exec = `${systemdExecWord(ctx.nodePath)} ${systemdExecWord(ctx.scriptPath)}`;
+  const exec = `${systemdExecWord(ctx.nodePath, 'executable')} ${systemdExecWord(ctx.scriptPath)}`;
   let replaced = 0;
   const body = text.replace(/^(Exec[A-Za-z]*=[-@:+!]*)(\S+)(?=\s|$)/gm, (line, key: string, cmd: string) => {
     if (cmd !== TEMPLATE_EXEC) return line;
     replaced++;
     return `${key}${exec}`;
   });
-  if (replaced === 0) throw new LockdError('template_invalid', `${template} has no ExecStart=${TEMPLATE_EXEC} line to fill in`);
+  if (replaced === 0 && /^ExecStart=/m.test(text)) throw new LockdError('template_invalid', `${template} has no ExecStart=${TEMPLATE_EXEC} line to fill in`);
   return `# ${header(template, ctx)}\n${body}`;
 }
 
-/** launchd: the exec path becomes two ProgramArguments (node, script); @TOKENS@ become this user's paths. */
+/**
+ * launchd: the exec path becomes two ProgramArguments (node, script); @TOKENS@ become this user's paths. The
+ * template's opening comment (which explains the tokens, and so names them) gives way to the generated header.
+ */
 export function renderLaunchdPlist(template: string, text: string, ctx: RenderContext): string {
   const execString = `<string>${TEMPLATE_EXEC}</string>`;
-  if (!text.includes(execString)) throw new LockdError('template_invalid', `${template} has no ${execString} program argument to fill in`);
+  const at = text.indexOf('<plist');
+  if (at < 0) throw new LockdError('template_invalid', `${template} is not a property list`);
+  const prolog = text.slice(0, at).replace(/<!--[\s\S]*?-->\n?/g, '');
+  let body = text.slice(at);
+  if (!body.includes(execString)) throw new LockdError('template_invalid', `${template} has no ${execString} program argument to fill in`);
   const tokens: Record<string, string> = { HOME: ctx.home, USER_SOCKET: ctx.userSocket, USER_STATE_DIR: ctx.userStateDir };
-  const indent = /^([ \t]*)<string>\/usr\/local\/bin\/lockd<\/string>/m.exec(text)?.[1] ?? '    ';
-  let body = text.replace(execString, `<string>${xmlText(ctx.nodePath)}</string>\n${indent}<string>${xmlText(ctx.scriptPath)}</string>`);
+  const indent = /^([ \t]*)<string>\/usr\/local\/bin\/lockd<\/string>/m.exec(body)?.[1] ?? '    ';
+  body = body.replace(execString, `<string>${xmlText(ctx.nodePath)}</string>\n${indent}<string>${xmlText(ctx.scriptPath)}</string>`);
   body = body.replace(/@([A-Z_]+)@/g, (whole, name: string) => {
     const v = tokens[name];
     if (v === undefined) throw new LockdError('template_invalid', `${template} has an unknown placeholder ${whole}`);
     return xmlText(v);
   });
   // After the XML declaration and DOCTYPE, which must stay first; `--` is not allowed inside an XML comment.
-  const note = `<!-- ${header(template, ctx).replace(/--+/g, '-')} -->\n`;
-  const at = body.indexOf('<plist');
-  if (at < 0) throw new LockdError('template_invalid', `${template} is not a property list`);
-  return body.slice(0, at) + note + body.slice(at);
+  return `${prolog}<!-- ${header(template, ctx).replace(/--+/g, '-')} -->\n${body}`;
 }
 
 /** The files for one manager and scope, rendered for this machine. */
@@ -102,9 +105,4 @@ export function renderServiceFiles(ctx: RenderContext): ServiceFile[] {
     const content = ctx.manager === 'systemd' ? renderSystemdUnit(template, text, ctx) : renderLaunchdPlist(template, text, ctx);
     return { name: baseName(template), template, content };
   });
-}
-
-/** Absolute path of a template, for messages. */
-export function templatePath(ctx: Pick<RenderContext, 'packageRoot'>, template: string): string {
-  return join(ctx.packageRoot, template);
 }

@@ -7,7 +7,8 @@ import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LockdError } from './errors.js';
 
-export const SYSTEM_SOCKET = '/run/lockd/lockd.sock';
+/** macOS has no /run; /var/run exists on both (on Linux it links to /run). */
+export const SYSTEM_SOCKET = process.platform === 'darwin' ? '/var/run/lockd/lockd.sock' : '/run/lockd/lockd.sock';
 export const SYSTEM_STATE_DIR = '/var/lib/lockd';
 
 /** sun_path is 108 bytes on Linux and 104 on macOS, both including the terminating NUL. */
