@@ -148,3 +148,47 @@ test('the child gets LOCKD_RUN_ID, LOCKD_LOCKS and LOCKD_SOCKET, in its own proc
   t.is(cwd, d.dir);
   t.is(Number(pgid), Number(pid));
 });
+
+for (const sig of ['SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) {
+  test(`${sig} received by the client is forwarded to the child's process group`, async (t) => {
+    const d = await startDaemon(t);
+    const ready = join(d.dir, 'ready');
+    const name = sig.slice(3);
+    const c = lockdSpawn(t, d, ['run', '--lock', 'x', '--', 'sh', '-c', `trap 'echo got-${name}; exit 9' ${name}; touch ${ready}; while :; do sleep 0.1; done`]);
+    await waitForFile(ready);
+    c.proc.kill(sig);
+    const r = await c.done;
+    t.is(r.code, 9);
+    t.regex(r.stdout, new RegExp(`got-${name}`));
+  });
+}
+
+test('on a terminal the wait shows a live line with the position and the holder', async (t) => {
+  const d = await startDaemon(t);
+  const go = join(d.dir, 'go');
+  const ready = join(d.dir, 'ready');
+  const holder = lockdSpawn(t, d, ['run', '-q', '--lock', 'x', '--holder', 'alice', '--', 'sh', '-c', `touch ${ready}; while [ ! -e ${go} ]; do sleep 0.02; done`]);
+  await waitForFile(ready);
+  const cli = join(process.cwd(), 'bin', 'lockd.js');
+  const waiter = lockdSpawn(t, d, ['run', '--wait', '30', '--lock', 'x', '--', 'true']);
+  await waiter.waitForStderr('waiting for x (position 1)');
+  // the same wait under a pseudo-terminal: a carriage-return-updated line
+  const { spawn } = await import('node:child_process');
+  const tty = spawn('script', ['-qefc', `${process.execPath} ${cli} run --wait 30 --lock x -- true`, '/dev/null'], { env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  tty.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no live line: ${out}`)), 20_000);
+    tty.stdout.on('data', () => {
+      if (/\rlockd: waiting for x \(position 2\) behind run \S+ \(pid \d+\) alice/.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  writeFileSync(go, '');
+  t.is((await holder.done).code, 0);
+  t.is((await waiter.done).code, 0);
+  const code = await new Promise<number | null>((r) => tty.once('close', r));
+  t.is(code, 0);
+});
