@@ -224,3 +224,31 @@ test('invalid lock names are refused before anything is queued', async (t) => {
   const g = await lockd(d, ['run', '--global', '../../etc', '--', 'true']);
   t.is(g.code, 2);
 });
+
+test('an outside flock(1) holder makes --wait 0 fail at once and a bounded wait give up', async (t) => {
+  const d = await startDaemon(t);
+  const { spawn } = await import('node:child_process');
+  mkdirSync(join(d.dir, '.locks'), { recursive: true });
+  const file = join(d.dir, '.locks', 'legacy.lock');
+  const ready = join(d.dir, 'flocked');
+  // Its own process group: the flocked fd is inherited by sleep, so the whole group must go to free the file.
+  const outside = spawn('flock', [file, 'sh', '-c', `touch ${ready}; exec sleep 60`], { stdio: 'ignore', detached: true });
+  const killOutside = () => {
+    try {
+      process.kill(-outside.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  t.teardown(killOutside);
+  await waitForFile(ready);
+  const fast = await lockd(d, ['run', '--wait', '0', '--root', d.dir, '--lock', 'legacy', '--', 'true']);
+  t.is(fast.code, 75);
+  t.regex(fast.stderr, /outside lockd \(flock\)/);
+  const bounded = await lockd(d, ['run', '--wait', '0.3', '--root', d.dir, '--lock', 'legacy', '--', 'true']);
+  t.is(bounded.code, 75);
+  // the table grant was given back: once the outside holder is gone the lock works again
+  killOutside();
+  const after = await lockd(d, ['run', '-q', '--wait', '10', '--root', d.dir, '--lock', 'legacy', '--', 'echo', 'ok']);
+  t.is(after.code, 0);
+});

@@ -115,6 +115,8 @@ async function locksDirs(opts: CleanStaleOptions, skipped: CleanStaleResult['ski
     try {
       if (!(await isUsableDirectory(dir, opts.uid ?? null))) continue;
     } catch (err) {
+      // <root>/<a file>/.locks: the candidate list names every entry of the root, files included.
+      if (errnoCode(err) === 'ENOTDIR') continue;
       if (!isLockdError(err, 'unsafe_lock_path')) throw err;
       skipped.push({ path: dir, reason: err.message });
       continue;

@@ -13,6 +13,9 @@ import { LockdError, isLockdError } from '../util/errors.js';
 /** How long a connected client may stay silent before its hello; keeps slow-loris clients from piling up. */
 export const HELLO_TIMEOUT_MS = Number(process.env.LOCKD_HELLO_TIMEOUT_MS) > 0 ? Number(process.env.LOCKD_HELLO_TIMEOUT_MS) : 10_000;
 
+/** Bytes a client may send before its hello is complete (a hello is a few hundred bytes). */
+const PRE_HELLO_MAX_BYTES = 64 * 1024;
+
 export interface ConnectionHandlers {
   /** Called for each validated message after the handshake. */
   onMessage(conn: Connection, msg: ClientMessage): void;
@@ -31,11 +34,15 @@ export class Connection {
   /** Kernel-verified peer credentials when available (system mode); filled by the server. */
   peer: { pid: number; uid: number; gid: number } | null = null;
   closed = false;
+  /** Set by fail(): the connection is being closed after an error reply. */
+  private failed = false;
   private decoder = new FrameDecoder();
   private helloTimer: NodeJS.Timeout | null;
   private drainWaiters: Array<() => void> = [];
   /** Whatever the handler wants to hang on the connection (the run it started, its event subscription…). */
   attachment: {
+    /** The long-lived request (run, events, watch_run, acquire) this connection carries; set once, by the core. */
+    owner?: string;
     onClose?: () => void;
     /** The run this connection started, once it exists. */
     job?: { writeStdin(d: Buffer, c: Connection): void; endStdin(): void };
@@ -94,7 +101,9 @@ export class Connection {
 
   /** Send an error reply (best effort) and close. */
   fail(code: string, message: string): void {
-    if (this.closed) return;
+    if (this.closed || this.failed) return;
+    // Whatever the client sends after this is not read: the stream may be out of step, and one error is enough.
+    this.failed = true;
     this.send({ type: 'error', code, message });
     this.socket.end();
     // A client that never reads must not keep the socket forever.
@@ -107,7 +116,7 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.failed) return;
     let frames: Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -116,7 +125,7 @@ export class Connection {
       return;
     }
     for (const frame of frames) {
-      if (this.closed) return;
+      if (this.closed || this.failed) return;
       try {
         this.onFrame(frame);
       } catch (e) {
@@ -125,6 +134,9 @@ export class Connection {
         return;
       }
     }
+    // Before hello nothing bigger than a hello is legitimate: a client announcing a huge frame must not make us
+    // buffer megabytes per connection (thousands of such connections would exhaust memory).
+    if (this.clientPid === null && this.decoder.pendingBytes > PRE_HELLO_MAX_BYTES) this.fail('protocol_error', 'too much data before hello');
   }
 
   private onFrame(frame: Frame): void {

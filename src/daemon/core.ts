@@ -3,7 +3,7 @@
  * The socket server hands every validated message to `handle`; handlers for each request kind live in
  * their own files (run-job.ts, holds.ts, status.ts) and reach shared state through this object.
  */
-import { hostname } from 'node:os';
+import { hostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from './connection.js';
 import type { ClientMessage, DaemonInfo, RunRequest } from '../protocol/messages.js';
@@ -24,8 +24,13 @@ import { gcRuns } from '../runs/gc.js';
 import type { JobTree } from './process-tree.js';
 import { isDescendantOf, isSameProcessAlive, processGids } from '../util/proc.js';
 import { HoldManager } from './holds.js';
+import type { ClusterService } from '../cluster/types.js';
+import { addClusterStatus } from '../cluster/status-merge.js';
+import type { AdoptedRuns } from './adopt.js';
 import { buildStatus, buildInspect } from './status.js';
-import { DurationStats } from './duration-stats.js';
+import { DurationStats, DURATIONS_FILE } from './duration-stats.js';
+import { userNameOf } from './user-name.js';
+import type { SystemMode } from './system-mode.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -38,6 +43,9 @@ export interface CoreOptions {
   guard: LockGuard;
   initialFencing?: Record<string, number>;
 }
+
+/** How often, at most, waiting runs hear about their new queue position while the queue moves. */
+const WAITING_UPDATE_MS = 100;
 
 export class DaemonCore {
   readonly startedAt = Date.now();
@@ -59,6 +67,12 @@ export class DaemonCore {
   private sweepScheduled = false;
   private gcPending = new Map<string, number>();
   onShutdownRequested: (() => void) | null = null;
+  /** System mode: verified attribution, authorization, jobs and files as the caller (system-mode.ts); null per user. */
+  system: SystemMode | null = null;
+  /** --detach runs taken over from a previous daemon (set by reconcile; see adopt.ts). */
+  adopted: AdoptedRuns | null = null;
+  /** Cluster locks (--cluster): set by main.ts when configured; null keeps every lock on this host. */
+  cluster: ClusterService | null = null;
 
   constructor(opts: CoreOptions) {
     this.table = new LockTable<Owner>(opts.initialFencing ? { initialFencing: opts.initialFencing } : {});
@@ -71,6 +85,8 @@ export class DaemonCore {
     this.globalDir = opts.globalDir;
     this.defaultKeep = opts.defaultKeep;
     this.holds = new HoldManager(this);
+    // Estimated waits survive restarts: loaded now, saved off the hot path and on shutdown.
+    this.durations.persistTo(join(opts.stateDir, DURATIONS_FILE));
   }
 
   info(): DaemonInfo {
@@ -86,10 +102,31 @@ export class DaemonCore {
   }
 
   get busy(): boolean {
-    return this.runs.size > 0;
+    return this.runs.size > 0 || (this.adopted?.size ?? 0) > 0;
+  }
+
+  /** A run this daemon supervises (its own, or a re-adopted one): never garbage-collected. */
+  isLiveRun(id: string): boolean {
+    return this.runs.has(id) || (this.adopted?.has(id) ?? false);
   }
 
   handle(conn: Connection, msg: ClientMessage): void {
+    if (this.system) {
+      // Claims (user, holder, client_pid) are replaced by the kernel-verified caller before any handler sees them.
+      try {
+        msg = this.system.attribute(conn, msg);
+      } catch (e) {
+        conn.fail(isLockdError(e) ? e.code : 'internal_error', (e as Error).message);
+        return;
+      }
+    }
+    // One long-lived request per connection: a run, a subscription or an acquire owns the connection's close (a
+    // lost client cancels it). A second request must not take that over, or a lost client would go unnoticed.
+    if (conn.attachment.owner !== undefined && msg.type !== 'signal' && msg.type !== 'stdin_end') {
+      conn.fail('protocol_error', `this connection already carries a ${conn.attachment.owner} request; open a new connection for ${msg.type}`);
+      return;
+    }
+    if (msg.type === 'run' || msg.type === 'events' || msg.type === 'watch_run' || msg.type === 'acquire') conn.attachment.owner = msg.type;
     const p = this.dispatch(conn, msg);
     if (p) {
       p.catch((e: unknown) => {
@@ -125,6 +162,7 @@ export class DaemonCore {
       case 'release':
         return this.holds.release(conn, msg);
       case 'status':
+        if (this.cluster) return addClusterStatus(buildStatus(this, msg.root), this.cluster, msg.root).then((snapshot) => conn.end({ type: 'status', snapshot }));
         conn.end({ type: 'status', snapshot: buildStatus(this, msg.root) });
         return;
       case 'inspect':
@@ -160,6 +198,7 @@ export class DaemonCore {
 
   /** Admin group membership (system mode): may kill, release or --force others' runs and holds. */
   isAdmin(conn: Connection): boolean {
+    if (this.system) return this.system.isAdmin(conn);
     if (!conn.peer) return false;
     if (conn.peer.uid === 0) return true;
     return this.adminGids.length > 0 && (processGids(conn.peer.pid) ?? [conn.peer.gid]).some((g) => this.adminGids.includes(g));
@@ -200,7 +239,7 @@ export class DaemonCore {
   private async startRun(conn: Connection, req: RunRequest): Promise<void> {
     if (this.shuttingDown) throw new LockdError('shutting_down', 'the lockd daemon is shutting down');
     const uid = this.uidOf(conn);
-    const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid });
+    const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid, clusterPrefix: this.cluster?.prefix ?? null });
     const verdict = compileVerdictOptions({
       requireStructured: req.verdict.require_structured,
       requireMarker: req.verdict.require_marker,
@@ -209,17 +248,38 @@ export class DaemonCore {
       expectTimeout: req.verdict.expect_timeout,
     });
     const parent = this.verifiedParent(conn, req, locks.map((l) => l.key));
-    const runsRoot = req.runs_root ?? join(this.stateDir, 'runs');
-    const { runId, dir } = await createRunDir(runsRoot, req.run_id ?? undefined);
+    const runsRoot = req.runs_root ?? this.system?.defaultRunsRoot(conn) ?? join(this.stateDir, 'runs');
+    // System mode: the run dir is created by the caller's own uid and pinned (system-mode.ts); null = ordinary path.
+    const prepared = this.system ? await this.system.prepareRun(conn, req, runsRoot) : null;
+    let created: { runId: string; dir: string };
+    try {
+      created = prepared ?? (await createRunDir(runsRoot, req.run_id ?? undefined));
+    } catch (e) {
+      if (isLockdError(e)) throw e;
+      // A read-only, full or vanished runs root: a clear error for the client, nothing held, the daemon stays up.
+      throw new LockdError('runs_root_unusable', `cannot create a run directory under ${runsRoot}: ${(e as Error).message}`);
+    }
+    const { runId, dir } = created;
     const job = new RunJob(this, req.detach ? conn : conn, req, runId, dir, runsRoot, locks, verdict, uid, parent);
+    if (prepared) this.system!.attachRun(job, prepared);
     this.runs.set(runId, job);
+    // Journaled before anything slow, so a crash from here on leaves a record and the run dir gets its result.json.
+    this.journalRun(job);
     conn.attachment.job = job;
     for (const b of conn.attachment.earlyStdin ?? []) job.writeStdin(b, conn);
     if (conn.attachment.earlyStdinEnd) job.endStdin();
     conn.attachment.earlyStdin = undefined;
     conn.attachment.onClose = () => job.onClientLost();
+    // The client may have gone while the run dir was being created: its close event found no handler then.
+    if (conn.closed && !req.detach) job.onClientLost();
     if (req.detach) job.attachDetachedReply();
-    await job.enqueue();
+    try {
+      await job.enqueue();
+    } catch (e) {
+      // The run's records cannot be written (full or read-only runs root): end it with that reason, holding nothing.
+      this.log.error('cannot write the records of a run', { run_id: runId, error: (e as Error).message });
+      await job.cancelQueued('log_write_failed', `cannot write the run's records in ${dir}: ${(e as Error).message}`);
+    }
   }
 
   // ---- lock table plumbing shared by runs and holds ----
@@ -233,30 +293,40 @@ export class DaemonCore {
       if (job) void job.start(g);
       else this.holds.onGranted(g);
     }
-    if (grants.length) this.notifyWaiters(grants);
+    if (grants.length === 0) return;
+    // Queue-position updates ('waiting') are for people watching a queue. Sent per grant they cost O(waiters) messages,
+    // each O(queue) to compute, right between one job's exit and the next one's start; batched, a burst of handoffs
+    // pays for one round, after the granted jobs are running.
+    for (const g of grants) for (const c of g.claims) this.waitingUpdateKeys.add(c.key);
+    if (!this.waitingUpdateTimer) {
+      this.waitingUpdateTimer = setTimeout(() => this.notifyWaiters(), WAITING_UPDATE_MS);
+      this.waitingUpdateTimer.unref();
+    }
   }
 
-  private notifyWaiters(grants: Grant<Owner>[]): void {
-    // Queue positions changed only on the keys these grants touched; tell those waiters.
-    const keys = new Set<string>();
-    for (const g of grants) for (const c of g.claims) keys.add(c.key);
-    const seen = new Set<string>();
-    for (const key of keys) {
-      const snap = this.table.snapshotKey(key);
-      for (const w of snap?.waiters ?? []) {
-        if (seen.has(w.requestId)) continue;
-        seen.add(w.requestId);
-        this.runs.get(w.requestId)?.notifyWaiting();
-      }
+  /** Keys whose waiters are owed a queue-position update, and the timer that sends it (armed only after a grant). */
+  private waitingUpdateKeys = new Set<string>();
+  private waitingUpdateTimer: NodeJS.Timeout | null = null;
+
+  private notifyWaiters(): void {
+    const keys = this.waitingUpdateKeys;
+    this.waitingUpdateKeys = new Set();
+    this.waitingUpdateTimer = null;
+    // Positions changed only on the keys the grants touched; tell the runs waiting there. Walking the runs (not a
+    // snapshot of every waiter on the key) keeps this cheap when thousands of holds wait on the key.
+    for (const job of this.runs.values()) {
+      if (job.state === 'queued' && this.table.isWaiting(job.runId) && job.locks.some((l) => keys.has(l.key))) job.notifyWaiting();
     }
   }
 
   releaseRequest(id: string): void {
     this.dispatchGrants(this.table.release(id));
+    this.cluster?.release(id);
   }
 
   cancelRequest(id: string): void {
     this.dispatchGrants(this.table.cancel(id));
+    this.cluster?.cancel(id);
   }
 
   journalRun(job: RunJob): void {
@@ -266,7 +336,11 @@ export class DaemonCore {
       pid: job.pid,
       pgid: job.pid,
       start_time: job.tree?.startTime ?? null,
-      locks: job.locks.map((l) => ({ key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: job.grantInfo().find((g) => g.path === l.key)?.fencing_token ?? 0 })),
+      locks: job.locks.map((l) => {
+        const g = job.grantInfo().find((x) => x.path === l.key);
+        // slot_index lets a re-adopted run keep its slot (adopt.ts).
+        return { key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: g?.fencing_token ?? 0, ...(g && g.slot_index !== null ? { slot_index: g.slot_index } : {}) };
+      }),
       client_pid: job.req.client_pid,
       detach: job.req.detach,
       dir: job.dir,
@@ -288,11 +362,16 @@ export class DaemonCore {
   runFinished(job: RunJob, result: RunResult): void {
     this.runs.delete(job.runId);
     this.journal.append({ t: 'run_end', run_id: job.runId });
+    this.system?.runFinished(job, result);
     if (job.startedAt !== null && result.duration_ms !== null) {
       for (const l of job.locks) this.durations.record(l.key, result.duration_ms);
     }
     const keep = job.req.keep ?? this.defaultKeep;
-    if (keep > 0) this.scheduleGc(job.runsRoot, keep);
+    if (keep > 0) {
+      // System mode deletes old runs with the run's user's rights, never as root.
+      if (this.system?.switching) this.system.scheduleGc(job, keep, (id: string) => this.isLiveRun(id));
+      else this.scheduleGc(job.runsRoot, keep);
+    }
     if (this.shuttingDown && this.runs.size === 0) this.onIdle?.();
   }
 
@@ -306,7 +385,7 @@ export class DaemonCore {
     setTimeout(() => {
       const k = this.gcPending.get(runsRoot) ?? keep;
       this.gcPending.delete(runsRoot);
-      gcRuns(runsRoot, { keep: k, dryRun: false, isLive: (id: string) => this.runs.has(id) })
+      gcRuns(runsRoot, { keep: k, dryRun: false, isLive: (id: string) => this.isLiveRun(id) })
         .then((r) => {
           if (r.removed.length) this.log.info('auto-gc', { runs_root: runsRoot, removed: r.removed.length });
         })
@@ -346,18 +425,36 @@ export class DaemonCore {
 
   private async killRun(conn: Connection, runId: string, signal: string, force: boolean): Promise<void> {
     const job = this.runs.get(runId);
+    const adopted = job ? undefined : this.adopted?.list().find((r) => r.rec.run_id === runId);
+    if (!job && adopted) {
+      // A --detach run re-adopted after a daemon restart: same rules, its whole tree is stopped and recorded.
+      const uid = this.uidOf(conn);
+      if (this.mode === 'system' && adopted.rec.uid !== uid && uid !== 0 && !(force && this.isAdmin(conn))) {
+        throw new LockdError('not_owner', `run ${runId} belongs to ${adopted.rec.user}; only its owner or an admin with --force can kill it`);
+      }
+      const upper = signal.toUpperCase();
+      const sig = (upper.startsWith('SIG') ? upper : `SIG${upper}`) as NodeJS.Signals;
+      if (!(sig in osConstants.signals)) throw new LockdError('usage', `unknown signal ${JSON.stringify(signal)}`);
+      await this.adopted!.kill(runId, sig, `${userNameOf(uid)} (uid ${uid ?? '?'}, pid ${conn.peer?.pid ?? conn.clientPid ?? '?'})`);
+      conn.end({ type: 'ok', note: `run ${runId} stopped; result -> ${join(adopted.rec.dir, 'result.json')}` });
+      return;
+    }
     if (!job) throw new LockdError('no_such_run', `no live run ${runId}`);
     const uid = this.uidOf(conn);
-    if (this.mode === 'system' && job.uid !== uid && !force && uid !== 0) {
+    // System mode: owner, or an admin with --force (logged); returns who did it for result.json `cancelled_by`.
+    const authorizedBy = this.system ? this.system.authorizeKill(conn, job, force) : null;
+    if (!this.system && this.mode === 'system' && job.uid !== uid && uid !== 0 && !(force && this.isAdmin(conn))) {
       throw new LockdError('not_owner', `run ${runId} belongs to ${job.req.user}; only its owner or an admin with --force can kill it`);
     }
-    const sig = (signal.startsWith('SIG') ? signal : `SIG${signal}`).toUpperCase() as NodeJS.Signals;
-    const by = `${conn.peer ? `uid ${conn.peer.uid}` : 'user'} (pid ${conn.clientPid ?? '?'})`;
+    const upper = signal.toUpperCase();
+    const sig = (upper.startsWith('SIG') ? upper : `SIG${upper}`) as NodeJS.Signals;
+    if (!(sig in osConstants.signals)) throw new LockdError('usage', `unknown signal ${JSON.stringify(signal)}`);
+    const by = authorizedBy ?? `${userNameOf(uid)} (uid ${uid ?? '?'}, pid ${conn.peer?.pid ?? conn.clientPid ?? '?'})`;
     const done = new Promise<void>((r) => job.watchers.add(r));
     this.log.info('kill requested', { run_id: runId, signal: sig, by });
     await job.stop('cancel', by, sig);
     await done;
-    conn.end({ type: 'ok', note: `run ${runId} stopped` });
+    conn.end({ type: 'ok', note: `run ${runId} stopped; result -> ${job.resultPath}` });
   }
 
   private watchRun(conn: Connection, runId: string): void {
@@ -373,13 +470,14 @@ export class DaemonCore {
   }
 
   private async gc(conn: Connection, msg: Extract<ClientMessage, { type: 'gc' }>): Promise<void> {
+    if (this.system?.switching) return this.system.gc(conn, msg, (id: string) => this.isLiveRun(id));
     const runsRoot = msg.runs_root ?? join(this.stateDir, 'runs');
     const report = await gcRuns(runsRoot, {
       keep: msg.keep,
       ...(msg.older_than_ms !== null ? { olderThanMs: msg.older_than_ms } : {}),
       ...(msg.max_bytes !== null ? { maxBytes: msg.max_bytes } : {}),
       dryRun: msg.dry_run,
-      isLive: (id: string) => this.runs.has(id),
+      isLive: (id: string) => this.isLiveRun(id),
     });
     conn.end({ type: 'gc_done', report: { runs_root: runsRoot, ...report } as unknown as Record<string, unknown> });
   }
@@ -393,7 +491,13 @@ export class DaemonCore {
     }
     // Every record is written before we exit: wait for the runs to finish their result files.
     await Promise.all(jobs.filter((j) => !(j.detached && !force)).map((j) => (this.runs.has(j.runId) ? new Promise<void>((r) => j.watchers.add(r)) : Promise.resolve())));
+    // Re-adopted --detach runs: stopped and recorded with --force; otherwise left running for the next daemon.
+    if (force) await this.adopted?.stopAll('lockd shutdown');
+    else this.adopted?.dispose();
+    // Cluster locks cannot outlive the lease: runs still holding them are stopped, then the lease is revoked.
+    if (this.cluster) await this.cluster.shutdown();
     await this.holds.shutdown();
+    await this.durations.flush().catch((e: Error) => this.log.warn('could not save run durations', { error: e.message }));
   }
 
   get host(): string {

@@ -10,9 +10,11 @@ import type { DaemonCore } from './core.js';
 import type { AcquireRequest, LockRef, HolderInfo } from '../protocol/messages.js';
 import { resolveLocks, type ResolvedLock } from './lock-resolve.js';
 import { LockdError } from '../util/errors.js';
-import type { Grant } from './lock-table.js';
+import type { Grant, LockRequest } from './lock-table.js';
+import { isClusterKey } from '../cluster/keys.js';
 import { describeBlocker, holderInfo, type Owner } from './owner.js';
-import { holderBase } from './holder-base.js';
+import { sameOwner } from './holder-base.js';
+import { claimedHolder } from './identity.js';
 
 export interface Hold {
   id: string;
@@ -26,6 +28,10 @@ export interface Hold {
   /** The acquiring client, while it waits. */
   conn: Connection | null;
   waitTimer: NodeJS.Timeout | null;
+  /** Epoch ms after which a hold still not acquired gives up (from --wait); null = wait forever. */
+  deadline: number | null;
+  /** What was asked, for the not-obtained reply. */
+  req: AcquireRequest | null;
 }
 
 export function newHoldId(): string {
@@ -39,16 +45,37 @@ export class HoldManager {
 
   async acquire(conn: Connection, req: AcquireRequest): Promise<void> {
     const uid = this.core.uidOf(conn);
-    const locks = resolveLocks(req.locks, { globalDir: this.core.globalDir, callerUid: uid });
+    const locks = resolveLocks(req.locks, { globalDir: this.core.globalDir, callerUid: uid, clusterPrefix: this.core.cluster?.prefix ?? null });
     if (locks.length === 0) throw new LockdError('usage', 'acquire needs at least one lock');
     const id = newHoldId();
     const now = Date.now();
     const owner: Owner = { kind: 'hold', id, holder: req.holder, user: req.user, uid, pid: this.core.pidOf(conn, req.client_pid), commandLine: null, cwd: req.cwd, since: now, locks };
-    const hold: Hold = { id, owner, locks, ttlMs: req.ttl_ms, expiresAt: null, timer: null, grant: null, queuedAt: now, conn, waitTimer: null };
+    const hold: Hold = {
+      id,
+      owner,
+      locks,
+      ttlMs: req.ttl_ms,
+      expiresAt: null,
+      timer: null,
+      grant: null,
+      queuedAt: now,
+      conn,
+      waitTimer: null,
+      deadline: req.wait_ms === null ? null : now + req.wait_ms,
+      req,
+    };
     this.holds.set(id, hold);
+    // Until it is acquired a hold lives only as long as its client: one that gives up (Ctrl+C, lost) leaves the
+    // queue. Once acquired, the hold outlives the client — that is what it is for.
+    conn.attachment.onClose = () => this.abandon(hold);
     const request = { id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner };
+    if (this.core.cluster?.handles(locks)) {
+      this.acquireCluster(hold, request);
+      return;
+    }
     const res = req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
     if (res.kind === 'granted') {
+      this.core.events.emit('granted', id, locks.map((l) => l.key));
       await this.onGranted(res.grant);
       return;
     }
@@ -58,36 +85,87 @@ export class HoldManager {
     }
     if (res.kind === 'busy') {
       this.holds.delete(id);
-      this.notObtained(conn, req, locks, res.blockers, 'lock_busy');
+      this.notObtained(hold, res.blockers, 'lock_busy');
       return;
     }
-    this.core.events.emit('queued', id, locks.map((l) => l.key));
+    this.core.events.emit('queued', id, locks.map((l) => l.key), { position: this.core.table.queuePosition(id) });
     conn.send({ type: 'queued', run_id: id, position: this.core.table.queuePosition(id), blockers: res.blockers.map((b) => holderInfo(b.meta)), manifest_path: '', result_path: '' });
-    conn.attachment.onClose = () => {
-      // A client that gives up while waiting is removed from the queue; once granted, the hold outlives it.
-      if (!hold.grant && this.holds.get(id) === hold) {
-        if (hold.waitTimer) clearTimeout(hold.waitTimer);
-        this.holds.delete(id);
-        this.core.cancelRequest(id);
-      }
-    };
     if (req.wait_ms !== null) {
       hold.waitTimer = setTimeout(() => {
-        if (hold.grant || this.holds.get(id) !== hold) return;
+        hold.waitTimer = null;
+        if (hold.grant || this.holds.get(id) !== hold || this.core.table.isHolding(id)) return;
         const blockers = this.core.table.blockersOf(id);
         this.holds.delete(id);
         this.core.cancelRequest(id);
-        this.notObtained(conn, req, locks, blockers, 'lock_wait_timeout');
+        this.notObtained(hold, blockers, 'lock_wait_timeout');
       }, req.wait_ms);
     }
   }
 
-  private notObtained(conn: Connection, req: AcquireRequest, locks: ResolvedLock[], blockers: Array<{ key: string; meta: Owner; kind: string }>, code: string): void {
+  /** Cluster locks (docs/cluster.md): queued across hosts by the cluster module, which owns the --wait deadline. */
+  private acquireCluster(hold: Hold, request: LockRequest<Owner>): void {
+    const waitMs = hold.req?.wait_ms ?? null;
+    const keys = hold.locks.map((l) => l.key);
+    this.core.cluster!.enqueue({
+      request,
+      locks: hold.locks,
+      waitMs,
+      tryOnly: waitMs === 0,
+      callbacks: {
+        onQueued: (position, blockers) => {
+          this.core.events.emit('queued', hold.id, keys, { position });
+          hold.conn?.send({ type: 'queued', run_id: hold.id, position, blockers, manifest_path: '', result_path: '' });
+        },
+        onWaiting: (position, blockers) => hold.conn?.send({ type: 'waiting', position, blockers }),
+        onGranted: (grant) => {
+          this.core.events.emit('granted', hold.id, keys);
+          void this.onGranted(grant);
+        },
+        onNotObtained: (reason, message, blockers) => {
+          if (this.holds.get(hold.id) !== hold) return;
+          this.holds.delete(hold.id);
+          const conn = hold.conn;
+          hold.conn = null;
+          if (reason === 'deadlock' || reason === 'usage') {
+            conn?.fail(reason, message);
+            return;
+          }
+          this.core.events.emit('not_obtained', hold.id, keys, { reason });
+          // cluster_unavailable keeps its own exit code (69, EX_UNAVAILABLE); the others are "not obtained".
+          conn?.end({ type: 'not_obtained', code: reason, message, blockers, exit_code: reason === 'cluster_unavailable' ? 69 : (hold.req?.conflict_exit_code ?? 75) });
+        },
+      },
+    });
+  }
+
+  /** The cluster lease behind this hold's cluster locks is running out or gone: the hold ends now. */
+  onClusterLockLost(id: string, message: string): void {
+    const hold = this.holds.get(id);
+    if (!hold) return;
+    this.core.log.error('hold lost its cluster lock; released', { hold_id: id, holder: hold.owner.holder, message });
+    void this.drop(hold, 'hold_released', `lockd (${message})`);
+  }
+
+  /** The client of a hold not yet acquired went away: leave the queue (or give back a grant not yet taken up). */
+  private abandon(hold: Hold): void {
+    if (hold.grant || this.holds.get(hold.id) !== hold) return;
+    this.holds.delete(hold.id);
+    if (hold.waitTimer) clearTimeout(hold.waitTimer);
+    hold.waitTimer = null;
+    hold.conn = null;
+    // release() withdraws a waiter and drops a table grant alike.
+    this.core.releaseRequest(hold.id);
+    this.core.events.emit('cancelled', hold.id, hold.locks.map((l) => l.key), { reason: 'client_lost' });
+  }
+
+  private notObtained(hold: Hold, blockers: Array<{ key: string; meta: Owner; kind: string }>, code: string, message?: string): void {
     const first = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
-    const name = first ? (locks.find((l) => l.key === first.key)?.name ?? first.key) : '';
-    const message = first ? describeBlocker(name, first.meta) : 'lock is busy';
-    this.core.events.emit('not_obtained', '', locks.map((l) => l.key), { reason: code });
-    conn.end({ type: 'not_obtained', code, message, blockers: blockers.map((b) => holderInfo(b.meta)) as HolderInfo[], exit_code: req.conflict_exit_code });
+    const name = first ? (hold.locks.find((l) => l.key === first.key)?.name ?? first.key) : '';
+    const text = message ?? (first ? describeBlocker(name, first.meta) : 'lock is busy');
+    this.core.events.emit('not_obtained', hold.id, hold.locks.map((l) => l.key), { reason: code });
+    const conn = hold.conn;
+    hold.conn = null;
+    conn?.end({ type: 'not_obtained', code, message: text, blockers: blockers.map((b) => holderInfo(b.meta)) as HolderInfo[], exit_code: hold.req?.conflict_exit_code ?? 75 });
   }
 
   async onGranted(grant: Grant<Owner>): Promise<void> {
@@ -97,26 +175,59 @@ export class HoldManager {
       return;
     }
     if (hold.waitTimer) clearTimeout(hold.waitTimer);
-    hold.grant = grant;
-    const ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested), hold.owner.uid).catch(() => false);
+    hold.waitTimer = null;
+    const keys = grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key);
+    let ok: boolean;
+    try {
+      ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)), hold.owner.uid);
+    } catch (e) {
+      // The lock file cannot be used (unsafe path, permissions): this hold can never be taken up.
+      if (this.holds.get(hold.id) === hold) this.holds.delete(hold.id);
+      this.core.releaseRequest(hold.id);
+      const conn = hold.conn;
+      hold.conn = null;
+      const err = e as Error & { code?: string };
+      conn?.fail(typeof err.code === 'string' && err.code === 'unsafe_lock_path' ? err.code : 'lock_file_error', `cannot prepare lock files: ${err.message}`);
+      return;
+    }
+    if (this.holds.get(hold.id) !== hold) {
+      // Abandoned while the files were being taken.
+      if (ok) await this.core.guard.give(keys);
+      return;
+    }
     if (!ok) {
-      // An outside flock user holds a file; stay first in line and retry (see LockGuard).
-      hold.grant = null;
+      // An outside flock user holds a file: stay first in line and look again shortly, within the --wait bound.
+      if (hold.deadline !== null && Date.now() >= hold.deadline) {
+        this.holds.delete(hold.id);
+        this.core.releaseRequest(hold.id);
+        this.notObtained(hold, [], hold.req?.wait_ms === 0 ? 'lock_busy' : 'lock_wait_timeout', `a lock file is flock'ed by a process outside lockd: ${keys.join(', ')}`);
+        return;
+      }
       setTimeout(() => {
-        if (this.holds.get(hold.id) === hold) void this.onGranted(grant);
+        if (this.holds.get(hold.id) === hold && !hold.grant) void this.onGranted(grant);
       }, 100);
       return;
     }
+    hold.grant = grant;
     const now = Date.now();
     this.arm(hold, now);
     this.core.journalAppend({ t: 'hold', hold_id: hold.id, locks: this.journalLocks(hold, grant), holder: hold.owner.holder, user: hold.owner.user, uid: hold.owner.uid, since: now, ttl_ms: hold.ttlMs, expires_at: hold.expiresAt });
-    this.core.guard.describe(
-      grant.claims.filter((c) => !c.nested).map((c) => c.key),
-      { pid: hold.owner.pid, start_utc: new Date(now).toISOString(), start_epoch: Math.floor(now / 1000), cwd: hold.owner.cwd, cmd: null, hold_id: hold.id, holder: hold.owner.holder, lockd_pid: process.pid },
-    );
+    // Written before the client hears "acquired": whoever looks at the lock file after `lockd acquire` sees the hold.
+    await this.core.guard.describe(keys, {
+      pid: hold.owner.pid,
+      pid_start_time: null,
+      start_utc: new Date(now).toISOString(),
+      start_epoch: Math.floor(now / 1000),
+      cwd: hold.owner.cwd,
+      cmd: `lockd acquire ${hold.locks.map((l) => l.name).join(' ')}`,
+      hold_id: hold.id,
+      holder: hold.owner.holder,
+      lockd_pid: process.pid,
+    });
     this.core.events.emit('hold_acquired', hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ttl_ms: hold.ttlMs });
     const conn = hold.conn;
     hold.conn = null;
+    hold.req = null;
     conn?.end({
       type: 'acquired',
       hold_id: hold.id,
@@ -148,7 +259,7 @@ export class HoldManager {
 
   private async expire(hold: Hold): Promise<void> {
     if (this.holds.get(hold.id) !== hold) return;
-    this.core.log.warn('hold expired without heartbeat', { hold_id: hold.id, holder: hold.owner.holder, ttl_ms: hold.ttlMs });
+    this.core.log.warn('hold expired without heartbeat; its locks are released', { hold_id: hold.id, holder: hold.owner.holder, ttl_ms: hold.ttlMs, locks: hold.locks.map((l) => l.key) });
     await this.drop(hold, 'hold_expired', null);
   }
 
@@ -156,15 +267,18 @@ export class HoldManager {
     this.holds.delete(hold.id);
     if (hold.timer) clearTimeout(hold.timer);
     const grant = hold.grant;
+    // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
+    this.core.events.emit(event, hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ...(event === 'hold_expired' ? { ttl_ms: hold.ttlMs } : {}), ...(by ? { by } : {}) });
     this.core.releaseRequest(hold.id);
-    if (grant) await this.core.guard.give(grant.claims.filter((c) => !c.nested).map((c) => c.key));
+    if (grant) await this.core.guard.give(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key));
     this.core.journalAppend({ t: 'hold_end', hold_id: hold.id });
-    this.core.events.emit(event, hold.id, hold.locks.map((l) => l.key), by ? { by } : undefined);
   }
 
   private owns(hold: Hold, holder: string, uid: number | null): boolean {
     if (this.core.mode === 'system' && uid !== hold.owner.uid) return false;
-    return hold.owner.holder === holder || holderBase(hold.owner.holder) === holderBase(holder);
+    // The verified uid decides first; the holder strings (annotated in system mode) are compared without the annotation.
+    if (this.core.system) return sameOwner(claimedHolder(hold.owner.holder), claimedHolder(holder));
+    return sameOwner(hold.owner.holder, holder);
   }
 
   async heartbeat(conn: Connection, holdId: string, holder: string): Promise<void> {
@@ -182,9 +296,10 @@ export class HoldManager {
     let targets: Hold[] = [];
     if (msg.hold_id) {
       const h = this.holds.get(msg.hold_id);
-      if (h) targets = [h];
+      // A hold still waiting is its acquiring client's to cancel (Ctrl+C), not release's.
+      if (h && h.grant) targets = [h];
     } else {
-      const keys = new Set(resolveLocks(msg.locks, { globalDir: this.core.globalDir, callerUid: uid }).map((l) => l.key));
+      const keys = new Set(resolveLocks(msg.locks, { globalDir: this.core.globalDir, callerUid: uid, clusterPrefix: this.core.cluster?.prefix ?? null }).map((l) => l.key));
       targets = [...this.holds.values()].filter((h) => h.grant && h.locks.some((l) => keys.has(l.key)));
     }
     if (targets.length === 0) {
@@ -200,7 +315,7 @@ export class HoldManager {
       }
       forced = others;
     }
-    const by = `${msg.holder}${uid !== null ? ` (uid ${uid})` : ''}`;
+    const by = this.core.system ? this.core.system.describeCaller(conn) : `${msg.holder}${uid !== null ? ` (uid ${uid})` : ''}`;
     for (const h of mine) await this.drop(h, 'hold_released', null);
     for (const h of forced) {
       this.core.log.warn('hold broken with --force', { hold_id: h.id, owner: h.owner.holder, by });
@@ -211,7 +326,7 @@ export class HoldManager {
       others.length && !msg.force
         ? `${others.map((h) => `${h.id} is held by ${h.owner.holder}`).join('; ')}: not yours, left in place (use --force to break it)`
         : forced.length
-          ? `broke ${forced.map((h) => h.id).join(', ')} held by ${forced.map((h) => h.owner.holder).join(', ')}`
+          ? `broke ${forced.map((h) => h.id).join(', ')} held by ${forced.map((h) => h.owner.holder).join(', ')} (by ${by})`
           : null;
     conn.end({ type: 'released', released: released.length > 0, note, hold_ids: released.map((h) => h.id) });
   }
@@ -228,8 +343,10 @@ export class HoldManager {
 
   /** Restore a hold from the journal after a restart (its locks are re-granted before new work is accepted). */
   restore(rec: { hold_id: string; holder: string; user: string; uid: number | null; since: number; ttl_ms: number | null; expires_at: number | null }, locks: ResolvedLock[]): boolean {
+    // A cluster lock died with the previous daemon's lease: such a hold cannot be restored.
+    if (locks.some((l) => isClusterKey(l.key))) return false;
     const owner: Owner = { kind: 'hold', id: rec.hold_id, holder: rec.holder, user: rec.user, uid: rec.uid, pid: null, commandLine: null, cwd: null, since: rec.since, locks };
-    const hold: Hold = { id: rec.hold_id, owner, locks, ttlMs: rec.ttl_ms, expiresAt: rec.expires_at, timer: null, grant: null, queuedAt: rec.since, conn: null, waitTimer: null };
+    const hold: Hold = { id: rec.hold_id, owner, locks, ttlMs: rec.ttl_ms, expiresAt: rec.expires_at, timer: null, grant: null, queuedAt: rec.since, conn: null, waitTimer: null, deadline: null, req: null };
     const res = this.core.table.submit({ id: hold.id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner });
     if (res.kind !== 'granted') {
       if (res.kind === 'queued') this.core.cancelRequest(hold.id);

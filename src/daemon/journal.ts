@@ -1,13 +1,21 @@
 /**
  * The daemon's crash journal: an append-only JSON-lines file in the state dir recording every live run and hold,
  * so that a daemon started after a crash (kill -9, OOM) knows which process trees and locks the old one owned.
- * Appends are one small write(2) each, never a rewrite, so adding runs stays O(1) however long history grows;
- * the file is compacted to its live entries at start-up and whenever it grows past a bound.
- * No fsync: the journal protects against the daemon dying, not against the machine losing power (after a reboot
- * no process a record names can be alive anyway).
+ *
+ * - Appends are one small write(2) each, never a rewrite, so adding runs stays O(1) however long history grows.
+ *   The file is rewritten (to its live entries, atomically: temp file + rename) only at start-up and when it has
+ *   grown past COMPACT_AT_BYTES — never on every change.
+ * - Reading tolerates anything: a line that is not JSON, or JSON that is not a well-formed entry (a torn write, a
+ *   bit flip, an editor accident), is skipped and counted. When any line was bad, or the file could not be read
+ *   at all, the file is set aside as `journal.jsonl.corrupt-<time>` for a human to look at, and a fresh journal is
+ *   written holding the good entries. Nothing here throws: a journal that cannot be written (full or read-only
+ *   state dir) degrades to memory only and says so through `onError`; the locks keep working.
+ * - No fsync per append: the journal protects against the daemon dying, not against the machine losing power
+ *   (after a reboot no process a record names can be alive anyway). Compaction does fsync, because it replaces
+ *   the only copy.
  */
-import { closeSync, openSync, readFileSync, renameSync, writeSync, fstatSync, writeFileSync, fsyncSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { errnoCode } from '../util/errors.js';
 
 export interface JournalLock {
@@ -17,6 +25,8 @@ export interface JournalLock {
   mode: 'exclusive' | 'shared' | 'slots';
   slots?: number;
   fencing_token: number;
+  /** For slots locks: the slot the run was given (a re-adopted run must keep it; see adopt.ts). */
+  slot_index?: number;
 }
 
 export interface RunRecord {
@@ -64,137 +74,352 @@ export interface JournalState {
   runs: Map<string, RunRecord>;
   holds: Map<string, HoldRecord>;
   fences: Map<string, number>;
-  /** Lines that could not be parsed (a torn last write, or corruption), for the log. */
+  /** Lines that could not be used (not JSON, or not a well-formed entry), for the log. */
   badLines: number;
+  /** Why the file could not be read at all (EACCES, EISDIR, EIO…); null when it was read (or did not exist). */
+  unreadable: string | null;
 }
 
+/** What `Journal.open` found, for the daemon log. */
+export interface JournalOpenReport {
+  /** Where a journal with bad lines (or an unreadable one) was moved; null when it was clean. */
+  setAsidePath: string | null;
+  /** Why the journal cannot be written (it then lives in memory only); null when it can. */
+  writeError: string | null;
+}
+
+export const JOURNAL_FILE = 'journal.jsonl';
 const COMPACT_AT_BYTES = 4 * 1024 * 1024;
+/** A line longer than this is not one of ours (the largest record is a run with 256 locks): skipped unparsed. */
+const MAX_LINE_CHARS = 1024 * 1024;
+
+// ---- entry validation: everything read back is checked field by field before reconcile trusts it ----
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStr = (v: unknown, max = 64 * 1024): v is string => typeof v === 'string' && v.length <= max;
+const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 256 && !/[/\0]/.test(v);
+const isInt = (v: unknown, min = 0): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const orNull = <T>(v: unknown, check: (x: unknown) => x is T): v is T | null => v === null || check(v);
+
+function isJournalLock(v: unknown): v is JournalLock {
+  if (!isObj(v)) return false;
+  return (
+    isStr(v.key, 8192) &&
+    isAbsolute(v.key) &&
+    isStr(v.name, 1024) &&
+    (v.scope === 'local' || v.scope === 'global' || v.scope === 'cluster') &&
+    (v.mode === 'exclusive' || v.mode === 'shared' || v.mode === 'slots') &&
+    (v.mode === 'slots' ? isInt(v.slots, 1) : v.slots === undefined || isInt(v.slots, 1)) &&
+    isInt(v.fencing_token) &&
+    (v.slot_index === undefined || isInt(v.slot_index))
+  );
+}
+
+function isLocks(v: unknown): v is JournalLock[] {
+  return Array.isArray(v) && v.length <= 4096 && v.every(isJournalLock);
+}
+
+function isRunRecord(e: Obj): boolean {
+  return (
+    isId(e.run_id) &&
+    orNull(e.pid, (x): x is number => isInt(x, 2)) &&
+    orNull(e.pgid, (x): x is number => isInt(x, 1)) &&
+    orNull(e.start_time, (x): x is string => isStr(x, 64) && x !== '') &&
+    isLocks(e.locks) &&
+    isInt(e.client_pid) &&
+    typeof e.detach === 'boolean' &&
+    isStr(e.dir, 8192) &&
+    isAbsolute(e.dir) &&
+    isStr(e.holder) &&
+    isStr(e.user) &&
+    orNull(e.uid, (x): x is number => isInt(x)) &&
+    isStr(e.command_line, 1024 * 1024) &&
+    isTime(e.queued_at) &&
+    orNull(e.started_at, isTime) &&
+    orNull(e.log_path, (x): x is string => isStr(x, 8192)) &&
+    orNull(e.parent, isId)
+  );
+}
+
+function isHoldRecord(e: Obj): boolean {
+  return (
+    isId(e.hold_id) &&
+    isLocks(e.locks) &&
+    (e.locks as unknown[]).length > 0 &&
+    isStr(e.holder) &&
+    isStr(e.user) &&
+    orNull(e.uid, (x): x is number => isInt(x)) &&
+    isTime(e.since) &&
+    orNull(e.ttl_ms, (x): x is number => isInt(x, 1)) &&
+    orNull(e.expires_at, isTime)
+  );
+}
+
+/** The entry a line holds, or null when it is not a well-formed journal entry. Exported for tests. */
+export function parseJournalLine(line: string): JournalEntry | null {
+  if (line.length > MAX_LINE_CHARS) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (!isObj(v)) return null;
+  switch (v.t) {
+    case 'run':
+      return isRunRecord(v) ? (v as unknown as RunRecord) : null;
+    case 'hold':
+      return isHoldRecord(v) ? (v as unknown as HoldRecord) : null;
+    case 'run_end':
+      return isId(v.run_id) ? { t: 'run_end', run_id: v.run_id } : null;
+    case 'hold_end':
+      return isId(v.hold_id) ? { t: 'hold_end', hold_id: v.hold_id } : null;
+    case 'hold_hb':
+      return isId(v.hold_id) && orNull(v.expires_at, isTime) ? { t: 'hold_hb', hold_id: v.hold_id, expires_at: v.expires_at } : null;
+    case 'fence':
+      return isStr(v.key, 8192) && isAbsolute(v.key) && isInt(v.token) ? { t: 'fence', key: v.key, token: v.token } : null;
+    default:
+      return null;
+  }
+}
+
+function emptyState(): JournalState {
+  return { runs: new Map(), holds: new Map(), fences: new Map(), badLines: 0, unreadable: null };
+}
+
+/** A file name stamp that sorts by time and has no ':' (which some tools dislike in names). */
+function stamp(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
 
 export class Journal {
-  private fd: number;
-  private size: number;
+  /** null while the journal cannot be written (it then lives in memory only). */
+  private fd: number | null = null;
+  private size = 0;
   private live: JournalState;
+  /** A write failed part-way: the file may end in half a line, so the next append starts on a fresh line. */
+  private torn = false;
+  /** Extra fencing tokens to persist at compaction (the lock table's counters), so tokens only ever grow. */
+  fenceSource: (() => Record<string, number>) | null = null;
+  /** Called once per failure episode when the journal cannot be written; the daemon logs it. */
+  onError?: (message: string) => void;
+  private failing = false;
+  private closed = false;
+  /** While unwritable, the rewrite is retried at most this often (a full disk must not cost a rewrite per change). */
+  private static readonly RETRY_MS = 1000;
+  private lastRetry = 0;
 
-  private constructor(readonly path: string, state: JournalState) {
-    this.live = { runs: new Map(state.runs), holds: new Map(state.holds), fences: new Map(state.fences), badLines: 0 };
-    this.fd = openSync(path, 'a', 0o600);
-    this.size = fstatSync(this.fd).size;
+  private constructor(
+    readonly path: string,
+    state: JournalState,
+  ) {
+    this.live = { runs: new Map(state.runs), holds: new Map(state.holds), fences: new Map(state.fences), badLines: 0, unreadable: null };
+    this.reopen();
   }
 
-  /** Read what a previous daemon left (tolerating garbage), and open for appending. */
-  static open(stateDir: string): { journal: Journal; previous: JournalState } {
-    const path = join(stateDir, 'journal.jsonl');
+  /**
+   * Read what a previous daemon left (tolerating garbage), set a damaged file aside, and open for appending.
+   * Never throws.
+   */
+  static open(stateDir: string, now: Date = new Date()): { journal: Journal; previous: JournalState; report: JournalOpenReport } {
+    const path = join(stateDir, JOURNAL_FILE);
     const previous = Journal.read(path);
-    return { journal: new Journal(path, previous), previous };
+    let setAsidePath: string | null = null;
+    if (previous.badLines > 0 || previous.unreadable !== null) {
+      const aside = `${path}.corrupt-${stamp(now)}`;
+      try {
+        renameSync(path, aside);
+        setAsidePath = aside;
+      } catch {
+        // Cannot move it (read-only dir): the compaction below replaces it, or we run from memory.
+      }
+    }
+    const journal = new Journal(path, previous);
+    // Start from a clean file holding only the good live entries (also ends any torn last line).
+    journal.compact();
+    const writeError = journal.fd === null ? (journal.lastError ?? 'cannot open the journal') : null;
+    return { journal, previous, report: { setAsidePath, writeError } };
   }
 
   static read(path: string): JournalState {
-    const state: JournalState = { runs: new Map(), holds: new Map(), fences: new Map(), badLines: 0 };
+    const state = emptyState();
     let text = '';
     try {
       text = readFileSync(path, 'utf8');
     } catch (e) {
-      if (errnoCode(e) !== 'ENOENT') state.badLines++;
+      if (errnoCode(e) !== 'ENOENT') state.unreadable = errnoCode(e) ?? (e as Error).message;
       return state;
     }
     for (const line of text.split('\n')) {
-      if (!line) continue;
-      let e: JournalEntry;
-      try {
-        e = JSON.parse(line) as JournalEntry;
-        if (typeof e !== 'object' || e === null || typeof (e as { t?: unknown }).t !== 'string') throw new Error('shape');
-      } catch {
-        state.badLines++;
-        continue;
-      }
-      Journal.apply(state, e);
+      if (!line.trim()) continue;
+      const e = parseJournalLine(line);
+      if (e === null) state.badLines++;
+      else Journal.apply(state, e);
     }
     return state;
   }
 
   private static noteFences(state: JournalState, locks: Array<{ key: string; fencing_token: number }>): void {
     for (const l of locks) {
-      if (typeof l.fencing_token === 'number' && (state.fences.get(l.key) ?? 0) < l.fencing_token) state.fences.set(l.key, l.fencing_token);
+      if ((state.fences.get(l.key) ?? 0) < l.fencing_token) state.fences.set(l.key, l.fencing_token);
     }
   }
 
   private static apply(state: JournalState, e: JournalEntry): void {
     switch (e.t) {
       case 'fence':
-        if (typeof e.key === 'string' && typeof e.token === 'number' && (state.fences.get(e.key) ?? 0) < e.token) state.fences.set(e.key, e.token);
+        if ((state.fences.get(e.key) ?? 0) < e.token) state.fences.set(e.key, e.token);
         break;
       case 'run':
-        if (typeof e.run_id === 'string' && Array.isArray(e.locks)) {
-          state.runs.set(e.run_id, e);
-          Journal.noteFences(state, e.locks);
-        } else state.badLines++;
+        state.runs.set(e.run_id, e);
+        Journal.noteFences(state, e.locks);
         break;
       case 'run_end':
         state.runs.delete(e.run_id);
         break;
       case 'hold':
-        if (typeof e.hold_id === 'string' && Array.isArray(e.locks)) {
-          state.holds.set(e.hold_id, e);
-          Journal.noteFences(state, e.locks);
-        } else state.badLines++;
+        state.holds.set(e.hold_id, e);
+        Journal.noteFences(state, e.locks);
         break;
       case 'hold_hb': {
         const h = state.holds.get(e.hold_id);
-        if (h) h.expires_at = e.expires_at;
+        if (h) state.holds.set(e.hold_id, { ...h, expires_at: e.expires_at });
         break;
       }
       case 'hold_end':
         state.holds.delete(e.hold_id);
         break;
-      default:
-        state.badLines++;
     }
+  }
+
+  /** The live entries as this journal knows them (copies). */
+  liveRuns(): RunRecord[] {
+    return [...this.live.runs.values()];
+  }
+
+  liveHolds(): HoldRecord[] {
+    return [...this.live.holds.values()];
+  }
+
+  get writable(): boolean {
+    return this.fd !== null;
   }
 
   append(e: JournalEntry): void {
     Journal.apply(this.live, e.t === 'run' || e.t === 'hold' ? { ...e } : e);
-    const line = JSON.stringify(e) + '\n';
-    try {
-      this.size += writeSync(this.fd, line);
-    } catch {
-      // A full or read-only state dir must not stop the locks from working; the log says so once per failure.
-      this.onError?.();
+    if (this.closed) return;
+    if (this.fd === null) {
+      // Try again now and then: a full disk gets space back, and then the whole live state must be rewritten anyway.
+      const now = Date.now();
+      if (now - this.lastRetry >= Journal.RETRY_MS) {
+        this.lastRetry = now;
+        this.compact();
+      }
       return;
     }
+    const line = (this.torn ? '\n' : '') + JSON.stringify(e) + '\n';
+    if (!this.writeAll(line)) return;
     if (this.size > COMPACT_AT_BYTES) this.compact();
   }
 
-  onError?: () => void;
+  private lastError: string | null = null;
 
-  /** Rewrite the file with the live entries only (atomic replace). */
-  compact(): void {
-    const lines: string[] = [];
-    for (const [key, token] of this.live.fences) lines.push(JSON.stringify({ t: 'fence', key, token }));
-    for (const r of this.live.runs.values()) lines.push(JSON.stringify(r));
-    for (const h of this.live.holds.values()) lines.push(JSON.stringify(h));
-    const tmp = `${this.path}.tmp`;
+  private writeAll(text: string): boolean {
+    const buf = Buffer.from(text, 'utf8');
+    let off = 0;
     try {
-      writeFileSync(tmp, lines.length ? lines.join('\n') + '\n' : '', { mode: 0o600 });
-      const fd = openSync(tmp, 'r');
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
+      while (off < buf.length) {
+        const n = writeSync(this.fd!, buf, off, buf.length - off);
+        if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        off += n;
+        this.size += n;
       }
-      renameSync(tmp, this.path);
-      closeSync(this.fd);
-      this.fd = openSync(this.path, 'a', 0o600);
-      this.size = fstatSync(this.fd).size;
-    } catch {
-      this.onError?.();
+      this.torn = false;
+      this.failing = false;
+      return true;
+    } catch (err) {
+      if (off > 0) this.torn = true;
+      this.fail(err);
+      return false;
     }
   }
 
+  private fail(err: unknown): void {
+    this.lastError = errnoCode(err) ?? (err as Error).message;
+    if (!this.failing) this.onError?.(`journal write failed (${this.lastError}); the daemon keeps working, but a crash now would lose track of runs`);
+    this.failing = true;
+  }
+
+  private reopen(): void {
+    try {
+      this.fd = openSync(this.path, 'a', 0o600);
+      this.size = fstatSync(this.fd).size;
+    } catch (err) {
+      this.fd = null;
+      this.fail(err);
+    }
+  }
+
+  /** Rewrite the file with the live entries only (atomic replace). Never throws. */
+  compact(): void {
+    if (this.closed) return;
+    const fences = new Map(this.live.fences);
+    try {
+      for (const [key, token] of Object.entries(this.fenceSource?.() ?? {})) {
+        if ((fences.get(key) ?? 0) < token) fences.set(key, token);
+      }
+    } catch {
+      /* the table is not ready yet: the recorded fences are enough */
+    }
+    this.live.fences = fences;
+    const lines: string[] = [];
+    for (const [key, token] of fences) lines.push(JSON.stringify({ t: 'fence', key, token }));
+    for (const r of this.live.runs.values()) lines.push(JSON.stringify(r));
+    for (const h of this.live.holds.values()) lines.push(JSON.stringify(h));
+    const tmp = `${this.path}.tmp`;
+    let tfd: number | null = null;
+    try {
+      tfd = openSync(tmp, 'w', 0o600);
+      const buf = Buffer.from(lines.length ? lines.join('\n') + '\n' : '', 'utf8');
+      let off = 0;
+      while (off < buf.length) off += writeSync(tfd, buf, off, buf.length - off);
+      fsyncSync(tfd);
+      closeSync(tfd);
+      tfd = null;
+      renameSync(tmp, this.path);
+    } catch (err) {
+      if (tfd !== null) {
+        try {
+          closeSync(tfd);
+        } catch {
+          /* already failing */
+        }
+      }
+      this.fail(err);
+      return;
+    }
+    if (this.fd !== null) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+    }
+    this.torn = false;
+    this.reopen();
+    if (this.fd !== null) this.failing = false;
+  }
+
   close(): void {
+    this.closed = true;
+    if (this.fd === null) return;
     try {
       closeSync(this.fd);
     } catch {
       /* already closed */
     }
+    this.fd = null;
   }
 }

@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, parse, resolve, sep } from 'node:path';
 import { LockdError, errnoCode } from '../util/errors.js';
+import { UserDirectory } from './identity.js';
 
 /**
  * What `<lock file>.meta` holds while the lock is held (JSON, snake_case like the scripts lockd replaces).
@@ -85,8 +86,19 @@ function daemonUid(): number {
   return typeof process.geteuid === 'function' ? process.geteuid() : 0;
 }
 
+let users: UserDirectory | null = null;
+
+/** The primary group of a uid the root daemon creates files for, so they are not left in root's group. */
+function primaryGid(uid: number): number {
+  if (daemonUid() !== 0 || uid === 0) return -1;
+  users ??= new UserDirectory();
+  const id = users.userByUid(uid, -1);
+  return id.known ? id.gid : -1;
+}
+
 function ownerOf(opts: PrepareOptions): Owner {
-  return { uid: opts.uid ?? daemonUid(), gid: opts.gid ?? -1 };
+  const uid = opts.uid ?? daemonUid();
+  return { uid, gid: opts.gid ?? primaryGid(uid) };
 }
 
 /** Root creating on another uid's behalf gives what it created to that uid. */

@@ -26,6 +26,10 @@ interface KeyState {
 
 export class LockGuard {
   private keys = new Map<string, KeyState>();
+  /** Per key, the last `.meta` write (writes are chained, so the newest holder's meta is the one that lands). */
+  private metaWrites = new Map<string, Promise<void>>();
+  /** Per key, a release still removing the meta and dropping the flock; a new take waits for it. */
+  private releasing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly flock: FlockLike | null,
@@ -40,7 +44,14 @@ export class LockGuard {
   async take(claims: Array<{ key: string; mode: 'exclusive' | 'shared' | 'slots' }>, uid: number | null): Promise<boolean> {
     const taken: string[] = [];
     for (const c of claims) {
-      const st = this.keys.get(c.key);
+      let st = this.keys.get(c.key);
+      const finishing = st ? undefined : this.releasing.get(c.key);
+      if (finishing) {
+        // The last holder's give is still dropping the flock: our tryLock would see it as held by us, and its
+        // unlock would then take it away from under us. Let it finish first.
+        await finishing;
+        st = this.keys.get(c.key);
+      }
       if (st) {
         st.refs++;
         taken.push(c.key);
@@ -67,11 +78,29 @@ export class LockGuard {
     return true;
   }
 
-  /** Record who holds, for `.meta` readers. Fire-and-forget after the child started: never on the handoff path. */
-  describe(keys: string[], meta: Record<string, unknown>): void {
+  /** Record who holds, for `.meta` readers. Runs leave it fire-and-forget after the child started: never on the handoff path. */
+  describe(keys: string[], meta: Record<string, unknown>): Promise<void> {
+    const writes: Promise<void>[] = [];
     for (const key of keys) {
-      this.files.writeMeta(key, meta).catch((e: Error) => this.log.warn('meta write failed', { key, error: e.message }));
+      // Given back already (a command that exits at once): no meta may appear for a lock nobody holds.
+      if (!this.keys.has(key)) continue;
+      const prev = this.metaWrites.get(key) ?? Promise.resolve();
+      const write: Promise<void> = prev
+        .then(() => (this.keys.has(key) ? this.files.writeMeta(key, meta) : undefined))
+        .then(
+          () => undefined,
+          (e: Error) => {
+            this.log.warn('meta write failed', { key, error: e.message });
+          },
+        )
+        .finally(() => {
+          if (this.metaWrites.get(key) === write) this.metaWrites.delete(key);
+        });
+      this.metaWrites.set(key, write);
+      writes.push(write);
     }
+    // Resolves (never rejects) once these metas are written: a caller that must not answer before may wait.
+    return Promise.all(writes).then(() => undefined);
   }
 
   async give(keys: string[]): Promise<void> {
@@ -80,9 +109,16 @@ export class LockGuard {
       if (!st) continue;
       if (--st.refs > 0) continue;
       this.keys.delete(key);
-      // Remove the meta first: a reader that sees a .meta must be able to trust the flock is still ours.
-      await this.files.removeMeta(key).catch(() => undefined);
-      if (st.flocked && this.flock) await this.flock.unlock(key).catch(() => undefined);
+      const done = (async () => {
+        // A meta still being written must land before it is removed, never after (it would outlive the lock).
+        await this.metaWrites.get(key);
+        // Remove the meta first: a reader that sees a .meta must be able to trust the flock is still ours.
+        await this.files.removeMeta(key).catch(() => undefined);
+        if (st.flocked && this.flock) await this.flock.unlock(key).catch(() => undefined);
+      })();
+      this.releasing.set(key, done);
+      await done;
+      if (this.releasing.get(key) === done) this.releasing.delete(key);
     }
   }
 

@@ -6,6 +6,7 @@ import { lstatSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { LockMode, LockRef } from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
+import { clusterLockKey } from '../cluster/keys.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const MAX_NAME = 200;
@@ -23,7 +24,8 @@ export interface ResolvedLock {
   /** Canonical lock file path: the lock table key. */
   key: string;
   name: string;
-  scope: 'local' | 'global';
+  /** 'cluster': a --global lock shared through the configured etcd cluster (its key is etcd:<prefix>/<name>). */
+  scope: 'local' | 'global' | 'cluster';
   mode: LockMode;
   slots?: number;
   root: string | null;
@@ -74,11 +76,23 @@ function checkLocksDir(dir: string, callerUid: number | null): void {
   }
 }
 
-export function resolveLock(ref: LockRef, defaults: { globalDir: string; callerUid: number | null }): ResolvedLock {
+/** clusterPrefix: set when the daemon has a cluster; then --global locks (without host_only) are cluster locks. */
+export interface ResolveDefaults {
+  globalDir: string;
+  callerUid: number | null;
+  clusterPrefix?: string | null;
+}
+
+export function resolveLock(ref: LockRef, defaults: ResolveDefaults): ResolvedLock {
   validateLockName(ref.name);
   if (ref.arch !== undefined) validateLockName(ref.arch, 'arch');
   if (ref.mode === 'slots' && !(Number.isInteger(ref.slots) && (ref.slots as number) >= 1)) {
     throw new LockdError('usage', `lock ${ref.name}: slots must be a positive integer`);
+  }
+  if (ref.scope === 'global' && !ref.host_only && defaults.clusterPrefix !== undefined && defaults.clusterPrefix !== null) {
+    const out: ResolvedLock = { key: clusterLockKey(defaults.clusterPrefix, ref.name), name: ref.name, scope: 'cluster', mode: ref.mode, root: null, arch: null };
+    if (ref.mode === 'slots') out.slots = ref.slots!;
+    return out;
   }
   let dir: string;
   let file: string;
@@ -106,7 +120,7 @@ export function resolveLock(ref: LockRef, defaults: { globalDir: string; callerU
   return out;
 }
 
-export function resolveLocks(refs: LockRef[], defaults: { globalDir: string; callerUid: number | null }): ResolvedLock[] {
+export function resolveLocks(refs: LockRef[], defaults: ResolveDefaults): ResolvedLock[] {
   const out: ResolvedLock[] = [];
   const seen = new Set<string>();
   for (const ref of refs) {

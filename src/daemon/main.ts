@@ -9,13 +9,19 @@ import { Connection } from './connection.js';
 import { DaemonCore } from './core.js';
 import { createLogger } from './logger.js';
 import { Journal } from './journal.js';
-import { LockGuard, type FlockLike } from './lock-guard.js';
+import { LockGuard } from './lock-guard.js';
 import { FlockHolder } from './flock-holder.js';
 import * as lockFiles from './lock-files.js';
 import { listenOnSocket, inheritedListenFd, listenOnFd } from './listen.js';
 import { LockdError } from '../util/errors.js';
 import { peerCredOfSocket } from '../util/peercred.js';
 import { reconcile } from './reconcile.js';
+import { SystemMode } from './system-mode.js';
+import type { ClusterConfig } from '../cluster/config.js';
+
+/** Bound on stdin buffered for a run that does not exist yet (see onStdin). */
+const EARLY_STDIN_MAX_BYTES = 1024 * 1024;
+const EARLY_STDIN_MAX_FRAMES = 4096;
 
 export interface DaemonOptions {
   socketPath: string;
@@ -26,6 +32,10 @@ export interface DaemonOptions {
   globalDir: string | null;
   defaultKeep: number;
   adminGroup: string | null;
+  /** System mode: the group that may use the socket (root:<group> 0660); default `lockd`, null leaves it alone. */
+  socketGroup?: string | null;
+  /** Cluster locks through etcd (--cluster); null/absent keeps every lock on this host. */
+  cluster?: ClusterConfig | null;
 }
 
 export interface RunningDaemon {
@@ -36,7 +46,8 @@ export interface RunningDaemon {
 
 function ensureStateDir(dir: string, system: boolean): void {
   mkdirSync(dir, { recursive: true, mode: system ? 0o755 : 0o700 });
-  if (!system && process.platform !== 'win32') {
+  // Both modes: a state directory others can write would let them forge the journal or plant files the daemon trusts.
+  if (process.platform !== 'win32') {
     const st = statSync(dir);
     const uid = process.getuid!();
     if (st.uid !== uid) throw new LockdError('unsafe_state_dir', `state directory ${dir} is owned by uid ${st.uid}, not by you (uid ${uid})`);
@@ -47,16 +58,57 @@ function ensureStateDir(dir: string, system: boolean): void {
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   ensureStateDir(opts.stateDir, opts.system);
   const log = createLogger(opts.stateDir);
-  const { journal, previous } = Journal.open(opts.stateDir);
-  if (previous.badLines) log.warn('journal had unreadable lines; they were set aside', { count: previous.badLines });
-  let journalErrorLogged = false;
-  journal.onError = () => {
-    if (!journalErrorLogged) log.error('journal write failed (state dir full or read-only?)');
-    journalErrorLogged = true;
-  };
-  const flock: FlockLike | null = process.platform === 'win32' ? null : await FlockHolder.open({
+  installSafetyNet(log);
+  const flock: FlockHolder | null = process.platform === 'win32' ? null : await FlockHolder.open({
     onLost: (paths) => log.error('flock helper died; outside flock users are no longer excluded until the locks are retaken', { paths }),
   });
+  const system = opts.system
+    ? new SystemMode({ stateDir: opts.stateDir, log, adminGroup: opts.adminGroup, socketGroup: opts.socketGroup === undefined ? 'lockd' : opts.socketGroup })
+    : null;
+  let ready = false;
+  const early: Socket[] = [];
+  const onConnection = (socket: Socket) => {
+    if (ready) return accept(socket);
+    // Until reconcile is done nothing is served (no lock may be granted twice); clients just wait for hello_ok.
+    socket.on('error', () => undefined);
+    early.push(socket);
+  };
+  const fd = inheritedListenFd();
+  const server = fd !== null
+    ? await listenOnFd(fd, onConnection)
+    : await listenOnSocket(
+        { socketPath: opts.socketPath, socketMode: opts.system ? 0o660 : 0o600, dirMode: opts.system ? 0o755 : 0o700, requirePrivateDir: true },
+        onConnection,
+      );
+  // System mode: root:lockd 0660, so members of the socket group (and only they) can connect.
+  if (system && fd === null) system.applySocketGroup(opts.socketPath);
+  // One daemon per state dir, and the socket claimed, BEFORE the journal is read: a second daemon started by
+  // mistake must fail without touching the first one's journal or runs (reconciling them would kill live jobs).
+  if (flock) {
+    try {
+      await claimStateDir(flock, opts.stateDir);
+    } catch (e) {
+      server.close();
+      await flock.close();
+      throw e;
+    }
+  }
+  // Accept errors (EMFILE when thousands of clients are connected) must not take the daemon down.
+  let acceptErrorLogged = 0;
+  server.on('error', (e: Error) => {
+    const now = Date.now();
+    if (now - acceptErrorLogged > 10_000) log.error('listening socket error', { error: e.message });
+    acceptErrorLogged = now;
+  });
+
+  const { journal, previous, report } = Journal.open(opts.stateDir);
+  if (report.setAsidePath) {
+    log.warn('journal had unreadable lines; it was set aside and its good entries kept', { bad_lines: previous.badLines, unreadable: previous.unreadable, moved_to: report.setAsidePath });
+  } else if (previous.badLines || previous.unreadable) {
+    log.error('journal had unreadable lines and could not be set aside', { bad_lines: previous.badLines, unreadable: previous.unreadable });
+  }
+  journal.onError = (message) => log.error(message);
+  if (report.writeError) log.error('journal cannot be written; running from memory', { error: report.writeError });
   const guard = new LockGuard(flock, {
     prepareLockFile: (p, o) => lockFiles.prepareLockFile(p, o),
     writeMeta: (p, m) => lockFiles.writeMeta(p, m as unknown as lockFiles.LockMeta),
@@ -74,13 +126,31 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     guard,
     initialFencing: fencingFrom(previous),
   });
+  journal.fenceSource = () => core.table.fencingTokens();
+  if (system) {
+    core.system = system;
+    core.adminGids = system.adminGids();
+  }
+  // Cluster locks: the etcd client is loaded here, lazily, and only when a cluster is configured.
+  if (opts.cluster) {
+    const { openCluster } = await import('../cluster/open.js');
+    core.cluster = openCluster(opts.cluster, core, log);
+  }
 
-  const onConnection = (socket: Socket) => {
+  const earlyStdinBytes = new WeakMap<Connection, number>();
+  const accept = (socket: Socket) => {
     const conn = new Connection(socket, {
       onMessage: (c, msg) => core.handle(c, msg),
       onStdin: (c, data) => {
         if (c.attachment.job) c.attachment.job.writeStdin(data, c);
-        else (c.attachment.earlyStdin ??= []).push(data);
+        else {
+          // stdin that arrives before its run exists is kept, bounded: past the bound we stop reading the socket
+          // (the run resumes it when it takes the data), so no client can grow our memory with it.
+          (c.attachment.earlyStdin ??= []).push(data);
+          const total = (earlyStdinBytes.get(c) ?? 0) + data.length;
+          earlyStdinBytes.set(c, total);
+          if (total > EARLY_STDIN_MAX_BYTES || c.attachment.earlyStdin.length > EARLY_STDIN_MAX_FRAMES) c.socket.pause();
+        }
       },
       onClose: (c) => c.attachment.onClose?.(),
       helloInfo: () => core.info(),
@@ -95,17 +165,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   };
 
-  // Reconcile before accepting new work, so no lock is granted twice.
+  // Reconcile before serving, so no lock is granted twice.
   await reconcile(core, previous, log);
   journal.compact();
-
-  const fd = inheritedListenFd();
-  const server = fd !== null
-    ? await listenOnFd(fd, onConnection)
-    : await listenOnSocket(
-        { socketPath: opts.socketPath, socketMode: opts.system ? 0o660 : 0o600, dirMode: opts.system ? 0o755 : 0o700, requirePrivateDir: !opts.system },
-        onConnection,
-      );
+  ready = true;
+  for (const socket of early.splice(0)) if (!socket.destroyed) accept(socket);
   log.info('lockd daemon started', { socket: opts.socketPath, state_dir: opts.stateDir, mode: core.mode, inherited_socket: fd !== null });
 
   let stopping: Promise<void> | null = null;
@@ -122,6 +186,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         log.end();
         setTimeout(r, 1000).unref();
       });
+      // Detached runs left running for the next daemon keep child handles open in this process; they are the
+      // next daemon's business now (journaled, re-adopted), so nothing must keep this one alive.
+      if (core.runs.size > 0) process.exit(process.exitCode ?? 0);
     })();
     return stopping;
   };
@@ -138,6 +205,32 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
   return { core, server, stop };
+}
+
+/** Exclusive flock on <state-dir>/daemon.lock, held for the daemon's life (the kernel drops it when we die). */
+async function claimStateDir(flock: FlockHolder, stateDir: string): Promise<void> {
+  const path = join(stateDir, 'daemon.lock');
+  await lockFiles.prepareLockFile(path, { uid: null });
+  // A daemon that just died may still be letting go (the perl flock helper exits on EOF): look again briefly.
+  for (let delay = 10; ; delay *= 2) {
+    if (await flock.tryLock(path, 'ex')) return;
+    if (delay > 1000) break;
+    await new Promise((r) => setTimeout(r, delay));
+  }
+  throw new LockdError('daemon_running', `another lockd daemon is using the state directory ${stateDir}`);
+}
+
+/**
+ * Last line of defence: a bug that leaves a promise rejection unhandled is logged, not fatal. The daemon owns
+ * every lock on the host; dying would stop every job (or orphan it until the next start).
+ */
+let safetyNetInstalled = false;
+function installSafetyNet(log: ReturnType<typeof createLogger>): void {
+  if (safetyNetInstalled) return;
+  safetyNetInstalled = true;
+  process.on('unhandledRejection', (reason) => {
+    log.error('unhandled promise rejection (bug)', { error: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
+  });
 }
 
 function fencingFrom(prev: ReturnType<typeof Journal.read>): Record<string, number> {

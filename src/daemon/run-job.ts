@@ -9,7 +9,8 @@
  * happens after the release, off the handoff path.
  */
 import { execa, type ResultPromise } from 'execa';
-import { statSync } from 'node:fs';
+import { statSync, createReadStream } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Connection } from './connection.js';
 import type { Owner } from './owner.js';
@@ -20,6 +21,7 @@ import { FrameKind } from '../protocol/framing.js';
 import { LOCKD_VERSION } from '../protocol/version.js';
 import { buildManifest, writeManifest, withStartTime, type RunManifest } from '../runs/manifest.js';
 import { writeResult, type ResultLock, type RunResult, type RunStatus, type SignalSender } from '../runs/result.js';
+import type { AtomicWriteOptions } from '../runs/atomic-write.js';
 import { buildResult } from '../runs/build-result.js';
 import { MANIFEST_FILE, RESULT_FILE, LOG_FILE } from '../runs/run-files.js';
 import { RunLogWriter } from '../runs/log-writer.js';
@@ -30,7 +32,8 @@ import { readGitSha } from '../runs/git-sha.js';
 import { JobTree } from './process-tree.js';
 import { processStartTimeSync } from '../util/proc.js';
 import type { DaemonCore } from './core.js';
-import type { Grant } from './lock-table.js';
+import type { Grant, LockRequest } from './lock-table.js';
+import { isClusterKey } from '../cluster/keys.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
@@ -58,10 +61,32 @@ export class RunJob {
   private log: RunLogWriter | null = null;
   private scanner: LogScanner | null = null;
   private logError: string | null = null;
+  /**
+   * A --detach run (without --log-max-bytes) writes straight into its log file instead of through a pipe to the
+   * daemon: it must outlive this daemon (crash, upgrade) without dying of SIGPIPE at its next write, so the next
+   * daemon can re-adopt it (adopt.ts). The verdict scan reads the file after the exit instead.
+   */
+  private logDirect = false;
+  /** The lock files were taken for the current grant (so releasing gives them back exactly once). */
+  private filesTaken = false;
+  /** start() is awaiting (files, log): a cancel waits for it, see cancelQueued. */
+  private startInFlight = false;
+  private pendingCancel: { reason: NoChildReason; message: string } | null = null;
+  private directLog: FileHandle | null = null;
   readonly manifestPath: string;
   readonly resultPath: string;
   readonly logPath: string;
+  /**
+   * Where the daemon itself writes this run's files, and the path its log writer opens: the run dir and the log,
+   * or in system mode handles pinned to them (system-mode.ts attachRun), so no root write follows a user's symlink.
+   */
+  ioDir: string;
+  logOpenPath: string;
   private finished = false;
+  /** Set when a cluster lock was lost and the job stopped for it (result: infra_fail / lock_lost). */
+  private lockLost: string | null = null;
+  /** Set when a cluster lock was lost but --on-lock-lost warn let the job run on (noted in result.json). */
+  private lockLostWarning: string | null = null;
   /** Connections following this run's end (`lockd logs -f`, `watch_run`). */
   readonly watchers = new Set<() => void>();
 
@@ -80,6 +105,8 @@ export class RunJob {
     this.manifestPath = join(dir, MANIFEST_FILE);
     this.resultPath = join(dir, RESULT_FILE);
     this.logPath = req.log_path ?? join(dir, LOG_FILE);
+    this.ioDir = dir;
+    this.logOpenPath = this.logPath;
     this.owner = {
       kind: 'run',
       id: runId,
@@ -119,7 +146,7 @@ export class RunJob {
       parentRunId: this.parent,
     });
     this.owner.commandLine = this.manifest.command_line;
-    await writeManifest(this.dir, this.manifest);
+    await writeManifest(this.ioDir, this.manifest, this.syncLater('manifest.json'));
     if (this.finished) return; // the client went away while we wrote
     this.core.journalRun(this);
 
@@ -127,6 +154,10 @@ export class RunJob {
     if (this.locks.length === 0) {
       // Nothing to hold: the run is supervised and recorded like any other, with no trip through the table.
       void this.start({ request, claims: [], grantedAt: Date.now() });
+      return;
+    }
+    if (this.core.cluster?.handles(this.locks)) {
+      this.enqueueCluster(request);
       return;
     }
     const res = this.req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
@@ -164,6 +195,60 @@ export class RunJob {
     return this.locks.map((l) => l.key);
   }
 
+  /**
+   * Cluster locks (docs/cluster.md): the cluster module queues across hosts, then takes the local locks all at
+   * once; it owns the --wait deadline (which also bounds retrying an unreachable etcd: cluster_unavailable).
+   */
+  private enqueueCluster(request: LockRequest<Owner>): void {
+    this.core.cluster!.enqueue({
+      request,
+      locks: this.locks,
+      waitMs: this.req.wait_ms,
+      tryOnly: this.req.wait_ms === 0,
+      callbacks: {
+        onQueued: (position, blockers) => {
+          this.core.events.emit('queued', this.runId, this.lockNames(), { position });
+          if (this.conn && !this.detached) {
+            this.conn.send({ type: 'queued', run_id: this.runId, position, blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+          }
+        },
+        onWaiting: (position, blockers) => {
+          if (this.state === 'queued' && this.conn && !this.detached) this.conn.send({ type: 'waiting', position, blockers });
+        },
+        onGranted: (grant) => {
+          this.core.events.emit('granted', this.runId, this.lockNames());
+          void this.start(grant);
+        },
+        onNotObtained: (reason, message, blockers) => {
+          if (reason === 'usage') void this.finishNotObtained('spawn_failed', message, blockers, { status: 'error', exitCode: 2 });
+          else void this.finishNotObtained(reason, message, blockers);
+        },
+      },
+    });
+  }
+
+  /**
+   * The cluster lease behind this run's cluster locks is running out (or gone): stop the job before the lock can
+   * pass to another host, unless it asked to be only warned (--on-lock-lost warn).
+   */
+  onClusterLockLost(message: string, graceMs: number): void {
+    if (this.finished) return;
+    const policy = this.req.on_lock_lost ?? this.core.cluster?.onLockLost ?? 'stop';
+    this.core.log.error('cluster lock lost', { run_id: this.runId, message, action: policy });
+    if (this.state === 'queued' || this.state === 'starting') {
+      this.lockLost = message;
+      void this.cancelQueued('lock_lost', message);
+      return;
+    }
+    if (policy === 'warn') {
+      this.lockLostWarning = message;
+      return;
+    }
+    if (this.state !== 'running') return;
+    this.lockLost = message;
+    void this.stop('cancel', 'lockd (cluster lock lost)', 'SIGTERM', Math.min(graceMs, this.req.kill_after_ms));
+  }
+
   /** The table moved us (queue position changed); tell an attached client. */
   notifyWaiting(): void {
     if (this.state !== 'queued' || !this.conn || this.detached) return;
@@ -188,15 +273,27 @@ export class RunJob {
     this.grant = grant;
     this.grantedAt = Date.now();
     this.state = 'starting';
+    this.startInFlight = true;
     let ok: boolean;
     try {
-      ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested), this.uid);
+      ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)), this.uid);
+      this.filesTaken = ok;
     } catch (e) {
+      this.startInFlight = false;
       await this.releaseLocks();
       await this.finishStartFailure('spawn_failed', `cannot prepare lock files: ${(e as Error).message}`);
       return;
     }
+    if (await this.finishPendingCancel()) return;
     if (!ok) {
+      this.startInFlight = false;
+      // The caller's --wait bounds this too: give the table grant back and record who we could not get past.
+      if (this.req.wait_ms !== null && Date.now() - this.queuedAt >= this.req.wait_ms) {
+        await this.releaseLocks();
+        const reason = this.req.wait_ms === 0 ? 'lock_busy' : 'lock_wait_timeout';
+        await this.finishNotObtained(reason, `${this.locks.map((l) => l.name).join(', ')}: a lock file is held by a process outside lockd (flock)`, []);
+        return;
+      }
       // An outside flock(1) user has a lock file: we stay first in line and look again shortly. Polling is the only
       // way to notice another process's flock going away; it runs only in this rare state.
       setTimeout(() => {
@@ -209,14 +306,22 @@ export class RunJob {
       return;
     }
     try {
-      this.log = await RunLogWriter.open(this.logPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
-      this.log.on('error', (e: Error) => this.onLogError(e));
+      if (this.detached && !this.req.log_max_bytes) {
+        this.directLog = await openFile(this.logOpenPath, 'w', 0o644);
+        this.logDirect = true;
+      } else {
+        this.log = await RunLogWriter.open(this.logOpenPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
+        this.log.on('error', (e: Error) => this.onLogError(e));
+      }
     } catch (e) {
+      this.startInFlight = false;
       await this.releaseLocks();
       this.logError = (e as Error).message;
       await this.finishStartFailure('log_write_failed', `cannot create the run's log ${this.logPath}: ${(e as Error).message}`);
       return;
     }
+    if (await this.finishPendingCancel()) return;
+    this.startInFlight = false;
     this.spawnChild(grant);
   }
 
@@ -231,6 +336,8 @@ export class RunJob {
       maxToken = Math.max(maxToken, c.fencingToken);
       const lock = this.locks.find((l) => l.key === c.key);
       if (lock && c.slotIndex !== undefined) env[`LOCKD_SLOT_${lock.name.replace(/[^A-Za-z0-9_]/g, '_')}`] = String(c.slotIndex);
+      // Per lock too: tokens of different locks (a local counter, an etcd revision) are not comparable.
+      if (lock) env[`LOCKD_FENCING_TOKEN_${lock.name.replace(/[^A-Za-z0-9_]/g, '_')}`] = String(c.fencingToken);
     }
     env.LOCKD_FENCING_TOKEN = String(maxToken);
     return env;
@@ -247,13 +354,17 @@ export class RunJob {
     this.scanner = new LogScanner(this.verdict);
     let child: ResultPromise;
     try {
-      child = execa(file, args, {
-        cwd: this.req.cwd,
-        env: this.childEnv(grant),
+      // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
+      const env = this.childEnv(grant);
+      const plan = this.core.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
+      child = execa(plan.file, plan.args, {
+        cwd: plan.cwd,
+        env: plan.env,
         extendEnv: false,
         stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore',
-        stdout: 'pipe',
-        stderr: 'pipe',
+        // (typed as 'pipe': with a direct log the streams are null, which the handlers below already allow)
+        stdout: (this.directLog ? this.directLog.fd : 'pipe') as 'pipe',
+        stderr: (this.directLog ? this.directLog.fd : 'pipe') as 'pipe',
         buffer: false,
         reject: false,
         detached: true, // its own process group: signals and cleanup address the whole job
@@ -264,6 +375,10 @@ export class RunJob {
     } catch (e) {
       void this.spawnFailed(e as NodeJS.ErrnoException);
       return;
+    } finally {
+      // The child has its own copy of the log descriptor now.
+      void this.directLog?.close().catch(() => undefined);
+      this.directLog = null;
     }
     this.child = child;
     child.catch(() => undefined); // outcome is read from events below
@@ -292,6 +407,8 @@ export class RunJob {
     }
     this.core.journalRun(this);
     this.core.events.emit('started', this.runId, this.lockNames(), { pid: child.pid });
+    // Cluster locks: the child's pid goes into the etcd keys, and the watchdog kills its group if this daemon dies.
+    if (this.core.cluster?.handles(this.locks)) this.core.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.core.cluster.onLockLost) === 'stop');
     const grantInfo = this.grantInfo(grant);
     if (this.conn && !this.detached) {
       this.conn.send({ type: 'started', run_id: this.runId, pid: child.pid, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath, locks: grantInfo });
@@ -305,7 +422,7 @@ export class RunJob {
         return c ? { ...l, fencing_token: c.fencingToken } : l;
       });
       this.manifest = m;
-      this.manifestRewrite = writeManifest(this.dir, m).then(
+      this.manifestRewrite = writeManifest(this.ioDir, m, this.syncLater('manifest.json')).then(
         () => undefined,
         (e: Error) => {
           this.core.log.warn('manifest rewrite failed', { run_id: this.runId, error: e.message });
@@ -313,7 +430,7 @@ export class RunJob {
       );
     }
     this.core.guard.describe(
-      grant.claims.filter((c) => !c.nested).map((c) => c.key),
+      grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key),
       {
         pid: child.pid,
         pid_start_time: startTime,
@@ -354,12 +471,23 @@ export class RunJob {
       this.log.once('drain', () => this.resumeOutput());
     }
     const conn = this.conn;
-    if (conn && !this.detached && !conn.closed && !conn.sendData(kind, data)) {
-      this.pauseOutput();
-      conn.onDrain(() => this.resumeOutput());
+    if (conn && !this.detached && !conn.closed) {
+      conn.sendData(kind, data);
+      // Pause for the client only on a real backlog: sendData is false past the socket's 16 KiB high-water mark,
+      // and pausing the child on every such chunk made streaming a ping-pong (about 10x slower than cat).
+      if (!this.waitingForClient && conn.socket.writableLength > CLIENT_BACKLOG_BYTES) {
+        this.waitingForClient = true;
+        this.pauseOutput();
+        conn.onDrain(() => {
+          this.waitingForClient = false;
+          this.resumeOutput();
+        });
+      }
     }
     void child;
   }
+
+  private waitingForClient = false;
 
   private pauses = 0;
   private pauseOutput(): void {
@@ -433,7 +561,7 @@ export class RunJob {
   }
 
   /** Stop the whole tree (timeout, kill, client lost, shutdown); the exit path records why. */
-  async stop(reason: SignalSender, by: string | null, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  async stop(reason: SignalSender, by: string | null, signal: NodeJS.Signals = 'SIGTERM', graceMs: number = this.req.kill_after_ms): Promise<void> {
     if (this.state === 'queued' || this.state === 'starting') {
       if (by && reason === 'cancel' && !this.cancelledBy) this.cancelledBy = by;
       await this.cancelQueued(reason === 'client_lost' ? 'client_lost' : reason === 'shutdown' ? 'shutdown' : 'cancelled', by ? `cancelled by ${by}` : 'cancelled');
@@ -447,12 +575,18 @@ export class RunJob {
     if (by && !this.cancelledBy) this.cancelledBy = by;
     this.state = 'stopping';
     this.core.events.emit('killed', this.runId, this.lockNames(), { reason, by });
-    await this.tree.kill({ graceMs: this.req.kill_after_ms, signal });
+    await this.tree.kill({ graceMs, signal });
   }
 
   /** Remove a request that never started. */
   async cancelQueued(reason: NoChildReason, message: string): Promise<void> {
     if (this.finished || (this.state !== 'queued' && this.state !== 'starting')) return;
+    // start() is between two awaits (taking the lock files, opening the log): it must not go on to spawn a child
+    // whose locks were released under it; it finishes this cancel at its next step instead.
+    if (this.state === 'starting' && this.startInFlight) {
+      this.pendingCancel ??= { reason, message };
+      return;
+    }
     if (this.state === 'starting') await this.releaseLocks();
     else this.core.cancelRequest(this.runId);
     await this.finishNotObtained(reason, message, []);
@@ -486,9 +620,25 @@ export class RunJob {
   private async releaseLocks(): Promise<void> {
     const grant = this.grant;
     this.grant = null;
-    this.core.releaseRequest(this.runId);
-    if (grant) await this.core.guard.give(grant.claims.filter((c) => !c.nested).map((c) => c.key));
+    // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
     this.core.events.emit('released', this.runId, this.lockNames());
+    this.core.releaseRequest(this.runId);
+    // Only files start() really took: a failed or refused take already gave its own back.
+    if (grant && this.filesTaken) await this.core.guard.give(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key));
+    this.filesTaken = false;
+  }
+
+  /** A cancel that arrived while start() was awaiting: undo what start() has taken and record it. */
+  private async finishPendingCancel(): Promise<boolean> {
+    const c = this.pendingCancel;
+    if (!c) return false;
+    this.startInFlight = false;
+    if (this.log) await this.log.close().catch(() => undefined);
+    if (this.directLog) await this.directLog.close().catch(() => undefined);
+    this.directLog = null;
+    await this.releaseLocks();
+    await this.finishNotObtained(c.reason, c.message, []);
+    return true;
   }
 
   private async spawnFailed(e: { code?: string; message: string }): Promise<void> {
@@ -512,7 +662,7 @@ export class RunJob {
       verdict,
       exit: opts.exit ?? null,
       // The log exists once it was opened (a spawn failure leaves it empty); never-started runs have none.
-      logPath: this.log ? this.logPath : null,
+      logPath: this.log || this.logDirect ? this.logPath : null,
       queuedAt: new Date(this.queuedAt),
       startTime: this.startedAt !== null ? new Date(this.startedAt) : null,
       endTime: new Date(endedAt),
@@ -536,7 +686,7 @@ export class RunJob {
     if (opts.exitCode !== undefined) verdict.exit_code = opts.exitCode;
     const result = this.resultFrom(verdict, { message });
     this.core.events.emit(lockBusy ? 'not_obtained' : 'cancelled', this.runId, this.lockNames(), { reason });
-    if (lockBusy && this.conn && !this.conn.closed && !this.detached) {
+    if ((lockBusy || reason === 'cluster_unavailable') && this.conn && !this.conn.closed && !this.detached) {
       this.conn.send({ type: 'not_obtained', code: reason, message, blockers, exit_code: result.exit_code });
     }
     await this.finish(result);
@@ -567,14 +717,34 @@ export class RunJob {
         this.onLogError(e as Error);
       }
     }
+    if (this.logDirect) await this.scanDirectLog();
     const scan = this.scanner!.end();
     const exit = this.childExit(code, signal);
     // A run whose log could not be written has no trustworthy record, whatever the child did.
-    const verdict = this.logError ? decideWithoutChild('log_write_failed', this.verdict, scan) : decideVerdict(exit, scan, this.verdict);
-    const message = this.logError ? `output log could not be written: ${this.logError}` : null;
+    const verdict = this.logError
+      ? decideWithoutChild('log_write_failed', this.verdict, scan)
+      : this.lockLost
+        ? decideWithoutChild('lock_lost', this.verdict, scan)
+        : decideVerdict(exit, scan, this.verdict);
+    const message = this.logError
+      ? `output log could not be written: ${this.logError}`
+      : this.lockLost
+        ? `${this.lockLost}; the job was stopped before the lock could pass to another host`
+        : this.lockLostWarning
+          ? `warning: ${this.lockLostWarning} (--on-lock-lost warn: the job ran on without the lock)`
+          : null;
     const result = this.resultFrom(verdict, { exit, endedAt, message });
     this.core.events.emit('exited', this.runId, this.lockNames(), { exit_code: result.exit_code, status: result.status, reason: result.reason });
     await this.finish(result);
+  }
+
+  /** A direct-to-file log is scanned once the child is gone (markers, TEST_RESULT_JSON, TEST_SUMMARY). */
+  private async scanDirectLog(): Promise<void> {
+    try {
+      for await (const chunk of createReadStream(this.logOpenPath)) this.scanner?.push(chunk as Buffer);
+    } catch (e) {
+      this.core.log.warn('cannot read back the log of a detached run', { run_id: this.runId, error: (e as Error).message });
+    }
   }
 
   private async finish(result: RunResult): Promise<void> {
@@ -586,10 +756,15 @@ export class RunJob {
     let writeError: string | null = null;
     try {
       if (this.manifestRewrite) await this.manifestRewrite;
-      await writeResult(this.dir, result);
+      await writeResult(this.ioDir, result, this.syncLater('result.json'));
     } catch (e) {
       writeError = (e as Error).message;
       this.core.log.error('result.json write failed', { run_id: this.runId, error: writeError });
+      // Nothing on disk says how this run ended (full disk, runs root deleted mid-run): it cannot count as judged.
+      if (result.status !== 'infra_fail') {
+        const v = decideWithoutChild('log_write_failed', this.verdict);
+        result = { ...result, status: v.status, reason: v.reason, verdict_source: v.verdict_source, exit_code: v.exit_code };
+      }
     }
     const outcome: RunOutcome = {
       run_id: this.runId,
@@ -607,6 +782,20 @@ export class RunJob {
     this.watchers.clear();
   }
 
+  /**
+   * Run records are renamed into place before anyone is told about them, and fsynced right after, off the path of the
+   * run (a disk flush per record was a large share of every short run's overhead). Readers never see a partial file;
+   * only a power cut in that moment can lose one, and the crash journal is not fsynced either (docs/performance.md).
+   */
+  private syncLater(file: string): AtomicWriteOptions {
+    return {
+      sync: 'after-rename',
+      onDurable: (err) => {
+        if (err) this.core.log.warn('run record fsync failed', { run_id: this.runId, file, error: err.message });
+      },
+    };
+  }
+
   /** The client went away. */
   onClientLost(): void {
     this.conn = null;
@@ -620,6 +809,9 @@ export class RunJob {
     this.conn = null;
   }
 }
+
+/** Output queued on a client's socket before the child's pipes are paused (bounds daemon memory per run). */
+const CLIENT_BACKLOG_BYTES = 1024 * 1024;
 
 function lockNameOf(locks: ResolvedLock[], key: string): string {
   return locks.find((l) => l.key === key)?.name ?? key;

@@ -1,23 +1,30 @@
 /** `lockd status` and `lockd inspect`: who holds each lock, who waits behind whom, and for about how long. */
+import { sep } from 'node:path';
 import type { Connection } from './connection.js';
 import type { DaemonCore } from './core.js';
 import type { LockRef, LockStatus, StatusSnapshot } from '../protocol/messages.js';
 import { holderInfo } from './owner.js';
-import { resolveLock } from './lock-resolve.js';
+import { canonicalPath, resolveLock } from './lock-resolve.js';
 import type { LockSnapshot } from './lock-table.js';
 import type { Owner } from './owner.js';
+import { estimateWaits } from './wait-estimate.js';
 
 function lockStatus(core: DaemonCore, snap: LockSnapshot<Owner>, now: number): LockStatus {
   const meta = snap.holders[0]?.meta ?? snap.waiters[0]?.meta;
   const lock = meta?.locks.find((l) => l.key === snap.key);
   const typical = core.durations.typical(snap.key);
-  // ETA for the head waiter: what the longest-running current holder has left of a typical run.
-  let eta: number | null = null;
-  if (snap.waiters.length && typical !== null) {
-    eta = 0;
-    for (const h of snap.holders) eta = Math.max(eta, typical - (now - h.grantedAt));
-    eta = Math.max(0, eta);
-  }
+  // A family's nested entries share its slot and end with it; the top-level entries are what the queue waits on.
+  const top = snap.holders.filter((h) => !h.nested);
+  const etas = estimateWaits(
+    snap.capacity,
+    (top.length ? top : snap.holders).map((h) => ({
+      mode: h.mode,
+      // A run is expected to take the typical time; an explicit hold ends when its owner says so.
+      remainingMs: h.meta.kind === 'run' && typical !== null ? Math.max(0, typical - (now - h.grantedAt)) : null,
+    })),
+    snap.waiters.map((w) => ({ mode: w.mode })),
+    typical,
+  );
   return {
     key: snap.key,
     name: lock?.name ?? snap.key,
@@ -26,32 +33,52 @@ function lockStatus(core: DaemonCore, snap: LockSnapshot<Owner>, now: number): L
     capacity: snap.capacity,
     holders: snap.holders.map((h) => ({
       ...holderInfo(h.meta),
+      // A holder's "since" is when it got the lock (its meta says when it asked).
+      since_utc: new Date(h.grantedAt).toISOString(),
       mode: h.mode,
       slot_index: h.slotIndex ?? null,
       nested: h.nested,
       elapsed_ms: now - h.grantedAt,
       fencing_token: h.fencingToken,
     })),
-    waiters: snap.waiters.map((w) => ({
+    waiters: snap.waiters.map((w, i) => ({
       ...holderInfo(w.meta),
       position: w.position,
       mode: w.mode,
-      wants: w.meta.locks.map((l) => l.name),
+      wants: w.meta.locks.map((l) => (l.mode === 'exclusive' ? l.name : l.mode === 'shared' ? `${l.name}:shared` : `${l.name}:slots=${l.slots ?? '?'}`)),
       waiting_ms: now - w.since,
-      blocked_by: core.table.blockersOf(w.requestId).map((b) => b.requestId),
+      // Holders in its way first (on any of its locks), then waiters ahead of it; each once.
+      blocked_by: [...new Set(core.table.blockersOf(w.requestId).sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'holder' ? -1 : 1)).map((b) => b.requestId))],
+      estimated_wait_ms: etas[i] ?? null,
     })),
-    estimated_wait_ms: eta,
+    estimated_wait_ms: etas[0] ?? null,
   };
+}
+
+/** Is this lock file under the build root (canonical paths on both sides)? */
+function underRoot(key: string, root: string): boolean {
+  return key.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
 export function buildStatus(core: DaemonCore, root: string | null): StatusSnapshot {
   const now = Date.now();
   let locks = core.table.snapshot().map((s) => lockStatus(core, s, now));
-  if (root) locks = locks.filter((l) => l.key.startsWith(root.endsWith('/') ? root : root + '/') || l.scope !== 'local');
+  let inScope: (keys: string[]) => boolean = () => true;
+  if (root) {
+    // --root narrows the local locks to that build root; global locks concern every root, so they stay.
+    const canon = canonicalPath(root);
+    locks = locks.filter((l) => l.scope !== 'local' || underRoot(l.key, canon));
+    const keys = new Set(locks.map((l) => l.key));
+    inScope = (lockKeys) => lockKeys.some((k) => keys.has(k));
+  }
+  const runs = [...core.runs.values()].filter((j) => inScope(j.locks.map((l) => l.key)));
+  const holds = core.holds.list().filter((h) => inScope(h.locks.map((l) => l.key)));
+  // --detach runs re-adopted after a daemon restart hold locks too (adopt.ts); they are listed with the others.
+  const adopted = (core.adopted?.list() ?? []).filter((a) => inScope(a.rec.locks.map((l) => l.key)));
   return {
     daemon: { version: core.info().version, pid: process.pid, uptime_ms: now - core.startedAt, mode: core.mode, socket: core.socketPath, state_dir: core.stateDir },
     locks,
-    runs: [...core.runs.values()].map((j) => ({
+    runs: runs.map((j): StatusSnapshot['runs'][number] => ({
       run_id: j.runId,
       pid: j.pid,
       holder: j.req.holder,
@@ -61,21 +88,35 @@ export function buildStatus(core: DaemonCore, root: string | null): StatusSnapsh
       since_utc: new Date(j.startedAt ?? j.queuedAt).toISOString(),
       locks: j.locks.map((l) => l.name),
       detach: j.detached,
-    })),
-    holds: core.holds.list().map((h) => ({
+    })).concat(
+      adopted.map((a) => ({
+        run_id: a.rec.run_id,
+        pid: a.rec.pid,
+        holder: a.rec.holder,
+        user: a.rec.user,
+        command_line: a.rec.command_line,
+        state: 'running' as const,
+        since_utc: new Date(a.rec.started_at ?? a.rec.queued_at).toISOString(),
+        locks: a.rec.locks.map((l) => l.name),
+        detach: true,
+      })),
+    ),
+    holds: holds.map((h) => ({
       hold_id: h.id,
       holder: h.owner.holder,
       user: h.owner.user,
       locks: h.locks.map((l) => l.name),
-      since_utc: new Date(h.owner.since).toISOString(),
+      since_utc: new Date(h.grant?.grantedAt ?? h.owner.since).toISOString(),
       ttl_ms: h.ttlMs,
       expires_utc: h.expiresAt ? new Date(h.expiresAt).toISOString() : null,
     })),
   };
 }
 
-export function buildInspect(core: DaemonCore, conn: Connection, ref: LockRef): void {
-  const lock = resolveLock(ref, { globalDir: core.globalDir, callerUid: core.uidOf(conn) });
+export function buildInspect(core: DaemonCore, conn: Connection, ref: LockRef): void | Promise<void> {
+  const lock = resolveLock(ref, { globalDir: core.globalDir, callerUid: core.uidOf(conn), clusterPrefix: core.cluster?.prefix ?? null });
+  // A cluster lock lives in etcd (every host's holders and waiters), not in this daemon's table.
+  if (lock.scope === 'cluster' && core.cluster) return core.cluster.inspect(lock.key).then((l) => conn.end({ type: 'inspect', key: lock.key, lock: l }));
   const snap = core.table.snapshotKey(lock.key);
   conn.end({ type: 'inspect', key: lock.key, lock: snap ? lockStatus(core, snap, Date.now()) : null });
 }

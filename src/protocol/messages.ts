@@ -62,6 +62,8 @@ export interface RunRequest extends CallerInfo {
   /** Runs to keep in this runs root after the run (auto-GC); 0 disables, null = daemon default. */
   keep: number | null;
   conflict_exit_code: number;
+  /** Cluster locks: what to do when the lock is lost while running (stop the job, or only warn); null = daemon default. */
+  on_lock_lost?: 'stop' | 'warn' | null;
 }
 
 export interface AcquireRequest extends CallerInfo {
@@ -84,6 +86,8 @@ export interface HolderInfo {
   command_line: string | null;
   since_utc: string;
   cwd: string | null;
+  /** Cluster locks: the host whose daemon holds or waits (absent for local ones). */
+  host?: string | null;
 }
 
 export interface GrantInfo {
@@ -103,7 +107,7 @@ export interface LockStatus {
   mode: LockMode | null;
   capacity: number | null;
   holders: Array<HolderInfo & { mode: LockMode; slot_index: number | null; nested: boolean; elapsed_ms: number; fencing_token: number }>;
-  waiters: Array<HolderInfo & { position: number; mode: LockMode; wants: string[]; waiting_ms: number; blocked_by: string[] }>;
+  waiters: Array<HolderInfo & { position: number; mode: LockMode; wants: string[]; waiting_ms: number; blocked_by: string[]; estimated_wait_ms: number | null }>;
   /** Estimated ms until the head waiter is granted, from recorded durations of past runs; null when unknown. */
   estimated_wait_ms: number | null;
 }
@@ -113,6 +117,20 @@ export interface StatusSnapshot {
   locks: LockStatus[];
   runs: Array<{ run_id: string; pid: number | null; holder: string; user: string; command_line: string; state: 'queued' | 'running' | 'stopping'; since_utc: string; locks: string[]; detach: boolean }>;
   holds: Array<{ hold_id: string; holder: string; user: string; locks: string[]; since_utc: string; ttl_ms: number | null; expires_utc: string | null }>;
+  /** Present when the daemon has a cluster configured. */
+  cluster?: ClusterStatusInfo;
+}
+
+export interface ClusterStatusInfo {
+  endpoints: string[];
+  prefix: string;
+  host: string;
+  /** The daemon's lease id (hex, as etcdctl prints it), null while it has none. */
+  lease: string | null;
+  lease_ttl_ms: number | null;
+  lease_left_ms: number | null;
+  healthy: boolean;
+  last_error: string | null;
 }
 
 export type EventType =

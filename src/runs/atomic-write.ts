@@ -11,6 +11,17 @@ import path from 'node:path';
 export interface AtomicWriteOptions {
   /** File mode for a newly created file (default 0o644 minus umask). */
   mode?: number;
+  /**
+   * When the fsyncs happen. 'before-rename' (default): data, then directory, flushed before the call returns, so after
+   * a power cut the target holds the old or the new content. 'after-rename': the file is renamed into place and the
+   * call returns at once; the same fsyncs follow in the background and `onDurable` hears how they went. Readers still
+   * never see a partial file (rename is atomic either way); only a power cut in the next moments can leave the new
+   * file empty or missing. For records whose content the caller also hands over directly (lockd's result.json goes
+   * to the client in the 'finished' reply), so a disk flush is not on the path of every run (docs/performance.md).
+   */
+  sync?: 'before-rename' | 'after-rename';
+  /** With sync 'after-rename': called once the background fsyncs finished (null) or failed. */
+  onDurable?: (err: Error | null) => void;
 }
 
 function tempPathFor(target: string): string {
@@ -34,12 +45,40 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** The 'after-rename' order: write, rename, return; fsync file and directory afterwards. */
+async function writeThenSyncLater(target: string, data: string | Uint8Array, options: AtomicWriteOptions): Promise<void> {
+  const temp = tempPathFor(target);
+  const handle = await open(temp, 'wx', options.mode ?? 0o644);
+  try {
+    await handle.writeFile(data);
+    await rename(temp, target);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+  // In place and complete for every reader; now make it durable, off the caller's path. The open handle is the
+  // renamed file, so this flushes exactly what was written.
+  void (async () => {
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await syncDirectory(path.dirname(target));
+  })().then(
+    () => options.onDurable?.(null),
+    (err: unknown) => options.onDurable?.(err as Error),
+  );
+}
+
 /** Atomically replace `target` with `data`. Leaves no temp file behind on failure. */
 export async function writeFileAtomic(
   target: string,
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
+  if (options.sync === 'after-rename') return writeThenSyncLater(target, data, options);
   const temp = tempPathFor(target);
   const handle = await open(temp, 'wx', options.mode ?? 0o644);
   let renamed = false;

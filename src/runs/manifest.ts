@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { writeJsonAtomic } from './atomic-write.js';
+import { writeJsonAtomic, type AtomicWriteOptions } from './atomic-write.js';
 import { digestEnv, type EnvDigest } from './env-digest.js';
 import { MANIFEST_FILE, RUN_SCHEMA_VERSION, readRunJson } from './run-files.js';
 import { shellQuote } from './shell-quote.js';
@@ -120,10 +120,10 @@ export function withStartTime(manifest: RunManifest, at: Date): RunManifest {
   return { ...manifest, start_time_utc: at.toISOString() };
 }
 
-/** Atomically write `<dir>/manifest.json`; returns its path. */
-export async function writeManifest(dir: string, manifest: RunManifest): Promise<string> {
+/** Atomically write `<dir>/manifest.json`; returns its path. `options` as for writeJsonAtomic (e.g. when to fsync). */
+export async function writeManifest(dir: string, manifest: RunManifest, options: AtomicWriteOptions = {}): Promise<string> {
   const file = path.join(dir, MANIFEST_FILE);
-  await writeJsonAtomic(file, manifest);
+  await writeJsonAtomic(file, manifest, options);
   return file;
 }
 

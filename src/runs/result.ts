@@ -4,7 +4,7 @@
  * docs/schemas/result.schema.json. Add words; never rename or reuse them.
  */
 import path from 'node:path';
-import { writeJsonAtomic } from './atomic-write.js';
+import { writeJsonAtomic, type AtomicWriteOptions } from './atomic-write.js';
 import type { LockMode, LockScope } from './manifest.js';
 import { RESULT_FILE, readRunJson } from './run-files.js';
 
@@ -138,10 +138,10 @@ export function isRunReason(s: unknown): s is RunReason {
   return typeof s === 'string' && (RUN_REASONS as readonly string[]).includes(s);
 }
 
-/** Atomically write `<dir>/result.json`; returns its path. */
-export async function writeResult(dir: string, result: RunResult): Promise<string> {
+/** Atomically write `<dir>/result.json`; returns its path. `options` as for writeJsonAtomic (e.g. when to fsync). */
+export async function writeResult(dir: string, result: RunResult, options: AtomicWriteOptions = {}): Promise<string> {
   const file = path.join(dir, RESULT_FILE);
-  await writeJsonAtomic(file, result);
+  await writeJsonAtomic(file, result, options);
   return file;
 }
 

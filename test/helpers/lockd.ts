@@ -36,18 +36,23 @@ export function baseEnv(dir: string): NodeJS.ProcessEnv {
 }
 
 /** Start a daemon in the foreground and wait for its "ready" line (bounded). */
-export async function startDaemon(t: ExecutionContext | null, opts: { dir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+export async function startDaemon(t: ExecutionContext | null, opts: { dir?: string; args?: string[]; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Daemon> {
   const dir = opts.dir ?? tempDir();
   const env = { ...baseEnv(dir), ...(opts.env ?? {}) };
   const proc = spawn(process.execPath, [CLI, 'daemon', '--ready-fd', '3', ...(opts.args ?? [])], {
     env,
     stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   proc.stdout!.resume();
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not become ready in 20 s: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => {
+      // Nobody will stop a daemon the test never got: kill it now rather than leave it running.
+      proc.kill('SIGKILL');
+      reject(new Error(`daemon did not become ready in 20 s: ${stderr}`));
+    }, 20_000);
     const ready = proc.stdio[3] as NodeJS.ReadableStream;
     let text = '';
     ready.on('data', (d: Buffer) => {

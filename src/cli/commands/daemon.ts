@@ -3,6 +3,8 @@ import { COMMON_OPTIONS, parse, parseIntOption } from '../args.js';
 import { Settings } from '../settings.js';
 import { resolveSocket, resolveStateDir, SYSTEM_SOCKET, SYSTEM_STATE_DIR } from '../../util/paths.js';
 import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { parseClusterConfig } from '../../cluster/config.js';
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -11,14 +13,34 @@ const OPTIONS = {
   'global-dir': { type: 'string' },
   keep: { type: 'string' },
   'admin-group': { type: 'string' },
+  'socket-group': { type: 'string' },
+  cluster: { type: 'string' },
+  'cluster-prefix': { type: 'string' },
+  'cluster-ttl': { type: 'string' },
+  'cluster-ca': { type: 'string' },
+  'cluster-cert': { type: 'string' },
+  'cluster-key': { type: 'string' },
+  'cluster-user': { type: 'string' },
+  'cluster-password': { type: 'string' },
+  'on-lock-lost': { type: 'string' },
+  'cluster-host': { type: 'string' },
 } as const;
 
-export const DAEMON_HELP = `Usage: lockd daemon [--system] [--socket PATH] [--state-dir DIR] [--global-dir DIR] [--admin-group G]
+export const DAEMON_HELP = `Usage: lockd daemon [--system] [--socket PATH] [--state-dir DIR] [--global-dir DIR] [--admin-group G] [--socket-group G]
 
 Run the lockd daemon in the foreground. Clients start one automatically when none answers;
 service managers run this command (see lockd service print).
   --system        the per-host system daemon: socket ${SYSTEM_SOCKET} (group lockd, 0660), state ${SYSTEM_STATE_DIR}
   --admin-group G members may kill/release/--force others' runs and holds (system mode; default lockd-admin)
+  --socket-group G  group that may connect to the system socket (root:G 0660; default lockd)
+Cluster locks (docs/cluster.md): --global locks shared by every host of an etcd cluster
+  --cluster etcd://HOST:PORT[,HOST:PORT...][/PREFIX]   (etcds:// for TLS; env LOCKD_CLUSTER)
+  --cluster-prefix P      etcd key prefix (default lockd; keys P/NAME/...; env LOCKD_CLUSTER_PREFIX)
+  --cluster-ttl S         lease TTL in seconds (default 10; env LOCKD_CLUSTER_TTL)
+  --cluster-ca F  --cluster-cert F  --cluster-key F        TLS (env LOCKD_CLUSTER_CA/_CERT/_KEY)
+  --cluster-user U  --cluster-password P                   etcd auth (env LOCKD_CLUSTER_USER/_PASSWORD)
+  --on-lock-lost stop|warn  default for runs whose cluster lock is lost (default stop; env LOCKD_ON_LOCK_LOST)
+  --cluster-host NAME     this host's name in other hosts' status (default the hostname; env LOCKD_CLUSTER_HOST)
 `;
 
 export async function daemonCommand(args: string[]): Promise<number> {
@@ -37,6 +59,8 @@ export async function daemonCommand(args: string[]): Promise<number> {
     globalDir: gd ? resolve(gd) : null,
     defaultKeep: parseIntOption(settings.value('keep')!, '--keep'),
     adminGroup: values['admin-group'] ?? (system ? 'lockd-admin' : null),
+    socketGroup: values['socket-group'] ?? (system ? 'lockd' : null),
+    cluster: clusterFromOptions(values),
   });
   await new Promise<void>((done) => {
     const graceful = (sig: string) => {
@@ -49,4 +73,26 @@ export async function daemonCommand(args: string[]): Promise<number> {
     d.server.on('close', () => undefined);
   });
   return 0;
+}
+
+/** --cluster and its companions, each falling back to its LOCKD_CLUSTER_* variable; null without a cluster. */
+function clusterFromOptions(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv = process.env) {
+  const pick = (flag: string, name: string): string | undefined => {
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    const e = env[name];
+    return e === undefined || e === '' ? undefined : e;
+  };
+  return parseClusterConfig({
+    cluster: pick('cluster', 'LOCKD_CLUSTER'),
+    prefix: pick('cluster-prefix', 'LOCKD_CLUSTER_PREFIX'),
+    ttl: pick('cluster-ttl', 'LOCKD_CLUSTER_TTL'),
+    ca: pick('cluster-ca', 'LOCKD_CLUSTER_CA'),
+    cert: pick('cluster-cert', 'LOCKD_CLUSTER_CERT'),
+    key: pick('cluster-key', 'LOCKD_CLUSTER_KEY'),
+    user: pick('cluster-user', 'LOCKD_CLUSTER_USER'),
+    password: pick('cluster-password', 'LOCKD_CLUSTER_PASSWORD'),
+    onLockLost: pick('on-lock-lost', 'LOCKD_ON_LOCK_LOST'),
+    hostName: pick('cluster-host', 'LOCKD_CLUSTER_HOST') ?? hostname(),
+  });
 }

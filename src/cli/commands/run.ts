@@ -45,6 +45,7 @@ export const RUN_OPTIONS = {
   'conflict-exit-code': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   'result-fd': { type: 'string' },
+  'on-lock-lost': { type: 'string' },
 } as const;
 
 export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
@@ -57,6 +58,7 @@ Locks (any mix; granted all at once or not at all):
   --root DIR          build root for local locks (default $LOCKD_BUILD_ROOT, else .)
   --arch ARCH         per-arch lock directory under the root
   --global-dir DIR    directory of global lock files (default <state-dir>/locks)
+  --host-only         with a cluster configured (docs/cluster.md): keep --global locks per host
 Waiting:
   --wait SECONDS|inf  how long to queue (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
@@ -65,6 +67,8 @@ Running:
   --kill-after SECONDS  grace between SIGTERM and SIGKILL (default 5)
   -i, --interactive   forward stdin to the command
   --detach            print the run id and return; the job keeps its locks until it exits
+  --on-lock-lost stop|warn  a cluster lock lost while running: stop the job (default; infra_fail/lock_lost)
+                      or only warn (for jobs that can tolerate it)
 Records:
   --run-id ID  --runs-root DIR  --log PATH  --log-max-bytes SIZE  --keep N  -q/--quiet  --result-fd N
 Verdict (exit 0 pass, 1 fail/timeout, 2 error/infra_fail when any is given):
@@ -149,8 +153,16 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
     client_pid: process.pid,
     parent_run_id: env.LOCKD_RUN_ID ?? null,
   };
+  const onLockLost = values['on-lock-lost'] ?? (env.LOCKD_ON_LOCK_LOST || undefined);
+  if (onLockLost !== undefined) {
+    if (onLockLost !== 'stop' && onLockLost !== 'warn') throw new LockdError('usage', `--on-lock-lost must be stop or warn, not ${JSON.stringify(onLockLost)}`);
+    req.on_lock_lost = onLockLost;
+  }
   return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
 }
+
+/** Output we let queue up in our stdout/stderr before pausing the daemon's stream (see onData in runOnce). */
+const OUTPUT_BACKLOG_BYTES = 1024 * 1024;
 
 function describeBlockers(blockers: HolderInfo[]): string {
   const b = blockers[0];
@@ -193,6 +205,9 @@ function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, sa
       for (const [sig, fn] of handlers) process.removeListener(sig, fn);
       if (liveLine) process.stderr.write('\n');
       if (req.interactive) process.stdin.destroy();
+      // The daemon's last word is in: nothing follows 'finished'/'detached'/'error', so do not keep the process
+      // alive waiting for its FIN (saves a loop turn or two at exit on every run).
+      conn?.socket.destroy();
       resolvePromise(code);
     };
     const showManifest = (m: string, r: string) => {
@@ -259,7 +274,7 @@ function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, sa
         case 'finished': {
           const o = m.outcome;
           showManifest(o.manifest_path, o.result_path);
-          if (o.reason === 'command_not_found' || o.reason === 'command_not_executable' || o.reason === 'spawn_failed' || o.reason === 'log_write_failed' || o.reason === 'deadlock' || o.reason === 'client_lost' || o.reason === 'shutdown' || o.reason === 'cancelled') {
+          if (o.reason === 'command_not_found' || o.reason === 'command_not_executable' || o.reason === 'spawn_failed' || o.reason === 'log_write_failed' || o.reason === 'deadlock' || o.reason === 'client_lost' || o.reason === 'shutdown' || o.reason === 'cancelled' || o.reason === 'lock_lost') {
             if (o.message) process.stderr.write(`lockd: ${o.message}\n`);
           } else if (o.reason === 'timeout') {
             process.stderr.write(`lockd: timed out; the process tree was killed\n`);
@@ -288,11 +303,20 @@ function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, sa
       .then((c) => {
         conn = c;
         // Data handler first: frames that arrived with hello_ok are replayed, in order, once onMessage is set.
+        // Backpressure with slack: write() returns false past a 16 KiB high-water mark, and pausing the socket on
+        // every such chunk turns streaming into a ping-pong between child, daemon and us. Pause only once a real
+        // backlog builds up; memory stays bounded by OUTPUT_BACKLOG_BYTES plus one socket read.
+        let outputPaused = false;
         c.onData = (kind, data) => {
           const out = kind === FrameKind.Stdout ? process.stdout : process.stderr;
-          if (!out.write(data)) {
+          out.write(data);
+          if (!outputPaused && out.writableLength > OUTPUT_BACKLOG_BYTES) {
+            outputPaused = true;
             c.socket.pause();
-            out.once('drain', () => c.socket.resume());
+            out.once('drain', () => {
+              outputPaused = false;
+              c.socket.resume();
+            });
           }
         };
         c.onMessage = onMessage;

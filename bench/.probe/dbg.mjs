@@ -1,0 +1,15 @@
+import { startBenchDaemon, REPO } from '../../dist/bench/bench-daemon.js';
+import { acquireHold, localLock, releaseHold, submitRun } from '../../dist/bench/lockd-api.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+const trace = '/tmp/bt/dbg.jsonl'; rmSync(trace, { force: true });
+const d = await startBenchDaemon({ nodeArgs: ['--import', pathToFileURL(join(REPO, 'dist/bench/trace-preload.js')).href], daemonEnv: { LOCKD_BENCH_TRACE: trace, LOCKD_BENCH_TRACE_ROLE: 'daemon' } });
+const { holdId } = await acquireHold(d, localLock('h', d.dir), d.dir).acquired;
+const r = submitRun(d, ['--lock', 'h', '--', 'true'], d.dir); await r.queued;
+await new Promise((res) => setTimeout(res, 300));
+console.log(readFileSync(trace, 'utf8'));
+await releaseHold(d, holdId, d.dir); await r.finished;
+await new Promise((res) => setTimeout(res, 300));
+console.log(readFileSync(trace, 'utf8'));
+await d.stop();

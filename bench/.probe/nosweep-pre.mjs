@@ -1,0 +1,2 @@
+import { DaemonCore } from '../../dist/src/daemon/core.js';
+DaemonCore.prototype.sweepLater = function () {};

@@ -1,0 +1,11 @@
+import { startBenchDaemon } from '../../dist/bench/bench-daemon.js';
+import { acquireHold, localLock, releaseHold, submitRun } from '../../dist/bench/lockd-api.js';
+import { pathToFileURL } from 'node:url';
+const extra = process.argv[2] ? ['--import', pathToFileURL(process.argv[2]).href] : [];
+const d = await startBenchDaemon({ nodeArgs: extra });
+const { holdId } = await acquireHold(d, localLock('h', d.dir), d.dir).acquired;
+const r = submitRun(d, ['--lock', 'h', '--', 'true'], d.dir);
+await r.queued; console.log('queued');
+await releaseHold(d, holdId, d.dir);
+const f = await r.finished; console.log(f.outcome.exit_code, f.outcome.reason, f.outcome.message);
+await d.stop();

@@ -1,0 +1,44 @@
+/**
+ * Scenario 6, idle cost: after a little work (a few runs, so lazy state exists and any post-run timers had their
+ * turn), the daemon should do nothing at all while idle: CPU time (utime + stime from /proc/<pid>/stat) and the main
+ * thread's context switches over the idle window, plus its RSS.
+ */
+import { CLI, startBenchDaemon } from './bench-daemon.js';
+import { contextSwitches, cpuMs, rssBytes, clockTicks } from './procfs.js';
+import { mib, ms, target, type ScenarioResult } from './report.js';
+import type { Sizes } from './sizes.js';
+import { sleep, timeCommand } from './timing.js';
+
+export async function idleScenario(size: Sizes['idle']): Promise<Omit<ScenarioResult, 'seconds'>> {
+  const d = await startBenchDaemon();
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await timeCommand(process.execPath, [CLI, 'run', '-q', '--lock', 'idle', '--', 'true'], { env: d.env, cwd: d.dir });
+      if (r.code !== 0) throw new Error(`warm-up run failed: ${r.stderr}`);
+    }
+    // Let post-run work (result files, sweep, auto-GC) finish before the window opens.
+    await sleep(2000);
+    const cpu0 = cpuMs(d.pid);
+    const cs0 = contextSwitches(d.pid);
+    await sleep(size.seconds * 1000); // the measured idle window itself
+    const cpu1 = cpuMs(d.pid);
+    const cs1 = contextSwitches(d.pid);
+    const rss = rssBytes(d.pid);
+    const cpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
+    const wakeups = cs0 !== null && cs1 !== null ? cs1 - cs0 : null;
+    return {
+      name: 'idle_cost',
+      title: `daemon CPU and RSS over ${size.seconds} s idle`,
+      size: { seconds: size.seconds },
+      metrics: { cpu_ms: cpu, clock_tick_ms: 1000 / clockTicks(), main_thread_context_switches: wakeups, rss_bytes: rss },
+      rows: [
+        { measurement: `CPU time over ${size.seconds} s idle`, value: ms(cpu, 0), detail: `resolution ${(1000 / clockTicks()).toFixed(0)} ms; main-thread wake-ups ${wakeups ?? 'n/a'}` },
+        { measurement: 'daemon RSS, idle', value: mib(rss) },
+      ],
+      targets: [target('idle CPU time', cpu, '<=', 0, 'ms')],
+      notes: [],
+    };
+  } finally {
+    await d.stop();
+  }
+}

@@ -1,0 +1,41 @@
+/** How big each scenario is per mode: --smoke (proves the bench works), --quick, and the full default. */
+
+export type Mode = 'smoke' | 'quick' | 'full';
+
+export interface Sizes {
+  wrapper: { warmup: number; rounds: number; traced: number };
+  handoff: { jobs: number; batches: number };
+  throughput: { jobs: number; rounds: number };
+  streaming: { bytes: number; slowSeconds: number; warmup: number; rounds: number };
+  scale: { waiters: number; locks: number; statusSamples: number };
+  idle: { seconds: number };
+}
+
+const MiB = 1024 * 1024;
+
+export const SIZES: Record<Mode, Sizes> = {
+  smoke: {
+    wrapper: { warmup: 2, rounds: 5, traced: 3 },
+    handoff: { jobs: 10, batches: 1 },
+    throughput: { jobs: 20, rounds: 1 },
+    streaming: { bytes: 8 * MiB, slowSeconds: 0.5, warmup: 0, rounds: 1 },
+    scale: { waiters: 100, locks: 10, statusSamples: 2 },
+    idle: { seconds: 1 },
+  },
+  quick: {
+    wrapper: { warmup: 5, rounds: 25, traced: 8 },
+    handoff: { jobs: 100, batches: 1 },
+    throughput: { jobs: 200, rounds: 1 },
+    streaming: { bytes: 64 * MiB, slowSeconds: 2, warmup: 1, rounds: 3 },
+    scale: { waiters: 1000, locks: 100, statusSamples: 5 },
+    idle: { seconds: 10 },
+  },
+  full: {
+    wrapper: { warmup: 10, rounds: 60, traced: 20 },
+    handoff: { jobs: 100, batches: 3 },
+    throughput: { jobs: 200, rounds: 3 },
+    streaming: { bytes: 512 * MiB, slowSeconds: 4, warmup: 1, rounds: 3 },
+    scale: { waiters: 10_000, locks: 1000, statusSamples: 10 },
+    idle: { seconds: 10 },
+  },
+};

@@ -1,0 +1,134 @@
+/** `lockd acquire LOCK...`: take locks as an explicit hold that outlives this command, until released or expired. */
+import { COMMON_OPTIONS, parse, parseIntOption, parseSeconds } from '../args.js';
+import { connectOptions } from '../common.js';
+import { callerIdentity, holdSettings, lockRefsFrom, LOCK_OPTIONS } from '../hold-args.js';
+import { connectDaemon } from '../../client/connection.js';
+import { renderHolder } from '../../client/holder.js';
+import type { AcquireRequest, DaemonMessage, HolderInfo } from '../../protocol/messages.js';
+import { LockdError } from '../../util/errors.js';
+import { EXIT, exitCodeFor } from '../exit-codes.js';
+import { mdCode, reportToGithub, secondsText } from '../github.js';
+
+const OPTIONS = {
+  ...COMMON_OPTIONS,
+  ...LOCK_OPTIONS,
+  wait: { type: 'string' },
+  ttl: { type: 'string' },
+  holder: { type: 'string' },
+  'conflict-exit-code': { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+} as const;
+
+export const ACQUIRE_HELP = `Usage: lockd acquire LOCK... [options]
+
+Take locks as an explicit hold, without running anything under them (several CI steps, a debugging session
+on a shared board). Once every lock is held it prints LOCKD_HOLD_ID=<id> (eval-able) and exits 0; the hold
+stays after this command, until 'lockd release', or until its TTL passes without a 'lockd heartbeat'.
+While you hold it, 'lockd run' by the same holder on those locks runs under the hold instead of waiting.
+
+Locks (as in lockd run; granted all at once or not at all):
+  LOCK, --lock NAME[:shared|:slots=N]   local lock <root>[/<arch>]/.locks/NAME.lock (repeatable)
+  --global NAME[:shared|:slots=N]       host-wide lock <global-dir>/global-NAME.lock (repeatable)
+  --root DIR  --arch ARCH  --global-dir DIR  --host-only
+Waiting:
+  --wait SECONDS|inf      how long to queue (default 0 on a developer machine, 1800 in CI)
+  --conflict-exit-code N  exit code when the locks are not obtained (default 75)
+Holding:
+  --ttl SECONDS|none      release the hold when no heartbeat comes for this long (default $LOCKD_TTL, else none)
+  --holder H              holder identity (default: CI-aware; release/heartbeat must come from the same holder)
+Output:
+  --json                  print the daemon's reply as JSON instead of LOCKD_HOLD_ID=<id>
+  -q, --quiet             no notes on stderr
+Under GitHub Actions (GITHUB_OUTPUT set) the step outputs status, lock_id and queue_wait_seconds are set,
+and a line goes to the job summary.
+
+Exit status: 0 held, 75 not obtained (busy, wait timed out, deadlock), 2 usage, 125 lockd failed.
+
+Examples:
+  eval "$(lockd acquire --root build --arch riscv64 qemu --wait 600 --ttl 900)"
+  ./flash.sh && ./boot-test.sh          # 'lockd heartbeat $LOCKD_HOLD_ID' from a long step keeps it alive
+  lockd release "$LOCKD_HOLD_ID"
+`;
+
+function blockerLine(b: HolderInfo | undefined): string {
+  if (!b) return '';
+  return ` behind ${b.kind} ${b.id} (${renderHolder(b.holder)}${b.pid ? `, pid ${b.pid}` : ''}${b.command_line ? `: ${b.command_line.slice(0, 60)}` : ''})`;
+}
+
+export async function acquireCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, OPTIONS, true);
+  const settings = holdSettings(values);
+  const locks = lockRefsFrom(values, settings, positionals);
+  if (locks.length === 0) throw new LockdError('usage', 'lockd acquire needs at least one lock: lockd acquire LOCK... (or --lock / --global)');
+  const waitS = parseSeconds(settings.value('wait')!, '--wait');
+  const ttlS = parseSeconds(settings.value('ttl') ?? 'none', '--ttl');
+  if (ttlS !== null && ttlS <= 0) throw new LockdError('usage', '--ttl must be more than 0 seconds, or none');
+  const conflictExit = parseIntOption(settings.value('conflict_exit_code')!, '--conflict-exit-code', 0, 255);
+  const { holder, user } = callerIdentity(settings);
+  const req: AcquireRequest = {
+    holder,
+    user,
+    client_pid: process.pid,
+    parent_run_id: process.env.LOCKD_RUN_ID ?? null,
+    locks,
+    cwd: process.cwd(),
+    wait_ms: waitS === null ? null : Math.round(waitS * 1000),
+    ttl_ms: ttlS === null ? null : Math.max(1, Math.round(ttlS * 1000)),
+    conflict_exit_code: conflictExit,
+  };
+  const say = (line: string) => {
+    if (!values.quiet) process.stderr.write(`lockd: ${line}\n`);
+  };
+  const names = locks.map((l) => l.name).join(', ');
+  const started = Date.now();
+  const github = (status: string, lockId: string, waitMs: number | null, summary: string) =>
+    reportToGithub({ status, lockId, queueWaitMs: waitMs, summary: `**lockd**: ${summary}` });
+
+  const conn = await connectDaemon(connectOptions(values, settings), { type: 'acquire', req });
+  return await new Promise<number>((resolve) => {
+    let settled = false;
+    const finish = (code: number) => {
+      if (settled) return;
+      settled = true;
+      conn.close();
+      resolve(code);
+    };
+    conn.onMessage = (m: DaemonMessage) => {
+      switch (m.type) {
+        case 'queued':
+          say(`waiting for ${names} (position ${m.position})${blockerLine(m.blockers[0])}`);
+          return;
+        case 'acquired': {
+          const ttl = m.ttl_ms === null ? 'no ttl: held until released' : `ttl ${secondsText(m.ttl_ms)} s: renew with lockd heartbeat ${m.hold_id}`;
+          if (values.json) process.stdout.write(JSON.stringify(m) + '\n');
+          else process.stdout.write(`LOCKD_HOLD_ID=${m.hold_id}\n`);
+          say(`holding ${names} as ${m.hold_id} after ${secondsText(m.queue_wait_ms)} s (${ttl}); release with: lockd release ${m.hold_id}`);
+          github('acquired', m.hold_id, m.queue_wait_ms, `acquired ${mdCode(names)} as ${mdCode(m.hold_id)} after ${secondsText(m.queue_wait_ms)} s (holder ${mdCode(renderHolder(m.holder))})`);
+          finish(EXIT.OK);
+          return;
+        }
+        case 'not_obtained':
+          process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
+          if (values.json) process.stdout.write(JSON.stringify(m) + '\n');
+          github('not_obtained', '', Date.now() - started, `could not acquire ${mdCode(names)} (${m.code}): ${m.message}`);
+          finish(m.exit_code);
+          return;
+        case 'error': {
+          process.stderr.write(`lockd: ${m.message}\n`);
+          const code = exitCodeFor(m.code);
+          github('not_obtained', '', Date.now() - started, `could not acquire ${mdCode(names)} (${m.code}): ${m.message}`);
+          finish(code === EXIT.NOT_OBTAINED ? conflictExit : code);
+          return;
+        }
+        default:
+          return;
+      }
+    };
+    conn.onClose = () => {
+      if (settled) return;
+      process.stderr.write('lockd: the lockd daemon closed the connection before the locks were held\n');
+      finish(EXIT.LOCKD_FAILED);
+    };
+  });
+}

@@ -1,0 +1,38 @@
+/** `lockd heartbeat HOLD_ID`: restart a hold's TTL clock. */
+import { COMMON_OPTIONS, parse } from '../args.js';
+import { connectOptions } from '../common.js';
+import { callerIdentity, holdSettings } from '../hold-args.js';
+import { request } from '../../client/connection.js';
+import { LockdError, isLockdError } from '../../util/errors.js';
+import { EXIT } from '../exit-codes.js';
+
+const OPTIONS = { ...COMMON_OPTIONS, holder: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } } as const;
+
+export const HEARTBEAT_HELP = `Usage: lockd heartbeat HOLD_ID [--holder H] [-q]
+
+Tell the daemon the holder of HOLD_ID is still there: its TTL starts again from now. Only the hold's own
+holder may do this (the same CI job, user, or --holder / LOCKD_HOLDER). A hold without a TTL needs none.
+
+Exit status: 0 renewed, 1 no such hold (expired, released, never existed) or not yours, 125 lockd failed.
+
+Example:
+  while sleep 60; do lockd heartbeat "$LOCKD_HOLD_ID" || break; done &
+`;
+
+export async function heartbeatCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, OPTIONS, true);
+  if (positionals.length !== 1) throw new LockdError('usage', 'lockd heartbeat needs exactly one HOLD_ID');
+  const settings = holdSettings(values);
+  const { holder } = callerIdentity(settings);
+  try {
+    const reply = await request(connectOptions(values, settings), { type: 'heartbeat', hold_id: positionals[0]!, holder }, ['ok']);
+    if (!values.quiet) process.stderr.write(`lockd: ${positionals[0]} renewed${reply.note ? ` (${reply.note})` : ''}\n`);
+    return EXIT.OK;
+  } catch (e) {
+    if (isLockdError(e) && (e.code === 'no_such_hold' || e.code === 'not_owner' || e.code === 'daemon_not_running')) {
+      process.stderr.write(`lockd: ${e.code === 'daemon_not_running' ? `no lockd daemon is running, so there is no hold ${positionals[0]}` : e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

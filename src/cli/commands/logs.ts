@@ -1,0 +1,239 @@
+/**
+ * `lockd logs RUN_ID [-f]`: print a run's output log; with -f, follow a live run from any terminal until it ends.
+ *
+ * Where the log is: for a live run the daemon says (`watch_run` → `run_state`, which also covers --log paths and
+ * runs recorded under another runs root); otherwise result.json's `log_path`, else `<run-dir>/output.log`.
+ * Following reads the file as it grows (fs.watch on its directory, plus a slow re-check because fs.watch can miss
+ * events on some filesystems) and stops at the daemon's `run_ended`, which comes after the log is closed, so the
+ * last bytes are always printed.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { parse } from '../args.js';
+import { connectOptions } from '../common.js';
+import { connectDaemon, type ConnectOptions } from '../../client/connection.js';
+import { LOG_FILE, RESULT_FILE } from '../../runs/run-files.js';
+import { readResult, type RunResult } from '../../runs/result.js';
+import { LockdError } from '../../util/errors.js';
+import { EXIT } from '../exit-codes.js';
+import { checkRunId, findRunDir, lookupExitCode, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
+
+export const LOGS_HELP = `Usage: lockd logs RUN_ID [-f] [--runs-root DIR | --root DIR]
+
+Print a run's output log (stdout and stderr in arrival order).
+
+Options:
+  -f, --follow      follow a live run until it ends, from any terminal (like tail -f, but stops by itself)
+  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs)
+  --root DIR        build root the run was recorded under (<root>/runs)
+
+A live run is found through the daemon wherever its log is; a finished run through its runs root.
+
+Examples:
+  lockd logs 250222-2315-7f3a
+  lockd logs -f nightly-42
+  lockd logs --root build 250222-2315-7f3a | grep -n FAIL
+`;
+
+/** Bytes read per step: memory stays bounded whatever the log's size. */
+const CHUNK_BYTES = 64 * 1024;
+/** Re-check interval in case fs.watch misses a change; only bounds the delay, events do the real work. */
+const RECHECK_MS = 1000;
+
+/** Copies a growing file to a stream, from where it left off; overlapping calls coalesce into one more pass. */
+class LogFollower {
+  private fh: FileHandle | null = null;
+  private offset = 0;
+  private running: Promise<void> | null = null;
+  private again = false;
+  error: Error | null = null;
+
+  constructor(
+    readonly path: string,
+    private readonly out: NodeJS.WritableStream,
+  ) {}
+
+  get opened(): boolean {
+    return this.fh !== null;
+  }
+
+  pump(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        await this.copyNew();
+      } while (this.again);
+    })()
+      .catch((e: Error) => {
+        this.error ??= e;
+      })
+      .finally(() => {
+        this.running = null;
+      });
+    return this.running;
+  }
+
+  private async copyNew(): Promise<void> {
+    if (!this.fh) {
+      try {
+        this.fh = await open(this.path, 'r');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // not started yet
+        throw e;
+      }
+    }
+    const { size } = await this.fh.stat();
+    // A capped log is cut back to its head once output passes the cap (the tail comes back at the end).
+    if (size < this.offset) this.offset = size;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+      const { bytesRead } = await this.fh.read(buf, 0, CHUNK_BYTES, this.offset);
+      if (bytesRead === 0) return;
+      this.offset += bytesRead;
+      if (!this.out.write(buf.subarray(0, bytesRead))) await once(this.out, 'drain');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close().catch(() => undefined);
+    this.fh = null;
+  }
+}
+
+interface RunWatch {
+  live: boolean;
+  logPath: string | null;
+  resultPath: string | null;
+  /** Resolves when the daemon says the run ended, or with 'lost' when the connection closes first. */
+  ended: Promise<'ended' | 'lost'>;
+  close(): void;
+}
+
+/** Ask the daemon (never starting one) about the run and keep listening for its end; null when no daemon answers. */
+async function watchRun(connect: ConnectOptions, runId: string): Promise<RunWatch | null> {
+  let conn;
+  try {
+    conn = await connectDaemon({ ...connect, autostart: false }, { type: 'watch_run', run_id: runId });
+  } catch {
+    return null;
+  }
+  const c = conn;
+  let endedResolve!: (how: 'ended' | 'lost') => void;
+  const ended = new Promise<'ended' | 'lost'>((r) => (endedResolve = r));
+  return await new Promise<RunWatch | null>((resolve, reject) => {
+    let answered = false;
+    c.onMessage = (m) => {
+      if (m.type === 'run_state' && !answered) {
+        answered = true;
+        resolve({ live: m.live, logPath: m.log_path, resultPath: m.result_path, ended, close: () => c.close() });
+      } else if (m.type === 'run_ended') {
+        endedResolve('ended');
+      } else if (m.type === 'error') {
+        answered = true;
+        reject(new LockdError(m.code, m.message));
+        c.close();
+      }
+    };
+    c.onClose = () => {
+      endedResolve('lost');
+      if (!answered) resolve(null);
+    };
+  });
+}
+
+/** Print the whole file; false when it does not exist. */
+async function printFile(path: string): Promise<boolean> {
+  const f = new LogFollower(path, process.stdout);
+  await f.pump();
+  const found = f.opened;
+  await f.close();
+  if (f.error) throw f.error;
+  return found;
+}
+
+async function follow(path: string, ended: Promise<'ended' | 'lost'>): Promise<'ended' | 'lost'> {
+  const f = new LogFollower(path, process.stdout);
+  let watcher: FSWatcher | null = null;
+  try {
+    // The directory, not the file: the log may not exist yet while the run is queued.
+    watcher = watch(dirname(path), () => void f.pump());
+    watcher.on('error', () => undefined);
+  } catch {
+    watcher = null; // the re-check below still follows
+  }
+  const timer = setInterval(() => void f.pump(), RECHECK_MS);
+  try {
+    await f.pump();
+    const how = await ended;
+    await f.pump(); // the log is closed before run_ended: this reads its last bytes
+    if (f.error) throw f.error;
+    return how;
+  } finally {
+    clearInterval(timer);
+    watcher?.close();
+    await f.close();
+  }
+}
+
+async function readResultFile(path: string): Promise<RunResult | null> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as RunResult;
+  } catch {
+    return null;
+  }
+}
+
+export async function logsCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { ...RUNS_ROOT_OPTIONS, follow: { type: 'boolean', short: 'f' } }, true);
+  const runId = checkRunId(positionals[0], 'logs');
+  const settings = runsSettings(values);
+  const connect = connectOptions(values, settings);
+  // A reader that went away (`lockd logs -f X | head`) ends us quietly.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT.OK);
+  });
+
+  const watched = await watchRun(connect, runId);
+  if (watched?.live && watched.logPath) {
+    if (!values.follow) {
+      watched.close();
+      if (!(await printFile(watched.logPath))) process.stderr.write(`lockd: run ${runId} has not started yet; its log will be ${watched.logPath}\n`);
+      return EXIT.OK;
+    }
+    const how = await follow(watched.logPath, watched.ended);
+    if (how === 'lost') {
+      process.stderr.write(`lockd: lost the connection to the lockd daemon while following ${runId}\n`);
+      return EXIT.LOCKD_FAILED;
+    }
+    const result = watched.resultPath ? await readResultFile(watched.resultPath) : null;
+    if (result) process.stderr.write(`lockd: run ${runId} ended: ${result.status} (${result.reason}), exit ${result.exit_code}\n`);
+    return EXIT.OK;
+  }
+  watched?.close();
+
+  let dir: string;
+  try {
+    dir = await findRunDir(resolveRunsRoot(settings), runId, connect);
+  } catch (e) {
+    const code = lookupExitCode(e);
+    if (code !== null) return code;
+    throw e;
+  }
+  const result = await readResult(dir).catch(() => null);
+  if (result && result.log_path === null) {
+    process.stderr.write(`lockd: run ${runId} never started (${result.reason}), so it has no log; see ${join(dir, RESULT_FILE)}\n`);
+    return 1;
+  }
+  const logPath = result?.log_path ?? join(dir, LOG_FILE);
+  if (!(await printFile(logPath))) {
+    process.stderr.write(`lockd: run ${runId} has no log at ${logPath}\n`);
+    return 1;
+  }
+  return EXIT.OK;
+}

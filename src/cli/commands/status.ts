@@ -1,0 +1,47 @@
+/**
+ * `lockd status`: every lock held or waited on, by whom, who queues behind whom and for about how long; the
+ * runs and holds; the daemon itself. Import-light (node built-ins and the client only), and it never starts a
+ * daemon just to report that nothing is held.
+ */
+import { resolve } from 'node:path';
+import { COMMON_OPTIONS, parse } from '../args.js';
+import { connectOptions } from '../common.js';
+import { request } from '../../client/connection.js';
+import { isLockdError } from '../../util/errors.js';
+import { EXIT } from '../exit-codes.js';
+import { NO_DAEMON_TEXT, renderStatus } from '../render/status.js';
+import { styleFor } from '../render/style.js';
+
+const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' }, root: { type: 'string' } } as const;
+
+export const STATUS_HELP = `Usage: lockd status [--json] [--root DIR]
+
+Show every lock held or waited on: its scope, lock file, mode, holders (run or hold id, pid, who, command,
+since, elapsed), the queue in order (who, what they asked for, since when, which holder blocks them) with an
+estimated wait from the durations of past runs under the same lock; then the runs, the holds, and the
+daemon's version, pid and uptime. Never starts a daemon: with none running it says nothing is held.
+  --json       stable JSON ({"daemon": null, "locks": [], "runs": [], "holds": []} when no daemon runs)
+  --root DIR   only this build root's local locks (global locks are always shown)
+Colours only on a terminal, never with NO_COLOR set.
+
+Examples:
+  lockd status
+  lockd status --root build --json | jq '.locks[] | {name, holders: [.holders[].holder]}'
+`;
+
+export async function statusCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, OPTIONS);
+  const opts = { ...connectOptions(values), autostart: false };
+  let snapshot;
+  try {
+    snapshot = (await request(opts, { type: 'status', root: values.root ? resolve(values.root) : null }, ['status'])).snapshot;
+  } catch (e) {
+    if (!isLockdError(e, 'daemon_not_running')) throw e;
+    if (values.json) process.stdout.write(JSON.stringify({ daemon: null, locks: [], runs: [], holds: [] }) + '\n');
+    else process.stdout.write(`${NO_DAEMON_TEXT}\n`);
+    return EXIT.OK;
+  }
+  if (values.json) process.stdout.write(JSON.stringify(snapshot) + '\n');
+  else process.stdout.write(renderStatus(snapshot, styleFor(process.stdout)));
+  return EXIT.OK;
+}

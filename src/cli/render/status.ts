@@ -1,0 +1,115 @@
+/** `lockd status` / `lockd inspect` for people: one block per lock (holders, then the queue), then runs and holds. */
+import type { HolderInfo, LockStatus, StatusSnapshot } from '../../protocol/messages.js';
+import { renderHolder } from '../../client/holder.js';
+import { clip, table } from './table.js';
+import { formatClock, formatDuration, formatEstimate } from './format.js';
+import type { Style } from './style.js';
+
+export const NO_DAEMON_TEXT = 'no lockd daemon is running; nothing is held';
+
+type Holder = LockStatus['holders'][number];
+type Waiter = LockStatus['waiters'][number];
+
+function who(h: Pick<HolderInfo, 'holder' | 'user'>): string {
+  const shown = renderHolder(h.holder);
+  // A CI holder rendered as a sentence loses the OS user; say it when it is not already the holder itself.
+  return shown === h.user || h.holder === h.user ? shown : `${shown} (${h.user})`;
+}
+
+function holderMode(lock: LockStatus, h: Holder): string {
+  if (h.mode === 'slots') return `slot ${h.slot_index ?? '?'}/${lock.capacity ?? '?'}`;
+  return h.mode === 'shared' ? 'shared' : 'exclusive';
+}
+
+/** Who a blocking request id is, as far as this snapshot knows. */
+function describeId(id: string, lock: LockStatus, snap: StatusSnapshot | null): string {
+  const h = lock.holders.find((x) => x.id === id);
+  if (h) return `${h.kind} ${id} (${renderHolder(h.holder)})`;
+  const w = lock.waiters.find((x) => x.id === id);
+  if (w) return `waiter #${w.position} ${id}`;
+  const run = snap?.runs.find((r) => r.run_id === id);
+  if (run) return `run ${id} (${renderHolder(run.holder)})`;
+  const hold = snap?.holds.find((x) => x.hold_id === id);
+  if (hold) return `hold ${id} (${renderHolder(hold.holder)})`;
+  return id;
+}
+
+export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot | null = null, now = new Date()): string {
+  const kind = lock.capacity !== null ? `slots=${lock.capacity}` : (lock.mode ?? (lock.waiters[0]?.mode ?? 'exclusive'));
+  const state = lock.holders.length ? style.red('held') : style.yellow('waited on');
+  let out = `${style.bold(lock.name)}  ${lock.scope} ${kind}, ${state}  ${style.dim(lock.key)}\n`;
+  if (lock.holders.length) {
+    const rows = [['HOLDER', 'ID', 'PID', 'MODE', 'SINCE', 'ELAPSED', 'COMMAND'].map((h) => style.dim(h))];
+    for (const h of lock.holders) {
+      rows.push([
+        who(h),
+        `${h.kind} ${h.id}${h.nested ? ' (nested)' : ''}`,
+        h.pid === null ? '-' : String(h.pid),
+        holderMode(lock, h),
+        formatClock(h.since_utc, now),
+        formatDuration(h.elapsed_ms),
+        h.command_line ? clip(h.command_line, 60) : '-',
+      ]);
+    }
+    out += table(rows);
+  }
+  if (lock.waiters.length) {
+    const rows = [['#', 'WAITING', 'ID', 'WANTS', 'SINCE', 'BLOCKED BY', 'ETA'].map((h) => style.dim(h))];
+    for (const w of lock.waiters as Waiter[]) {
+      rows.push([
+        String(w.position),
+        who(w),
+        `${w.kind} ${w.id}`,
+        w.wants.join(' '),
+        `${formatClock(w.since_utc, now)} (${formatDuration(w.waiting_ms)})`,
+        w.blocked_by.length ? w.blocked_by.slice(0, 2).map((id) => describeId(id, lock, snap)).join(', ') + (w.blocked_by.length > 2 ? ` +${w.blocked_by.length - 2}` : '') : '-',
+        formatEstimate(w.estimated_wait_ms),
+      ]);
+    }
+    out += table(rows);
+    out += `  ${style.dim('estimated wait for the next in line:')} ${formatEstimate(lock.estimated_wait_ms)}${lock.estimated_wait_ms === null ? style.dim(' (no recorded runs under this lock, or an explicit hold is in the way)') : ''}\n`;
+  }
+  return out;
+}
+
+export function renderStatus(snap: StatusSnapshot, style: Style, now = new Date()): string {
+  const d = snap.daemon;
+  let out = `${style.bold('lockd')} ${d.version}, pid ${d.pid}, up ${formatDuration(d.uptime_ms)}, ${d.mode} mode, socket ${d.socket}\n`;
+  if (snap.locks.length === 0 && snap.runs.length === 0 && snap.holds.length === 0) return out + '\nnothing is held or waited on\n';
+  if (snap.locks.length) {
+    out += `\n${style.bold('LOCKS')}\n`;
+    out += snap.locks.map((l) => renderLock(l, style, snap, now)).join('\n');
+  }
+  if (snap.runs.length) {
+    out += `\n${style.bold('RUNS')}\n`;
+    const rows = [['RUN ID', 'STATE', 'PID', 'WHO', 'SINCE', 'LOCKS', 'COMMAND'].map((h) => style.dim(h))];
+    for (const r of snap.runs) {
+      const state = r.state === 'running' ? style.green(r.state) : r.state === 'queued' ? style.yellow(r.state) : style.red(r.state);
+      rows.push([
+        r.run_id + (r.detach ? ' (detached)' : ''),
+        state,
+        r.pid === null ? '-' : String(r.pid),
+        who(r),
+        formatClock(r.since_utc, now),
+        r.locks.join(' ') || '-',
+        clip(r.command_line, 60),
+      ]);
+    }
+    out += table(rows);
+  }
+  if (snap.holds.length) {
+    out += `\n${style.bold('HOLDS')}\n`;
+    const rows = [['HOLD ID', 'WHO', 'LOCKS', 'SINCE', 'EXPIRES'].map((h) => style.dim(h))];
+    for (const h of snap.holds) {
+      rows.push([
+        h.hold_id,
+        who(h),
+        h.locks.join(' '),
+        formatClock(h.since_utc, now),
+        h.expires_utc ? `${formatClock(h.expires_utc, now)} (ttl ${formatDuration(h.ttl_ms ?? 0)})` : 'until released',
+      ]);
+    }
+    out += table(rows);
+  }
+  return out;
+}

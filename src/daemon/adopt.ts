@@ -1,0 +1,306 @@
+/**
+ * Re-adoption of `--detach` runs after a daemon restart.
+ *
+ * A detached run outlives the client that started it by design, so it must also outlive a daemon crash: the new
+ * daemon finds its leader by pid AND start time (a recycled pid is a different process), re-grants its locks in
+ * the table before serving anyone, and keeps them until the run's whole process tree has exited. Then it writes
+ * result.json with what can be known — the exit status of a process that is not our child is lost (Node has no
+ * pidfd and we cannot wait(2) for a non-child), so the result is `infra_fail` / `daemon_lost` with
+ * `child_exit_code: null` and the message "re-adopted after a daemon restart; exit status unknown".
+ *
+ * Watching a non-child: no exit event reaches us, so the leader is polled with `isSameProcessAlive` (one small
+ * /proc read per run) on a backoff from POLL_FIRST_MS to POLL_MAX_MS — and only while adopted runs exist: an
+ * idle daemon has no timer.
+ *
+ * Slots: a run started with `LOCKD_SLOT_<name>=k` keeps using slot k, so the table must give it slot k again,
+ * not the lowest free one; placeholder requests fill the lower free slots for the moment of the grant.
+ * Fencing tokens are re-issued (higher than any before): the adopted process still knows its old one, which is
+ * lower than any token handed out later, so fencing stays sound.
+ */
+import type { DaemonCore } from './core.js';
+import type { RunRecord, JournalLock } from './journal.js';
+import type { Logger } from './logger.js';
+import type { Grant, LockClaim } from './lock-table.js';
+import type { Owner } from './owner.js';
+import type { ResolvedLock } from './lock-resolve.js';
+import { JobTree } from './process-tree.js';
+import { isSameProcessAlive } from '../util/proc.js';
+import { recordLost } from './reconcile.js';
+
+/** First and largest interval between two looks at the adopted leaders. */
+export const POLL_FIRST_MS = 50;
+export const POLL_MAX_MS = 1000;
+/** Grace between SIGTERM and SIGKILL when an adopted tree is stopped (no --kill-after is journaled). */
+const KILL_GRACE_MS = 5000;
+
+export const ADOPTED_EXIT_MESSAGE = 're-adopted after a daemon restart; exit status unknown';
+
+export interface AdoptedRun {
+  readonly rec: RunRecord;
+  readonly tree: JobTree;
+  readonly owner: Owner;
+  readonly locks: ResolvedLock[];
+  grant: Grant<Owner> | null;
+  /** Set once the run is being ended (exit seen, kill, shutdown): later calls share it. */
+  ending: Promise<void> | null;
+}
+
+/** The table's view of journaled locks (root/arch are not needed once the key is canonical). */
+export function resolvedFromJournal(locks: JournalLock[]): ResolvedLock[] {
+  return locks.map((l) => ({
+    key: l.key,
+    name: l.name,
+    scope: l.scope === 'cluster' ? 'global' : l.scope,
+    mode: l.mode,
+    ...(l.mode === 'slots' && l.slots ? { slots: l.slots } : {}),
+    root: null,
+    arch: null,
+  }));
+}
+
+export class AdoptedRuns {
+  private readonly runs = new Map<string, AdoptedRun>();
+  private timer: NodeJS.Timeout | null = null;
+  private delayMs = POLL_FIRST_MS;
+  private disposed = false;
+  /** Resolves each time an adopted run has been settled (tests and shutdown wait on it). */
+  private settledWaiters = new Set<() => void>();
+
+  constructor(
+    private readonly core: DaemonCore,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.runs.size;
+  }
+
+  has(runId: string): boolean {
+    return this.runs.has(runId);
+  }
+
+  list(): AdoptedRun[] {
+    return [...this.runs.values()];
+  }
+
+  /** True while a poll is scheduled (tests check that an idle daemon has none). */
+  get polling(): boolean {
+    return this.timer !== null;
+  }
+
+  /**
+   * Take over a live --detach run: its locks are granted again (same slots), its lock files re-taken, and its
+   * leader watched. False when its locks cannot be granted (a conflicting record: the caller stops the run).
+   */
+  async adopt(rec: RunRecord): Promise<boolean> {
+    if (rec.pid === null || rec.start_time === null) return false;
+    const locks = resolvedFromJournal(rec.locks);
+    const owner: Owner = {
+      kind: 'run',
+      id: rec.run_id,
+      holder: rec.holder,
+      user: rec.user,
+      uid: rec.uid,
+      pid: rec.pid,
+      commandLine: rec.command_line || null,
+      cwd: null,
+      since: rec.started_at ?? rec.queued_at,
+      locks,
+    };
+    let grant: Grant<Owner> | null = null;
+    if (locks.length > 0) {
+      grant = this.grantAgain(rec, owner);
+      if (grant === null) return false;
+    }
+    const tree = new JobTree({ pid: rec.pid, startTime: rec.start_time, runId: rec.run_id, envTag: `LOCKD_RUN_ID=${rec.run_id}` });
+    const run: AdoptedRun = { rec, tree, owner, locks, grant, ending: null };
+    this.runs.set(rec.run_id, run);
+    if (grant) await this.retakeFiles(run, grant);
+    this.core.events.emit('started', rec.run_id, locks.map((l) => l.key), { pid: rec.pid, adopted: true });
+    this.log.info('re-adopted a detached run after a daemon restart', { run_id: rec.run_id, pid: rec.pid });
+    this.delayMs = POLL_FIRST_MS;
+    this.schedule();
+    return true;
+  }
+
+  /** Stop an adopted run's whole tree (`lockd kill`); resolves once it is recorded. False when unknown. */
+  async kill(runId: string, signal: NodeJS.Signals, by: string): Promise<boolean> {
+    const run = this.runs.get(runId);
+    if (!run) return false;
+    this.log.info('kill requested for a re-adopted run', { run_id: runId, signal, by });
+    await this.end(run, `${ADOPTED_EXIT_MESSAGE}; stopped by ${by}`, signal);
+    return true;
+  }
+
+  /** Forced shutdown: every adopted tree is stopped and recorded. */
+  async stopAll(by: string): Promise<void> {
+    await Promise.all([...this.runs.values()].map((r) => this.end(r, `${ADOPTED_EXIT_MESSAGE}; stopped by ${by}`, 'SIGTERM')));
+    this.dispose();
+  }
+
+  /**
+   * Graceful stop without --force: stop watching, keep the runs and their journal records, so the next daemon
+   * adopts them again.
+   */
+  dispose(): void {
+    this.disposed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Resolves when no adopted run is left (bounded by the caller). */
+  whenEmpty(): Promise<void> {
+    if (this.runs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.runs.size === 0) {
+          this.settledWaiters.delete(check);
+          resolve();
+        }
+      };
+      this.settledWaiters.add(check);
+    });
+  }
+
+  // ---- internals ----
+
+  /**
+   * Submit the run's claims so that each slots claim lands on the slot the run was started with: the free slots
+   * below it are filled with placeholder requests for the moment of the grant, then handed back.
+   */
+  private grantAgain(rec: RunRecord, owner: Owner): Grant<Owner> | null {
+    const table = this.core.table;
+    const placeholders: string[] = [];
+    let n = 0;
+    const release = () => {
+      for (const id of placeholders) table.release(id);
+    };
+    for (const l of rec.locks) {
+      if (l.mode !== 'slots' || l.slot_index === undefined || !l.slots) continue;
+      for (;;) {
+        const id = `${rec.run_id}~slot-placeholder-${n++}`;
+        const res = table.submit({ id, claims: [{ key: l.key, mode: 'slots', slots: l.slots }], meta: owner });
+        if (res.kind !== 'granted') {
+          if (res.kind === 'queued') table.cancel(id);
+          break; // full: the grant below fails and says so
+        }
+        const got = res.grant.claims[0]!.slotIndex ?? 0;
+        if (got < l.slot_index) {
+          placeholders.push(id);
+          continue;
+        }
+        table.release(id);
+        if (got > l.slot_index) {
+          release();
+          this.log.error('cannot re-adopt run: its slot is taken', { run_id: rec.run_id, key: l.key, slot: l.slot_index });
+          return null;
+        }
+        break;
+      }
+    }
+    const claims: LockClaim[] = rec.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.mode === 'slots' && l.slots ? { slots: l.slots } : {}) }));
+    const parent = rec.parent && table.isHolding(rec.parent) ? rec.parent : undefined;
+    const res = table.submit({ id: rec.run_id, claims, meta: owner, ...(parent ? { parent } : {}) });
+    release();
+    if (res.kind === 'granted') return res.grant;
+    if (res.kind === 'queued') table.cancel(rec.run_id);
+    this.log.error('cannot re-adopt run: its locks are held by another record', { run_id: rec.run_id, result: res.kind });
+    return null;
+  }
+
+  /**
+   * The old daemon's flocks died with it (the kernel drops them with its files); take them again. An outside
+   * flock user that slipped in between keeps its flock: we say so and look again shortly, a bounded number of times.
+   */
+  private async retakeFiles(run: AdoptedRun, grant: Grant<Owner>): Promise<void> {
+    const claims = grant.claims.filter((c) => !c.nested);
+    if (claims.length === 0) return;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      if (run.ending || !this.runs.has(run.rec.run_id)) return;
+      let ok = false;
+      try {
+        ok = await this.core.guard.take(claims, run.owner.uid);
+      } catch (e) {
+        this.log.warn('cannot prepare lock files of a re-adopted run', { run_id: run.rec.run_id, error: (e as Error).message });
+        return;
+      }
+      if (ok) {
+        this.core.guard.describe(
+          claims.map((c) => c.key),
+          {
+            pid: run.rec.pid,
+            pid_start_time: run.rec.start_time,
+            start_utc: new Date(run.owner.since).toISOString(),
+            start_epoch: Math.floor(run.owner.since / 1000),
+            cwd: '',
+            cmd: run.rec.command_line,
+            run_id: run.rec.run_id,
+            holder: run.rec.holder,
+            lockd_pid: process.pid,
+          },
+        );
+        this.filesTaken.add(run.rec.run_id);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100).unref());
+    }
+    this.log.error('a re-adopted run could not retake its lock files: an outside flock user holds them', { run_id: run.rec.run_id });
+  }
+
+  private readonly filesTaken = new Set<string>();
+
+  private schedule(): void {
+    if (this.disposed || this.timer !== null || this.runs.size === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.poll();
+    }, this.delayMs);
+    // The listening socket keeps the daemon alive; this timer alone must not.
+    this.timer.unref();
+    this.delayMs = Math.min(this.delayMs * 2, POLL_MAX_MS);
+  }
+
+  private poll(): void {
+    for (const run of this.runs.values()) {
+      if (run.ending) continue;
+      if (!isSameProcessAlive(run.rec.pid!, run.rec.start_time!)) {
+        void this.end(run, ADOPTED_EXIT_MESSAGE, 'SIGTERM');
+      }
+    }
+    this.schedule();
+  }
+
+  /**
+   * The leader has exited (or we are told to stop it): kill whatever is left of the tree, release the locks,
+   * record the result, drop the journal record. Shared by concurrent callers.
+   */
+  private end(run: AdoptedRun, how: string, signal: NodeJS.Signals): Promise<void> {
+    if (run.ending) return run.ending;
+    run.ending = (async () => {
+      try {
+        if (!(await run.tree.isEmpty())) {
+          const res = await run.tree.kill({ graceMs: KILL_GRACE_MS, signal });
+          if (res.remaining > 0) this.log.error('processes of a re-adopted run survived SIGKILL', { run_id: run.rec.run_id, remaining: res.remaining });
+        }
+      } catch (e) {
+        this.log.error('stopping a re-adopted run failed', { run_id: run.rec.run_id, error: (e as Error).message });
+      }
+      this.core.releaseRequest(run.rec.run_id);
+      if (run.grant && this.filesTaken.delete(run.rec.run_id)) {
+        await this.core.guard.give(run.grant.claims.filter((c) => !c.nested).map((c) => c.key)).catch(() => undefined);
+      }
+      this.core.events.emit('released', run.rec.run_id, run.locks.map((l) => l.key));
+      await recordLost(run.rec, how, this.log);
+      this.core.journalAppend({ t: 'run_end', run_id: run.rec.run_id });
+      this.runs.delete(run.rec.run_id);
+      if (this.runs.size === 0 && this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      this.core.events.emit('exited', run.rec.run_id, run.locks.map((l) => l.key), { status: 'infra_fail', reason: 'daemon_lost', adopted: true });
+      this.log.info('re-adopted run ended', { run_id: run.rec.run_id });
+      for (const w of [...this.settledWaiters]) w();
+    })();
+    return run.ending;
+  }
+}

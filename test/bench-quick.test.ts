@@ -1,0 +1,54 @@
+/**
+ * `npm run bench` works: the smallest size (--smoke) runs every scenario against its own daemons and writes a
+ * results file with an entry for each. Timings are deliberately not asserted: this suite runs on loaded machines,
+ * and the bench reports its targets itself.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO } from './helpers/lockd.js';
+import { SCENARIO_NAMES } from '../bench/scenario-names.js';
+
+const BENCH = join(REPO, 'dist', 'bench', 'main.js');
+
+interface ScenarioEntry {
+  name: string;
+  rows: unknown[];
+  metrics: Record<string, unknown>;
+  targets: unknown[];
+  error?: string;
+  skipped?: string;
+}
+
+test('bench --smoke runs every scenario and records each in results.json', async (t) => {
+  t.timeout(600_000);
+  t.true(existsSync(BENCH), 'dist/bench/main.js is built (npx tsc -p tsconfig.json)');
+  const dir = mkdtempSync('/tmp/ld-bench-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'results.json');
+  const proc = spawn(process.execPath, [BENCH, '--smoke', '--out', out], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  t.teardown(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  const code = await new Promise<number | null>((resolve) => proc.once('close', (c) => resolve(c)));
+  t.is(code, 0, `bench failed:\n${stdout}\n${stderr}`);
+
+  const report = JSON.parse(readFileSync(out, 'utf8')) as { mode: string; scenarios: Record<string, ScenarioEntry> };
+  t.is(report.mode, 'smoke');
+  t.deepEqual(Object.keys(report.scenarios).sort(), [...SCENARIO_NAMES].sort());
+  for (const name of SCENARIO_NAMES) {
+    const s = report.scenarios[name]!;
+    t.is(s.error, undefined, `${name} failed: ${s.error ?? ''}`);
+    t.is(s.skipped, undefined, `${name} was skipped: ${s.skipped ?? ''}`);
+    t.true(s.rows.length > 0, `${name} printed no rows`);
+    t.true(Object.keys(s.metrics).length > 0, `${name} recorded no metrics`);
+    t.true(s.targets.length > 0, `${name} has no target`);
+  }
+  // The table names every scenario.
+  for (const name of SCENARIO_NAMES) t.true(stdout.includes(name), `${name} missing from the printed table`);
+});
