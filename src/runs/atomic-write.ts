@@ -45,31 +45,65 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** The 'after-rename' order: write, rename, return; fsync file and directory afterwards. */
+/** The 'after-rename' order: write, rename, return; fsync file and directory afterwards (see syncInBackground). */
 async function writeThenSyncLater(target: string, data: string | Uint8Array, options: AtomicWriteOptions): Promise<void> {
   const temp = tempPathFor(target);
   const handle = await open(temp, 'wx', options.mode ?? 0o644);
+  let renamed = false;
   try {
-    await handle.writeFile(data);
-    await rename(temp, target);
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
-    throw err;
-  }
-  // In place and complete for every reader; now make it durable, off the caller's path. The open handle is the
-  // renamed file, so this flushes exactly what was written.
-  void (async () => {
     try {
-      await handle.sync();
+      await handle.writeFile(data);
     } finally {
       await handle.close();
     }
-    await syncDirectory(path.dirname(target));
-  })().then(
-    () => options.onDurable?.(null),
-    (err: unknown) => options.onDurable?.(err as Error),
-  );
+    await rename(temp, target);
+    renamed = true;
+  } finally {
+    if (!renamed) await unlink(temp).catch(() => undefined);
+  }
+  syncInBackground(target, options.onDurable ?? null);
+}
+
+/**
+ * Deferred fsyncs, one at a time: they run on libuv's small thread pool, and a burst of them (every short run writes
+ * records) must not occupy every thread while the hot path waits to open a log file. Files are reopened by name
+ * (fsync flushes the file, whichever descriptor asks); one that is gone or replaced by then needs nothing more
+ * from this write. A batch's directories are synced once each.
+ */
+const syncQueue: Array<{ file: string; done: ((err: Error | null) => void) | null }> = [];
+let syncing = false;
+
+function syncInBackground(file: string, done: ((err: Error | null) => void) | null): void {
+  syncQueue.push({ file, done });
+  if (!syncing) void drainSyncQueue();
+}
+
+async function drainSyncQueue(): Promise<void> {
+  syncing = true;
+  while (syncQueue.length > 0) {
+    const batch = syncQueue.splice(0);
+    const failures = new Map<string, Error>();
+    for (const { file } of batch) {
+      let handle;
+      try {
+        handle = await open(file, 'r');
+        await handle.sync();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failures.set(file, err as Error);
+      } finally {
+        await handle?.close().catch(() => undefined);
+      }
+    }
+    for (const dir of new Set(batch.map((b) => path.dirname(b.file)))) await syncDirectory(dir);
+    for (const { file, done } of batch) {
+      try {
+        done?.(failures.get(file) ?? null);
+      } catch {
+        // A listener's own failure must not stop the queue.
+      }
+    }
+  }
+  syncing = false;
 }
 
 /** Atomically replace `target` with `data`. Leaves no temp file behind on failure. */

@@ -1,0 +1,61 @@
+/**
+ * The 'after-rename' durability order of writeFileAtomic (used for run records so a disk flush is not on every
+ * run's path): the file is complete and in place when the call returns, and the deferred fsyncs report back.
+ */
+import test from 'ava';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic, writeJsonAtomic } from '../src/runs/atomic-write.js';
+import { tempDir } from './runs-helpers.js';
+
+function durable(): { onDurable: (err: Error | null) => void; result: Promise<Error | null> } {
+  let onDurable!: (err: Error | null) => void;
+  const result = new Promise<Error | null>((resolve) => (onDurable = resolve));
+  return { onDurable, result };
+}
+
+test('after-rename: the whole file is in place when the call returns, then onDurable reports success', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'result.json');
+  const d = durable();
+  await writeFileAtomic(file, 'x'.repeat(100_000), { sync: 'after-rename', onDurable: d.onDurable });
+  t.is(await readFile(file, 'utf8'), 'x'.repeat(100_000));
+  t.deepEqual(await readdir(dir), ['result.json']);
+  t.is(await d.result, null);
+});
+
+test('after-rename replaces an existing file atomically and leaves no temp file', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'manifest.json');
+  await writeJsonAtomic(file, { v: 1 });
+  const d = durable();
+  await writeJsonAtomic(file, { v: 2 }, { sync: 'after-rename', onDurable: d.onDurable });
+  t.deepEqual(JSON.parse(await readFile(file, 'utf8')), { v: 2 });
+  t.is(await d.result, null);
+  t.deepEqual(await readdir(dir), ['manifest.json']);
+});
+
+test('after-rename: a failed write rejects, leaves nothing behind and never reports durability', async (t) => {
+  const dir = await tempDir(t);
+  let called = false;
+  await t.throwsAsync(writeFileAtomic(path.join(dir, 'missing-subdir', 'f.json'), 'x', { sync: 'after-rename', onDurable: () => (called = true) }), { code: 'ENOENT' });
+  t.deepEqual(await readdir(dir), []);
+  t.false(called);
+});
+
+test('after-rename: every write of a burst reports durability; one removed meanwhile is not an error', async (t) => {
+  const dir = await tempDir(t);
+  const files = Array.from({ length: 40 }, (_, i) => path.join(dir, `r${i}.json`));
+  const results: Array<Promise<Error | null>> = [];
+  await Promise.all(
+    files.map(async (f, i) => {
+      const d = durable();
+      results.push(d.result);
+      await writeJsonAtomic(f, { i }, { sync: 'after-rename', onDurable: d.onDurable });
+    }),
+  );
+  // Possibly gone before its fsync: then there is nothing left to make durable, which is not an error.
+  await rm(files[39]!);
+  t.deepEqual(await Promise.all(results), files.map(() => null));
+  t.is((await readdir(dir)).length, 39);
+});
