@@ -174,7 +174,7 @@ test('on a terminal the wait shows a live line with the position and the holder'
   await waiter.waitForStderr('waiting for x (position 1)');
   // the same wait under a pseudo-terminal: a carriage-return-updated line
   const { spawn } = await import('node:child_process');
-  const tty = spawn('script', ['-qefc', `${process.execPath} ${cli} run --wait 30 --lock x -- true`, '/dev/null'], { env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const tty = spawn('script', ['-qefc', `${process.execPath} ${cli} run --wait 30 --lock x -- true`, '/dev/null'], { env: d.env, cwd: d.dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   tty.stdout.on('data', (b: Buffer) => (out += b.toString()));
   await new Promise<void>((resolve, reject) => {

@@ -130,7 +130,9 @@ export interface CliProcess {
 export function lockdSpawn(t: ExecutionContext | null, d: Pick<Daemon, 'env'>, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): CliProcess {
   const proc = spawn(process.execPath, [CLI, ...args], {
     env: { ...d.env, ...(opts.env ?? {}) },
-    cwd: opts.cwd ?? REPO,
+    // Default cwd: the daemon's temp dir, so `--lock x` without --root never shares lock files (and their real
+    // flocks) with other tests' daemons.
+    cwd: opts.cwd ?? (d.env.LOCKD_SOCKET && existsSync(dirname(d.env.LOCKD_SOCKET)) ? dirname(d.env.LOCKD_SOCKET) : REPO),
     stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   if (opts.input !== undefined) proc.stdin!.end(opts.input);
