@@ -2,7 +2,7 @@
 import test from 'ava';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, lockd, lockdSpawn, readJson, waitForFile, REPO } from './helpers/lockd.js';
+import { startDaemon, lockd, lockdSpawn, readJson, waitForFile } from './helpers/lockd.js';
 import { detachedHolder, holdIdOf, statusJson } from './helpers/operate.js';
 import { flockNonBlocking, outsideHolder } from './flock-helpers.js';
 
@@ -92,7 +92,7 @@ test("a run's .meta names the run while it holds the lock and is removed after",
   await waitForFile(`${lockFile}.meta`);
   const meta = readJson<Record<string, unknown>>(`${lockFile}.meta`);
   const holder = (await statusJson(d)).locks[0]!.holders[0]!;
-  t.like(meta, { pid: holder.pid, run_id: h.runId, holder: 'meta-test', lockd_pid: d.pid, cwd: REPO });
+  t.like(meta, { pid: holder.pid, run_id: h.runId, holder: 'meta-test', lockd_pid: d.pid, cwd: d.dir });
   t.regex(meta.cmd as string, /^sh -c /);
   t.is(typeof meta.pid_start_time, 'string');
   t.is(Date.parse(meta.start_utc as string) / 1000 | 0, meta.start_epoch);

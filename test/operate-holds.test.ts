@@ -17,7 +17,7 @@ test('acquire prints an eval-able hold id, writes the .meta while held, heartbea
   t.regex(a.stderr, new RegExp(`holding qemu as ${id}`));
   const lockFile = join(root, 'arm64', '.locks', 'qemu.lock');
   const meta = readJson<Record<string, unknown>>(`${lockFile}.meta`);
-  t.like(meta, { hold_id: id, holder: 'alice-ci', lockd_pid: d.pid, cwd: process.cwd() });
+  t.like(meta, { hold_id: id, holder: 'alice-ci', lockd_pid: d.pid, cwd: d.dir });
   for (const k of ['pid', 'start_epoch']) t.is(typeof meta[k], 'number', k);
   t.is(typeof meta.start_utc, 'string');
   t.regex(meta.cmd as string, /lockd acquire qemu/);

@@ -51,8 +51,8 @@ export async function startDaemon(t: ExecutionContext | null, opts: { dir?: stri
     const timer = setTimeout(() => {
       // Nobody will stop a daemon the test never got: kill it now rather than leave it running.
       proc.kill('SIGKILL');
-      reject(new Error(`daemon did not become ready in 20 s: ${stderr}`));
-    }, 20_000);
+      reject(new Error(`daemon did not become ready in 60 s: ${stderr}`));
+    }, 60_000);
     const ready = proc.stdio[3] as NodeJS.ReadableStream;
     let text = '';
     ready.on('data', (d: Buffer) => {
