@@ -58,6 +58,7 @@ export async function startBenchDaemon(opts: StartOptions = {}): Promise<BenchDa
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
   });
+  trackStarted(proc);
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   try {
@@ -95,6 +96,21 @@ export async function startBenchDaemon(opts: StartOptions = {}): Promise<BenchDa
         rmSync(dir, { recursive: true, force: true });
       })()),
   };
+}
+
+/**
+ * Processes the bench started and has not stopped yet (daemons, etcd), so an interrupted bench (Ctrl+C) can still
+ * stop each of them by pid (stopAllStarted) instead of leaving them behind.
+ */
+const live = new Set<ChildProcess>();
+
+export function trackStarted(proc: ChildProcess): void {
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+}
+
+export async function stopAllStarted(): Promise<void> {
+  await Promise.all([...live].map((p) => stopProcess(p, 3000)));
 }
 
 /** SIGTERM (the daemon's graceful stop), SIGKILL after a bound; resolves once the process is gone. */

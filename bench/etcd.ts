@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { which } from './which.js';
-import { stopProcess } from './bench-daemon.js';
+import { stopProcess, trackStarted } from './bench-daemon.js';
 import { sleep } from './timing.js';
 
 export interface EtcdServer {
@@ -67,6 +67,7 @@ export async function startEtcd(dir: string): Promise<EtcdServer | null> {
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  trackStarted(proc);
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
   const deadline = Date.now() + 30_000;

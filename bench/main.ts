@@ -4,12 +4,12 @@
  * state dir and stops it by pid. See docs/performance.md for the method and the latest figures.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { REPO } from './bench-daemon.js';
+import { REPO, stopAllStarted } from './bench-daemon.js';
 import { openFilesLimit } from './procfs.js';
 import { renderTable, type ScenarioResult } from './report.js';
 import { SIZES, type Mode, type Sizes } from './sizes.js';
@@ -99,11 +99,16 @@ async function main(): Promise<number> {
     if (only && !only.has(name)) continue;
     process.stderr.write(`bench: ${name} (${mode})…\n`);
     const t0 = performance.now();
+    const loadBefore = loadavg()[0]!;
+    const seconds = () => Math.round((performance.now() - t0) / 100) / 10;
+    // Every figure here is wall-clock time on a shared machine: say how busy it was (the 1-minute load average).
+    const load = () => ({ before: Math.round(loadBefore * 100) / 100, after: Math.round(loadavg()[0]! * 100) / 100 });
     try {
       const r = await run(sizes);
-      results.push({ ...r, seconds: Math.round((performance.now() - t0) / 100) / 10 });
+      const l = load();
+      results.push({ ...r, notes: [...r.notes, `load average ${l.before} → ${l.after} on ${cpus().length} CPUs`], load_1m: l, seconds: seconds() });
     } catch (e) {
-      results.push({ name, title: name, size: {}, metrics: {}, rows: [], targets: [], notes: [], error: (e as Error).stack ?? String(e), seconds: Math.round((performance.now() - t0) / 100) / 10 });
+      results.push({ name, title: name, size: {}, metrics: {}, rows: [], targets: [], notes: [], error: (e as Error).stack ?? String(e), load_1m: load(), seconds: seconds() });
     }
   }
   const limits = openFilesLimit();
@@ -116,9 +121,19 @@ async function main(): Promise<number> {
     scenarios: Object.fromEntries(results.map((r) => [r.name, r])),
   };
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  // Replace, never half-write, a results file someone may be reading.
+  writeFileSync(`${out}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
+  renameSync(`${out}.tmp`, out);
   process.stdout.write(`${renderTable(results)}\n\nresults -> ${out}\n`);
   return results.some((r) => r.error) ? 1 : 0;
+}
+
+// Interrupted: stop what the bench started (by pid), then go.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`bench: ${sig}: stopping the daemons it started\n`);
+    void stopAllStarted().finally(() => process.exit(130));
+  });
 }
 
 main().then(

@@ -32,6 +32,8 @@ export interface ScenarioResult {
   /** Set when it failed; the bench carries on with the next scenario. */
   error?: string;
   seconds: number;
+  /** The machine's 1-minute load average when the scenario started and ended. */
+  load_1m?: { before: number; after: number };
 }
 
 export function target(name: string, value: number | null, op: '<=' | '>=', limit: number, unit: string): Target {

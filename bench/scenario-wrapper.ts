@@ -54,14 +54,23 @@ export async function wrapperScenario(size: Sizes['wrapper']): Promise<Omit<Scen
 
     const samples = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
     const failures = new Map<string, string>();
+    // lockd/node within one round: the two ran seconds apart at most, so load drift cancels out of the ratio.
+    const pairedRatios: number[] = [];
     for (let round_ = 0; round_ < size.warmup + size.rounds; round_++) {
       // Rotate the order each round: nobody always runs right after the daemon's background work.
       const order = contenders.map((_, i) => contenders[(i + round_) % contenders.length]!);
+      const thisRound = new Map<string, number>();
       for (const c of order) {
         const r = await timeCommand(c.cmd, c.args, { env: c.env, cwd: c.cwd });
         if (r.code !== 0) failures.set(c.name, `exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}`);
-        if (round_ >= size.warmup && r.code === 0) samples.get(c.name)!.push(r.ms);
+        if (round_ >= size.warmup && r.code === 0) {
+          samples.get(c.name)!.push(r.ms);
+          thisRound.set(c.name, r.ms);
+        }
       }
+      const l = thisRound.get('lockd run');
+      const n = thisRound.get('node -e 0');
+      if (l !== undefined && n !== undefined) pairedRatios.push(l / n);
     }
     for (const [name, why] of failures) notes.push(`${name} failed at least once (${why}); failed runs are not counted`);
 
@@ -77,9 +86,12 @@ export async function wrapperScenario(size: Sizes['wrapper']): Promise<Omit<Scen
         detail: `p10 ${ms(s.p10)} / p90 ${ms(s.p90)}; ${ratio(s.median / floor)} of node -e 0`,
       });
     }
-    rows.push({ measurement: 'lockd run overhead over node -e 0', value: ms(lockd - floor), detail: `ratio ${ratio(lockd / floor)}` });
+    rows.push({ measurement: 'lockd run overhead over node -e 0', value: ms(lockd - floor), detail: `ratio of medians ${ratio(lockd / floor)}; median of per-round ratios ${ratio(median(pairedRatios))}` });
     const plain = samples.get('lockd run (unbundled)');
     if (plain?.length) rows.push({ measurement: 'bundling saves (median, unbundled - bundled)', value: ms(median(plain) - lockd) });
+
+    const fsync = await fsyncCost(d.stateDir, size.rounds);
+    rows.push({ measurement: 'run-record write, fsync before rename (old)', value: ms(fsync.before, 2), detail: `rename first, fsync batched later (now): ${ms(fsync.after, 2)} (median of ${size.rounds}, in the state dir)` });
 
     const breakdown = await tracedBreakdown(size.traced, notes);
     if (breakdown) {
@@ -92,6 +104,8 @@ export async function wrapperScenario(size: Sizes['wrapper']): Promise<Omit<Scen
       metrics: {
         commands: stats,
         lockd_over_node_ratio: round(lockd / floor),
+        lockd_over_node_paired_ratio_median: round(median(pairedRatios)),
+        record_write_ms: { fsync_before_rename: round(fsync.before), rename_then_deferred_fsync: round(fsync.after) },
         lockd_overhead_ms: round(lockd - floor),
         flock_ms: stats.flock?.median ?? null,
         etcdctl_ms: stats['etcdctl lock']?.median ?? null,
@@ -120,6 +134,27 @@ function unbundledClientShim(dir: string): string | null {
   const shim = join(dir, 'lockd-unbundled.mjs');
   writeFileSync(shim, bin.replace("'../dist/src/cli/main.js'", JSON.stringify(pathToFileURL(plain).href)));
   return shim;
+}
+
+/**
+ * What a durable run-record write costs here: writeJsonAtomic with its fsyncs before the rename (how result.json and
+ * manifest.json were written on every run's path) against the rename-first order the daemon uses now. Alternated,
+ * in the bench daemon's state dir (same filesystem as the runs).
+ */
+async function fsyncCost(dir: string, n: number): Promise<{ before: number; after: number }> {
+  const { writeJsonAtomic } = await import('../src/runs/atomic-write.js');
+  const record = { schema_version: 1, padding: 'x'.repeat(900) };
+  const before: number[] = [];
+  const after: number[] = [];
+  for (let i = 0; i < Math.max(3, n); i++) {
+    let t0 = performance.now();
+    await writeJsonAtomic(join(dir, 'fsync-probe-a.json'), record);
+    before.push(performance.now() - t0);
+    t0 = performance.now();
+    await writeJsonAtomic(join(dir, 'fsync-probe-b.json'), record, { sync: 'after-rename' });
+    after.push(performance.now() - t0);
+  }
+  return { before: median(before), after: median(after) };
 }
 
 interface TraceRecord {

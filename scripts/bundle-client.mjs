@@ -9,6 +9,7 @@
  *   path, and the daemon (`lockd daemon`) must keep running from the plain compiled files;
  * - util/errors.js: LockdError is checked with instanceof, so there must be exactly one copy of the class that both
  *   the bundle and the external commands see;
+ * - client/autostart.js: needed only when no daemon answers, and it would pull node:child_process into every start;
  * - npm packages (none are on the client path; if one ever is, node resolves it as usual).
  * A later plain `tsc` overwrites the bundle with the unbundled main.js, which is equivalent, only slower to load.
  * The unbundled main.js is kept as main.unbundled.js (imported by nothing; the bench compares the two).
@@ -44,6 +45,7 @@ export async function bundleClient({ quiet = false } = {}) {
   }
   const cliDir = dirname(target);
   const errorsFile = join(root, 'dist', 'src', 'util', 'errors.js');
+  const autostartFile = join(root, 'dist', 'src', 'client', 'autostart.js');
   const tmp = join(cliDir, `.main.bundle.${process.pid}.tmp.js`);
   const keepOutside = {
     name: 'lockd-client-externals',
@@ -57,6 +59,12 @@ export async function bundleClient({ quiet = false } = {}) {
       build.onResolve({ filter: /\/errors\.js$/ }, (args) => {
         if (join(args.resolveDir, args.path) !== errorsFile) return undefined;
         return { path: '../util/errors.js', external: true };
+      });
+      // Auto-start is imported lazily and only when no daemon answers; inlined, its node:child_process import would
+      // be loaded by every run.
+      build.onResolve({ filter: /\/autostart\.js$/ }, (args) => {
+        if (join(args.resolveDir, args.path) !== autostartFile) return undefined;
+        return { path: '../client/autostart.js', external: true };
       });
     },
   };

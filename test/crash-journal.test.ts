@@ -81,7 +81,7 @@ test('appends are one line each on the same file (never a rewrite), and a reopen
   t.is(state.fences.get('/tmp/x/.locks/b.lock'), 7);
 });
 
-test('start-up compaction keeps only live entries and the fencing counters', (t) => {
+test('compaction (the daemon runs it after reconcile at start-up) keeps only live entries and the fencing counters', (t) => {
   const dir = tempDir('jr');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const a = Journal.open(dir).journal;
@@ -89,6 +89,7 @@ test('start-up compaction keeps only live entries and the fencing counters', (t)
   for (let i = 0; i < 29; i++) a.append({ t: 'run_end', run_id: `r${i}` });
   a.close();
   const { journal, previous, report } = Journal.open(dir);
+  journal.compact();
   journal.close();
   t.is(report.setAsidePath, null);
   t.is(previous.runs.size, 1);
@@ -157,6 +158,22 @@ test('corrupt, truncated and ill-typed lines are counted and skipped; the file i
   t.is(now.badLines, 0);
   t.deepEqual([...now.runs.keys()], ['good-1']);
   t.deepEqual([...now.holds.keys()], ['hold-ok']);
+});
+
+test('a last line without its newline (a torn write that happens to parse) is kept, and the next append starts a fresh line', (t) => {
+  const dir = tempDir('jr');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, JOURNAL_FILE);
+  writeFileSync(path, `${JSON.stringify(runRec('a'))}\n${JSON.stringify(runRec('b'))}`);
+  const { journal, previous, report } = Journal.open(dir);
+  t.is(previous.badLines, 0);
+  t.true(previous.tornTail);
+  t.is(report.setAsidePath, null, 'nothing was lost, so nothing is set aside');
+  journal.append(runRec('c'));
+  journal.close();
+  const after = Journal.read(path);
+  t.is(after.badLines, 0);
+  t.deepEqual([...after.runs.keys()].sort(), ['a', 'b', 'c']);
 });
 
 test('parseJournalLine accepts each entry kind and refuses near misses', (t) => {

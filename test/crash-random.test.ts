@@ -13,7 +13,7 @@
  * Short by default; LOCKD_TEST_LONG=1 runs many more rounds and clients. Seeds are printed (LOCKD_CRASH_SEED).
  */
 import test from 'ava';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, lockdSpawn, tempDir, readJson, pidAlive, type Daemon } from './helpers/lockd.js';
 import { apiRun, cleanupRunsUnder, kill9, prng, runProcessesUnder, seedFromEnv, statusOf, until, within, LONG } from './helpers/crash-kit.js';
@@ -86,7 +86,10 @@ test(`SIGKILL of the daemon at random points of ${LONG ? 20 : 3} rounds of runs:
     await kill9(d);
     await within(Promise.all(pending), 60_000, 'every client of the killed daemon to see the end');
     d = await startDaemon(t, { dir });
+    const passedBefore = t.passed;
     await checkInvariants(t, d, dir, round);
+    // (For whoever reads a failure: what the daemon that broke an invariant logged.)
+    if (passedBefore && !t.passed) t.log(`round ${round} daemon.log:\n${readFileSync(join(d.stateDir, 'daemon.log'), 'utf8').slice(-4000)}`);
   }
 
   // Let the last daemon settle everything (adopted runs end on their own), then every run is recorded.

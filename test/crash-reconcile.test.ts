@@ -52,6 +52,7 @@ test('attached run + queued client: the tree is killed and recorded, the lock is
   // The queued client retried once and auto-started the next daemon, which settled the journal first.
   const q = await within(queued.done, 30_000, 'the queued client to finish');
   t.regex(q.stderr, /went away while we were queued; retrying once/);
+  if (q.code !== 0) t.log(`daemon.log:\n${readFileSync(join(d.stateDir, 'daemon.log'), 'utf8')}`);
   t.is(q.code, 0, q.stderr);
   t.is(q.stdout, 'second-ran\n');
   const pong = await ask(d, { type: 'ping' }, ['pong']);

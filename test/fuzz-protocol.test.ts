@@ -311,6 +311,9 @@ test(`${TOTAL_FRAMES} random and mutated frames, slow-loris and idle connections
 
   // A well-formed client throughout: ping often, a real run now and then; every answer must come.
   let stop = false;
+  t.teardown(() => {
+    stop = true;
+  });
   const health = { pings: 0, runs: 0, failures: [] as string[] };
   const monitor = (async () => {
     let i = 0;
@@ -390,6 +393,8 @@ test(`${TOTAL_FRAMES} random and mutated frames, slow-loris and idle connections
   const startedAt = Date.now();
   const bugs: string[] = [];
   let refused = 0;
+  let mutants = 0;
+  let singles = 0;
   const worker = async () => {
     while (sent < TOTAL_FRAMES || singles < SINGLES) {
       connections++;

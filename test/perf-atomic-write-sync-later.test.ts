@@ -5,14 +5,27 @@
 import test from 'ava';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { writeFileAtomic, writeJsonAtomic } from '../src/runs/atomic-write.js';
 import { tempDir } from './runs-helpers.js';
+import { REPO } from './helpers/lockd.js';
 
 function durable(): { onDurable: (err: Error | null) => void; result: Promise<Error | null> } {
   let onDurable!: (err: Error | null) => void;
   const result = new Promise<Error | null>((resolve) => (onDurable = resolve));
   return { onDurable, result };
 }
+
+// The deferred-sync timer never keeps a process alive by itself (in the daemon the server does); hold the loop open
+// like the daemon would, so the batch runs on its timer rather than at exit.
+let keepAlive: NodeJS.Timeout | null = null;
+test.before(() => {
+  keepAlive = setInterval(() => undefined, 1000);
+});
+test.after.always(() => {
+  if (keepAlive) clearInterval(keepAlive);
+});
 
 test('after-rename: the whole file is in place when the call returns, then onDurable reports success', async (t) => {
   const dir = await tempDir(t);
@@ -58,4 +71,19 @@ test('after-rename: every write of a burst reports durability; one removed meanw
   await rm(files[39]!);
   t.deepEqual(await Promise.all(results), files.map(() => null));
   t.is((await readdir(dir)).length, 39);
+});
+
+test('after-rename: a process that ends normally syncs its pending writes before it exits', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'result.json');
+  const moduleUrl = pathToFileURL(path.join(REPO, 'dist', 'src', 'runs', 'atomic-write.js')).href;
+  const script = `import { writeFileAtomic } from ${JSON.stringify(moduleUrl)};
+await writeFileAtomic(${JSON.stringify(file)}, 'done', { sync: 'after-rename', onDurable: (e) => process.stdout.write('durable ' + (e ? e.message : 'ok') + '\\n') });`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  t.is(code, 0);
+  t.is(out, 'durable ok\n');
+  t.is(await readFile(file, 'utf8'), 'done');
 });

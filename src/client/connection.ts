@@ -6,7 +6,7 @@ import { createConnection, type Socket } from 'node:net';
 import { FrameDecoder, FrameKind, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
 import type { ClientMessage, DaemonMessage, DaemonInfo } from '../protocol/messages.js';
 import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
-import { LockdError, errnoCode } from '../util/errors.js';
+import { LockdError, errnoCode, isLockdError } from '../util/errors.js';
 import { checkSocketPathLength } from '../util/paths.js';
 
 export interface ConnectOptions {
@@ -74,10 +74,25 @@ async function connectOrStart(opts: ConnectOptions): Promise<Socket> {
  * daemon's hello_ok; frames that follow go to the handlers the caller sets on the returned connection.
  */
 export async function connectDaemon(opts: ConnectOptions, first: ClientMessage | null): Promise<DaemonConnection> {
+  // A daemon being killed can still complete a connect: its listening socket goes a moment after its other
+  // sockets (a queued client retrying at once hits exactly that). Such a connection is closed before a single byte
+  // comes back, so the daemon never read the request: connecting again (auto-starting if needed) is safe.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connectDaemonOnce(opts, first);
+    } catch (e) {
+      if (attempt >= 3 || !isLockdError(e, 'daemon_lost') || e.details?.silent !== true) throw e;
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+    }
+  }
+}
+
+async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | null): Promise<DaemonConnection> {
   const socket = await connectOrStart(opts);
   socket.setNoDelay(true);
   const decoder = new FrameDecoder();
   let hadReply = false;
+  let gotBytes = false;
   let info: DaemonInfo | null = null;
   return await new Promise<DaemonConnection>((resolve, reject) => {
     // Frames that arrive before the caller installs its handlers (a reply in the same chunk as hello_ok) are kept
@@ -156,6 +171,7 @@ export async function connectDaemon(opts: ConnectOptions, first: ClientMessage |
       else early.push(() => conn.onMessage(msg));
     };
     socket.on('data', (chunk: Buffer) => {
+      gotBytes = true;
       let frames: Frame[];
       try {
         frames = decoder.push(chunk);
@@ -167,7 +183,7 @@ export async function connectDaemon(opts: ConnectOptions, first: ClientMessage |
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
-      if (!info) reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection during the handshake'));
+      if (!info) reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection during the handshake', { silent: !gotBytes }));
       else if (closeHandler && msgHandler && !early.length) closeHandler(hadReply);
       else closedEarly = true;
     });

@@ -46,6 +46,37 @@ export interface CoreOptions {
 
 /** How often, at most, waiting runs hear about their new queue position while the queue moves. */
 const WAITING_UPDATE_MS = 100;
+/** Housekeeping after runs (auto-GC, the escapee sweep) waits for this much quiet, but no longer than the max. */
+const GC_QUIET_MS = 50;
+const GC_MAX_DELAY_MS = 1000;
+const SWEEP_QUIET_MS = 20;
+const SWEEP_MAX_DELAY_MS = 250;
+
+/**
+ * Run `fn` once nothing poked for `quietMs`, and at the latest `maxMs` after the first poke: background work that
+ * should follow a burst of runs, not interleave with it. Holds a timer only while armed.
+ */
+class QuietTimer {
+  private timer: NodeJS.Timeout | null = null;
+  private firstPokeAt = 0;
+
+  constructor(
+    private readonly quietMs: number,
+    private readonly maxMs: number,
+    private readonly fn: () => void,
+  ) {}
+
+  poke(): void {
+    const now = Date.now();
+    if (this.timer) clearTimeout(this.timer);
+    else this.firstPokeAt = now;
+    const wait = Math.max(0, Math.min(this.quietMs, this.firstPokeAt + this.maxMs - now));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.fn();
+    }, wait);
+  }
+}
 
 export class DaemonCore {
   readonly startedAt = Date.now();
@@ -64,7 +95,6 @@ export class DaemonCore {
   private readonly defaultKeep: number;
   private shuttingDown = false;
   private sweepQueue: JobTree[] = [];
-  private sweepScheduled = false;
   private gcPending = new Map<string, number>();
   onShutdownRequested: (() => void) | null = null;
   /** System mode: verified attribution, authorization, jobs and files as the caller (system-mode.ts); null per user. */
@@ -381,8 +411,14 @@ export class DaemonCore {
   private scheduleGc(runsRoot: string, keep: number): void {
     const had = this.gcPending.has(runsRoot);
     this.gcPending.set(runsRoot, keep);
-    if (had) return;
-    setTimeout(() => {
+    if (had) {
+      this.gcTimers.get(runsRoot)?.poke();
+      return;
+    }
+    // After the burst: a GC reads every run directory of the root (queued runs included), and run every 50 ms
+    // through a queue of hundreds it took most of the daemon's time away from the queue itself.
+    const timer = new QuietTimer(GC_QUIET_MS, GC_MAX_DELAY_MS, () => {
+      this.gcTimers.delete(runsRoot);
       const k = this.gcPending.get(runsRoot) ?? keep;
       this.gcPending.delete(runsRoot);
       gcRuns(runsRoot, { keep: k, dryRun: false, isLive: (id: string) => this.isLiveRun(id) })
@@ -390,37 +426,44 @@ export class DaemonCore {
           if (r.removed.length) this.log.info('auto-gc', { runs_root: runsRoot, removed: r.removed.length });
         })
         .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: runsRoot, error: e.message }));
-    }, 50);
+    });
+    this.gcTimers.set(runsRoot, timer);
+    timer.poke();
   }
+
+  private gcTimers = new Map<string, QuietTimer>();
 
   /**
    * After a run's locks are released, look once more for stragglers that escaped the process group and closed
-   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. Coalesced so that a
-   * burst of short runs costs one process-table scan.
+   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. Each tree's scan reads
+   * the whole process table through the thread pool, and during a burst of runs that traffic delayed every next
+   * job's start; so the sweep waits for a quiet moment (SWEEP_QUIET_MS, at most SWEEP_MAX_DELAY_MS) and then takes
+   * every tree queued meanwhile.
    */
   sweepLater(tree: JobTree): void {
     this.sweepQueue.push(tree);
-    if (this.sweepScheduled) return;
-    this.sweepScheduled = true;
-    setTimeout(() => {
-      const trees = this.sweepQueue;
-      this.sweepQueue = [];
-      this.sweepScheduled = false;
-      void (async () => {
-        for (const t of trees) {
-          try {
-            const members = await t.members();
-            if (members.length) {
-              this.log.warn('killing processes that outlived their run', { run_id: t.runId, pids: members });
-              await t.kill({ graceMs: 2000, signal: 'SIGTERM' });
-            }
-            t.dispose();
-          } catch (e) {
-            this.log.warn('sweep failed', { error: (e as Error).message });
+    this.sweepTimer.poke();
+  }
+
+  private readonly sweepTimer = new QuietTimer(SWEEP_QUIET_MS, SWEEP_MAX_DELAY_MS, () => this.sweepNow());
+
+  private sweepNow(): void {
+    const trees = this.sweepQueue;
+    this.sweepQueue = [];
+    void (async () => {
+      for (const t of trees) {
+        try {
+          const members = await t.members();
+          if (members.length) {
+            this.log.warn('killing processes that outlived their run', { run_id: t.runId, pids: members });
+            await t.kill({ graceMs: 2000, signal: 'SIGTERM' });
           }
+          t.dispose();
+        } catch (e) {
+          this.log.warn('sweep failed', { error: (e as Error).message });
         }
-      })();
-    }, 20);
+      }
+    })();
   }
 
   private async killRun(conn: Connection, runId: string, signal: string, force: boolean): Promise<void> {

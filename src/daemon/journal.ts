@@ -78,6 +78,8 @@ export interface JournalState {
   badLines: number;
   /** Why the file could not be read at all (EACCES, EISDIR, EIO…); null when it was read (or did not exist). */
   unreadable: string | null;
+  /** The file ended in the middle of a line (a torn last write, even one that happens to parse). */
+  tornTail?: boolean;
 }
 
 /** What `Journal.open` found, for the daemon log. */
@@ -237,8 +239,9 @@ export class Journal {
       }
     }
     const journal = new Journal(path, previous);
-    // Start from a clean file holding only the good live entries (also ends any torn last line).
-    journal.compact();
+    // A damaged or torn file is replaced at once by the good live entries, so appends never follow half a line.
+    // (A clean one is compacted by the daemon after reconcile; one fsync per start is enough.)
+    if (setAsidePath !== null || previous.badLines > 0 || previous.unreadable !== null || previous.tornTail) journal.compact();
     const writeError = journal.fd === null ? (journal.lastError ?? 'cannot open the journal') : null;
     return { journal, previous, report: { setAsidePath, writeError } };
   }
@@ -252,6 +255,7 @@ export class Journal {
       if (errnoCode(e) !== 'ENOENT') state.unreadable = errnoCode(e) ?? (e as Error).message;
       return state;
     }
+    state.tornTail = text.length > 0 && !text.endsWith('\n');
     for (const line of text.split('\n')) {
       if (!line.trim()) continue;
       const e = parseJournalLine(line);

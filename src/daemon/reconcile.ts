@@ -142,9 +142,13 @@ function parentsFirst(recs: RunRecord[]): RunRecord[] {
   return out;
 }
 
-/** Kill whatever is left of a run's tree; true when anything was found. */
-async function killTree(tree: JobTree, log: Logger, runId: string): Promise<boolean> {
-  if (tree.groupEmptySync() && (await tree.isEmpty())) return false;
+/**
+ * Kill whatever is left of a run's tree; true when anything was found. `tagged` says whether the start-up scan
+ * saw processes carrying the run's env tag: with none, an empty process group and cgroup (two cheap checks) mean
+ * nothing is left, without a process-table scan per record.
+ */
+async function killTree(tree: JobTree, log: Logger, runId: string, tagged: boolean): Promise<boolean> {
+  if (tree.groupEmptySync() && (!tagged || (await tree.isEmpty()))) return false;
   const res = await tree.kill({ graceMs: RECONCILE_GRACE_MS, signal: 'SIGTERM' });
   if (res.remaining > 0) log.error('processes of a lost run survived SIGKILL', { run_id: runId, remaining: res.remaining });
   return true;
@@ -193,8 +197,9 @@ export async function reconcile(core: DaemonCore, prev: JournalState, log: Logge
     else toStop.push(rec);
   }
 
-  // 2. Stop every other tree, in parallel (each may take its SIGTERM grace), and record the runs.
-  const tagged = await taggedProcesses(new Set(notStarted.map((r) => r.run_id))).catch(() => new Map<string, ProcessEntry[]>());
+  // 2. Stop every other tree, in parallel (each may take its SIGTERM grace), and record the runs. One scan of the
+  // process table finds the env-tagged processes of every record at once.
+  const tagged = await taggedProcesses(new Set([...notStarted, ...gone].map((r) => r.run_id))).catch(() => new Map<string, ProcessEntry[]>());
   const settle = async (rec: RunRecord, kind: 'not_started' | 'alive' | 'gone'): Promise<void> => {
     try {
       let how: string;
@@ -202,12 +207,13 @@ export async function reconcile(core: DaemonCore, prev: JournalState, log: Logge
         const procs = (tagged.get(rec.run_id) ?? []).slice().sort((a, b) => compareStartTimes(a.startTime, b.startTime) ?? 0);
         const leader = procs[0];
         let killed = false;
-        if (leader) killed = await killTree(new JobTree({ pid: leader.pid, startTime: leader.startTime, runId: rec.run_id, envTag: `LOCKD_RUN_ID=${rec.run_id}` }), log, rec.run_id);
+        if (leader) killed = await killTree(new JobTree({ pid: leader.pid, startTime: leader.startTime, runId: rec.run_id, envTag: `LOCKD_RUN_ID=${rec.run_id}` }), log, rec.run_id, true);
         how = killed ? 'it was being started; the processes it had started were stopped' : 'it had not started';
         (killed ? report.stopped : report.lost).push(rec.run_id);
       } else {
         const tree = new JobTree({ pid: rec.pid!, startTime: rec.start_time, runId: rec.run_id, envTag: `LOCKD_RUN_ID=${rec.run_id}` });
-        const killed = await killTree(tree, log, rec.run_id);
+        // A live tree is always scanned; a dead leader's only when its tag was seen (or its group/cgroup is not empty).
+        const killed = await killTree(tree, log, rec.run_id, kind === 'alive' || tagged.has(rec.run_id));
         if (kind === 'alive') {
           how = rec.detach
             ? 'its process tree was still running but could not be re-adopted, and was stopped'

@@ -472,7 +472,10 @@ export class RunJob {
     }
     const conn = this.conn;
     if (conn && !this.detached && !conn.closed) {
+      // One writev for the frame header and the bytes, not two writes.
+      conn.socket.cork();
       conn.sendData(kind, data);
+      conn.socket.uncork();
       // Pause for the client only on a real backlog: sendData is false past the socket's 16 KiB high-water mark,
       // and pausing the child on every such chunk made streaming a ping-pong (about 10x slower than cat).
       if (!this.waitingForClient && conn.socket.writableLength > CLIENT_BACKLOG_BYTES) {

@@ -14,10 +14,11 @@ export interface AtomicWriteOptions {
   /**
    * When the fsyncs happen. 'before-rename' (default): data, then directory, flushed before the call returns, so after
    * a power cut the target holds the old or the new content. 'after-rename': the file is renamed into place and the
-   * call returns at once; the same fsyncs follow in the background and `onDurable` hears how they went. Readers still
-   * never see a partial file (rename is atomic either way); only a power cut in the next moments can leave the new
-   * file empty or missing. For records whose content the caller also hands over directly (lockd's result.json goes
-   * to the client in the 'finished' reply), so a disk flush is not on the path of every run (docs/performance.md).
+   * call returns at once; the same fsyncs follow in the background (batched, within about 10 s) and `onDurable` hears
+   * how they went. Readers still never see a partial file (rename is atomic either way); only a power cut before the
+   * batch can leave the new file empty or missing. For records whose content the caller also hands over directly
+   * (lockd's result.json goes to the client in the 'finished' reply), so a disk flush is not on the path of every
+   * run (docs/performance.md).
    */
   sync?: 'before-rename' | 'after-rename';
   /** With sync 'after-rename': called once the background fsyncs finished (null) or failed. */
@@ -65,22 +66,51 @@ async function writeThenSyncLater(target: string, data: string | Uint8Array, opt
 }
 
 /**
- * Deferred fsyncs, one at a time: they run on libuv's small thread pool, and a burst of them (every short run writes
- * records) must not occupy every thread while the hot path waits to open a log file. Files are reopened by name
- * (fsync flushes the file, whichever descriptor asks); one that is gone or replaced by then needs nothing more
- * from this write. A batch's directories are synced once each.
+ * Deferred fsyncs. An fsync on ext4 forces a journal commit, and while it runs other metadata operations on the
+ * filesystem (create, rename, unlink: the next run's records and lock files) stall behind it, wherever they are
+ * issued from — on a busy disk for tens or hundreds of ms. So the queue waits for a quiet moment (SYNC_QUIET_MS
+ * without a new deferred write, at most SYNC_MAX_DELAY_MS after the oldest), then syncs one file at a time (libuv's
+ * thread pool is small), each batch's directories once. By then the kernel's own periodic commit (5 s on ext4) has
+ * usually written the data already, and the fsync is cheap. Files are reopened by name (fsync flushes the file,
+ * whichever descriptor asks); one that is gone by then needs nothing more from this write.
+ * The timer never keeps a process alive on its own; a process that ends normally flushes the queue first (beforeExit).
+ * No timer is left once the queue is empty.
  */
-const syncQueue: Array<{ file: string; done: ((err: Error | null) => void) | null }> = [];
+const SYNC_QUIET_MS = 2000;
+const SYNC_MAX_DELAY_MS = 10_000;
+const syncQueue: Array<{ file: string; done: ((err: Error | null) => void) | null; at: number }> = [];
 let syncing = false;
+let syncTimer: NodeJS.Timeout | null = null;
+let flushOnExit = false;
 
 function syncInBackground(file: string, done: ((err: Error | null) => void) | null): void {
-  syncQueue.push({ file, done });
-  if (!syncing) void drainSyncQueue();
+  syncQueue.push({ file, done, at: Date.now() });
+  if (!flushOnExit) {
+    flushOnExit = true;
+    process.on('beforeExit', () => {
+      if (syncing || syncQueue.length === 0) return;
+      if (syncTimer) clearTimeout(syncTimer);
+      syncTimer = null;
+      void drainSyncQueue();
+    });
+  }
+  if (!syncing) scheduleDrain();
+}
+
+function scheduleDrain(): void {
+  if (syncTimer) clearTimeout(syncTimer);
+  const oldest = syncQueue[0]?.at ?? Date.now();
+  const wait = Math.max(0, Math.min(SYNC_QUIET_MS, oldest + SYNC_MAX_DELAY_MS - Date.now()));
+  syncTimer = setTimeout(() => {
+    syncTimer = null;
+    void drainSyncQueue();
+  }, wait);
+  syncTimer.unref();
 }
 
 async function drainSyncQueue(): Promise<void> {
   syncing = true;
-  while (syncQueue.length > 0) {
+  {
     const batch = syncQueue.splice(0);
     const failures = new Map<string, Error>();
     for (const { file } of batch) {
@@ -104,6 +134,8 @@ async function drainSyncQueue(): Promise<void> {
     }
   }
   syncing = false;
+  // Writes that came in meanwhile wait for their own quiet moment.
+  if (syncQueue.length > 0) scheduleDrain();
 }
 
 /** Atomically replace `target` with `data`. Leaves no temp file behind on failure. */

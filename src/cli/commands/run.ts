@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { COMMON_OPTIONS, asArray, parse, parseIntOption, parseSeconds, splitCommand } from '../args.js';
 import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
@@ -175,7 +176,8 @@ export async function runCommand(args: string[]): Promise<number> {
   const say = (line: string) => {
     if (!quiet) process.stderr.write(`lockd: ${line}\n`);
   };
-  const tty = process.stderr.isTTY === true;
+  // isatty(2), not process.stderr.isTTY: the latter builds the stderr stream, which a quiet run never writes to.
+  const tty = isatty(2);
   let attempt = 0;
   for (;;) {
     attempt++;

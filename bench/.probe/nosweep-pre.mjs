@@ -1,2 +1,0 @@
-import { DaemonCore } from '../../dist/src/daemon/core.js';
-DaemonCore.prototype.sweepLater = function () {};
