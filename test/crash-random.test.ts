@@ -66,6 +66,8 @@ test(`SIGKILL of the daemon at random points of ${LONG ? 20 : 3} rounds of runs:
   let d = await startDaemon(t, { dir });
   for (let round = 0; round < rounds; round++) {
     const pending: Array<Promise<unknown>> = [];
+    let someNamed!: () => void;
+    const firstNamed = new Promise<void>((r) => (someNamed = r));
     for (let i = 0; i < perRound; i++) {
       const lock = LOCKS[Math.floor(rand() * LOCKS.length)]!;
       const detach = rand() < 0.3;
@@ -76,12 +78,17 @@ test(`SIGKILL of the daemon at random points of ${LONG ? 20 : 3} rounds of runs:
           const run = await apiRun(d, args).catch(() => null);
           if (!run) return;
           const named = await within(run.named, 30_000, 'a run id').catch(() => null);
-          if (named) plans.set(named.runId, lock);
+          if (named) {
+            plans.set(named.runId, lock);
+            someNamed();
+          }
           await within(run.done, 60_000, 'the run or the lost connection');
         })(),
       );
     }
-    // Kill at a random point: while clients connect, queue, start, run, exit or record.
+    // Kill at a random point once the daemon has taken up work (however loaded the machine): while clients
+    // connect, queue, start, run, exit or record.
+    await within(firstNamed, 30_000, 'the daemon to take up a run');
     await new Promise((r) => setTimeout(r, Math.floor(rand() * 600)));
     await kill9(d);
     await within(Promise.all(pending), 60_000, 'every client of the killed daemon to see the end');
