@@ -10,7 +10,6 @@ import { mib, ms, target, type ScenarioResult } from './report.js';
 import type { Sizes } from './sizes.js';
 import { sleep, timeCommand } from './timing.js';
 
-const QUIET_MS = 3000;
 const MAX_EXTRA_SETTLE_MS = 30_000;
 
 export async function idleScenario(size: Sizes['idle']): Promise<Omit<ScenarioResult, 'seconds'>> {
@@ -21,13 +20,15 @@ export async function idleScenario(size: Sizes['idle']): Promise<Omit<ScenarioRe
       if (r.code !== 0) throw new Error(`warm-up run failed: ${r.stderr}`);
     }
     // Let post-run work finish before the window opens (see the file comment): the fixed settle covers the daemon's
-    // own deferred work; then wait (bounded) until the main thread has not woken for QUIET_MS, which is when V8's
-    // memory reducer has finished its round of GCs. A periodic timer would keep it from settling and be reported.
+    // own deferred work; then wait (bounded) until the main thread has not woken for quietSeconds, which is when V8's
+    // memory reducer has finished its round of GCs (not a lockd timer: the daemon idles at 0 with --no-memory-reducer).
+    // A periodic timer of lockd's would keep it from settling, and be reported.
     await sleep(size.settleSeconds * 1000);
     const settleStart = Date.now();
     let lastSwitches = contextSwitches(d.pid);
     let quietSince = Date.now();
-    while (size.settleSeconds > 0 && Date.now() - quietSince < QUIET_MS && Date.now() - settleStart < MAX_EXTRA_SETTLE_MS) {
+    const quietMs = size.quietSeconds * 1000;
+    while (Date.now() - quietSince < quietMs && Date.now() - settleStart < MAX_EXTRA_SETTLE_MS) {
       await sleep(250); // sampling /proc does not wake the daemon
       const now = contextSwitches(d.pid);
       if (now !== lastSwitches) {
@@ -35,7 +36,7 @@ export async function idleScenario(size: Sizes['idle']): Promise<Omit<ScenarioRe
         quietSince = Date.now();
       }
     }
-    const settled = Date.now() - quietSince >= QUIET_MS;
+    const settled = Date.now() - quietSince >= quietMs;
     const extraSettleS = Math.round((Date.now() - settleStart) / 100) / 10;
     const cpu0 = cpuMs(d.pid);
     const cs0 = contextSwitches(d.pid);
@@ -48,7 +49,7 @@ export async function idleScenario(size: Sizes['idle']): Promise<Omit<ScenarioRe
     return {
       name: 'idle_cost',
       title: `daemon CPU and RSS over ${size.seconds} s idle`,
-      size: { seconds: size.seconds, settle_seconds: size.settleSeconds },
+      size: { seconds: size.seconds, settle_seconds: size.settleSeconds, quiet_seconds: size.quietSeconds },
       metrics: { settled_quietly: settled, extra_settle_seconds: extraSettleS, cpu_ms: cpu, clock_tick_ms: 1000 / clockTicks(), main_thread_context_switches: wakeups, rss_bytes: rss },
       rows: [
         { measurement: `CPU time over ${size.seconds} s idle`, value: ms(cpu, 0), detail: `resolution ${(1000 / clockTicks()).toFixed(0)} ms; main-thread wake-ups ${wakeups ?? 'n/a'}` },
@@ -56,7 +57,7 @@ export async function idleScenario(size: Sizes['idle']): Promise<Omit<ScenarioRe
       ],
       targets: [target('idle CPU time', cpu, '<=', 0, 'ms')],
       notes: [
-        `window opened ${size.settleSeconds + extraSettleS} s after the last run${size.settleSeconds > 0 ? (settled ? ` (the last ${extraSettleS} s waiting for ${QUIET_MS / 1000} s without a main-thread wake-up)` : `; the main thread never stayed quiet for ${QUIET_MS / 1000} s within ${MAX_EXTRA_SETTLE_MS / 1000} s`) : ''}`,
+        `window opened ${size.settleSeconds + extraSettleS} s after the last run${quietMs > 0 ? (settled ? ` (the last ${extraSettleS} s waiting for ${size.quietSeconds} s without a main-thread wake-up)` : `; the main thread never stayed quiet for ${size.quietSeconds} s within ${MAX_EXTRA_SETTLE_MS / 1000} s`) : ''}`,
         `CPU time has ${(1000 / clockTicks()).toFixed(0)} ms resolution, so 0 means less than one tick`,
       ],
     };

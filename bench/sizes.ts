@@ -8,8 +8,11 @@ export interface Sizes {
   throughput: { jobs: number; rounds: number };
   streaming: { bytes: number; slowSeconds: number; warmup: number; rounds: number };
   scale: { waiters: number; locks: number; statusSamples: number };
-  /** settleSeconds: after the warm-up runs, let the daemon's deferred work (10 s) and V8's memory reducer finish. */
-  idle: { seconds: number; settleSeconds: number };
+  /**
+   * settleSeconds: after the warm-up runs, let the daemon's deferred work (10 s) finish; then wait (bounded) until the
+   * main thread has not woken for quietSeconds (V8's memory reducer, every 8 s for a while after activity).
+   */
+  idle: { seconds: number; settleSeconds: number; quietSeconds: number };
 }
 
 const MiB = 1024 * 1024;
@@ -21,7 +24,7 @@ export const SIZES: Record<Mode, Sizes> = {
     throughput: { jobs: 20, rounds: 1 },
     streaming: { bytes: 8 * MiB, slowSeconds: 0.5, warmup: 0, rounds: 1 },
     scale: { waiters: 100, locks: 10, statusSamples: 2 },
-    idle: { seconds: 1, settleSeconds: 0.5 },
+    idle: { seconds: 1, settleSeconds: 0.5, quietSeconds: 0 },
   },
   quick: {
     wrapper: { warmup: 5, rounds: 25, traced: 8 },
@@ -29,7 +32,7 @@ export const SIZES: Record<Mode, Sizes> = {
     throughput: { jobs: 200, rounds: 1 },
     streaming: { bytes: 64 * MiB, slowSeconds: 2, warmup: 1, rounds: 3 },
     scale: { waiters: 1000, locks: 100, statusSamples: 5 },
-    idle: { seconds: 10, settleSeconds: 12 },
+    idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
   },
   full: {
     wrapper: { warmup: 10, rounds: 60, traced: 20 },
@@ -37,6 +40,6 @@ export const SIZES: Record<Mode, Sizes> = {
     throughput: { jobs: 200, rounds: 3 },
     streaming: { bytes: 512 * MiB, slowSeconds: 4, warmup: 1, rounds: 3 },
     scale: { waiters: 10_000, locks: 1000, statusSamples: 10 },
-    idle: { seconds: 10, settleSeconds: 12 },
+    idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
   },
 };
