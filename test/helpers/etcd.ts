@@ -184,7 +184,8 @@ export function clusterTest(title: string, impl: ImplementationFn<[]>): void {
       });
     }
   }
-  test.skip(`${title} [skipped: ${reason}]`, impl);
+  // Not registered at all without etcd (outside CI): the one test above says why, so nothing is silently skipped.
+  void impl;
 }
 
 /** n daemons acting as hosts host-1..host-n, each with its own state dir and socket, all on this etcd. */
