@@ -13,7 +13,7 @@ import { Settings } from '../settings.js';
 import { lockRefs } from '../locks-arg.js';
 import { connectDaemon, type DaemonConnection } from '../../client/connection.js';
 import { holderString, currentUser } from '../../client/holder.js';
-import type { DaemonMessage, HolderInfo, RunRequest } from '../../protocol/messages.js';
+import type { ForwardSignal, DaemonMessage, HolderInfo, RunRequest } from '../../protocol/messages.js';
 import { FrameKind } from '../../protocol/framing.js';
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
@@ -200,6 +200,7 @@ function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, sa
     let waitingSince: number | null = null;
     let liveLine = false;
     let lastSigint = 0;
+    const pendingSignals: ForwardSignal[] = [];
     let settled = false;
     const finish = (code: number | 'retry') => {
       if (settled) return;
@@ -222,16 +223,16 @@ function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, sa
     const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as NodeJS.Signals[]).map((sig) => [
       sig,
       () => {
-        if (!conn) return;
+        let fwd: ForwardSignal = sig as ForwardSignal;
         // A second Ctrl+C within 3 s kills the whole tree.
         if (sig === 'SIGINT') {
           const now = Date.now();
-          const second = now - lastSigint < 3000;
+          fwd = now - lastSigint < 3000 ? 'SIGKILL' : 'SIGINT';
           lastSigint = now;
-          conn.send({ type: 'signal', signal: second ? 'SIGKILL' : 'SIGINT' });
-          return;
         }
-        conn.send({ type: 'signal', signal: sig as 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' });
+        // Before the handshake completes the daemon may already run the child: keep the signal for it.
+        if (conn) conn.send({ type: 'signal', signal: fwd });
+        else pendingSignals.push(fwd);
       },
     ]);
     for (const [sig, fn] of handlers) process.on(sig, fn);
@@ -304,6 +305,7 @@ function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, sa
     connectDaemon(connect, { type: 'run', req })
       .then((c) => {
         conn = c;
+        for (const sig of pendingSignals.splice(0)) c.send({ type: 'signal', signal: sig });
         // Data handler first: frames that arrived with hello_ok are replayed, in order, once onMessage is set.
         // Backpressure with slack: write() returns false past a 16 KiB high-water mark, and pausing the socket on
         // every such chunk turns streaming into a ping-pong between child, daemon and us. Pause only once a real
