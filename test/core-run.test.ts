@@ -1,6 +1,6 @@
 /** `lockd run` end to end: exit codes, output, signals, timeouts, spawn failures, detach. */
 import test from 'ava';
-import { writeFileSync, chmodSync, readFileSync, existsSync } from 'node:fs';
+import { writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, lockd, lockdSpawn, waitForFile, readJson, waitPidsGone, printedPaths } from './helpers/lockd.js';
 
@@ -133,7 +133,10 @@ test('--detach prints the run id and returns; the job keeps its lock until it ex
   writeFileSync(go, '');
   const after = await lockd(d, ['run', '-q', '--wait', '20', '--lock', 'x', '--', 'echo', 'ok']);
   t.is(after.code, 0);
-  t.true(existsSync(printedPaths(r.stderr).result!) || true === true);
+  // the detached run's record is written when its child exits
+  const resultPath = printedPaths(r.stderr).result!;
+  await waitForFile(resultPath);
+  t.is(readJson(resultPath).status, 'pass');
 });
 
 test('the child gets LOCKD_RUN_ID, LOCKD_LOCKS and LOCKD_SOCKET, in its own process group and the caller cwd', async (t) => {
