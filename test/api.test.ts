@@ -3,7 +3,8 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startDaemon, REPO } from './helpers/lockd.js';
-import { connect, LockdError } from '../src/index.js';
+import { PassThrough, Writable } from 'node:stream';
+import { connect, LockdClient, LockdError, type RunMessage } from '../src/index.js';
 
 async function client(t: Parameters<typeof startDaemon>[0]) {
   const d = await startDaemon(t);
@@ -80,4 +81,113 @@ test("examples/node runs against a real daemon via the package's own name", asyn
   t.regex(r.stdout, /exit code 0/);
   t.regex(r.stdout, /holding hold-\w+ fencing token \d+/);
   t.regex(r.stdout, /released true/);
+});
+
+/** Bounded wait for a promise (no test hangs on a lost event). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`timed out waiting for ${what}`)), ms);
+    }),
+  ]);
+}
+
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, cb: () => void) {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+test('runRaw (what lockd run uses): output into caller writables, stdin from a caller readable, on resolved connect options', async (t) => {
+  const { d, lockd } = await client(t);
+  const cli = LockdClient.fromConnectOptions(lockd.connectOptions);
+  const req = cli.runRequest(['sh', '-c', 'read line; echo "got $line"; echo err >&2'], ['raw'], { root: d.dir, wait: 0, interactive: true });
+  const out = new Sink();
+  const err = new Sink();
+  const input = new PassThrough();
+  const h = cli.runRaw(req, { stdout: out, stderr: err, stdin: input, backlogBytes: 1 << 20 });
+  t.is(h.stdin, null, 'stdin comes from the caller, not from a stream of the handle');
+  const started = new Promise<RunMessage<'started'>>((r) => h.once('started', r));
+  input.end('hello\n');
+  const o = await within(h.outcome, 30_000, 'the run');
+  t.is(o.exit_code, 0);
+  t.is(out.text, 'got hello\n');
+  t.is(err.text, 'err\n');
+  t.is(await collect(h.stdout), '', "the handle's own streams stay empty when sinks are given");
+  const s = await started;
+  t.is(s.run_id, o.run_id);
+  t.is(s.locks[0]!.name, 'raw');
+});
+
+test('a daemon lost while the run is only queued: one retry (event "retry"), then the error with its code', async (t) => {
+  const { d, lockd } = await client(t);
+  const hold = await lockd.acquire(['q'], { root: d.dir, wait: 0, holder: 'blocker' });
+  t.truthy(hold.holdId);
+  const h = lockd.run(['echo', 'never'], ['q'], { root: d.dir, wait: null });
+  h.stdout.resume();
+  h.stderr.resume();
+  const retried = new Promise<void>((r) => h.once('retry', () => r()));
+  await within(new Promise((r) => h.once('queued', r)), 30_000, 'the run to queue');
+  process.kill(d.pid, 'SIGKILL');
+  await within(retried, 30_000, 'the retry');
+  // autostart is off for this client, so the retry finds no daemon: the rejection names that.
+  const e = await within(h.outcome.catch((x: unknown) => x), 30_000, 'the outcome');
+  t.true(e instanceof LockdError);
+  t.is((e as LockdError).code, 'daemon_not_running');
+});
+
+test('acquireRaw reports queueing; inspect, heartbeat and kill answer with the daemon\'s words; events can be closed', async (t) => {
+  const { d, lockd } = await client(t);
+  const stream = lockd.events();
+  await stream.ready;
+  t.is(stream.info!.pid, d.pid);
+  const first = await lockd.acquire(['board'], { root: d.dir, wait: 0, ttl: 60, holder: 'first' });
+  const free = await lockd.inspect('other', { root: d.dir });
+  t.is(free.lock, null);
+  const held = await lockd.inspect('board', { root: d.dir });
+  t.is(held.lock!.holders[0]!.id, first.holdId);
+  t.true(held.key.endsWith('board.lock'));
+  const hb = await lockd.heartbeat(first.holdId, 'first');
+  t.regex(hb.note ?? '', /^expires \d{4}-/);
+  const req = {
+    locks: [{ name: 'board', scope: 'local' as const, mode: 'exclusive' as const, root: d.dir }],
+    cwd: d.dir,
+    wait_ms: 30_000,
+    ttl_ms: null,
+    conflict_exit_code: 75,
+    holder: 'second',
+    user: 'me',
+    client_pid: process.pid,
+    parent_run_id: null,
+  };
+  let queuedAt: number | null = null;
+  const second = lockd.acquireRaw(req, { onQueued: (m) => (queuedAt = m.position) });
+  // Release the first hold once the second is seen waiting, from the status (no sleeps).
+  for (let i = 0; i < 600 && !(await lockd.status()).locks.some((l) => l.waiters.length > 0); i++) await new Promise((r) => setTimeout(r, 50));
+  t.true((await lockd.release(first.holdId, { holder: 'first' })).released);
+  const got = await within(second, 30_000, 'the second hold');
+  t.is(got.holder, 'second');
+  t.is(queuedAt, 1);
+  t.true((await lockd.release(got.hold_id, { holder: 'second' })).released);
+
+  const h = lockd.run(['sleep', '60'], [], { root: d.dir, wait: 0 });
+  h.stdout.resume();
+  h.stderr.resume();
+  const s = await within(new Promise<RunMessage<'started'>>((r) => h.once('started', r)), 30_000, 'the run to start');
+  const k = await lockd.kill(s.run_id);
+  t.regex(k.note ?? '', new RegExp(`run ${s.run_id} stopped; result -> .*result\\.json$`));
+  const o = await within(h.outcome, 30_000, 'the killed run');
+  t.is(o.reason, 'cancelled');
+
+  const types: string[] = [];
+  const reading = (async () => {
+    for await (const e of stream) types.push(e.type);
+  })();
+  stream.close();
+  await t.notThrowsAsync(within(reading, 10_000, 'the closed stream to end'), 'close() ends the iteration without an error');
+  t.deepEqual(types, [], 'after close() nothing is yielded, not even what was buffered');
 });

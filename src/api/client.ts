@@ -3,14 +3,13 @@
  * report the same errors with the same codes. Each call opens its own connection to the daemon (the protocol is one
  * request per connection), so a client object is cheap and safe to share.
  */
-import { EventEmitter } from 'node:events';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { connectDaemon, request, type ConnectOptions, type DaemonConnection } from '../client/connection.js';
+import { connectDaemon, request, type ConnectOptions } from '../client/connection.js';
 import { currentUser, holderString, defaultWaitSeconds } from '../client/holder.js';
-import { FrameKind } from '../protocol/framing.js';
 import type {
+  AcquireRequest,
+  ClientMessage,
   DaemonInfo,
   ForwardSignal,
   GrantInfo,
@@ -24,9 +23,12 @@ import type {
 } from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
 import { resolveSocket, resolveStateDir } from '../util/paths.js';
+import { EventStream } from './events.js';
+import { startRun, type RunHandle, type RunIo, type RunMessage } from './run.js';
 
 export { LockdError };
-export type { LockRef, StatusSnapshot, LockStatus, LockdEvent, RunOutcome, GrantInfo, HolderInfo, DaemonInfo };
+export { EventStream };
+export type { LockRef, StatusSnapshot, LockStatus, LockdEvent, RunOutcome, GrantInfo, HolderInfo, DaemonInfo, ForwardSignal, RunHandle, RunIo, RunMessage, RunRequest, AcquireRequest };
 
 export interface ClientOptions {
   /** Socket path; default as the CLI resolves it (LOCKD_SOCKET, per-user socket, system socket). */
@@ -72,20 +74,8 @@ export interface RunOptions extends LockOptions {
   expectTimeout?: boolean;
 }
 
-export interface RunHandle extends EventEmitter {
-  /** The child's stdout and stderr, byte for byte. Read them (or `.resume()`), or the child is slowed by backpressure. */
-  stdout: Readable;
-  stderr: Readable;
-  /** With `interactive: true`: the child's stdin. */
-  stdin: Writable | null;
-  /** lockd's exit code for the attempt (the child's code, 75 when not obtained, 124 on timeout…). */
-  exitCode: Promise<number>;
-  /** The final record (result.json content and paths); rejects with a LockdError if the daemon is lost. */
-  outcome: Promise<RunOutcome>;
-  /** Forward a signal to the job's process group (SIGKILL kills the whole tree). */
-  signal(sig: ForwardSignal): void;
-  /** Events: 'queued' ({position, blockers}), 'waiting', 'started' ({run_id, pid, locks}), 'not_obtained' ({code, message}). */
-}
+/** The wire form of a release (lockd release sends it from its flags). */
+export type ReleaseRequest = Omit<Extract<ClientMessage, { type: 'release' }>, 'type'>;
 
 export interface Hold {
   holdId: string;
@@ -127,10 +117,18 @@ export class LockdClient {
     };
   }
 
+  /** A client on already-resolved connect options (the CLI resolves them from flags, env and config files). */
+  static fromConnectOptions(connectOptions: ConnectOptions): LockdClient {
+    const c = Object.create(LockdClient.prototype) as { connectOptions: ConnectOptions };
+    c.connectOptions = connectOptions;
+    return c as LockdClient;
+  }
+
   private holder(h: string | undefined): string {
     return h ?? process.env.LOCKD_HOLDER ?? holderString(process.env, process.pid, hostname(), currentUser(process.env));
   }
 
+  /** The daemon's identity and uptime; never auto-starts one (rejects with daemon_not_running). */
   async ping(): Promise<DaemonInfo> {
     const { type: _t, ...info } = await request({ ...this.connectOptions, autostart: false }, { type: 'ping' }, ['pong']);
     return info;
@@ -140,52 +138,78 @@ export class LockdClient {
     return (await request(this.connectOptions, { type: 'status', root }, ['status'])).snapshot;
   }
 
+  /**
+   * Is this one lock held, and by whom (`lock` is null when nobody holds or waits for it)? `key` is the lock's
+   * identity (its canonical lock-file path, or its cluster key).
+   */
+  async inspect(lock: LockSpec | LockRef, opts: LockOptions = {}): Promise<{ lock: LockStatus | null; key: string }> {
+    const ref = typeof lock === 'object' && 'scope' in lock ? lock : toLockRef(lock, opts);
+    const r = await request(this.connectOptions, { type: 'inspect', lock: ref }, ['inspect']);
+    return { lock: r.lock, key: r.key };
+  }
+
   /** Take locks without a child (a reservation); resolves once held, rejects with code lock_busy / lock_wait_timeout (exitCode 75). */
   async acquire(locks: LockSpec[], opts: LockOptions & { ttl?: number | null } = {}): Promise<Hold> {
     const env = process.env;
-    const conn = await connectDaemon(this.connectOptions, {
-      type: 'acquire',
-      req: {
-        locks: locks.map((l) => toLockRef(l, opts)),
-        cwd: process.cwd(),
-        wait_ms: waitMs(opts.wait, env),
-        ttl_ms: opts.ttl === undefined || opts.ttl === null ? null : Math.round(opts.ttl * 1000),
-        conflict_exit_code: 75,
-        holder: this.holder(opts.holder),
-        user: currentUser(env),
-        client_pid: process.pid,
-        parent_run_id: env.LOCKD_RUN_ID ?? null,
-      },
+    const m = await this.acquireRaw({
+      locks: locks.map((l) => toLockRef(l, opts)),
+      cwd: process.cwd(),
+      wait_ms: waitMs(opts.wait, env),
+      ttl_ms: opts.ttl === undefined || opts.ttl === null ? null : Math.round(opts.ttl * 1000),
+      conflict_exit_code: 75,
+      holder: this.holder(opts.holder),
+      user: currentUser(env),
+      client_pid: process.pid,
+      parent_run_id: env.LOCKD_RUN_ID ?? null,
     });
-    return await new Promise<Hold>((res, rej) => {
-      conn.onMessage = (m) => {
-        if (m.type === 'acquired') res({ holdId: m.hold_id, locks: m.locks, queueWaitMs: m.queue_wait_ms, holder: m.holder, ttlMs: m.ttl_ms });
-        else if (m.type === 'not_obtained') rej(new LockdError(m.code, m.message, { exitCode: m.exit_code, blockers: m.blockers }));
-        else if (m.type === 'error') rej(new LockdError(m.code, m.message));
+    return { holdId: m.hold_id, locks: m.locks, queueWaitMs: m.queue_wait_ms, holder: m.holder, ttlMs: m.ttl_ms };
+  }
+
+  /**
+   * acquire() on a fully built wire request (what `lockd acquire` sends); `onQueued` hears when it has to wait.
+   * Resolves with the daemon's reply; not obtained rejects with a LockdError whose details carry exitCode and blockers.
+   */
+  async acquireRaw(req: AcquireRequest, hooks: { onQueued?: (m: RunMessage<'queued'>) => void } = {}): Promise<RunMessage<'acquired'>> {
+    const conn = await connectDaemon(this.connectOptions, { type: 'acquire', req });
+    return await new Promise<RunMessage<'acquired'>>((res, rej) => {
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        conn.close();
+        fn();
       };
-      conn.onClose = () => rej(new LockdError('daemon_lost', 'the lockd daemon closed the connection before the locks were granted'));
+      conn.onMessage = (m) => {
+        if (m.type === 'queued') hooks.onQueued?.(m);
+        else if (m.type === 'acquired') settle(() => res(m));
+        else if (m.type === 'not_obtained') settle(() => rej(new LockdError(m.code, m.message, { exitCode: m.exit_code, blockers: m.blockers })));
+        else if (m.type === 'error') settle(() => rej(new LockdError(m.code, m.message)));
+      };
+      conn.onClose = () => settle(() => rej(new LockdError('daemon_lost', 'the lockd daemon closed the connection before the locks were held')));
     });
   }
 
-  async heartbeat(holdId: string, holder?: string): Promise<void> {
-    await request(this.connectOptions, { type: 'heartbeat', hold_id: holdId, holder: this.holder(holder) }, ['ok']);
+  /** Renew a hold's TTL; rejects with no_such_hold / not_owner. Resolves with the daemon's note, if any. */
+  async heartbeat(holdId: string, holder?: string): Promise<{ note: string | null }> {
+    const r = await request(this.connectOptions, { type: 'heartbeat', hold_id: holdId, holder: this.holder(holder) }, ['ok']);
+    return { note: r.note };
   }
 
   /** Release a hold by id (or every hold of yours covering these locks). Not yours: a no-op with a note, unless force. */
   async release(target: string | LockSpec[], opts: LockOptions & { force?: boolean } = {}): Promise<{ released: boolean; note: string | null; holdIds: string[] }> {
-    const r = await request(
-      this.connectOptions,
-      {
-        type: 'release',
-        hold_id: typeof target === 'string' ? target : null,
-        locks: typeof target === 'string' ? [] : target.map((l) => toLockRef(l, opts)),
-        cwd: process.cwd(),
-        holder: this.holder(opts.holder),
-        force: opts.force ?? false,
-      },
-      ['released'],
-    );
+    const r = await this.releaseRaw({
+      hold_id: typeof target === 'string' ? target : null,
+      locks: typeof target === 'string' ? [] : target.map((l) => toLockRef(l, opts)),
+      cwd: process.cwd(),
+      holder: this.holder(opts.holder),
+      force: opts.force ?? false,
+    });
     return { released: r.released, note: r.note, holdIds: r.hold_ids };
+  }
+
+  /** release() on a fully built wire request (what `lockd release` sends); resolves with the daemon's reply. */
+  async releaseRaw(req: ReleaseRequest): Promise<RunMessage<'released'>> {
+    return await request(this.connectOptions, { type: 'release', ...req }, ['released']);
   }
 
   /**
@@ -196,9 +220,10 @@ export class LockdClient {
     return new EventStream(this.connectOptions);
   }
 
-  /** Stop a run's whole process tree; resolves when it is gone and recorded. */
-  async kill(runId: string, opts: { signal?: string; force?: boolean } = {}): Promise<void> {
-    await request({ ...this.connectOptions, autostart: false }, { type: 'kill', run_id: runId, signal: opts.signal ?? 'SIGTERM', force: opts.force ?? false }, ['ok']);
+  /** Stop a run's whole process tree; resolves when it is gone and recorded (with the daemon's note). Never auto-starts. */
+  async kill(runId: string, opts: { signal?: string; force?: boolean } = {}): Promise<{ note: string | null }> {
+    const r = await request({ ...this.connectOptions, autostart: false }, { type: 'kill', run_id: runId, signal: opts.signal ?? 'SIGTERM', force: opts.force ?? false }, ['ok']);
+    return { note: r.note };
   }
 
   /** Build the wire request for a run (the CLI builds it from flags and settings instead). */
@@ -241,98 +266,12 @@ export class LockdClient {
     return this.runRaw(this.runRequest(argv, locks, opts));
   }
 
-  /** Run a fully built wire request (what the CLI uses). */
-  runRaw(req: RunRequest): RunHandle {
-    const handle = new EventEmitter() as RunHandle;
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    const stdin = req.interactive ? new PassThrough() : null;
-    handle.stdout = stdout;
-    handle.stderr = stderr;
-    handle.stdin = stdin;
-    let conn: DaemonConnection | null = null;
-    const pendingSignals: ForwardSignal[] = [];
-    handle.signal = (sig) => {
-      if (conn) conn.send({ type: 'signal', signal: sig });
-      else pendingSignals.push(sig);
-    };
-    let started = false;
-    let resultPath: string | null = null;
-    handle.outcome = new Promise<RunOutcome>((res, rej) => {
-      connectDaemon(this.connectOptions, { type: 'run', req })
-        .then((c) => {
-          conn = c;
-          for (const s of pendingSignals) c.send({ type: 'signal', signal: s });
-          c.onData = (kind, data) => {
-            const out = kind === FrameKind.Stdout ? stdout : stderr;
-            // Backpressure: a reader that does not keep up pauses the socket, which pauses the child's pipe.
-            if (!out.write(data)) {
-              c.socket.pause();
-              out.once('drain', () => c.socket.resume());
-            }
-          };
-          c.onMessage = (m) => {
-            switch (m.type) {
-              case 'queued':
-                resultPath = m.result_path;
-                handle.emit('queued', m);
-                return;
-              case 'waiting':
-                handle.emit('waiting', m);
-                return;
-              case 'started':
-                started = true;
-                resultPath = m.result_path;
-                handle.emit('started', m);
-                return;
-              case 'detached':
-                started = true;
-                handle.emit('detached', m);
-                res({ run_id: m.run_id, exit_code: 0, status: 'detached', reason: 'detached', message: null, result_path: m.result_path, manifest_path: m.manifest_path, result: {} });
-                return;
-              case 'not_obtained':
-                handle.emit('not_obtained', m);
-                return;
-              case 'finished':
-                stdout.end();
-                stderr.end();
-                res(m.outcome);
-                return;
-              case 'error':
-                stdout.end();
-                stderr.end();
-                rej(new LockdError(m.code, m.message));
-                return;
-              default:
-                return;
-            }
-          };
-          c.onClose = () => {
-            stdout.end();
-            stderr.end();
-            rej(
-              new LockdError(started ? 'daemon_lost' : 'daemon_lost_queued', `lost the connection to the lockd daemon; the run's result will be at ${resultPath ?? '(unknown)'}`, {
-                started,
-                resultPath,
-              }),
-            );
-          };
-          if (stdin) {
-            stdin.on('data', (d: Buffer) => {
-              if (!c.sendStdin(d)) {
-                stdin.pause();
-                c.socket.once('drain', () => stdin.resume());
-              }
-            });
-            stdin.on('end', () => c.send({ type: 'stdin_end' }));
-          }
-        })
-        .catch(rej);
-    });
-    handle.exitCode = handle.outcome.then((o) => o.exit_code);
-    // Callers awaiting only exitCode must not see an unhandled rejection on the other promise.
-    handle.outcome.catch(() => undefined);
-    return handle;
+  /**
+   * Run a fully built wire request (what `lockd run` sends, from its flags and settings); `io` can send the child's
+   * output straight to other writables (the CLI passes process.stdout/stderr) and controls the retry on daemon loss.
+   */
+  runRaw(req: RunRequest, io: RunIo = {}): RunHandle {
+    return startRun(this.connectOptions, req, io);
   }
 }
 
@@ -341,59 +280,3 @@ export async function connect(opts: ClientOptions = {}): Promise<LockdClient> {
   return new LockdClient(opts);
 }
 
-/** See LockdClient.events(). */
-export class EventStream implements AsyncIterableIterator<LockdEvent> {
-  readonly ready: Promise<void>;
-  private queue: LockdEvent[] = [];
-  private wake: (() => void) | null = null;
-  private done = false;
-  private failure: LockdError | null = null;
-  private conn: DaemonConnection | null = null;
-
-  constructor(opts: ConnectOptions) {
-    this.ready = connectDaemon(opts, { type: 'events' }).then(
-      (conn) =>
-        new Promise<void>((res, rej) => {
-          this.conn = conn;
-          conn.onMessage = (m) => {
-            if (m.type === 'event') this.queue.push(m.event);
-            else if (m.type === 'ok') res();
-            else if (m.type === 'error') {
-              this.failure = new LockdError(m.code, m.message);
-              rej(this.failure);
-            }
-            this.wake?.();
-          };
-          conn.onClose = () => {
-            this.done = true;
-            rej(new LockdError('daemon_lost', 'the lockd daemon closed the event stream'));
-            this.wake?.();
-          };
-        }),
-    );
-    this.ready.catch(() => undefined);
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<LockdEvent> {
-    return this;
-  }
-
-  async next(): Promise<IteratorResult<LockdEvent>> {
-    await this.ready.catch((e: unknown) => {
-      if (!this.done) throw e;
-    });
-    for (;;) {
-      if (this.queue.length) return { value: this.queue.shift()!, done: false };
-      if (this.failure) throw this.failure;
-      if (this.done) return { value: undefined, done: true };
-      await new Promise<void>((r) => (this.wake = r));
-      this.wake = null;
-    }
-  }
-
-  async return(): Promise<IteratorResult<LockdEvent>> {
-    this.done = true;
-    this.conn?.socket.destroy();
-    return { value: undefined, done: true };
-  }
-}

@@ -1,6 +1,7 @@
 /** What most commands share: where the daemon is, how to reach it, how to report a failure in one line. */
 import { resolveSocket, resolveStateDir } from '../util/paths.js';
 import type { ConnectOptions } from '../client/connection.js';
+import { LockdClient } from '../api/client.js';
 import { Settings } from './settings.js';
 import { isLockdError } from '../util/errors.js';
 import { exitCodeFor, EXIT } from './exit-codes.js';
@@ -11,6 +12,15 @@ export function connectOptions(values: { socket?: string | undefined; 'state-dir
   const stateDir = resolveStateDir(s.value('state_dir') ?? undefined);
   const noAuto = s.value('no_autostart');
   return { socketPath: socket.path, stateDir, autostart: !(noAuto === '1' || noAuto === 'true' || noAuto === 'yes'), ...(process.env.LOCKD_GLOBAL_DIR ? {} : {}) };
+}
+
+/**
+ * The Node API client the commands are built on, on the socket and state dir the flags, env and config files
+ * resolve to. `autostart: false` for commands that only look (status, ping, kill): they never start a daemon.
+ */
+export function apiClient(values: { socket?: string | undefined; 'state-dir'?: string | undefined }, settings?: Settings, opts: { autostart?: boolean } = {}): LockdClient {
+  const c = connectOptions(values, settings);
+  return LockdClient.fromConnectOptions(opts.autostart === false ? { ...c, autostart: false } : c);
 }
 
 /** Print an error as one line and return the exit code for it. */

@@ -1,11 +1,10 @@
 /** `lockd acquire LOCK...`: take locks as an explicit hold that outlives this command, until released or expired. */
 import { COMMON_OPTIONS, parse, parseIntOption, parseSeconds } from '../args.js';
-import { connectOptions } from '../common.js';
+import { apiClient } from '../common.js';
 import { callerIdentity, holdSettings, lockRefsFrom, LOCK_OPTIONS } from '../hold-args.js';
-import { connectDaemon } from '../../client/connection.js';
 import { renderHolder } from '../../client/holder.js';
-import type { AcquireRequest, DaemonMessage, HolderInfo } from '../../protocol/messages.js';
-import { LockdError } from '../../util/errors.js';
+import type { AcquireRequest, HolderInfo } from '../../protocol/messages.js';
+import { LockdError, isLockdError } from '../../util/errors.js';
 import { EXIT, exitCodeFor } from '../exit-codes.js';
 import { mdCode, reportToGithub, secondsText } from '../github.js';
 
@@ -85,50 +84,30 @@ export async function acquireCommand(args: string[]): Promise<number> {
   const github = (status: string, lockId: string, waitMs: number | null, summary: string) =>
     reportToGithub({ status, lockId, queueWaitMs: waitMs, summary: `**lockd**: ${summary}` });
 
-  const conn = await connectDaemon(connectOptions(values, settings), { type: 'acquire', req });
-  return await new Promise<number>((resolve) => {
-    let settled = false;
-    const finish = (code: number) => {
-      if (settled) return;
-      settled = true;
-      conn.close();
-      resolve(code);
-    };
-    conn.onMessage = (m: DaemonMessage) => {
-      switch (m.type) {
-        case 'queued':
-          say(`waiting for ${names} (position ${m.position})${blockerLine(m.blockers[0])}`);
-          return;
-        case 'acquired': {
-          const ttl = m.ttl_ms === null ? 'no ttl: held until released' : `ttl ${secondsText(m.ttl_ms)} s: renew with lockd heartbeat ${m.hold_id}`;
-          if (values.json) process.stdout.write(JSON.stringify(m) + '\n');
-          else process.stdout.write(`LOCKD_HOLD_ID=${m.hold_id}\n`);
-          say(`holding ${names} as ${m.hold_id} after ${secondsText(m.queue_wait_ms)} s (${ttl}); release with: lockd release ${m.hold_id}`);
-          github('acquired', m.hold_id, m.queue_wait_ms, `acquired ${mdCode(names)} as ${mdCode(m.hold_id)} after ${secondsText(m.queue_wait_ms)} s (holder ${mdCode(renderHolder(m.holder))})`);
-          finish(EXIT.OK);
-          return;
-        }
-        case 'not_obtained':
-          process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
-          if (values.json) process.stdout.write(JSON.stringify(m) + '\n');
-          github('not_obtained', '', Date.now() - started, `could not acquire ${mdCode(names)} (${m.code}): ${m.message}`);
-          finish(m.exit_code);
-          return;
-        case 'error': {
-          process.stderr.write(`lockd: ${m.message}\n`);
-          const code = exitCodeFor(m.code);
-          github('not_obtained', '', Date.now() - started, `could not acquire ${mdCode(names)} (${m.code}): ${m.message}`);
-          finish(code === EXIT.NOT_OBTAINED ? conflictExit : code);
-          return;
-        }
-        default:
-          return;
-      }
-    };
-    conn.onClose = () => {
-      if (settled) return;
-      process.stderr.write('lockd: the lockd daemon closed the connection before the locks were held\n');
-      finish(EXIT.LOCKD_FAILED);
-    };
-  });
+  let m;
+  try {
+    m = await apiClient(values, settings).acquireRaw(req, {
+      onQueued: (q) => say(`waiting for ${names} (position ${q.position})${blockerLine(q.blockers[0])}`),
+    });
+  } catch (e) {
+    if (!isLockdError(e)) throw e;
+    const summary = `could not acquire ${mdCode(names)} (${e.code}): ${e.message}`;
+    if (typeof e.details?.exitCode === 'number') {
+      // Not obtained (busy, wait timed out, deadlock): the daemon's exit code already honours --conflict-exit-code.
+      process.stderr.write(`lockd: ${e.code}: ${e.message}\n`);
+      if (values.json) process.stdout.write(JSON.stringify({ type: 'not_obtained', code: e.code, message: e.message, blockers: e.details.blockers, exit_code: e.details.exitCode }) + '\n');
+      github('not_obtained', '', Date.now() - started, summary);
+      return e.details.exitCode;
+    }
+    process.stderr.write(`lockd: ${e.message}\n`);
+    if (e.code !== 'daemon_lost') github('not_obtained', '', Date.now() - started, summary);
+    const code = exitCodeFor(e.code);
+    return code === EXIT.NOT_OBTAINED ? conflictExit : code;
+  }
+  const ttl = m.ttl_ms === null ? 'no ttl: held until released' : `ttl ${secondsText(m.ttl_ms)} s: renew with lockd heartbeat ${m.hold_id}`;
+  if (values.json) process.stdout.write(JSON.stringify(m) + '\n');
+  else process.stdout.write(`LOCKD_HOLD_ID=${m.hold_id}\n`);
+  say(`holding ${names} as ${m.hold_id} after ${secondsText(m.queue_wait_ms)} s (${ttl}); release with: lockd release ${m.hold_id}`);
+  github('acquired', m.hold_id, m.queue_wait_ms, `acquired ${mdCode(names)} as ${mdCode(m.hold_id)} after ${secondsText(m.queue_wait_ms)} s (holder ${mdCode(renderHolder(m.holder))})`);
+  return EXIT.OK;
 }

@@ -1,7 +1,6 @@
 /** `lockd events`: the daemon's live stream of lock, run and hold transitions, until interrupted. */
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { connectOptions } from '../common.js';
-import { connectDaemon } from '../../client/connection.js';
+import { apiClient } from '../common.js';
 import { isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { renderEvent } from '../render/events.js';
@@ -25,10 +24,9 @@ Example:
 
 export async function eventsCommand(args: string[]): Promise<number> {
   const { values } = parse(args, OPTIONS);
-  const opts = { ...connectOptions(values), autostart: false };
-  let conn;
+  const stream = apiClient(values, undefined, { autostart: false }).events();
   try {
-    conn = await connectDaemon(opts, { type: 'events' });
+    await stream.ready;
   } catch (e) {
     if (isLockdError(e, 'daemon_not_running')) {
       process.stderr.write('lockd: no lockd daemon is running; no events to follow\n');
@@ -36,37 +34,29 @@ export async function eventsCommand(args: string[]): Promise<number> {
     }
     throw e;
   }
+  if (!values.quiet) process.stderr.write(`lockd: listening for events from lockd ${stream.info!.version} (pid ${stream.info!.pid}); Ctrl+C to stop\n`);
   const style = styleFor(process.stdout);
-  const c = conn;
-  return await new Promise<number>((resolve) => {
-    let done = false;
-    const finish = (code: number) => {
-      if (done) return;
-      done = true;
-      process.removeListener('SIGINT', stop);
-      process.removeListener('SIGTERM', stop);
-      c.close();
-      resolve(code);
-    };
-    const stop = () => finish(EXIT.OK);
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    // A reader that goes away (`lockd events | head`) ends the stream quietly.
-    process.stdout.on('error', () => finish(EXIT.OK));
-    c.onMessage = (m) => {
-      if (m.type === 'ok') {
-        if (!values.quiet) process.stderr.write(`lockd: listening for events from lockd ${c.info.version} (pid ${c.info.pid}); Ctrl+C to stop\n`);
-      } else if (m.type === 'event') {
-        process.stdout.write(values.json ? JSON.stringify(m.event) + '\n' : renderEvent(m.event, style));
-      } else if (m.type === 'error') {
-        process.stderr.write(`lockd: ${m.message}\n`);
-        finish(EXIT.LOCKD_FAILED);
-      }
-    };
-    c.onClose = () => {
-      if (done) return;
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    stream.close();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // A reader that goes away (`lockd events | head`) ends the stream quietly.
+  process.stdout.on('error', stop);
+  try {
+    for await (const event of stream) process.stdout.write(values.json ? JSON.stringify(event) + '\n' : renderEvent(event, style));
+  } catch (e) {
+    if (stopped) return EXIT.OK;
+    if (isLockdError(e, 'daemon_lost')) {
       process.stderr.write('lockd: the lockd daemon closed the event stream\n');
-      finish(EXIT.LOCKD_FAILED);
-    };
-  });
+      return EXIT.LOCKD_FAILED;
+    }
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
+  }
+  return EXIT.OK;
 }

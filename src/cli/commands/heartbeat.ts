@@ -1,8 +1,7 @@
 /** `lockd heartbeat HOLD_ID`: restart a hold's TTL clock. */
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { connectOptions } from '../common.js';
+import { apiClient } from '../common.js';
 import { callerIdentity, holdSettings } from '../hold-args.js';
-import { request } from '../../client/connection.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 
@@ -25,7 +24,7 @@ export async function heartbeatCommand(args: string[]): Promise<number> {
   const settings = holdSettings(values);
   const { holder } = callerIdentity(settings);
   try {
-    const reply = await request(connectOptions(values, settings), { type: 'heartbeat', hold_id: positionals[0]!, holder }, ['ok']);
+    const reply = await apiClient(values, settings).heartbeat(positionals[0]!, holder);
     if (!values.quiet) process.stderr.write(`lockd: ${positionals[0]} renewed${reply.note ? ` (${reply.note})` : ''}\n`);
     return EXIT.OK;
   } catch (e) {

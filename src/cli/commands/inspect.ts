@@ -1,10 +1,9 @@
 /** `lockd inspect LOCK`: is this one lock held? Exit 0 held, 1 free — for scripts and Make conditions. */
 import { resolve } from 'node:path';
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { connectOptions } from '../common.js';
+import { apiClient } from '../common.js';
 import { lockRefs } from '../locks-arg.js';
 import { Settings } from '../settings.js';
-import { request } from '../../client/connection.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
 import type { LockStatus } from '../../protocol/messages.js';
 import { renderLock } from '../render/status.js';
@@ -49,7 +48,7 @@ export async function inspectCommand(args: string[]): Promise<number> {
   let lock: LockStatus | null = null;
   let daemon = true;
   try {
-    const reply = await request({ ...connectOptions(values, settings), autostart: false }, { type: 'inspect', lock: ref! }, ['inspect']);
+    const reply = await apiClient(values, settings, { autostart: false }).inspect(ref!);
     key = reply.key;
     lock = reply.lock;
   } catch (e) {

@@ -1,8 +1,7 @@
 /** `lockd kill RUN_ID`: stop a run's whole process tree; its result.json says cancelled, and by whom. */
 import { constants as osConstants } from 'node:os';
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { connectOptions } from '../common.js';
-import { request } from '../../client/connection.js';
+import { apiClient } from '../common.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 
@@ -30,7 +29,7 @@ export async function killCommand(args: string[]): Promise<number> {
   const signal = raw.startsWith('SIG') ? raw : `SIG${raw}`;
   if (!(signal in osConstants.signals)) throw new LockdError('usage', `unknown signal ${JSON.stringify(values.signal)}`);
   try {
-    const reply = await request({ ...connectOptions(values), autostart: false }, { type: 'kill', run_id: runId, signal, force: values.force ?? false }, ['ok']);
+    const reply = await apiClient(values, undefined, { autostart: false }).kill(runId, { signal, force: values.force ?? false });
     process.stderr.write(`lockd: ${reply.note ?? `run ${runId} stopped`}\n`);
     return EXIT.OK;
   } catch (e) {

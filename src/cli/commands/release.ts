@@ -1,8 +1,7 @@
 /** `lockd release HOLD_ID | --lock/--global LOCK...`: give back the caller's own holds (others' only with --force). */
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { connectOptions } from '../common.js';
+import { apiClient } from '../common.js';
 import { callerIdentity, holdSettings, lockRefsFrom, LOCK_OPTIONS } from '../hold-args.js';
-import { request } from '../../client/connection.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { mdCode, reportToGithub } from '../github.js';
@@ -49,7 +48,7 @@ export async function releaseCommand(args: string[]): Promise<number> {
   const what = holdId ?? locks.map((l) => l.name).join(', ');
   let reply;
   try {
-    reply = await request(connectOptions(values, settings), { type: 'release', hold_id: holdId, locks, cwd: process.cwd(), holder, force: values.force ?? false }, ['released']);
+    reply = await apiClient(values, settings).releaseRaw({ hold_id: holdId, locks, cwd: process.cwd(), holder, force: values.force ?? false });
   } catch (e) {
     if (isLockdError(e, 'daemon_not_running')) {
       say(`no lockd daemon is running; nothing to release`);

@@ -11,10 +11,9 @@ import { COMMON_OPTIONS, asArray, parse, parseIntOption, parseSeconds, splitComm
 import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
 import { lockRefs } from '../locks-arg.js';
-import { connectDaemon, type DaemonConnection } from '../../client/connection.js';
+import { LockdClient, type RunMessage } from '../../api/client.js';
 import { holderString, currentUser } from '../../client/holder.js';
-import type { ForwardSignal, DaemonMessage, HolderInfo, RunRequest } from '../../protocol/messages.js';
-import { FrameKind } from '../../protocol/framing.js';
+import type { ForwardSignal, HolderInfo, RunRequest } from '../../protocol/messages.js';
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { parseSize } from '../../runs/units.js';
@@ -162,8 +161,11 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
   return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
 }
 
-/** Output we let queue up in our stdout/stderr before pausing the daemon's stream (see onData in runOnce). */
+/** Output we let queue up in our stdout/stderr before pausing the daemon's stream (RunIo.backlogBytes). */
 const OUTPUT_BACKLOG_BYTES = 1024 * 1024;
+
+/** Reasons whose message the user needs to see (the others are the child's own doing, or said by the verdict). */
+const SAY_REASON = new Set(['command_not_found', 'command_not_executable', 'spawn_failed', 'log_write_failed', 'deadlock', 'client_lost', 'shutdown', 'cancelled', 'lock_lost']);
 
 function describeBlockers(blockers: HolderInfo[]): string {
   const b = blockers[0];
@@ -171,181 +173,104 @@ function describeBlockers(blockers: HolderInfo[]): string {
   return ` behind ${b.kind} ${b.id}${b.pid ? ` (pid ${b.pid})` : ''} ${b.holder}${b.command_line ? `: ${b.command_line.slice(0, 60)}` : ''}`;
 }
 
+/**
+ * The command is the Node API's runRaw() with a terminal around it: the child's output goes straight to our
+ * stdout/stderr, signals we receive are forwarded, and the daemon's progress becomes `lockd:` lines.
+ */
 export async function runCommand(args: string[]): Promise<number> {
   const { req, quiet, resultFd, connect } = buildRunRequest(args);
   const say = (line: string) => {
     if (!quiet) process.stderr.write(`lockd: ${line}\n`);
   };
   // isatty(2), not process.stderr.isTTY: the latter builds the stderr stream, which a quiet run never writes to.
-  const tty = isatty(2);
-  let attempt = 0;
-  for (;;) {
-    attempt++;
-    const outcome = await runOnce(req, connect, say, tty, resultFd);
-    // A daemon lost while we were only queued: nothing started, so one retry against its successor is safe.
-    if (outcome === 'retry' && attempt === 1) {
-      say('the lockd daemon went away while we were queued; retrying once');
-      continue;
-    }
-    return outcome === 'retry' ? EXIT.LOCKD_FAILED : outcome;
-  }
-}
-
-function runOnce(req: RunRequest, connect: ReturnType<typeof connectOptions>, say: (l: string) => void, tty: boolean, resultFd: number | null): Promise<number | 'retry'> {
-  return new Promise((resolvePromise, reject) => {
-    let conn: DaemonConnection | null = null;
-    let started = false;
-    let resultPath: string | null = null;
-    let manifestShown = false;
-    let waitingSince: number | null = null;
-    let liveLine = false;
-    let lastSigint = 0;
-    const pendingSignals: ForwardSignal[] = [];
-    let settled = false;
-    const finish = (code: number | 'retry') => {
-      if (settled) return;
-      settled = true;
-      for (const [sig, fn] of handlers) process.removeListener(sig, fn);
-      if (liveLine) process.stderr.write('\n');
-      if (req.interactive) process.stdin.destroy();
-      // The daemon's last word is in: nothing follows 'finished'/'detached'/'error', so do not keep the process
-      // alive waiting for its FIN (saves a loop turn or two at exit on every run).
-      conn?.socket.destroy();
-      resolvePromise(code);
-    };
-    const showManifest = (m: string, r: string) => {
-      resultPath = r;
-      if (!manifestShown) {
-        manifestShown = true;
-        say(`manifest -> ${m}`);
-      }
-    };
-    const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as NodeJS.Signals[]).map((sig) => [
-      sig,
-      () => {
-        let fwd: ForwardSignal = sig as ForwardSignal;
-        // A second Ctrl+C within 3 s kills the whole tree.
-        if (sig === 'SIGINT') {
-          const now = Date.now();
-          fwd = now - lastSigint < 3000 ? 'SIGKILL' : 'SIGINT';
-          lastSigint = now;
-        }
-        // Before the handshake completes the daemon may already run the child: keep the signal for it.
-        if (conn) conn.send({ type: 'signal', signal: fwd });
-        else pendingSignals.push(fwd);
-      },
-    ]);
-    for (const [sig, fn] of handlers) process.on(sig, fn);
-
-    const onMessage = (m: DaemonMessage) => {
-      switch (m.type) {
-        case 'queued': {
-          showManifest(m.manifest_path, m.result_path);
-          waitingSince = Date.now();
-          const names = req.locks.map((l) => l.name).join(', ');
-          if (tty && !req.detach) {
-            process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
-            liveLine = true;
-          } else say(`waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}`);
-          return;
-        }
-        case 'waiting':
-          if (tty && liveLine) process.stderr.write(`\rlockd: waiting for ${req.locks.map((l) => l.name).join(', ')} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
-          return;
-        case 'started':
-          started = true;
-          showManifest(m.manifest_path, m.result_path);
-          if (liveLine) {
-            process.stderr.write('\r\x1b[K');
-            liveLine = false;
-          }
-          if (waitingSince !== null) say(`locks granted after ${((Date.now() - waitingSince) / 1000).toFixed(1)} s`);
-          return;
-        case 'detached':
-          say(`manifest -> ${m.manifest_path}`);
-          say(`result -> ${m.result_path}`);
-          process.stdout.write(`${m.run_id}\n`);
-          finish(0);
-          return;
-        case 'not_obtained':
-          if (liveLine) {
-            process.stderr.write('\r\x1b[K');
-            liveLine = false;
-          }
-          process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
-          return;
-        case 'finished': {
-          const o = m.outcome;
-          showManifest(o.manifest_path, o.result_path);
-          if (o.reason === 'command_not_found' || o.reason === 'command_not_executable' || o.reason === 'spawn_failed' || o.reason === 'log_write_failed' || o.reason === 'deadlock' || o.reason === 'client_lost' || o.reason === 'shutdown' || o.reason === 'cancelled' || o.reason === 'lock_lost') {
-            if (o.message) process.stderr.write(`lockd: ${o.message}\n`);
-          } else if (o.reason === 'timeout') {
-            process.stderr.write(`lockd: timed out; the process tree was killed\n`);
-          }
-          say(`result -> ${o.result_path}`);
-          if (resultFd !== null) {
-            try {
-              writeSync(resultFd, JSON.stringify(o.result) + '\n');
-            } catch (e) {
-              process.stderr.write(`lockd: cannot write the result to fd ${resultFd}: ${(e as Error).message}\n`);
-            }
-          }
-          finish(o.exit_code);
-          return;
-        }
-        case 'error':
-          process.stderr.write(`lockd: ${m.message}\n`);
-          finish(m.code === 'usage' || m.code === 'bad_request' || m.code === 'invalid_run_id' || m.code === 'run_id_exists' || m.code === 'unsafe_lock_path' ? EXIT.USAGE : EXIT.LOCKD_FAILED);
-          return;
-        default:
-          return;
-      }
-    };
-
-    connectDaemon(connect, { type: 'run', req })
-      .then((c) => {
-        conn = c;
-        for (const sig of pendingSignals.splice(0)) c.send({ type: 'signal', signal: sig });
-        // Data handler first: frames that arrived with hello_ok are replayed, in order, once onMessage is set.
-        // Backpressure with slack: write() returns false past a 16 KiB high-water mark, and pausing the socket on
-        // every such chunk turns streaming into a ping-pong between child, daemon and us. Pause only once a real
-        // backlog builds up; memory stays bounded by OUTPUT_BACKLOG_BYTES plus one socket read.
-        let outputPaused = false;
-        c.onData = (kind, data) => {
-          const out = kind === FrameKind.Stdout ? process.stdout : process.stderr;
-          out.write(data);
-          if (!outputPaused && out.writableLength > OUTPUT_BACKLOG_BYTES) {
-            outputPaused = true;
-            c.socket.pause();
-            out.once('drain', () => {
-              outputPaused = false;
-              c.socket.resume();
-            });
-          }
-        };
-        c.onMessage = onMessage;
-        c.onClose = () => {
-          if (settled) return;
-          if (!started && !req.detach) {
-            finish('retry');
-            return;
-          }
-          process.stderr.write(`lockd: lost the connection to the lockd daemon; the run's result will be at ${resultPath ?? '(unknown)'}\n`);
-          finish(EXIT.LOCKD_FAILED);
-        };
-        if (req.interactive) {
-          process.stdin.on('data', (d: Buffer) => {
-            if (!c.sendStdin(d)) {
-              process.stdin.pause();
-              c.socket.once('drain', () => process.stdin.resume());
-            }
-          });
-          process.stdin.on('end', () => c.send({ type: 'stdin_end' }));
-        }
-      })
-      .catch((e) => {
-        for (const [sig, fn] of handlers) process.removeListener(sig, fn);
-        reject(e);
-      });
+  const tty = isatty(2) && !req.detach;
+  const names = req.locks.map((l) => l.name).join(', ');
+  const run = LockdClient.fromConnectOptions(connect).runRaw(req, {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    ...(req.interactive ? { stdin: process.stdin } : {}),
+    backlogBytes: OUTPUT_BACKLOG_BYTES,
   });
+
+  // A second Ctrl+C within 3 s kills the whole tree; the API queues signals that arrive before the handshake.
+  let lastSigint = 0;
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as NodeJS.Signals[]).map((sig): [NodeJS.Signals, () => void] => [
+    sig,
+    () => {
+      let fwd = sig as ForwardSignal;
+      if (sig === 'SIGINT') {
+        const now = Date.now();
+        fwd = now - lastSigint < 3000 ? 'SIGKILL' : 'SIGINT';
+        lastSigint = now;
+      }
+      run.signal(fwd);
+    },
+  ]);
+  for (const [sig, fn] of handlers) process.on(sig, fn);
+
+  let manifestShown = false;
+  let waitingSince: number | null = null;
+  let liveLine = false;
+  const showManifest = (path: string) => {
+    if (manifestShown) return;
+    manifestShown = true;
+    say(`manifest -> ${path}`);
+  };
+  const clearLiveLine = () => {
+    if (!liveLine) return;
+    process.stderr.write('\r\x1b[K');
+    liveLine = false;
+  };
+  run.on('queued', (m: RunMessage<'queued'>) => {
+    showManifest(m.manifest_path);
+    waitingSince = Date.now();
+    if (tty) {
+      process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
+      liveLine = true;
+    } else say(`waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}`);
+  });
+  run.on('waiting', (m: RunMessage<'waiting'>) => {
+    if (liveLine) process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
+  });
+  run.on('started', (m: RunMessage<'started'>) => {
+    showManifest(m.manifest_path);
+    clearLiveLine();
+    if (waitingSince !== null) say(`locks granted after ${((Date.now() - waitingSince) / 1000).toFixed(1)} s`);
+  });
+  run.on('detached', (m: RunMessage<'detached'>) => {
+    say(`manifest -> ${m.manifest_path}`);
+    say(`result -> ${m.result_path}`);
+    process.stdout.write(`${m.run_id}\n`);
+  });
+  run.on('not_obtained', (m: RunMessage<'not_obtained'>) => {
+    clearLiveLine();
+    process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
+  });
+  run.on('retry', () => {
+    clearLiveLine();
+    say('the lockd daemon went away while we were queued; retrying once');
+  });
+
+  // A refused run (its own error code), a daemon lost or not reachable: thrown to main, which prints one line and
+  // exits with the code's status (exitCodeFor), as every command does.
+  try {
+    const o = await run.outcome;
+    if (o.status === 'detached') return EXIT.OK;
+    showManifest(o.manifest_path);
+    if (SAY_REASON.has(o.reason) && o.message) process.stderr.write(`lockd: ${o.message}\n`);
+    else if (o.reason === 'timeout') process.stderr.write(`lockd: timed out; the process tree was killed\n`);
+    say(`result -> ${o.result_path}`);
+    if (resultFd !== null) {
+      try {
+        writeSync(resultFd, JSON.stringify(o.result) + '\n');
+      } catch (e) {
+        process.stderr.write(`lockd: cannot write the result to fd ${resultFd}: ${(e as Error).message}\n`);
+      }
+    }
+    return o.exit_code;
+  } finally {
+    clearLiveLine();
+    for (const [sig, fn] of handlers) process.removeListener(sig, fn);
+    if (req.interactive) process.stdin.destroy();
+  }
 }

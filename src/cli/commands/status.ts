@@ -5,8 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { connectOptions } from '../common.js';
-import { request } from '../../client/connection.js';
+import { apiClient } from '../common.js';
 import { isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { NO_DAEMON_TEXT, renderStatus } from '../render/status.js';
@@ -31,10 +30,9 @@ Examples:
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values } = parse(args, OPTIONS);
-  const opts = { ...connectOptions(values), autostart: false };
   let snapshot;
   try {
-    snapshot = (await request(opts, { type: 'status', root: values.root ? resolve(values.root) : null }, ['status'])).snapshot;
+    snapshot = await apiClient(values, undefined, { autostart: false }).status(values.root ? resolve(values.root) : null);
   } catch (e) {
     if (!isLockdError(e, 'daemon_not_running')) throw e;
     if (values.json) process.stdout.write(JSON.stringify({ daemon: null, locks: [], runs: [], holds: [] }) + '\n');

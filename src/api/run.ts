@@ -1,0 +1,211 @@
+/**
+ * One run over the socket, as the Node API's `run()`/`runRaw()` and the `lockd run` command both use it: send the
+ * request, stream the child's output into writables with backpressure, forward stdin and signals, report the
+ * daemon's progress as events, and settle with the run's outcome. Node built-ins only: `lockd run` bundles this.
+ */
+import { EventEmitter } from 'node:events';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { connectDaemon, type ConnectOptions, type DaemonConnection } from '../client/connection.js';
+import { FrameKind } from '../protocol/framing.js';
+import type { DaemonMessage, ForwardSignal, RunOutcome, RunRequest } from '../protocol/messages.js';
+import { LockdError } from '../util/errors.js';
+
+/** Where a run's streams go, and how a lost daemon is handled (runRaw's second argument). */
+export interface RunIo {
+  /** Write the child's stdout here (e.g. process.stdout) instead of into handle.stdout, which then stays empty. */
+  stdout?: Writable;
+  /** Same for stderr. */
+  stderr?: Writable;
+  /** With `interactive`: the child's stdin comes from here instead of handle.stdin. */
+  stdin?: Readable;
+  /**
+   * Bytes that may queue in stdout/stderr before the daemon's stream is paused. 0 (the default) pauses as soon as
+   * write() says so; the CLI allows 1 MiB, because pausing on every 16 KiB turns streaming into a ping-pong between
+   * child, daemon and client. Memory stays bounded by this plus one socket read.
+   */
+  backlogBytes?: number;
+  /**
+   * The daemon went away while the run was only queued (nothing was started, nothing ran): send the request once
+   * more, to its successor (auto-started when allowed). Default true; the handle emits 'retry' when it happens.
+   */
+  retryIfLostWhileQueued?: boolean;
+}
+
+export type RunMessage<T extends DaemonMessage['type']> = Extract<DaemonMessage, { type: T }>;
+
+export interface RunHandle extends EventEmitter {
+  /** The child's stdout and stderr, byte for byte. Read them (or `.resume()`), or the child is slowed by backpressure. */
+  stdout: Readable;
+  stderr: Readable;
+  /** With `interactive: true` (and no RunIo.stdin): the child's stdin. */
+  stdin: Writable | null;
+  /** lockd's exit code for the attempt (the child's code, 75 when not obtained, 124 on timeout…). */
+  exitCode: Promise<number>;
+  /**
+   * The final record (result.json content and paths). Rejects with a LockdError: the daemon's own error codes
+   * (`usage`, `invalid_run_id`, …), `daemon_lost` (the job had started; its result will be at details.resultPath)
+   * or `daemon_lost_queued` (lost twice before anything ran), or a connect error (`daemon_not_running`, …).
+   */
+  outcome: Promise<RunOutcome>;
+  /** Forward a signal to the job's process group (SIGKILL kills the whole tree). Queued until connected. */
+  signal(sig: ForwardSignal): void;
+  // Events: 'queued' (RunMessage<'queued'>), 'waiting', 'started', 'detached', 'not_obtained', 'finished'
+  // (RunMessage<'finished'>, before outcome settles) and 'retry' (the daemon was lost while queued; sending again).
+}
+
+const DETACHED_OUTCOME = (m: RunMessage<'detached'>): RunOutcome => ({
+  run_id: m.run_id,
+  exit_code: 0,
+  status: 'detached',
+  reason: 'detached',
+  message: null,
+  result_path: m.result_path,
+  manifest_path: m.manifest_path,
+  result: {},
+});
+
+export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: RunIo = {}): RunHandle {
+  const handle = new EventEmitter() as RunHandle;
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const ownStdin = req.interactive && !io.stdin ? new PassThrough() : null;
+  handle.stdout = stdout;
+  handle.stderr = stderr;
+  handle.stdin = ownStdin;
+  const outSink: Writable = io.stdout ?? stdout;
+  const errSink: Writable = io.stderr ?? stderr;
+  const inSource: Readable | null = io.stdin ?? ownStdin;
+  const backlog = io.backlogBytes ?? 0;
+  const retry = io.retryIfLostWhileQueued ?? true;
+  // With caller-supplied sinks our own streams carry nothing: end them so readers of them do not hang.
+  if (io.stdout) stdout.end();
+  if (io.stderr) stderr.end();
+
+  let conn: DaemonConnection | null = null;
+  const pendingSignals: ForwardSignal[] = [];
+  handle.signal = (sig) => {
+    if (conn) conn.send({ type: 'signal', signal: sig });
+    else pendingSignals.push(sig);
+  };
+  const endStreams = () => {
+    if (!io.stdout) stdout.end();
+    if (!io.stderr) stderr.end();
+  };
+
+  handle.outcome = new Promise<RunOutcome>((resolve, reject) => {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      endStreams();
+      fn();
+    };
+
+    const attempt = (n: number) => {
+      let started = false;
+      let resultPath: string | null = null;
+      let stopStdin: (() => void) | null = null;
+      connectDaemon(connectOptions, { type: 'run', req })
+        .then((c) => {
+          conn = c;
+          for (const sig of pendingSignals.splice(0)) c.send({ type: 'signal', signal: sig });
+          // Data handler first: frames that arrived with hello_ok are replayed, in order, once onMessage is set.
+          let paused = false;
+          c.onData = (kind, data) => {
+            const out = kind === FrameKind.Stdout ? outSink : errSink;
+            const ok = out.write(data);
+            if (!paused && !ok && out.writableLength > backlog) {
+              paused = true;
+              c.socket.pause();
+              out.once('drain', () => {
+                paused = false;
+                c.socket.resume();
+              });
+            }
+          };
+          c.onMessage = (m) => {
+            switch (m.type) {
+              case 'queued':
+                resultPath = m.result_path;
+                handle.emit('queued', m);
+                return;
+              case 'waiting':
+                handle.emit('waiting', m);
+                return;
+              case 'started':
+                started = true;
+                resultPath = m.result_path;
+                handle.emit('started', m);
+                return;
+              case 'detached':
+                started = true;
+                handle.emit('detached', m);
+                settle(() => resolve(DETACHED_OUTCOME(m)));
+                c.socket.destroy();
+                return;
+              case 'not_obtained':
+                handle.emit('not_obtained', m);
+                return;
+              case 'finished':
+                handle.emit('finished', m);
+                settle(() => resolve(m.outcome));
+                stopStdin?.();
+                // Nothing follows 'finished': do not keep the process alive waiting for the daemon's FIN.
+                c.socket.destroy();
+                return;
+              case 'error':
+                settle(() => reject(new LockdError(m.code, m.message)));
+                stopStdin?.();
+                c.socket.destroy();
+                return;
+              default:
+                return;
+            }
+          };
+          c.onClose = () => {
+            stopStdin?.();
+            if (settled) return;
+            conn = null;
+            if (!started && !req.detach && retry && n === 1) {
+              handle.emit('retry');
+              attempt(2);
+              return;
+            }
+            settle(() =>
+              reject(
+                new LockdError(started ? 'daemon_lost' : 'daemon_lost_queued', `lost the connection to the lockd daemon; the run's result will be at ${resultPath ?? '(unknown)'}`, {
+                  started,
+                  resultPath,
+                }),
+              ),
+            );
+          };
+          if (inSource) stopStdin = forwardStdin(inSource, c);
+        })
+        .catch((e: unknown) => settle(() => reject(e)));
+    };
+    attempt(1);
+  });
+  handle.exitCode = handle.outcome.then((o) => o.exit_code);
+  // Callers awaiting only one of the two promises must not see an unhandled rejection on the other.
+  handle.outcome.catch(() => undefined);
+  handle.exitCode.catch(() => undefined);
+  return handle;
+}
+
+/** Forward a readable into the connection's stdin frames with backpressure; returns a function that stops it. */
+function forwardStdin(source: Readable, c: DaemonConnection): () => void {
+  const onData = (d: Buffer) => {
+    if (!c.sendStdin(d)) {
+      source.pause();
+      c.socket.once('drain', () => source.resume());
+    }
+  };
+  const onEnd = () => c.send({ type: 'stdin_end' });
+  source.on('data', onData);
+  source.on('end', onEnd);
+  return () => {
+    source.removeListener('data', onData);
+    source.removeListener('end', onEnd);
+  };
+}
