@@ -19,6 +19,8 @@ export function exitCodeFor(code: string): number {
     case 'invalid_run_id':
     case 'run_id_exists':
     case 'unsafe_lock_path':
+    // a run-record command (logs, result, pin) given a run id that names no run: the argument named nothing
+    case 'no_such_run':
       return EXIT.USAGE;
     case 'lock_busy':
     case 'lock_wait_timeout':

@@ -6,19 +6,12 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { asArray } from './args.js';
-import { lockRefs } from './locks-arg.js';
+import { lockRefs, LOCK_OPTIONS } from './locks-arg.js';
 import { Settings } from './settings.js';
 import { currentUser, holderString } from '../client/holder.js';
 import type { LockRef } from '../protocol/messages.js';
 
-export const LOCK_OPTIONS = {
-  root: { type: 'string' },
-  arch: { type: 'string' },
-  lock: { type: 'string', multiple: true },
-  global: { type: 'string', multiple: true },
-  'global-dir': { type: 'string' },
-  'host-only': { type: 'boolean' },
-} as const;
+export { LOCK_OPTIONS };
 
 export interface LockValues {
   socket?: string | undefined;

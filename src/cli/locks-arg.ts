@@ -3,6 +3,16 @@ import { resolve } from 'node:path';
 import type { LockRef } from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
 
+/** The options that name locks, the same for `lockd run`, `acquire` and `release` (one lock, one spelling). */
+export const LOCK_OPTIONS = {
+  root: { type: 'string' },
+  arch: { type: 'string' },
+  lock: { type: 'string', multiple: true },
+  global: { type: 'string', multiple: true },
+  'global-dir': { type: 'string' },
+  'host-only': { type: 'boolean' },
+} as const;
+
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function parseSpec(spec: string): Pick<LockRef, 'name' | 'mode' | 'slots'> {

@@ -2,7 +2,7 @@
  * What the daemon sees of the cluster module. Type-only for the daemon's files: they import this, never the
  * implementation, so a daemon without a cluster never loads etcd3.
  */
-import type { HolderInfo, LockStatus } from '../protocol/messages.js';
+import type { ClusterStatusInfo, HolderInfo, LockStatus } from '../protocol/messages.js';
 import type { Grant, LockRequest } from '../daemon/lock-table.js';
 import type { Owner } from '../daemon/owner.js';
 import type { ResolvedLock } from '../daemon/lock-resolve.js';
@@ -31,16 +31,8 @@ export interface ClusterEnqueue {
   callbacks: ClusterCallbacks;
 }
 
-export interface ClusterInfo {
-  endpoints: string[];
-  prefix: string;
-  host: string;
-  lease: string | null;
-  lease_ttl_ms: number | null;
-  lease_left_ms: number | null;
-  healthy: boolean;
-  last_error: string | null;
-}
+/** What status shows of the cluster connection: the protocol's type, one definition for both sides. */
+export type ClusterInfo = ClusterStatusInfo;
 
 export interface ClusterService {
   readonly prefix: string;

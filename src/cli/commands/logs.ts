@@ -18,7 +18,7 @@ import { LOG_FILE, RESULT_FILE } from '../../runs/run-files.js';
 import { readResult, type RunResult } from '../../runs/result.js';
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
-import { checkRunId, findRunDir, lookupExitCode, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
+import { checkRunId, findRunDir, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
 
 export const LOGS_HELP = `Usage: lockd logs RUN_ID [-f] [--runs-root DIR | --root DIR]
 
@@ -217,14 +217,8 @@ export async function logsCommand(args: string[]): Promise<number> {
   }
   watched?.close();
 
-  let dir: string;
-  try {
-    dir = await findRunDir(resolveRunsRoot(settings), runId, connect);
-  } catch (e) {
-    const code = lookupExitCode(e);
-    if (code !== null) return code;
-    throw e;
-  }
+  // A run id that names nothing is thrown (no_such_run): main prints it as one line, exit 2.
+  const dir = await findRunDir(resolveRunsRoot(settings), runId, connect);
   const result = await readResult(dir).catch(() => null);
   if (result && result.log_path === null) {
     process.stderr.write(`lockd: run ${runId} never started (${result.reason}), so it has no log; see ${join(dir, RESULT_FILE)}\n`);

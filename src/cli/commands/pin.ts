@@ -4,7 +4,7 @@ import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { pinRun, unpinRun } from '../../runs/pin.js';
 import { EXIT } from '../exit-codes.js';
-import { checkRunId, findRunDir, lookupExitCode, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
+import { checkRunId, findRunDir, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
 
 export const PIN_HELP = `Usage: lockd pin RUN_ID [--runs-root DIR | --root DIR]
 
@@ -37,14 +37,8 @@ async function setPinned(args: string[], pinned: boolean): Promise<number> {
   const { values, positionals } = parse(args, RUNS_ROOT_OPTIONS, true);
   const runId = checkRunId(positionals[0], name);
   const settings = runsSettings(values);
-  let dir: string;
-  try {
-    dir = await findRunDir(resolveRunsRoot(settings), runId, connectOptions(values, settings));
-  } catch (e) {
-    const code = lookupExitCode(e);
-    if (code !== null) return code;
-    throw e;
-  }
+  // A run id that names nothing is thrown (no_such_run): main prints it as one line, exit 2.
+  const dir = await findRunDir(resolveRunsRoot(settings), runId, connectOptions(values, settings));
   // Adding or removing the mark changes the directory's mtime, which GC reads as the run's age when its id has
   // no time in it: put it back, so pinning never makes a run look newer than it is.
   const before = await stat(dir);

@@ -5,7 +5,7 @@ import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { RESULT_FILE } from '../../runs/run-files.js';
 import { EXIT } from '../exit-codes.js';
-import { askDaemonAboutRun, checkRunId, findRunDir, lookupExitCode, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
+import { askDaemonAboutRun, checkRunId, findRunDir, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
 
 export const RESULT_HELP = `Usage: lockd result RUN_ID [--runs-root DIR | --root DIR]
 
@@ -26,14 +26,8 @@ export async function resultCommand(args: string[]): Promise<number> {
   const runId = checkRunId(positionals[0], 'result');
   const settings = runsSettings(values);
   const connect = connectOptions(values, settings);
-  let dir: string;
-  try {
-    dir = await findRunDir(resolveRunsRoot(settings), runId, connect);
-  } catch (e) {
-    const code = lookupExitCode(e);
-    if (code !== null) return code;
-    throw e;
-  }
+  // A run id that names nothing is thrown (no_such_run): main prints it as one line, exit 2.
+  const dir = await findRunDir(resolveRunsRoot(settings), runId, connect);
   let text: string;
   try {
     text = await readFile(join(dir, RESULT_FILE), 'utf8');

@@ -10,7 +10,7 @@ import { isatty } from 'node:tty';
 import { COMMON_OPTIONS, asArray, parse, parseIntOption, parseSeconds, splitCommand } from '../args.js';
 import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
-import { lockRefs } from '../locks-arg.js';
+import { lockRefs, LOCK_OPTIONS } from '../locks-arg.js';
 import { LockdClient, type RunMessage } from '../../api/client.js';
 import { holderString, currentUser } from '../../client/holder.js';
 import type { ForwardSignal, HolderInfo, RunRequest } from '../../protocol/messages.js';
@@ -20,12 +20,7 @@ import { parseSize } from '../../runs/units.js';
 
 export const RUN_OPTIONS = {
   ...COMMON_OPTIONS,
-  root: { type: 'string' },
-  arch: { type: 'string' },
-  lock: { type: 'string', multiple: true },
-  global: { type: 'string', multiple: true },
-  'global-dir': { type: 'string' },
-  'host-only': { type: 'boolean' },
+  ...LOCK_OPTIONS,
   wait: { type: 'string' },
   timeout: { type: 'string' },
   'kill-after': { type: 'string' },

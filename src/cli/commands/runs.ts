@@ -91,15 +91,6 @@ export async function findRunDir(runsRoot: RunsRootChoice, runId: string, connec
   throw new LockdError('no_such_run', `no run ${runId} in ${runsRoot.root} (use --runs-root or --root for runs recorded elsewhere)`, { run_id: runId });
 }
 
-/** Run-record commands report a missing run as a usage error (exit 2): the argument named nothing. */
-export function lookupExitCode(e: unknown): number | null {
-  if (e instanceof LockdError && (e.code === 'no_such_run' || e.code === 'invalid_run_id')) {
-    process.stderr.write(`lockd: ${e.message}\n`);
-    return EXIT.USAGE;
-  }
-  return null;
-}
-
 export const RUNS_HELP = `Usage: lockd runs [options]
 
 List recorded runs, newest first: id, status, reason, duration and command.
