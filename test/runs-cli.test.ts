@@ -123,6 +123,13 @@ test.serial('result prints result.json; a live run has none yet (exit 1); unknow
 
   t.is((await lockd(d, ['result', 'nope'])).code, 2);
   t.is((await lockd(d, ['result'])).code, 2);
+
+  // A result.json damaged after the fact is reported, not printed for the next tool in the pipe to choke on.
+  writeFileSync(join(d.stateDir, 'runs', 'done-run', 'result.json'), '{"status": "pa');
+  const damaged = await lockd(d, ['result', 'done-run']);
+  t.is(damaged.code, 1);
+  t.is(damaged.stdout, '');
+  t.regex(damaged.stderr, /the result of run done-run is damaged \(.*result\.json is not valid JSON/);
 });
 
 test.serial('runs lists newest first with status, reason, duration and command; --status, --limit, --json', async (t) => {

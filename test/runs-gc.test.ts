@@ -114,6 +114,18 @@ test('caller-chosen ids are ordered by mtime', async (t) => {
   t.deepEqual(report.removed.map((r) => r.run_id), ['old-custom']);
 });
 
+test("pinning and unpinning leave the run directory's mtime alone (GC's age of a caller-named run)", async (t) => {
+  const root = await tempDir(t);
+  const dir = await makeRun(t, root, 'custom-id', NOW.getTime() - 3 * DAY);
+  const before = (await stat(dir)).mtimeMs;
+  await pinRun(dir);
+  t.true(await isPinned(dir));
+  t.is((await stat(dir)).mtimeMs, before);
+  await unpinRun(dir);
+  t.false(await isPinned(dir));
+  t.is((await stat(dir)).mtimeMs, before);
+});
+
 test('never removes live or pinned runs, and reports them as skipped', async (t) => {
   const root = await tempDir(t);
   const ids = await makeRuns(t, root, 8);

@@ -1,5 +1,4 @@
 /** `lockd pin RUN_ID` / `lockd unpin RUN_ID`: keep a run out of garbage collection (a `.pinned` file in its directory). */
-import { stat, utimes } from 'node:fs/promises';
 import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { pinRun, unpinRun } from '../../runs/pin.js';
@@ -39,12 +38,9 @@ async function setPinned(args: string[], pinned: boolean): Promise<number> {
   const settings = runsSettings(values);
   // A run id that names nothing is thrown (no_such_run): main prints it as one line, exit 2.
   const dir = await findRunDir(resolveRunsRoot(settings), runId, connectOptions(values, settings));
-  // Adding or removing the mark changes the directory's mtime, which GC reads as the run's age when its id has
-  // no time in it: put it back, so pinning never makes a run look newer than it is.
-  const before = await stat(dir);
+  // pinRun/unpinRun keep the directory's mtime (GC's idea of the run's age).
   if (pinned) await pinRun(dir);
   else await unpinRun(dir);
-  await utimes(dir, before.atime, before.mtime);
   process.stderr.write(`lockd: ${pinned ? 'pinned' : 'unpinned'} ${runId} (${dir})\n`);
   return EXIT.OK;
 }

@@ -38,6 +38,14 @@ export async function resultCommand(args: string[]): Promise<number> {
     process.stderr.write(`lockd: run ${runId} has no result yet: ${why}; it will be at ${join(dir, RESULT_FILE)}\n`);
     return 1;
   }
+  // result.json is renamed into place whole, so a file that does not parse was damaged after the fact (a full
+  // disk, a hand edit): say so rather than hand the next tool in the pipe something it will choke on.
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    process.stderr.write(`lockd: the result of run ${runId} is damaged (${join(dir, RESULT_FILE)} is not valid JSON: ${(e as Error).message})\n`);
+    return 1;
+  }
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   return EXIT.OK;
 }
