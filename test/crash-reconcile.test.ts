@@ -208,6 +208,25 @@ test('holds survive kill -9: a TTL hold keeps its remaining TTL, a --ttl none ho
   t.is((await lockd(d2, ['run', '-q', '--root', root, '--lock', 'long', '--wait', '0', '--', 'true'])).code, 75);
 });
 
+test('a restored hold keeps its slot: slot 1 stays slot 1 after kill -9, and the next taker gets slot 0', async (t) => {
+  const dir = tempDir();
+  const d = await startDaemon(t, { dir });
+  const root = join(dir, 'root');
+  const acquire = (dd: Daemon, holder: string) =>
+    ask(dd, { type: 'acquire', req: { locks: [{ name: 'board', scope: 'local', mode: 'slots', slots: 2, root }], cwd: dir, wait_ms: 0, ttl_ms: null, conflict_exit_code: 75, holder, user: 'root', client_pid: process.pid, parent_run_id: null } }, ['acquired']);
+  const first = await acquire(d, 'ci-first');
+  const second = await acquire(d, 'ci-second');
+  t.is(first.locks[0]!.slot_index, 0);
+  t.is(second.locks[0]!.slot_index, 1);
+  await ask(d, { type: 'release', hold_id: first.hold_id, locks: [], cwd: dir, holder: 'ci-first', force: false }, ['released']);
+  await kill9(d);
+  const d2 = await startDaemon(t, { dir });
+  const slotOf = async (id: string) => (await statusOf(d2)).locks.find((l) => l.name === 'board')?.holders.find((h) => h.id === id)?.slot_index;
+  t.is(await slotOf(second.hold_id), 1, 'the restored hold is on the slot its owner was told, not the lowest free one');
+  const third = await acquire(d2, 'ci-third');
+  t.is(third.locks[0]!.slot_index, 0);
+});
+
 test('SIGTERM and shutdown --force write every record before exiting; detached runs are left for the next daemon', async (t) => {
   const dir = tempDir();
   const d = await startDaemon(t, { dir });

@@ -20,7 +20,8 @@
 import type { DaemonCore } from './core.js';
 import type { RunRecord, JournalLock } from './journal.js';
 import type { Logger } from './logger.js';
-import type { Grant, LockClaim } from './lock-table.js';
+import type { Grant } from './lock-table.js';
+import { grantAgain } from './grant-again.js';
 import type { Owner } from './owner.js';
 import type { ResolvedLock } from './lock-resolve.js';
 import { JobTree } from './process-tree.js';
@@ -164,47 +165,14 @@ export class AdoptedRuns {
 
   // ---- internals ----
 
-  /**
-   * Submit the run's claims so that each slots claim lands on the slot the run was started with: the free slots
-   * below it are filled with placeholder requests for the moment of the grant, then handed back.
-   */
+  /** The run's locks, on the slots it was started with (grant-again.ts). */
   private grantAgain(rec: RunRecord, owner: Owner): Grant<Owner> | null {
     const table = this.core.table;
-    const placeholders: string[] = [];
-    let n = 0;
-    const release = () => {
-      for (const id of placeholders) table.release(id);
-    };
-    for (const l of rec.locks) {
-      if (l.mode !== 'slots' || l.slot_index === undefined || !l.slots) continue;
-      for (;;) {
-        const id = `${rec.run_id}~slot-placeholder-${n++}`;
-        const res = table.submit({ id, claims: [{ key: l.key, mode: 'slots', slots: l.slots }], meta: owner });
-        if (res.kind !== 'granted') {
-          if (res.kind === 'queued') table.cancel(id);
-          break; // full: the grant below fails and says so
-        }
-        const got = res.grant.claims[0]!.slotIndex ?? 0;
-        if (got < l.slot_index) {
-          placeholders.push(id);
-          continue;
-        }
-        table.release(id);
-        if (got > l.slot_index) {
-          release();
-          this.log.error('cannot re-adopt run: its slot is taken', { run_id: rec.run_id, key: l.key, slot: l.slot_index });
-          return null;
-        }
-        break;
-      }
-    }
-    const claims: LockClaim[] = rec.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.mode === 'slots' && l.slots ? { slots: l.slots } : {}) }));
     const parent = rec.parent && table.isHolding(rec.parent) ? rec.parent : undefined;
-    const res = table.submit({ id: rec.run_id, claims, meta: owner, ...(parent ? { parent } : {}) });
-    release();
+    const res = grantAgain(table, { id: rec.run_id, claims: rec.locks, meta: owner, ...(parent ? { parent } : {}) });
     if (res.kind === 'granted') return res.grant;
-    if (res.kind === 'queued') table.cancel(rec.run_id);
-    this.log.error('cannot re-adopt run: its locks are held by another record', { run_id: rec.run_id, result: res.kind });
+    if (res.kind === 'slot_taken') this.log.error('cannot re-adopt run: its slot is taken', { run_id: rec.run_id, key: res.key, slot: res.slot });
+    else this.log.error('cannot re-adopt run: its locks are held by another record', { run_id: rec.run_id });
     return null;
   }
 

@@ -12,6 +12,8 @@ import { resolveLocks, type ResolvedLock } from './lock-resolve.js';
 import { LockdError } from '../util/errors.js';
 import type { Grant, LockRequest } from './lock-table.js';
 import { isClusterKey } from '../cluster/keys.js';
+import { grantAgain } from './grant-again.js';
+import type { JournalLock } from './journal.js';
 import { describeBlocker, holderInfo, type Owner } from './owner.js';
 import { sameOwner } from './holder-base.js';
 import { claimedHolder } from './identity.js';
@@ -242,7 +244,11 @@ export class HoldManager {
   }
 
   private journalLocks(hold: Hold, grant: Grant<Owner>) {
-    return hold.locks.map((l) => ({ key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: grant.claims.find((c) => c.key === l.key)?.fencingToken ?? 0 }));
+    return hold.locks.map((l) => {
+      const c = grant.claims.find((x) => x.key === l.key);
+      // slot_index lets a restored hold keep its slot (grant-again.ts).
+      return { key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: c?.fencingToken ?? 0, ...(c?.slotIndex !== undefined ? { slot_index: c.slotIndex } : {}) };
+    });
   }
 
   /** (Re)start the TTL clock. */
@@ -342,16 +348,14 @@ export class HoldManager {
   }
 
   /** Restore a hold from the journal after a restart (its locks are re-granted before new work is accepted). */
-  restore(rec: { hold_id: string; holder: string; user: string; uid: number | null; since: number; ttl_ms: number | null; expires_at: number | null }, locks: ResolvedLock[]): boolean {
+  restore(rec: { hold_id: string; holder: string; user: string; uid: number | null; since: number; ttl_ms: number | null; expires_at: number | null; locks: JournalLock[] }, locks: ResolvedLock[]): boolean {
     // A cluster lock died with the previous daemon's lease: such a hold cannot be restored.
     if (locks.some((l) => isClusterKey(l.key))) return false;
     const owner: Owner = { kind: 'hold', id: rec.hold_id, holder: rec.holder, user: rec.user, uid: rec.uid, pid: null, commandLine: null, cwd: null, since: rec.since, locks };
     const hold: Hold = { id: rec.hold_id, owner, locks, ttlMs: rec.ttl_ms, expiresAt: rec.expires_at, timer: null, grant: null, queuedAt: rec.since, conn: null, waitTimer: null, deadline: null, req: null };
-    const res = this.core.table.submit({ id: hold.id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner });
-    if (res.kind !== 'granted') {
-      if (res.kind === 'queued') this.core.cancelRequest(hold.id);
-      return false;
-    }
+    // On the slots it had: its owner was told LOCKD_SLOT_<name> and may be using that board now.
+    const res = grantAgain(this.core.table, { id: hold.id, claims: rec.locks, meta: owner });
+    if (res.kind !== 'granted') return false;
     hold.grant = res.grant;
     this.holds.set(hold.id, hold);
     void this.core.guard.take(res.grant.claims, owner.uid);
