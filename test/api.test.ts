@@ -3,6 +3,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startDaemon, REPO } from './helpers/lockd.js';
+import { within } from './helpers/crash-kit.js';
 import { PassThrough, Writable } from 'node:stream';
 import { connect, LockdClient, LockdError, type RunMessage } from '../src/index.js';
 
@@ -82,17 +83,6 @@ test("examples/node runs against a real daemon via the package's own name", asyn
   t.regex(r.stdout, /holding hold-\w+ fencing token \d+/);
   t.regex(r.stdout, /released true/);
 });
-
-/** Bounded wait for a promise (no test hangs on a lost event). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, rej) => {
-      timer = setTimeout(() => rej(new Error(`timed out waiting for ${what}`)), ms);
-    }),
-  ]);
-}
 
 class Sink extends Writable {
   text = '';

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pollUntil } from './helpers/crash-kit.js';
 import {
   compareStartTimes,
   isDescendantOf,
@@ -59,15 +60,6 @@ function spinUntil(cond: () => boolean, timeoutMs = 10_000): boolean {
   return cond();
 }
 
-/** Bounded wait for a state change of a non-child process (there is no event for that); yields between checks. */
-async function pollUntil(cond: () => boolean, timeoutMs = 10_000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() >= end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
 
 /** Ticks since boot now (Linux), to bound a parsed start time from above. */
 function nowTicks(): bigint {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { JobTree, cgroupsAvailable } from '../src/daemon/process-tree.js';
 import { LockdError, isLockdError } from '../src/util/errors.js';
 import { isSameProcessAlive, listProcesses, processStartTimeSync, readProcStatSync } from '../src/util/proc.js';
+import { pollUntil } from './helpers/crash-kit.js';
 
 // `$R cmd args...` prints its own pid, then execs cmd: the job scripts use it so
 // the test learns every pid from the processes themselves, not from the code under test.
@@ -119,14 +120,6 @@ async function assertAllGone(t: ExecutionContext, job: Job): Promise<void> {
   t.true(await job.tree.isEmpty());
 }
 
-async function pollUntil(cond: () => boolean, timeoutMs = 10_000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() >= end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
 
 const modes: boolean[] = cgroupsAvailable() ? [true, false] : [false];
 const label = (useCgroup: boolean): string => (useCgroup ? 'cgroup' : 'no cgroup');

@@ -115,6 +115,16 @@ export async function until<T>(check: () => T | undefined | Promise<T | undefine
   }
 }
 
+/** Bounded wait for a state change of a non-child process (there is no event for that); yields between checks. */
+export async function pollUntil(cond: () => boolean, timeoutMs = 10_000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
+
 // ---- the process table ----
 
 export interface ProcInfo {
