@@ -11,7 +11,7 @@ export function connectOptions(values: { socket?: string | undefined; 'state-dir
   const socket = resolveSocket(s.value('socket') ?? undefined);
   const stateDir = resolveStateDir(s.value('state_dir') ?? undefined);
   const noAuto = s.value('no_autostart');
-  return { socketPath: socket.path, stateDir, autostart: !(noAuto === '1' || noAuto === 'true' || noAuto === 'yes'), ...(process.env.LOCKD_GLOBAL_DIR ? {} : {}) };
+  return { socketPath: socket.path, stateDir, autostart: !(noAuto === '1' || noAuto === 'true' || noAuto === 'yes') };
 }
 
 /**

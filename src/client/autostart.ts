@@ -20,7 +20,7 @@ function cliEntry(): string {
 export async function startDaemonProcess(opts: ConnectOptions): Promise<void> {
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const logFd = openSync(join(opts.stateDir, 'daemon.log'), 'a', 0o600);
-  const args = [cliEntry(), 'daemon', '--socket', opts.socketPath, '--state-dir', opts.stateDir, '--ready-fd', '3', ...(opts.daemonArgs ?? [])];
+  const args = [cliEntry(), 'daemon', '--socket', opts.socketPath, '--state-dir', opts.stateDir, '--ready-fd', '3'];
   const child = spawn(process.execPath, args, {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],

@@ -14,8 +14,6 @@ export interface ConnectOptions {
   stateDir: string;
   /** Start a daemon when none answers (default true; LOCKD_NO_AUTOSTART=1 turns it off). */
   autostart: boolean;
-  /** Extra arguments for an auto-started daemon (e.g. --global-dir). */
-  daemonArgs?: string[];
 }
 
 export interface DaemonConnection {
