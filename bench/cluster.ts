@@ -122,8 +122,15 @@ export async function runClusterBench(opts: ClusterBenchOptions = {}): Promise<C
       );
     }
     const [a, b] = daemons as [BenchDaemon, BenchDaemon];
-    const work = join(dir, 'work');
-    mkdirSync(work, { recursive: true });
+    // Each host its own build root (runs go to <root>/runs): a daemon's auto-GC only knows its own live runs, so two
+    // daemons sharing one runs root would prune each other's queued runs.
+    const workOf = (d: BenchDaemon) => {
+      const w = join(d.dir, 'work');
+      mkdirSync(w, { recursive: true });
+      return w;
+    };
+    const work = workOf(a);
+    const workB = workOf(b);
 
     // 1. Uncontended, as a shell user: every command once per round, the order rotated per round, so load drift
     //    hits all of them alike. The first rounds warm up (leases granted, code paths loaded) and are not counted.
@@ -175,7 +182,7 @@ export async function runClusterBench(opts: ClusterBenchOptions = {}): Promise<C
     await withTimeout(gate.started, 30_000, 'the first holder');
     const runs = [];
     for (let i = 0; i < handoffs + 1; i++) {
-      const h = submitRun(i % 2 === 0 ? b : a, ['--global', 'h', '--', ...probe.argv(stamps)], work);
+      const h = i % 2 === 0 ? submitRun(b, ['--global', 'h', '--', ...probe.argv(stamps)], workB) : submitRun(a, ['--global', 'h', '--', ...probe.argv(stamps)], work);
       await withTimeout(h.queued, 30_000, 'queueing');
       runs.push(h);
     }
