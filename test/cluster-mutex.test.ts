@@ -8,6 +8,8 @@ import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
 import { lockd, lockdSpawn, printedPaths, readJson, startDaemon, tempDir } from './helpers/lockd.js';
+import { buildRunRequest } from '../src/cli/commands/run.js';
+import { connectDaemon } from '../src/client/connection.js';
 
 /** A temp dir removed when the test ends. */
 function scratch(t: ExecutionContext, prefix: string): string {
@@ -238,4 +240,43 @@ clusterTest('a daemon takes its cluster settings from lockd.json, as lockd confi
   const r = await lockd(d, ['run', '--global', 'j', '--', 'sh', '-c', 'echo "locks=$LOCKD_LOCKS"']);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /^locks=etcd:fromjson\/j$/m);
+});
+
+clusterTest('a run whose client goes away before or while it waits leaves no entry in the etcd queue', async (t) => {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 5 });
+  const dir = scratch(t, 'clgone');
+  const holder = lockdSpawn(t, a!, ['run', '--global', 'gone', '--', 'sh', '-c', 'echo holding; sleep 30']);
+  await holder.waitForStdout('holding');
+  const keys = () => e.ctl(['get', '--prefix', '--keys-only', 'lockd/gone/']).stdout.split('\n').filter(Boolean);
+  t.is(keys().length, 1, 'only the holder is queued');
+  const connect = { socketPath: b!.socket, stateDir: b!.stateDir, autostart: false };
+  const { req } = buildRunRequest(['--root', dir, '--wait', 'inf', '-q', '--global', 'gone', '--', 'true'], b!.env);
+  req.cwd = dir;
+  // Gone at once (while the daemon creates the run, writes its manifest, or queues it in etcd), and gone once queued.
+  for (let i = 0; i < 4; i++) {
+    const c = await connectDaemon(connect, { type: 'run', req });
+    c.socket.destroy();
+  }
+  const queued = await connectDaemon(connect, { type: 'run', req });
+  const runId = await new Promise<string>((resolve) => {
+    queued.onMessage = (m) => {
+      if (m.type === 'queued') resolve(m.run_id);
+    };
+  });
+  t.true(keys().some((k) => k.endsWith(`/${runId}`)), `the waiting run ${runId} is queued in etcd: ${keys().join(' ')}`);
+  queued.socket.destroy();
+  // Every one of them is withdrawn: the queue is the holder alone again, and host 2 has no run left.
+  const runsOnB = async () => (JSON.parse((await lockd(b!, ['status', '--json'])).stdout) as { runs: unknown[] }).runs;
+  const deadline = Date.now() + 20_000;
+  while ((keys().length !== 1 || (await runsOnB()).length !== 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.is(keys().length, 1, `still queued in etcd: ${keys().join(' ')}`);
+  t.deepEqual(await runsOnB(), []);
+  // And the lock passes straight on: a run queued now on host 2 is next once the holder ends.
+  const next = lockdSpawn(t, b!, ['run', '--global', 'gone', '--wait', '60', '--', 'sh', '-c', 'echo "token=$LOCKD_FENCING_TOKEN"']);
+  await next.waitForStderr(/waiting for gone/);
+  holder.proc.kill('SIGINT');
+  const n = await next.done;
+  t.is(n.code, 0, n.stderr);
+  t.regex(n.stdout, /^token=\d+$/m);
 });
