@@ -19,6 +19,7 @@ import { throughputScenario } from './scenario-throughput.js';
 import { streamingScenario } from './scenario-streaming.js';
 import { scaleScenario } from './scenario-scale.js';
 import { idleScenario } from './scenario-idle.js';
+import { clusterScenario } from './scenario-cluster.js';
 import { SCENARIO_NAMES, type ScenarioName } from './scenario-names.js';
 
 type Runner = (sizes: Sizes) => Promise<Omit<ScenarioResult, 'seconds'>>;
@@ -30,6 +31,7 @@ const RUNNERS: Record<ScenarioName, Runner> = {
   output_streaming: (s) => streamingScenario(s.streaming),
   scale: (s) => scaleScenario(s.scale),
   idle_cost: (s) => idleScenario(s.idle),
+  cluster: (s) => clusterScenario(s.cluster),
 };
 const SCENARIOS: Array<[ScenarioName, Runner]> = SCENARIO_NAMES.map((n) => [n, RUNNERS[n]]);
 

@@ -13,6 +13,8 @@ export interface Sizes {
    * main thread has not woken for quietSeconds (V8's memory reducer, every 8 s for a while after activity).
    */
   idle: { seconds: number; settleSeconds: number; quietSeconds: number };
+  /** Cluster locks on a bench etcd: uncontended rounds (after warm-up) and cross-host handoffs. */
+  cluster: { warmup: number; iterations: number; handoffs: number };
 }
 
 const MiB = 1024 * 1024;
@@ -25,6 +27,7 @@ export const SIZES: Record<Mode, Sizes> = {
     streaming: { bytes: 8 * MiB, slowSeconds: 0.5, warmup: 0, rounds: 1 },
     scale: { waiters: 100, locks: 10, statusSamples: 2 },
     idle: { seconds: 1, settleSeconds: 0.5, quietSeconds: 0 },
+    cluster: { warmup: 1, iterations: 2, handoffs: 2 },
   },
   quick: {
     wrapper: { warmup: 5, rounds: 25, traced: 8 },
@@ -33,6 +36,7 @@ export const SIZES: Record<Mode, Sizes> = {
     streaming: { bytes: 64 * MiB, slowSeconds: 2, warmup: 1, rounds: 3 },
     scale: { waiters: 1000, locks: 100, statusSamples: 5 },
     idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
+    cluster: { warmup: 3, iterations: 20, handoffs: 30 },
   },
   full: {
     wrapper: { warmup: 10, rounds: 60, traced: 20 },
@@ -41,5 +45,6 @@ export const SIZES: Record<Mode, Sizes> = {
     streaming: { bytes: 512 * MiB, slowSeconds: 4, warmup: 1, rounds: 3 },
     scale: { waiters: 10_000, locks: 1000, statusSamples: 10 },
     idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
+    cluster: { warmup: 5, iterations: 60, handoffs: 100 },
   },
 };

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from './helpers/lockd.js';
 import { SCENARIO_NAMES } from '../bench/scenario-names.js';
+import { etcdAvailability } from './helpers/etcd.js';
 
 const BENCH = join(REPO, 'dist', 'bench', 'main.js');
 
@@ -41,9 +42,16 @@ test('bench --smoke runs every scenario and records each in results.json', async
   const report = JSON.parse(readFileSync(out, 'utf8')) as { mode: string; scenarios: Record<string, ScenarioEntry> };
   t.is(report.mode, 'smoke');
   t.deepEqual(Object.keys(report.scenarios).sort(), [...SCENARIO_NAMES].sort());
+  // The cluster scenario needs etcd: without it, it must say so (skipped, with the reason), never fail.
+  const etcd = etcdAvailability();
   for (const name of SCENARIO_NAMES) {
     const s = report.scenarios[name]!;
     t.is(s.error, undefined, `${name} failed: ${s.error ?? ''}`);
+    if (name === 'cluster' && !etcd.ok) {
+      t.regex(s.skipped ?? '', /etcd/, 'without etcd the cluster scenario is skipped and says why');
+      t.true(stdout.includes(s.skipped!), 'the reason is printed in the table');
+      continue;
+    }
     t.is(s.skipped, undefined, `${name} was skipped: ${s.skipped ?? ''}`);
     t.true(s.rows.length > 0, `${name} printed no rows`);
     t.true(Object.keys(s.metrics).length > 0, `${name} recorded no metrics`);

@@ -4,10 +4,12 @@
  * from LOCKD_FENCING_TOKEN and the manifests.
  */
 import type { ExecutionContext } from 'ava';
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
-import { lockd, lockdSpawn, printedPaths, readJson, tempDir } from './helpers/lockd.js';
+import { lockd, lockdSpawn, printedPaths, readJson, startDaemon, tempDir } from './helpers/lockd.js';
+import { buildRunRequest } from '../src/cli/commands/run.js';
+import { connectDaemon } from '../src/client/connection.js';
 
 /** A temp dir removed when the test ends. */
 function scratch(t: ExecutionContext, prefix: string): string {
@@ -95,6 +97,19 @@ clusterTest('status on any host shows the holder and the waiters of every host; 
   t.deepEqual(lock!.waiters.map((w) => [w.host, w.position]), [['host-2', 1]]);
   t.is(snap.cluster.host, 'host-3');
   t.true(snap.cluster.healthy);
+  // The human table says which host holds and which waits (and the header, which host this is).
+  const human = await lockd(c!, ['status']);
+  t.is(human.code, 0, human.stderr);
+  const holderId = lock!.holders[0]!.id;
+  t.regex(human.stdout, /^cluster: this host host-3, etcd /m);
+  t.regex(human.stdout, /^ *HOST +HOLDER +ID +PID/m, human.stdout);
+  t.regex(human.stdout, new RegExp(`^ *host-1 +\\S.* run ${holderId} `, 'm'), human.stdout);
+  t.regex(human.stdout, /^ *# +HOST +WAITING +ID/m, human.stdout);
+  t.regex(human.stdout, new RegExp(`^ *1 +host-2 +\\S.* run \\S+ .*run ${holderId} on host-1`, 'm'), human.stdout);
+  // inspect renders the same table for one lock.
+  const one = await lockd(b!, ['inspect', '--global', 'board']);
+  t.is(one.code, 0, one.stderr);
+  t.regex(one.stdout, new RegExp(`^ *host-1 +\\S.* run ${holderId} `, 'm'), one.stdout);
   // --wait 0 on a third host: busy at once, exit 75, naming the holder's host.
   const busy = await lockd(c!, ['run', '--global', 'board', '--wait', '0', '--', 'true']);
   t.is(busy.code, 75);
@@ -202,4 +217,66 @@ clusterTest('holds and nested runs: an explicit hold of a cluster lock excludes 
   const inner = /inner (\d+)/.exec(nested.stdout)?.[1];
   t.truthy(outer, nested.stdout);
   t.is(inner, outer);
+});
+
+clusterTest('a daemon takes its cluster settings from lockd.json, as lockd config shows them', async (t) => {
+  const e = await startEtcd(t);
+  const dir = tempDir('cljson');
+  const stateDir = join(dir, 'state');
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(stateDir, 'lockd.json'), JSON.stringify({ cluster: e.url, cluster_prefix: 'fromjson', cluster_ttl: 3, cluster_host: 'json-host' }));
+  const d = await startDaemon(t, { dir });
+  const cfg = await lockd(d, ['config', '--json']);
+  t.is(cfg.code, 0, cfg.stderr);
+  const settings = (JSON.parse(cfg.stdout) as { settings: Record<string, { value: string | null; source: string }> }).settings;
+  t.like(settings.cluster, { value: e.url, source: 'config:state-dir' });
+  t.like(settings.cluster_host, { value: 'json-host', source: 'config:state-dir' });
+  t.like(settings.cluster_ttl, { value: '3', source: 'config:state-dir' });
+  // The daemon uses exactly that: its status names the host and prefix, and a --global lock is an etcd key.
+  const s = await lockd(d, ['status', '--json']);
+  t.is(s.code, 0, s.stderr);
+  const info = (JSON.parse(s.stdout) as { cluster?: { host: string; prefix: string; endpoints: string[] } }).cluster;
+  t.like(info, { host: 'json-host', prefix: 'fromjson', endpoints: [e.endpoint] });
+  const r = await lockd(d, ['run', '--global', 'j', '--', 'sh', '-c', 'echo "locks=$LOCKD_LOCKS"']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^locks=etcd:fromjson\/j$/m);
+});
+
+clusterTest('a run whose client goes away before or while it waits leaves no entry in the etcd queue', async (t) => {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 5 });
+  const dir = scratch(t, 'clgone');
+  const holder = lockdSpawn(t, a!, ['run', '--global', 'gone', '--', 'sh', '-c', 'echo holding; sleep 30']);
+  await holder.waitForStdout('holding');
+  const keys = () => e.ctl(['get', '--prefix', '--keys-only', 'lockd/gone/']).stdout.split('\n').filter(Boolean);
+  t.is(keys().length, 1, 'only the holder is queued');
+  const connect = { socketPath: b!.socket, stateDir: b!.stateDir, autostart: false };
+  const { req } = buildRunRequest(['--root', dir, '--wait', 'inf', '-q', '--global', 'gone', '--', 'true'], b!.env);
+  req.cwd = dir;
+  // Gone at once (while the daemon creates the run, writes its manifest, or queues it in etcd), and gone once queued.
+  for (let i = 0; i < 4; i++) {
+    const c = await connectDaemon(connect, { type: 'run', req });
+    c.socket.destroy();
+  }
+  const queued = await connectDaemon(connect, { type: 'run', req });
+  const runId = await new Promise<string>((resolve) => {
+    queued.onMessage = (m) => {
+      if (m.type === 'queued') resolve(m.run_id);
+    };
+  });
+  t.true(keys().some((k) => k.endsWith(`/${runId}`)), `the waiting run ${runId} is queued in etcd: ${keys().join(' ')}`);
+  queued.socket.destroy();
+  // Every one of them is withdrawn: the queue is the holder alone again, and host 2 has no run left.
+  const runsOnB = async () => (JSON.parse((await lockd(b!, ['status', '--json'])).stdout) as { runs: unknown[] }).runs;
+  const deadline = Date.now() + 20_000;
+  while ((keys().length !== 1 || (await runsOnB()).length !== 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.is(keys().length, 1, `still queued in etcd: ${keys().join(' ')}`);
+  t.deepEqual(await runsOnB(), []);
+  // And the lock passes straight on: a run queued now on host 2 is next once the holder ends.
+  const next = lockdSpawn(t, b!, ['run', '--global', 'gone', '--wait', '60', '--', 'sh', '-c', 'echo "token=$LOCKD_FENCING_TOKEN"']);
+  await next.waitForStderr(/waiting for gone/);
+  holder.proc.kill('SIGINT');
+  const n = await next.done;
+  t.is(n.code, 0, n.stderr);
+  t.regex(n.stdout, /^token=\d+$/m);
 });

@@ -51,6 +51,62 @@ test('config: flag > env > build-root lockd.json > state-dir lockd.json > defaul
   t.regex(human.stdout, /^keep +3 +config:state-dir/m);
 });
 
+test('config: the cluster settings follow the same precedence, and a password is never printed', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const d = { env: baseEnv(dir) };
+  const root = join(dir, 'build');
+  mkdirSync(root);
+  mkdirSync(d.env.LOCKD_STATE_DIR!, { recursive: true, mode: 0o700 });
+  const secret = 'pw-Zq8-never-shown';
+  const run = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const r = await lockd(d, ['config', '--root', root, ...args], { env });
+    t.is(r.code, 0, r.stderr);
+    t.false(r.stdout.includes(secret), `the password leaked into: lockd config ${args.join(' ')}`);
+    t.false(r.stderr.includes(secret));
+    return r.stdout;
+  };
+  const cfg = async (args: string[], env: NodeJS.ProcessEnv = {}) => (JSON.parse(await run(['--json', ...args], env)) as Config).settings;
+
+  // Defaults: no cluster; the TTL, prefix and on-lock-lost defaults of lockd daemon.
+  let s = await cfg([]);
+  t.like(s.cluster, { value: null, source: 'default', env: 'LOCKD_CLUSTER', flag: '--cluster' });
+  t.like(s.cluster_ttl, { value: '10', source: 'default', env: 'LOCKD_CLUSTER_TTL', flag: '--cluster-ttl' });
+  t.like(s.cluster_prefix, { value: 'lockd', source: 'default' });
+  t.like(s.on_lock_lost, { value: 'stop', source: 'default', env: 'LOCKD_ON_LOCK_LOST', flag: '--on-lock-lost' });
+  t.like(s.cluster_password, { value: null, source: 'default', env: 'LOCKD_CLUSTER_PASSWORD' });
+  t.truthy(s.cluster_host!.value);
+  for (const name of ['cluster', 'cluster_prefix', 'cluster_ttl', 'cluster_ca', 'cluster_cert', 'cluster_key', 'cluster_user', 'cluster_password', 'cluster_host', 'on_lock_lost']) {
+    t.truthy(s[name], `${name} is shown`);
+  }
+
+  // state-dir lockd.json < build-root lockd.json < env < flag, as for every other setting.
+  writeFileSync(join(d.env.LOCKD_STATE_DIR!, 'lockd.json'), JSON.stringify({ cluster: 'etcd://10.0.0.1:2379/team', cluster_ttl: 6, cluster_user: 'ci', cluster_password: secret, on_lock_lost: 'warn' }));
+  s = await cfg([]);
+  t.like(s.cluster, { value: 'etcd://10.0.0.1:2379/team', source: 'config:state-dir' });
+  t.like(s.cluster_prefix, { value: 'team', source: 'default' }, 'the prefix comes from the URL when not set');
+  t.like(s.cluster_ttl, { value: '6', source: 'config:state-dir' });
+  t.like(s.cluster_user, { value: 'ci', source: 'config:state-dir' });
+  t.like(s.cluster_password, { value: '********', source: 'config:state-dir', secret: true });
+  t.like(s.on_lock_lost, { value: 'warn', source: 'config:state-dir' });
+  writeFileSync(join(root, 'lockd.json'), JSON.stringify({ cluster_ttl: 7 }));
+  t.like((await cfg([])).cluster_ttl, { value: '7', source: 'config:build-root' });
+  s = await cfg([], { LOCKD_CLUSTER_TTL: '8', LOCKD_CLUSTER_PASSWORD: secret, LOCKD_CLUSTER_PREFIX: 'other' });
+  t.like(s.cluster_ttl, { value: '8', source: 'env' });
+  t.like(s.cluster_password, { value: '********', source: 'env' });
+  t.like(s.cluster_prefix, { value: 'other', source: 'env' });
+  s = await cfg(['--cluster-ttl', '9', '--cluster-password', secret, '--cluster', 'etcds://a.example:2379,b.example:2379'], { LOCKD_CLUSTER_TTL: '8' });
+  t.like(s.cluster_ttl, { value: '9', source: 'flag' });
+  t.like(s.cluster_password, { value: '********', source: 'flag' });
+  t.like(s.cluster, { value: 'etcds://a.example:2379,b.example:2379', source: 'flag' });
+  t.like(s.cluster_prefix, { value: 'lockd', source: 'default' });
+
+  // The table too: masked, with its source.
+  const human = await run([], { LOCKD_CLUSTER_PASSWORD: secret });
+  t.regex(human, /^cluster_password +\*{8} +env +--cluster-password \/ LOCKD_CLUSTER_PASSWORD$/m);
+  t.regex(human, /^cluster +etcd:\/\/10\.0\.0\.1:2379\/team +config:state-dir/m);
+});
+
 /** A process that lives for the test, killed by pid in teardown. */
 async function liveProcess(t: { teardown(fn: () => void): void }): Promise<{ pid: number; startTime: string }> {
   const child = spawn('sleep', ['60'], { stdio: 'ignore' });

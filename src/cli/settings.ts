@@ -4,6 +4,7 @@
  * `lockd config` prints the effective values and where each came from, from this same table.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { defaultStateDir } from '../util/paths.js';
 import { defaultWaitSeconds } from '../client/holder.js';
@@ -14,6 +15,8 @@ export interface SettingSpec {
   env: string;
   description: string;
   default: (env: NodeJS.ProcessEnv) => string | null;
+  /** A secret (a password): `lockd config` shows that it is set and where from, never the value. */
+  secret?: boolean;
 }
 
 export const SETTINGS = {
@@ -32,6 +35,17 @@ export const SETTINGS = {
   ttl: { env: 'LOCKD_TTL', description: 'TTL of explicit holds in seconds, or none', default: () => 'none' },
   no_autostart: { env: 'LOCKD_NO_AUTOSTART', description: 'do not start a daemon when none answers (1 to disable auto-start)', default: () => '0' },
   log_level: { env: 'LOCKD_LOG_LEVEL', description: 'daemon log level', default: () => 'info' },
+  // Cluster locks (docs/cluster.md): read by `lockd daemon`; on_lock_lost is also each run's default.
+  cluster: { env: 'LOCKD_CLUSTER', description: 'etcd cluster for cluster-wide --global locks: etcd[s]://HOST:PORT[,HOST:PORT...][/PREFIX] (none: every lock stays on this host)', default: () => null },
+  cluster_prefix: { env: 'LOCKD_CLUSTER_PREFIX', description: 'etcd key prefix of cluster locks (default: the --cluster URL\'s /PREFIX, else lockd)', default: () => null },
+  cluster_ttl: { env: 'LOCKD_CLUSTER_TTL', description: 'cluster lease TTL in seconds (a daemon that cannot renew it stops its cluster jobs)', default: () => '10' },
+  cluster_ca: { env: 'LOCKD_CLUSTER_CA', description: 'CA certificate file for etcd TLS', default: () => null },
+  cluster_cert: { env: 'LOCKD_CLUSTER_CERT', description: 'client certificate file for etcd TLS (with cluster_key)', default: () => null },
+  cluster_key: { env: 'LOCKD_CLUSTER_KEY', description: 'client key file for etcd TLS (with cluster_cert)', default: () => null },
+  cluster_user: { env: 'LOCKD_CLUSTER_USER', description: 'etcd user (with cluster_password)', default: () => null },
+  cluster_password: { env: 'LOCKD_CLUSTER_PASSWORD', description: 'etcd password (never printed)', default: () => null, secret: true },
+  cluster_host: { env: 'LOCKD_CLUSTER_HOST', description: "this host's name in other hosts' status", default: () => hostname() },
+  on_lock_lost: { env: 'LOCKD_ON_LOCK_LOST', description: 'a cluster lock lost while its job runs: stop the job, or warn and let it run on', default: () => 'stop' },
 } satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -84,6 +98,12 @@ export class Settings {
 
   value(name: SettingName): string | null {
     return this.get(name).value;
+  }
+
+  /** The value when something set it (flag, env or a lockd.json), undefined when it is the default. */
+  explicit(name: SettingName): string | undefined {
+    const r = this.get(name);
+    return r.source === 'default' || r.value === null ? undefined : r.value;
   }
 
   private fromConfig(which: 'build-root' | 'state-dir', name: string): string | undefined {

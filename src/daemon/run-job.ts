@@ -29,6 +29,7 @@ import { LogScanner } from '../runs/log-scanner.js';
 import { decideVerdict, decideWithoutChild, type ChildExit, type NoChildReason, type Verdict } from '../runs/verdict.js';
 import { hasVerdictOptions, type CompiledVerdictOptions } from '../runs/verdict-options.js';
 import { readGitSha } from '../runs/git-sha.js';
+import { shellQuote } from '../runs/shell-quote.js';
 import { JobTree } from './process-tree.js';
 import { processStartTimeSync } from '../util/proc.js';
 import type { DaemonCore } from './core.js';
@@ -125,8 +126,8 @@ export class RunJob {
     return this.req.detach;
   }
 
-  /** Write the queued manifest, then ask the lock table. */
-  async enqueue(): Promise<void> {
+  /** manifest.json as the run is queued (git sha of the build tree, command, locks, who). */
+  private async writeQueuedManifest(): Promise<void> {
     const gitSha = await readGitSha(this.req.cwd).catch(() => null);
     this.manifest = buildManifest({
       runId: this.runId,
@@ -147,19 +148,37 @@ export class RunJob {
     });
     this.owner.commandLine = this.manifest.command_line;
     await writeManifest(this.ioDir, this.manifest, this.syncLater('manifest.json'));
+  }
+
+  /** Write the queued manifest, then ask the lock table. */
+  async enqueue(): Promise<void> {
+    const request = { id: this.runId, claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: this.owner, ...(this.parent ? { parent: this.parent } : {}) };
+    // Cluster locks: take the place in the etcd queues now, while the git sha is read and the manifest written,
+    // so the etcd round trip is off the start path. What the cluster says is acted on once the manifest is there
+    // (see enqueueCluster); every way this run can end before that (client gone, records unwritable) withdraws it.
+    // (Not for a run already over: a client gone before this point must not leave a waiter in etcd.)
+    const inCluster = !this.finished && (this.core.cluster?.handles(this.locks) ?? false);
+    let manifestDone: (ok: boolean) => void = () => undefined;
+    if (inCluster) {
+      this.owner.commandLine = shellQuote(this.req.argv);
+      this.enqueueCluster(request, new Promise<boolean>((r) => (manifestDone = r)));
+    }
+    try {
+      await this.writeQueuedManifest();
+      manifestDone(true);
+    } catch (e) {
+      manifestDone(false);
+      throw e;
+    }
     if (this.finished) return; // the client went away while we wrote
     this.core.journalRun(this);
 
-    const request = { id: this.runId, claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: this.owner, ...(this.parent ? { parent: this.parent } : {}) };
     if (this.locks.length === 0) {
       // Nothing to hold: the run is supervised and recorded like any other, with no trip through the table.
       void this.start({ request, claims: [], grantedAt: Date.now() });
       return;
     }
-    if (this.core.cluster?.handles(this.locks)) {
-      this.enqueueCluster(request);
-      return;
-    }
+    if (inCluster) return; // queued in the cluster above
     const res = this.req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
     if (res.kind === 'granted') {
       this.core.events.emit('granted', this.runId, this.lockNames());
@@ -198,31 +217,43 @@ export class RunJob {
   /**
    * Cluster locks (docs/cluster.md): the cluster module queues across hosts, then takes the local locks all at
    * once; it owns the --wait deadline (which also bounds retrying an unreachable etcd: cluster_unavailable).
+   * It is asked while the manifest is still being written: its answers wait for `manifest` (true once written,
+   * false when it could not be), in the order they came. A run that ended meanwhile (client gone, records
+   * unwritable: cancelQueued withdrew the request) gives back a grant that arrives, and ignores the rest.
    */
-  private enqueueCluster(request: LockRequest<Owner>): void {
+  private enqueueCluster(request: LockRequest<Owner>, manifest: Promise<boolean>): void {
+    const later = (fn: () => void, granted = false) =>
+      void manifest.then((ok) => {
+        if (ok && !this.finished) fn();
+        else if (granted) this.core.releaseRequest(this.runId);
+      });
     this.core.cluster!.enqueue({
       request,
       locks: this.locks,
       waitMs: this.req.wait_ms,
       tryOnly: this.req.wait_ms === 0,
       callbacks: {
-        onQueued: (position, blockers) => {
-          this.core.events.emit('queued', this.runId, this.lockNames(), { position });
-          if (this.conn && !this.detached) {
-            this.conn.send({ type: 'queued', run_id: this.runId, position, blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
-          }
-        },
-        onWaiting: (position, blockers) => {
-          if (this.state === 'queued' && this.conn && !this.detached) this.conn.send({ type: 'waiting', position, blockers });
-        },
-        onGranted: (grant) => {
-          this.core.events.emit('granted', this.runId, this.lockNames());
-          void this.start(grant);
-        },
-        onNotObtained: (reason, message, blockers) => {
-          if (reason === 'usage') void this.finishNotObtained('spawn_failed', message, blockers, { status: 'error', exitCode: 2 });
-          else void this.finishNotObtained(reason, message, blockers);
-        },
+        onQueued: (position, blockers) =>
+          later(() => {
+            this.core.events.emit('queued', this.runId, this.lockNames(), { position });
+            if (this.conn && !this.detached) {
+              this.conn.send({ type: 'queued', run_id: this.runId, position, blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+            }
+          }),
+        onWaiting: (position, blockers) =>
+          later(() => {
+            if (this.state === 'queued' && this.conn && !this.detached) this.conn.send({ type: 'waiting', position, blockers });
+          }),
+        onGranted: (grant) =>
+          later(() => {
+            this.core.events.emit('granted', this.runId, this.lockNames());
+            void this.start(grant);
+          }, true),
+        onNotObtained: (reason, message, blockers) =>
+          later(() => {
+            if (reason === 'usage') void this.finishNotObtained('spawn_failed', message, blockers, { status: 'error', exitCode: 2 });
+            else void this.finishNotObtained(reason, message, blockers);
+          }),
       },
     });
   }

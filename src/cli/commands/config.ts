@@ -3,7 +3,8 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { COMMON_OPTIONS, parse } from '../args.js';
-import { SETTINGS, Settings, type SettingName, type Source } from '../settings.js';
+import { SETTINGS, Settings, type SettingName, type SettingSpec, type Source } from '../settings.js';
+import { DEFAULT_CLUSTER_PREFIX } from '../../cluster/config.js';
 import { resolveSocket } from '../../util/paths.js';
 import { currentUser, holderString } from '../../client/holder.js';
 import { EXIT } from '../exit-codes.js';
@@ -25,7 +26,21 @@ const FLAGS: Partial<Record<SettingName, string>> = {
   conflict_exit_code: 'conflict-exit-code',
   log_max_bytes: 'log-max-bytes',
   ttl: 'ttl',
+  // Cluster settings: the spelling of `lockd daemon` (and `lockd run --on-lock-lost`).
+  cluster: 'cluster',
+  cluster_prefix: 'cluster-prefix',
+  cluster_ttl: 'cluster-ttl',
+  cluster_ca: 'cluster-ca',
+  cluster_cert: 'cluster-cert',
+  cluster_key: 'cluster-key',
+  cluster_user: 'cluster-user',
+  cluster_password: 'cluster-password',
+  cluster_host: 'cluster-host',
+  on_lock_lost: 'on-lock-lost',
 };
+
+/** What `lockd config` prints instead of a secret that is set. */
+export const MASKED = '********';
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -39,6 +54,8 @@ Print every setting's effective value and its source. Precedence, highest first:
   flag > LOCKD_* environment variable > <build root>/lockd.json > <state dir>/lockd.json > default
 Any setting flag (--root, --wait, --ttl, --holder, ...) may be given to see what a command with that
 flag would use; --root also selects which build root's lockd.json is read (default: the current directory).
+The cluster settings (cluster, cluster_ttl, cluster_user, ...) are what \`lockd daemon\` started with the same
+environment and files would use; a password is shown as ${MASKED} when set, never in clear.
   --json   {"settings": {NAME: {"value", "source", "env", "flag", "description"}}, "files": {...}}
 
 Examples:
@@ -49,6 +66,8 @@ Examples:
 export interface ConfigEntry {
   value: string | null;
   source: Source;
+  /** True for a secret: value is MASKED when set, null when not. */
+  secret?: boolean;
   env: string;
   flag: string | null;
   description: string;
@@ -65,7 +84,11 @@ export function effectiveConfig(flags: Partial<Record<SettingName, string | unde
     if (name === 'socket' && value === null) value = resolveSocket(undefined, env).path;
     if (name === 'holder' && value === null) value = holderString(env, process.pid, hostname(), currentUser(env)).replace(/:\d+(@[^@]*)?$/, ':<pid>$1');
     if (name === 'build_root' && value !== null) value = resolve(value);
-    settings[name] = { value, source: r.source, env: spec.env, flag: FLAGS[name] ? `--${FLAGS[name]}` : null, description: spec.description };
+    // The prefix defaults to the --cluster URL's /PREFIX, else lockd (cluster/config.ts).
+    if (name === 'cluster_prefix' && value === null) value = defaultClusterPrefix(s.value('cluster'));
+    const secret = (spec as SettingSpec).secret === true;
+    if (secret && value !== null) value = MASKED;
+    settings[name] = { value, source: r.source, ...(secret ? { secret } : {}), env: spec.env, flag: FLAGS[name] ? `--${FLAGS[name]}` : null, description: spec.description };
   }
   const br = join(resolve(s.value('build_root')!), 'lockd.json');
   const sd = join(resolve(s.value('state_dir')!), 'lockd.json');
@@ -94,4 +117,11 @@ export async function configCommand(args: string[]): Promise<number> {
   process.stdout.write(`\nconfig files (highest first):\n`);
   for (const [which, f] of Object.entries(cfg.files)) process.stdout.write(`  ${which.replace('_', '-')}: ${f.path}${f.exists ? '' : style.dim(' (not present)')}\n`);
   return EXIT.OK;
+}
+
+/** The key prefix a cluster URL implies when no prefix is set: its /PREFIX part, else the default. */
+function defaultClusterPrefix(url: string | null): string {
+  const m = url ? /^etcds?:\/\/[^/]+\/(.+)$/.exec(url.trim()) : null;
+  const p = m ? m[1]!.replace(/^\/+|\/+$/g, '') : null;
+  return p || DEFAULT_CLUSTER_PREFIX;
 }

@@ -60,7 +60,7 @@ export async function daemonCommand(args: string[]): Promise<number> {
     defaultKeep: parseIntOption(settings.value('keep')!, '--keep'),
     adminGroup: values['admin-group'] ?? (system ? 'lockd-admin' : null),
     socketGroup: values['socket-group'] ?? (system ? 'lockd' : null),
-    cluster: clusterFromOptions(values),
+    cluster: clusterFromOptions(values, stateDir),
   });
   await new Promise<void>((done) => {
     const graceful = (sig: string) => {
@@ -75,24 +75,39 @@ export async function daemonCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-/** --cluster and its companions, each falling back to its LOCKD_CLUSTER_* variable; null without a cluster. */
-function clusterFromOptions(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv = process.env) {
-  const pick = (flag: string, name: string): string | undefined => {
-    const v = values[flag];
-    if (typeof v === 'string') return v;
-    const e = env[name];
-    return e === undefined || e === '' ? undefined : e;
-  };
+/**
+ * --cluster and its companions, each resolved like every other setting (flag > LOCKD_CLUSTER_* > build-root
+ * lockd.json > state-dir lockd.json > default; what `lockd config` shows); null without a cluster.
+ */
+export function clusterFromOptions(values: Record<string, string | boolean | undefined>, stateDir: string, env: NodeJS.ProcessEnv = process.env) {
+  const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+  const settings = new Settings(
+    {
+      socket: flag('socket'),
+      state_dir: stateDir, // the daemon's own (the system one with --system): its lockd.json
+      cluster: flag('cluster'),
+      cluster_prefix: flag('cluster-prefix'),
+      cluster_ttl: flag('cluster-ttl'),
+      cluster_ca: flag('cluster-ca'),
+      cluster_cert: flag('cluster-cert'),
+      cluster_key: flag('cluster-key'),
+      cluster_user: flag('cluster-user'),
+      cluster_password: flag('cluster-password'),
+      cluster_host: flag('cluster-host'),
+      on_lock_lost: flag('on-lock-lost'),
+    },
+    env,
+  );
   return parseClusterConfig({
-    cluster: pick('cluster', 'LOCKD_CLUSTER'),
-    prefix: pick('cluster-prefix', 'LOCKD_CLUSTER_PREFIX'),
-    ttl: pick('cluster-ttl', 'LOCKD_CLUSTER_TTL'),
-    ca: pick('cluster-ca', 'LOCKD_CLUSTER_CA'),
-    cert: pick('cluster-cert', 'LOCKD_CLUSTER_CERT'),
-    key: pick('cluster-key', 'LOCKD_CLUSTER_KEY'),
-    user: pick('cluster-user', 'LOCKD_CLUSTER_USER'),
-    password: pick('cluster-password', 'LOCKD_CLUSTER_PASSWORD'),
-    onLockLost: pick('on-lock-lost', 'LOCKD_ON_LOCK_LOST'),
-    hostName: pick('cluster-host', 'LOCKD_CLUSTER_HOST') ?? hostname(),
+    cluster: settings.explicit('cluster'),
+    prefix: settings.explicit('cluster_prefix'),
+    ttl: settings.explicit('cluster_ttl'),
+    ca: settings.explicit('cluster_ca'),
+    cert: settings.explicit('cluster_cert'),
+    key: settings.explicit('cluster_key'),
+    user: settings.explicit('cluster_user'),
+    password: settings.explicit('cluster_password'),
+    onLockLost: settings.explicit('on_lock_lost'),
+    hostName: settings.value('cluster_host') ?? hostname(),
   });
 }

@@ -148,7 +148,8 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
     client_pid: process.pid,
     parent_run_id: env.LOCKD_RUN_ID ?? null,
   };
-  const onLockLost = values['on-lock-lost'] ?? (env.LOCKD_ON_LOCK_LOST || undefined);
+  // Unset (the default): the daemon's own default applies (lockd daemon --on-lock-lost).
+  const onLockLost = values['on-lock-lost'] ?? settings.explicit('on_lock_lost');
   if (onLockLost !== undefined) {
     if (onLockLost !== 'stop' && onLockLost !== 'warn') throw new LockdError('usage', `--on-lock-lost must be stop or warn, not ${JSON.stringify(onLockLost)}`);
     req.on_lock_lost = onLockLost;

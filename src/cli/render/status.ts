@@ -13,7 +13,8 @@ type Waiter = LockStatus['waiters'][number];
 function who(h: Pick<HolderInfo, 'holder' | 'user'>): string {
   const shown = renderHolder(h.holder);
   // A CI holder rendered as a sentence loses the OS user; say it when it is not already the holder itself.
-  return shown === h.user || h.holder === h.user ? shown : `${shown} (${h.user})`;
+  // A key no lockd wrote (etcdctl lock on a cluster lock) has no user at all.
+  return !h.user || shown === h.user || h.holder === h.user ? shown : `${shown} (${h.user})`;
 }
 
 function holderMode(lock: LockStatus, h: Holder): string {
@@ -21,12 +22,18 @@ function holderMode(lock: LockStatus, h: Holder): string {
   return h.mode === 'shared' ? 'shared' : 'exclusive';
 }
 
+/** Cluster locks: the host whose daemon holds or waits; '-' for a key no lockd wrote (etcdctl lock, ...). */
+function hostOf(h: Pick<HolderInfo, 'host'>): string {
+  return h.host ? h.host : '-';
+}
+
 /** Who a blocking request id is, as far as this snapshot knows. */
 function describeId(id: string, lock: LockStatus, snap: StatusSnapshot | null): string {
+  const on = (x: Pick<HolderInfo, 'host'>) => (lock.scope === 'cluster' && x.host ? ` on ${x.host}` : '');
   const h = lock.holders.find((x) => x.id === id);
-  if (h) return `${h.kind} ${id} (${renderHolder(h.holder)})`;
+  if (h) return `${h.kind} ${id}${on(h)} (${renderHolder(h.holder)})`;
   const w = lock.waiters.find((x) => x.id === id);
-  if (w) return `waiter #${w.position} ${id}`;
+  if (w) return `waiter #${w.position} ${id}${on(w)}`;
   const run = snap?.runs.find((r) => r.run_id === id);
   if (run) return `run ${id} (${renderHolder(run.holder)})`;
   const hold = snap?.holds.find((x) => x.hold_id === id);
@@ -38,10 +45,13 @@ export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot 
   const kind = lock.capacity !== null ? `slots=${lock.capacity}` : (lock.mode ?? (lock.waiters[0]?.mode ?? 'exclusive'));
   const state = lock.holders.length ? style.red('held') : style.yellow('waited on');
   let out = `${style.bold(lock.name)}  ${lock.scope} ${kind}, ${state}  ${style.dim(lock.key)}\n`;
+  // Cluster locks are held and waited on from every host: say which one (its daemon's --cluster-host).
+  const cluster = lock.scope === 'cluster';
   if (lock.holders.length) {
-    const rows = [['HOLDER', 'ID', 'PID', 'MODE', 'SINCE', 'ELAPSED', 'COMMAND'].map((h) => style.dim(h))];
+    const rows = [[...(cluster ? ['HOST'] : []), 'HOLDER', 'ID', 'PID', 'MODE', 'SINCE', 'ELAPSED', 'COMMAND'].map((h) => style.dim(h))];
     for (const h of lock.holders) {
       rows.push([
+        ...(cluster ? [hostOf(h)] : []),
         who(h),
         `${h.kind} ${h.id}${h.nested ? ' (nested)' : ''}`,
         h.pid === null ? '-' : String(h.pid),
@@ -54,10 +64,11 @@ export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot 
     out += table(rows);
   }
   if (lock.waiters.length) {
-    const rows = [['#', 'WAITING', 'ID', 'WANTS', 'SINCE', 'BLOCKED BY', 'ETA'].map((h) => style.dim(h))];
+    const rows = [['#', ...(cluster ? ['HOST'] : []), 'WAITING', 'ID', 'WANTS', 'SINCE', 'BLOCKED BY', 'ETA'].map((h) => style.dim(h))];
     for (const w of lock.waiters as Waiter[]) {
       rows.push([
         String(w.position),
+        ...(cluster ? [hostOf(w)] : []),
         who(w),
         `${w.kind} ${w.id}`,
         w.wants.join(' '),
@@ -75,6 +86,11 @@ export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot 
 export function renderStatus(snap: StatusSnapshot, style: Style, now = new Date()): string {
   const d = snap.daemon;
   let out = `${style.bold('lockd')} ${d.version}, pid ${d.pid}, up ${formatDuration(d.uptime_ms)}, ${d.mode} mode, socket ${d.socket}\n`;
+  const c = snap.cluster;
+  if (c) {
+    const health = c.healthy ? style.green('healthy') : style.red(`unhealthy${c.last_error ? `: ${c.last_error}` : ''}`);
+    out += `cluster: this host ${style.bold(c.host)}, etcd ${c.endpoints.join(',')}, prefix ${c.prefix || '(none)'}, lease ${c.lease ?? 'none'}, ${health}\n`;
+  }
   if (snap.locks.length === 0 && snap.runs.length === 0 && snap.holds.length === 0) return out + '\nnothing is held or waited on\n';
   if (snap.locks.length) {
     out += `\n${style.bold('LOCKS')}\n`;
