@@ -122,8 +122,8 @@ export async function runClusterBench(opts: ClusterBenchOptions = {}): Promise<C
       );
     }
     const [a, b] = daemons as [BenchDaemon, BenchDaemon];
-    // Each host its own build root (runs go to <root>/runs): a daemon's auto-GC only knows its own live runs, so two
-    // daemons sharing one runs root would prune each other's queued runs.
+    // Each host its own build root (runs go to <root>/runs), as docs/cluster.md suggests: the hosts' run records stay
+    // apart (a shared root works too: GC keeps other daemons' unfinished runs for a day).
     const workOf = (d: BenchDaemon) => {
       const w = join(d.dir, 'work');
       mkdirSync(w, { recursive: true });

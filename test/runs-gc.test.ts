@@ -147,6 +147,34 @@ test('never removes live or pinned runs, and reports them as skipped', async (t)
   t.deepEqual(second.removed.map((r) => r.run_id), [ids[1]!]);
 });
 
+test("runs without result.json are someone's live run until quiet for the grace period (shared runs roots)", async (t) => {
+  const root = await tempDir(t);
+  const ids = await makeRuns(t, root, 4);
+  // Another daemon's queued run (manifest only, a minute old) and a run that died unrecorded two days ago.
+  const foreign = await makeRun(t, root, 'other-host-queued', NOW.getTime() - 60_000, { result: false });
+  const dead = await makeRun(t, root, 'died-unrecorded', NOW.getTime() - 2 * DAY, { result: false });
+  // A long run elsewhere: its directory is old, but its log was written a minute ago.
+  const growing = await makeRun(t, root, 'long-running', NOW.getTime() - 3 * DAY, { result: false });
+  // The records were written just now by the wall clock: date their files like their runs.
+  for (const [dir, at] of [[foreign, NOW.getTime() - 60_000], [dead, NOW.getTime() - 2 * DAY], [growing, NOW.getTime() - 3 * DAY]] as const) {
+    await utimes(path.join(dir, 'manifest.json'), new Date(at), new Date(at));
+  }
+  const logAt = new Date(NOW.getTime() - 60_000);
+  await writeFile(path.join(growing, 'output.log'), 'still going\n');
+  await utimes(path.join(growing, 'output.log'), logAt, logAt);
+  await utimes(growing, new Date(NOW.getTime() - 3 * DAY), new Date(NOW.getTime() - 3 * DAY));
+  const report = await gcRuns(root, { keep: 0, now: NOW });
+  t.deepEqual(report.removed.map((r) => r.run_id).sort(), [...ids, 'died-unrecorded'].sort());
+  t.deepEqual(report.skipped.map((s) => [s.run_id, s.why]).sort(), [
+    ['long-running', 'unfinished'],
+    ['other-host-queued', 'unfinished'],
+  ]);
+  t.deepEqual((await readdir(root)).sort(), ['long-running', 'other-host-queued']);
+  // A shorter grace (the caller's choice) lets the quiet ones go.
+  const later = await gcRuns(root, { keep: 0, now: NOW, unfinishedGraceMs: 30_000 });
+  t.deepEqual(later.removed.map((r) => r.run_id).sort(), ['long-running', 'other-host-queued']);
+});
+
 test('age filter: only runs beyond keep that are also older than the limit go', async (t) => {
   const root = await tempDir(t);
   const old = await makeRuns(t, root, 5, { startMs: NOW.getTime() - 30 * DAY });

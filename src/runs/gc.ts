@@ -8,7 +8,12 @@
  *  - `maxBytes`: in addition, the oldest are removed until all runs together
  *    take at most `maxBytes`.
  * Live runs (`isLive`) and pinned runs (`.pinned`) are never removed; they are
- * reported in `skipped` when the policy would have picked them.
+ * reported in `skipped` when the policy would have picked them. Nor are runs
+ * without a result.json that were active within `unfinishedGraceMs` (default
+ * 24 h): `isLive` knows only this daemon's runs, and a runs root on a shared
+ * build root may hold the queued or running runs of other daemons (other hosts
+ * of a cluster, other users): theirs look unfinished here. A run of a daemon
+ * that died without recording it is collected once it has been quiet that long.
  *
  * Safety: only directories named like a run id that hold a manifest.json or
  * result.json recording that very run id are considered (never arbitrary
@@ -22,8 +27,8 @@ import { randomBytes } from 'node:crypto';
 import { lstat, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isPinned } from './pin.js';
-import { isMissing, listRunDirs, mapLimited, type RunDirEntry } from './run-dirs.js';
-import { MANIFEST_FILE, RESULT_FILE, readRunJson } from './run-files.js';
+import { exists, isMissing, listRunDirs, mapLimited, type RunDirEntry } from './run-dirs.js';
+import { LOG_FILE, MANIFEST_FILE, RESULT_FILE, readRunJson } from './run-files.js';
 
 export { parseDuration, parseSize } from './units.js';
 export { pinRun, unpinRun, isPinned } from './pin.js';
@@ -37,15 +42,19 @@ export interface GcOptions {
   dryRun?: boolean;
   /** True for runs the daemon is still running or queueing; they are never removed. */
   isLive?: (runId: string) => boolean;
+  /** Runs without result.json active this recently are kept (default UNFINISHED_GRACE_MS); see the policy above. */
+  unfinishedGraceMs?: number;
   /** Clock for the age rule (tests). */
   now?: Date;
 }
+
+export type SkipReason = 'live' | 'pinned' | 'unfinished';
 
 export interface GcReport {
   removed: { run_id: string; bytes: number }[];
   /** Run directories left in place. */
   kept: number;
-  skipped: { run_id: string; why: 'live' | 'pinned' }[];
+  skipped: { run_id: string; why: SkipReason }[];
   /** Runs whose removal failed for a reason other than vanishing (e.g. EACCES). */
   failed: { run_id: string; error: string }[];
   /** Size of all runs before GC, when maxBytes was given (sizes are computed only then). */
@@ -53,6 +62,8 @@ export interface GcReport {
 }
 
 export const DEFAULT_KEEP = 20;
+/** How long a run without result.json counts as possibly live elsewhere (see the policy above). */
+export const UNFINISHED_GRACE_MS = 24 * 3600_000;
 const TRASH_PREFIX = '.gc-';
 const SIZE_CONCURRENCY = 8;
 
@@ -111,11 +122,25 @@ function lastActivity(entry: RunDirEntry): number {
   return Math.max(entry.mtimeMs, entry.idTimeMs ?? 0);
 }
 
+/** A run still being written: its output log grows without touching the directory's mtime, so look at it too. */
+async function unfinishedActivity(entry: RunDirEntry): Promise<number> {
+  let latest = lastActivity(entry);
+  for (const name of [MANIFEST_FILE, LOG_FILE]) {
+    try {
+      latest = Math.max(latest, (await lstat(path.join(entry.dir, name))).mtimeMs);
+    } catch {
+      // absent or vanished: nothing to add
+    }
+  }
+  return latest;
+}
+
 export async function gcRuns(runsRoot: string, options: GcOptions = {}): Promise<GcReport> {
   const root = path.resolve(runsRoot);
   const keep = Math.max(0, Math.floor(options.keep ?? DEFAULT_KEEP));
   const isLive = options.isLive ?? (() => false);
   const now = (options.now ?? new Date()).getTime();
+  const unfinishedGrace = options.unfinishedGraceMs ?? UNFINISHED_GRACE_MS;
   const report: GcReport = { removed: [], kept: 0, skipped: [], failed: [] };
 
   if (!options.dryRun) await removeTrash(root);
@@ -141,15 +166,17 @@ export async function gcRuns(runsRoot: string, options: GcOptions = {}): Promise
   }
 
   /** Why a run must stay, checked again right before removal. */
-  const protection = async (e: RunDirEntry): Promise<'live' | 'pinned' | null> => {
+  const protection = async (e: RunDirEntry): Promise<SkipReason | null> => {
     if (isLive(e.runId)) return 'live';
     if (await isPinned(e.dir)) return 'pinned';
+    // (A directory that vanished meanwhile is not unfinished: removal finds it gone and counts it so.)
+    if (!(await exists(path.join(e.dir, RESULT_FILE))) && (await exists(e.dir)) && now - (await unfinishedActivity(e)) < unfinishedGrace) return 'unfinished';
     return null;
   };
 
   // Pick victims, oldest first.
   const victims: RunDirEntry[] = [];
-  const noteSkip = (e: RunDirEntry, why: 'live' | 'pinned'): void => {
+  const noteSkip = (e: RunDirEntry, why: SkipReason): void => {
     report.skipped.push({ run_id: e.runId, why });
   };
   const oldestFirst = [...older].reverse();

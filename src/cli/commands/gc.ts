@@ -20,7 +20,9 @@ export const GC_HELP = `Usage: lockd gc [options]
 
 Remove old run directories. The newest --keep runs always stay; of the older ones, all are removed,
 or with --older-than only those that old, and with --max-bytes the oldest until the root fits.
-Live (queued or running) and pinned runs are never removed. Removed run ids go to stdout.
+Live (queued or running) and pinned runs are never removed, nor runs without a result.json that were
+written to in the last 24 hours (another daemon's live run, in a runs root shared by hosts or users).
+Removed run ids go to stdout; kept ones are named on stderr with the reason (live, pinned, unfinished).
 
 Options:
   --runs-root DIR         runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else the daemon's <state-dir>/runs)
