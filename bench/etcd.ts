@@ -22,7 +22,8 @@ export function etcdAvailable(): { etcd: string; etcdctl: string } | null {
   return etcd && etcdctl ? { etcd, etcdctl } : null;
 }
 
-function freePort(): Promise<number> {
+/** A port nobody listens on right now (the kernel's choice); the tests' etcd helper uses it too. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

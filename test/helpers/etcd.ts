@@ -5,10 +5,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test, { type ExecutionContext, type ImplementationFn } from 'ava';
 import { startDaemon, type Daemon } from './lockd.js';
+import { freePort } from '../../bench/etcd.js';
 
 export interface Etcd {
   /** host:port of the client URL. */
@@ -38,18 +38,7 @@ export function etcdAvailability(): { ok: true } | { ok: false; reason: string }
   return { ok: true };
 }
 
-/** A port nobody listens on right now (the kernel's choice); the tiny race with other users is retried by the caller. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 async function healthy(endpoint: string): Promise<boolean> {
   try {

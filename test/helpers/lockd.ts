@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
+import { stopProcess } from '../../bench/bench-daemon.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO, 'bin', 'lockd.js');
@@ -74,7 +75,7 @@ export async function startDaemon(t: ExecutionContext | null, opts: { dir?: stri
     env,
     proc,
     pid: proc.pid ?? null,
-    stop: () => stopProcess(proc),
+    stop: () => stopProcess(proc, 8000),
   };
   if (t) {
     t.teardown(async () => {
@@ -85,29 +86,8 @@ export async function startDaemon(t: ExecutionContext | null, opts: { dir?: stri
   return d;
 }
 
-/** SIGTERM, then SIGKILL after a bound; resolves when the process has exited. */
-export async function stopProcess(proc: ChildProcess, graceMs = 8000): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      try {
-        proc.kill('SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }, graceMs);
-    proc.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    try {
-      proc.kill('SIGTERM');
-    } catch {
-      clearTimeout(timer);
-      resolve();
-    }
-  });
-}
+/** SIGTERM, then SIGKILL after a bound; resolves when the process has exited (the bench's, one copy for both). */
+export { stopProcess };
 
 export interface CliResult {
   code: number | null;
