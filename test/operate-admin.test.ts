@@ -1,5 +1,5 @@
 /** `lockd config`, `lockd clean-stale`, `lockd doctor`, and every command's --help. */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,13 +11,19 @@ import { COMMANDS } from '../src/cli/main.js';
 
 type Config = { settings: Record<string, { value: string | null; source: string; env: string; flag: string | null }>; files: Record<string, { path: string; exists: boolean }> };
 
-test('config: flag > env > build-root lockd.json > state-dir lockd.json > default, for every setting shown', async (t) => {
+/** A state dir and a build root, no daemon: what `lockd config` reads. */
+function configFixture(t: ExecutionContext): { d: { env: NodeJS.ProcessEnv }; root: string } {
   const dir = tempDir();
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const d = { env: baseEnv(dir) };
   const root = join(dir, 'build');
   mkdirSync(root);
   mkdirSync(d.env.LOCKD_STATE_DIR!, { recursive: true, mode: 0o700 });
+  return { d, root };
+}
+
+test('config: flag > env > build-root lockd.json > state-dir lockd.json > default, for every setting shown', async (t) => {
+  const { d, root } = configFixture(t);
   const cfg = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
     const r = await lockd(d, ['config', '--json', '--root', root, ...args], { env });
     t.is(r.code, 0, r.stderr);
@@ -52,12 +58,7 @@ test('config: flag > env > build-root lockd.json > state-dir lockd.json > defaul
 });
 
 test('config: the cluster settings follow the same precedence, and a password is never printed', async (t) => {
-  const dir = tempDir();
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const d = { env: baseEnv(dir) };
-  const root = join(dir, 'build');
-  mkdirSync(root);
-  mkdirSync(d.env.LOCKD_STATE_DIR!, { recursive: true, mode: 0o700 });
+  const { d, root } = configFixture(t);
   const secret = 'pw-Zq8-never-shown';
   const run = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
     const r = await lockd(d, ['config', '--root', root, ...args], { env });
