@@ -8,6 +8,7 @@ import { pollUntil } from './helpers/crash-kit.js';
 import {
   compareStartTimes,
   isDescendantOf,
+  isSelfOrDescendantOf,
   isSameProcessAlive,
   listProcesses,
   parentPid,
@@ -204,6 +205,12 @@ test('parentPid and isDescendantOf: grandchild yes, unrelated no, wrong ancestor
   await once(other, 'spawn');
   t.false(isDescendantOf(grandchild, other.pid!, processStartTimeSync(other.pid!)!), 'a sibling subtree is unrelated');
   t.false(isDescendantOf(1, process.pid, myStart), 'init is nobody’s descendant');
+
+  // The nesting check: the run's own process counts, but only as the very process (not a recycled pid).
+  t.true(isSelfOrDescendantOf(shPid, shPid, shStart));
+  t.false(isSelfOrDescendantOf(shPid, shPid, `${shStart}0`), 'same pid, another start time: another process');
+  t.true(isSelfOrDescendantOf(grandchild, shPid, shStart));
+  t.false(isSelfOrDescendantOf(process.pid, shPid, shStart));
 });
 
 test('parentPid / start time of a pid that cannot exist are null', async (t) => {

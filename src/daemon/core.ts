@@ -22,7 +22,7 @@ import { compileVerdictOptions } from '../runs/verdict-options.js';
 import type { RunResult } from '../runs/result.js';
 import { gcRuns } from '../runs/gc.js';
 import type { JobTree } from './process-tree.js';
-import { isDescendantOf, isSameProcessAlive, processGids } from '../util/proc.js';
+import { isSelfOrDescendantOf, processGids } from '../util/proc.js';
 import { HoldManager } from './holds.js';
 import type { ClusterService } from '../cluster/types.js';
 import { addClusterStatus } from '../cluster/status-merge.js';
@@ -257,7 +257,7 @@ export class DaemonCore {
         const pid = this.pidOf(conn, req.client_pid);
         const startTime = job.tree.startTime;
         // The run's own child (`lockd run -- lockd run ...`) or any of its descendants.
-        if (startTime && ((pid === job.pid && isSameProcessAlive(pid, startTime)) || isDescendantOf(pid, job.pid, startTime))) return job.runId;
+        if (startTime && isSelfOrDescendantOf(pid, job.pid, startTime)) return job.runId;
         this.log.warn('nesting claim rejected: caller does not descend from the run', { run_id: req.parent_run_id, pid });
       }
     }

@@ -221,6 +221,12 @@ const MAX_ANCESTRY_DEPTH = 4096;
  * A process whose parent died has been reparented (to init or a subreaper), so
  * it is no longer a descendant of that parent — by design of the kernel.
  */
+/** `pid` is the process `ancestorPid` (started at `ancestorStartTime`, so not a recycled pid) or one of its descendants. */
+export function isSelfOrDescendantOf(pid: number, ancestorPid: number, ancestorStartTime: string): boolean {
+  if (pid === ancestorPid) return isSameProcessAlive(pid, ancestorStartTime);
+  return isDescendantOf(pid, ancestorPid, ancestorStartTime);
+}
+
 export function isDescendantOf(pid: number, ancestorPid: number, ancestorStartTime: string): boolean {
   if (!isValidPid(pid) || !isValidPid(ancestorPid) || pid === ancestorPid) return false;
   let current = pid;
