@@ -46,14 +46,18 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** The 'after-rename' order: write, rename, return; fsync file and directory afterwards (see syncInBackground). */
-async function writeThenSyncLater(target: string, data: string | Uint8Array, options: AtomicWriteOptions): Promise<void> {
+/**
+ * Write `data` to a temp file beside `target` and rename it into place; `syncFirst` flushes the temp file before
+ * the rename. The temp file never outlives a failure.
+ */
+async function writeAndRename(target: string, data: string | Uint8Array, mode: number, syncFirst: boolean): Promise<void> {
   const temp = tempPathFor(target);
-  const handle = await open(temp, 'wx', options.mode ?? 0o644);
+  const handle = await open(temp, 'wx', mode);
   let renamed = false;
   try {
     try {
       await handle.writeFile(data);
+      if (syncFirst) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -62,7 +66,6 @@ async function writeThenSyncLater(target: string, data: string | Uint8Array, opt
   } finally {
     if (!renamed) await unlink(temp).catch(() => undefined);
   }
-  syncInBackground(target, options.onDurable ?? null);
 }
 
 /**
@@ -144,22 +147,14 @@ export async function writeFileAtomic(
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
-  if (options.sync === 'after-rename') return writeThenSyncLater(target, data, options);
-  const temp = tempPathFor(target);
-  const handle = await open(temp, 'wx', options.mode ?? 0o644);
-  let renamed = false;
-  try {
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, target);
-    renamed = true;
-  } finally {
-    if (!renamed) await unlink(temp).catch(() => undefined);
+  const mode = options.mode ?? 0o644;
+  if (options.sync === 'after-rename') {
+    // Write, rename, return; file and directory are fsynced afterwards (see syncInBackground).
+    await writeAndRename(target, data, mode, false);
+    syncInBackground(target, options.onDurable ?? null);
+    return;
   }
+  await writeAndRename(target, data, mode, true);
   await syncDirectory(path.dirname(target));
 }
 
