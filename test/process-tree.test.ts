@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JobTree, cgroupsAvailable } from '../src/daemon/process-tree.js';
+import { JobTree, cgroupsAvailable, sweepTrees } from '../src/daemon/process-tree.js';
 import { LockdError, isLockdError } from '../src/util/errors.js';
 import { isSameProcessAlive, listProcesses, processStartTimeSync, readProcStatSync } from '../src/util/proc.js';
 
@@ -206,6 +206,27 @@ for (const useCgroup of modes) {
     t.deepEqual(members, [escapee]);
     t.deepEqual(await job.tree.kill({ graceMs: 10_000 }), { escalated: false, remaining: 0 });
     await assertAllGone(t, job);
+  });
+
+  test(`[${label(useCgroup)}] sweepTrees: one reading of the table finds each tree's own escapee, and nothing of a finished tree`, async (t) => {
+    t.true(HAS_SETSID, 'util-linux setsid is installed');
+    const a = startJob(t, 'setsid -f "$R" sleep 60; exit 0', useCgroup);
+    const b = startJob(t, 'setsid -f "$R" sleep 60; exit 0', useCgroup);
+    const clean = startJob(t, 'exit 0', useCgroup);
+    const [escA] = await a.lines(1);
+    const [escB] = await b.lines(1);
+    await Promise.all([a.exited, b.exited, clean.exited]);
+    const found = await sweepTrees([a.tree, b.tree, clean.tree]);
+    t.deepEqual(found.map((f) => f.tree), [a.tree, b.tree, clean.tree], 'one answer per tree, in order');
+    t.deepEqual(found[0]!.members, [escA]);
+    t.deepEqual(found[1]!.members, [escB]);
+    t.deepEqual(found[2]!.members, []);
+    for (const job of [a, b]) {
+      await observeMembers(job);
+      t.deepEqual(await job.tree.kill({ graceMs: 10_000 }), { escalated: false, remaining: 0 });
+      await assertAllGone(t, job);
+    }
+    t.deepEqual(await sweepTrees([]), []);
   });
 
   test(`[${label(useCgroup)}] members exclude zombies; groupEmptySync false while the job runs`, async (t) => {

@@ -21,7 +21,7 @@ import { createRunDir } from '../runs/run-id.js';
 import { compileVerdictOptions } from '../runs/verdict-options.js';
 import type { RunResult } from '../runs/result.js';
 import { gcRuns } from '../runs/gc.js';
-import type { JobTree } from './process-tree.js';
+import { sweepTrees, type JobTree } from './process-tree.js';
 import { isDescendantOf, isSameProcessAlive, processGids } from '../util/proc.js';
 import { HoldManager } from './holds.js';
 import type { ClusterService } from '../cluster/types.js';
@@ -435,10 +435,11 @@ export class DaemonCore {
 
   /**
    * After a run's locks are released, look once more for stragglers that escaped the process group and closed
-   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. Each tree's scan reads
-   * the whole process table through the thread pool, and during a burst of runs that traffic delayed every next
-   * job's start; so the sweep waits for a quiet moment (SWEEP_QUIET_MS, at most SWEEP_MAX_DELAY_MS) and then takes
-   * every tree queued meanwhile.
+   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. A scan reads the whole
+   * process table (and the environment of every process younger than the job) through the thread pool, and during
+   * a burst of runs that traffic delayed every next job's start; so the sweep waits for a quiet moment
+   * (SWEEP_QUIET_MS, at most SWEEP_MAX_DELAY_MS) and then takes every tree queued meanwhile, with ONE reading of
+   * the process table shared by all of them (sweepTrees).
    */
   sweepLater(tree: JobTree): void {
     this.sweepQueue.push(tree);
@@ -451,18 +452,27 @@ export class DaemonCore {
     const trees = this.sweepQueue;
     this.sweepQueue = [];
     void (async () => {
-      for (const t of trees) {
-        try {
-          const members = await t.members();
-          if (members.length) {
-            this.log.warn('killing processes that outlived their run', { run_id: t.runId, pids: members });
-            await t.kill({ graceMs: 2000, signal: 'SIGTERM' });
-          }
-          t.dispose();
-        } catch (e) {
-          this.log.warn('sweep failed', { error: (e as Error).message });
-        }
+      let found: Array<{ tree: JobTree; members: number[] }>;
+      try {
+        found = await sweepTrees(trees);
+      } catch (e) {
+        this.log.warn('sweep failed', { error: (e as Error).message });
+        for (const t of trees) t.dispose();
+        return;
       }
+      await Promise.all(
+        found.map(async ({ tree, members }) => {
+          try {
+            if (members.length) {
+              this.log.warn('killing processes that outlived their run', { run_id: tree.runId, pids: members });
+              await tree.kill({ graceMs: 2000, signal: 'SIGTERM' });
+            }
+            tree.dispose();
+          } catch (e) {
+            this.log.warn('sweep failed', { run_id: tree.runId, error: (e as Error).message });
+          }
+        }),
+      );
     })();
   }
 

@@ -154,9 +154,12 @@ export class JobTree {
     return empty;
   }
 
-  /** Pids of every live process of the job (never the daemon itself, never zombies). */
-  async members(): Promise<number[]> {
-    return (await this.scan()).map((e) => e.pid).sort((a, b) => a - b);
+  /**
+   * Pids of every live process of the job (never the daemon itself, never zombies). With a `snapshot`, the scan
+   * uses that reading of the process table instead of taking its own (see `sweepTrees`).
+   */
+  async members(snapshot?: ProcessSnapshot): Promise<number[]> {
+    return (await this.scan(snapshot)).map((e) => e.pid).sort((a, b) => a - b);
   }
 
   /**
@@ -292,17 +295,12 @@ export class JobTree {
     return leader === undefined || leader.startTime === this.startTime;
   }
 
-  /** One enumeration of the job's live processes, by every means available (see the file comment). */
-  private async scan(): Promise<ProcessEntry[]> {
-    const table = await listProcesses();
-    const byPid = new Map<number, ProcessEntry>();
-    const children = new Map<number, ProcessEntry[]>();
-    for (const e of table) {
-      byPid.set(e.pid, e);
-      const list = children.get(e.ppid);
-      if (list === undefined) children.set(e.ppid, [e]);
-      else list.push(e);
-    }
+  /**
+   * One enumeration of the job's live processes, by every means available (see the file comment), from `snapshot`
+   * when given (a reading shared with other trees), else from a fresh reading of the process table.
+   */
+  private async scan(snapshot?: ProcessSnapshot): Promise<ProcessEntry[]> {
+    const { table, byPid, children } = snapshot ?? (await ProcessSnapshot.take());
 
     const found = new Map<number, ProcessEntry>();
     const add = (e: ProcessEntry | undefined | null): void => {
@@ -323,7 +321,8 @@ export class JobTree {
     }
     if (IS_LINUX) {
       const candidates = table.filter((e) => !found.has(e.pid) && this.couldBeMember(e));
-      const tagged = await Promise.all(candidates.map((e) => this.carriesEnvTag(e.pid)));
+      const reading = snapshot ?? null;
+      const tagged = await Promise.all(candidates.map(async (e) => this.carriesEnvTag(reading ? await reading.environ(e.pid) : await readEnviron(e.pid))));
       candidates.forEach((e, i) => {
         if (tagged[i]) add(e);
       });
@@ -352,14 +351,9 @@ export class JobTree {
     return order === null || order >= 0;
   }
 
-  private async carriesEnvTag(pid: number): Promise<boolean> {
-    let env: Buffer;
-    try {
-      env = await readFile(`/proc/${pid}/environ`);
-    } catch {
-      return false; // gone, or not ours to read (EACCES)
-    }
-    if (env.length === 0) return false;
+  /** Whether a process's environment (its /proc/<pid>/environ; null when unreadable) carries the job's tag. */
+  private carriesEnvTag(env: Buffer | null): boolean {
+    if (env === null || env.length === 0) return false;
     // Entries are NUL-terminated; match a whole entry, at the start or after a NUL.
     if (env.subarray(0, this.envNeedle.length).equals(this.envNeedle)) return true;
     const inner = Buffer.concat([Buffer.from([0]), this.envNeedle]);
@@ -368,6 +362,58 @@ export class JobTree {
     const tail = Buffer.concat([Buffer.from([0]), this.envNeedle.subarray(0, -1)]);
     return env.length >= tail.length && env.subarray(env.length - tail.length).equals(tail);
   }
+}
+
+/** /proc/<pid>/environ, or null when the process is gone or not ours to read (EACCES). */
+async function readEnviron(pid: number): Promise<Buffer | null> {
+  try {
+    return await readFile(`/proc/${pid}/environ`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * One reading of the process table, indexed, with each process's environment read at most once: what a scan needs,
+ * shareable by the scans of several trees. A sweep after a burst of runs then reads `/proc` once, not once per run.
+ */
+export class ProcessSnapshot {
+  readonly byPid = new Map<number, ProcessEntry>();
+  readonly children = new Map<number, ProcessEntry[]>();
+  private readonly environs = new Map<number, Promise<Buffer | null>>();
+
+  private constructor(readonly table: ProcessEntry[]) {
+    for (const e of table) {
+      this.byPid.set(e.pid, e);
+      const list = this.children.get(e.ppid);
+      if (list === undefined) this.children.set(e.ppid, [e]);
+      else list.push(e);
+    }
+  }
+
+  static async take(): Promise<ProcessSnapshot> {
+    return new ProcessSnapshot(await listProcesses());
+  }
+
+  /** /proc/<pid>/environ as read the first time any scan asked (null: gone or unreadable). */
+  environ(pid: number): Promise<Buffer | null> {
+    let env = this.environs.get(pid);
+    if (env === undefined) {
+      env = readEnviron(pid);
+      this.environs.set(pid, env);
+    }
+    return env;
+  }
+}
+
+/**
+ * The live members of each tree, from ONE reading of the process table (and one environ read per candidate process)
+ * shared by all of them. For the daemon's sweep after a batch of finished runs.
+ */
+export async function sweepTrees(trees: readonly JobTree[]): Promise<Array<{ tree: JobTree; members: number[] }>> {
+  if (trees.length === 0) return [];
+  const snapshot = await ProcessSnapshot.take();
+  return Promise.all(trees.map(async (tree) => ({ tree, members: await tree.members(snapshot) })));
 }
 
 function identityKey(e: ProcessEntry): string {
