@@ -310,7 +310,9 @@ export class RunJob {
         this.directLog = await openFile(this.logOpenPath, 'w', 0o644);
         this.logDirect = true;
       } else {
-        this.log = await RunLogWriter.open(this.logOpenPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
+        // Opened synchronously: through the thread pool this open queued behind the records of the run that just
+        // ended (manifest, .meta, result.json), right between one job's exit and the next one's spawn.
+        this.log = RunLogWriter.openSync(this.logOpenPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
         this.log.on('error', (e: Error) => this.onLogError(e));
       }
     } catch (e) {
