@@ -33,7 +33,7 @@
  * kill(-pgid, 0) plus, with a cgroup, one small file read.
  */
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
@@ -67,6 +67,15 @@ export interface JobTreeOptions {
   envTag: string;
   /** Try to put the job in its own cgroup v2 (default true; falls back silently when unavailable). */
   useCgroup?: boolean;
+  /**
+   * How the leader is moved into its cgroup. 'sync' (default): the constructor writes `cgroup.procs` itself.
+   * 'async': the write goes through the thread pool and the constructor returns at once. Moving a process into a
+   * cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which can wait for an RCU grace period (0.1 ms
+   * to 15 ms measured); the daemon, which spawns on its only thread, uses 'async'. Until the move has landed the
+   * cgroup is not consulted by `groupEmptySync` (a leader that exits before that is judged by its process group
+   * alone); every scan (`members`, `isEmpty`, `signal`, `kill`) waits for it first. See `cgroupSettled`.
+   */
+  cgroupMove?: 'sync' | 'async';
 }
 
 export interface KillOptions {
@@ -98,6 +107,10 @@ export class JobTree {
   readonly envTag: string;
   private readonly envNeedle: Buffer;
   private cgroup: JobCgroup | null;
+  /** An asynchronous move into the cgroup in flight ('async' mode); cleared once it has landed or failed. */
+  private cgroupJoin: Promise<void> | null = null;
+  /** dispose() was asked while the move was in flight: done once it settles. */
+  private disposeWanted = false;
   /** Every process ever seen as a member: pid → start time. */
   private readonly known = new Map<number, string>();
   private killing: Promise<KillResult> | null = null;
@@ -121,11 +134,47 @@ export class JobTree {
     // where cgroup.kill would reach it); the job's existing cgroup is reattached even without it
     // (a restarted daemon finding a dead leader's escapees).
     const leaderAlive = this.startTime !== null && isSameProcessAlive(this.pid, this.startTime);
-    this.cgroup = opts.useCgroup === false ? null : JobCgroup.adopt(opts.runId, opts.pid, leaderAlive);
+    if (opts.useCgroup === false) this.cgroup = null;
+    else if (opts.cgroupMove === 'async' && leaderAlive) {
+      this.cgroup = null;
+      const pending = JobCgroup.create(opts.runId, opts.pid);
+      if (pending !== null) {
+        this.cgroupJoin = this.join(pending).catch(() => {
+          this.cgroupJoin = null;
+        });
+      }
+    } else this.cgroup = JobCgroup.adopt(opts.runId, opts.pid, leaderAlive);
     if (this.startTime !== null) this.known.set(this.pid, this.startTime);
   }
 
-  /** The job's cgroup directory, or null when cgroups are not used for this job. */
+  /**
+   * The asynchronous move of the leader into `pending` ('async' mode). The leader's identity was checked just
+   * before (constructor); the kernel resolves the pid when the write lands, a few ms at most later. Meanwhile the
+   * leader may exit and be reaped, and its pid could only name another process again after the kernel's pid counter
+   * wrapped around (pids are allocated cyclically). Still, a cgroup is only used when the process it holds is our
+   * leader, or the leader's own descendants once it is gone: if the pid names another process now, the cgroup is
+   * given up, never killed.
+   */
+  private async join(pending: JobCgroup): Promise<void> {
+    const moved = await pending.moveAsync(this.pid);
+    const holder = moved ? processStartTimeSync(this.pid) : null;
+    if (holder !== null && holder !== this.startTime) {
+      // Another process holds the pid: it may be what landed in the cgroup. Never ours to kill; leave the cgroup be.
+      this.cgroupJoin = null;
+      return;
+    }
+    if (moved) this.cgroup = pending;
+    else pending.remove();
+    this.cgroupJoin = null;
+    if (this.disposeWanted) this.dispose();
+  }
+
+  /** Resolves once an asynchronous cgroup move ('async' mode) has landed or failed; at once otherwise. */
+  async cgroupSettled(): Promise<void> {
+    if (this.cgroupJoin) await this.cgroupJoin;
+  }
+
+  /** The job's cgroup directory, or null when cgroups are not used for this job (or its move has not landed yet). */
   get cgroupPath(): string | null {
     return this.cgroup?.dir ?? null;
   }
@@ -218,6 +267,11 @@ export class JobTree {
    * `isEmpty` and `kill` call it themselves when they find the job empty.
    */
   dispose(): boolean {
+    if (this.cgroupJoin !== null) {
+      // The move is in flight: the cgroup is removed (if empty) once it settles.
+      this.disposeWanted = true;
+      return false;
+    }
     if (this.cgroup === null) return true;
     if (!this.cgroup.remove()) return false;
     this.cgroup = null;
@@ -300,6 +354,8 @@ export class JobTree {
    * when given (a reading shared with other trees), else from a fresh reading of the process table.
    */
   private async scan(snapshot?: ProcessSnapshot): Promise<ProcessEntry[]> {
+    // A cgroup move in flight lands first: the cgroup is then one of the ways this scan finds members.
+    if (this.cgroupJoin) await this.cgroupJoin;
     const { table, byPid, children } = snapshot ?? (await ProcessSnapshot.take());
 
     const found = new Map<number, ProcessEntry>();
@@ -555,8 +611,7 @@ class JobCgroup {
   static adopt(runId: string, pid: number, moveLeader: boolean): JobCgroup | null {
     const base = cgroupBase();
     if (base === null) return null;
-    const name = `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
-    const dir = join(base, name);
+    const dir = join(base, JobCgroup.nameOf(runId, pid));
     let created = false;
     try {
       mkdirSync(dir);
@@ -577,6 +632,38 @@ class JobCgroup {
       // ESRCH: this child is already gone. Anything else: cgroups do not work here; stop trying.
       if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
       return null;
+    }
+  }
+
+  /** The job's cgroup directory, created (not joined yet) for an asynchronous move; null when cgroups are unusable. */
+  static create(runId: string, pid: number): JobCgroup | null {
+    const base = cgroupBase();
+    if (base === null) return null;
+    const dir = join(base, JobCgroup.nameOf(runId, pid));
+    try {
+      mkdirSync(dir);
+    } catch {
+      // EEXIST: a cgroup of this run and pid is from another daemon's life; not ours to reuse for a new child.
+      return null;
+    }
+    return new JobCgroup(dir);
+  }
+
+  private static nameOf(runId: string, pid: number): string {
+    return `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
+  }
+
+  /**
+   * Move `pid` into this cgroup through the thread pool. False when it did not happen: the process is gone (ESRCH),
+   * or cgroups do not work here after all (then they are not tried again).
+   */
+  async moveAsync(pid: number): Promise<boolean> {
+    try {
+      await writeFile(join(this.dir, 'cgroup.procs'), String(pid));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
+      return false;
     }
   }
 

@@ -393,7 +393,9 @@ export class RunJob {
     this.startedAt = Date.now();
     this.state = 'running';
     const startTime = processStartTimeSync(child.pid) ?? '';
-    this.tree = new JobTree({ pid: child.pid, startTime, runId: this.runId, envTag: `LOCKD_RUN_ID=${this.runId}` });
+    // The cgroup move is asynchronous: in the kernel it can wait for an RCU grace period (up to ~15 ms measured), which
+    // here blocked the daemon right when a short job exits and the next one is due (process-tree.ts, cgroupMove).
+    this.tree = new JobTree({ pid: child.pid, startTime, runId: this.runId, envTag: `LOCKD_RUN_ID=${this.runId}`, cgroupMove: 'async' });
 
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
