@@ -33,7 +33,7 @@
  * kill(-pgid, 0) plus, with a cgroup, one small file read.
  */
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
@@ -68,12 +68,13 @@ export interface JobTreeOptions {
   /** Try to put the job in its own cgroup v2 (default true; falls back silently when unavailable). */
   useCgroup?: boolean;
   /**
-   * How the leader is moved into its cgroup. 'sync' (default): the constructor writes `cgroup.procs` itself.
-   * 'async': the write goes through the thread pool and the constructor returns at once. Moving a process into a
-   * cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which can wait for an RCU grace period (0.1 ms
-   * to 15 ms measured); the daemon, which spawns on its only thread, uses 'async'. Until the move has landed the
-   * cgroup is not consulted by `groupEmptySync` (a leader that exits before that is judged by its process group
-   * alone); every scan (`members`, `isEmpty`, `signal`, `kill`) waits for it first. See `cgroupSettled`.
+   * How the leader is moved into its cgroup. 'sync' (default): the constructor creates the cgroup and writes
+   * `cgroup.procs` itself. 'async': both go through the thread pool and the constructor returns at once. Moving a
+   * process into a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which can wait for an RCU grace
+   * period (0.1 ms to 15 ms measured); the daemon, which spawns on its only thread, uses 'async'. Until the move
+   * has landed the cgroup is not consulted by `groupEmptySync` (a leader that exits before that is judged by its
+   * process group alone); every scan (`members`, `isEmpty`, `signal`, `kill`) waits for it first. See
+   * `cgroupSettled`.
    */
   cgroupMove?: 'sync' | 'async';
 }
@@ -137,12 +138,9 @@ export class JobTree {
     if (opts.useCgroup === false) this.cgroup = null;
     else if (opts.cgroupMove === 'async' && leaderAlive) {
       this.cgroup = null;
-      const pending = JobCgroup.create(opts.runId, opts.pid);
-      if (pending !== null) {
-        this.cgroupJoin = this.join(pending).catch(() => {
-          this.cgroupJoin = null;
-        });
-      }
+      this.cgroupJoin = this.join(opts.runId).catch(() => {
+        this.cgroupJoin = null;
+      });
     } else this.cgroup = JobCgroup.adopt(opts.runId, opts.pid, leaderAlive);
     if (this.startTime !== null) this.known.set(this.pid, this.startTime);
   }
@@ -155,7 +153,12 @@ export class JobTree {
    * leader, or the leader's own descendants once it is gone: if the pid names another process now, the cgroup is
    * given up, never killed.
    */
-  private async join(pending: JobCgroup): Promise<void> {
+  private async join(runId: string): Promise<void> {
+    const pending = await JobCgroup.create(runId, this.pid);
+    if (pending === null) {
+      this.cgroupJoin = null;
+      return;
+    }
     const moved = await pending.moveAsync(this.pid);
     const holder = moved ? processStartTimeSync(this.pid) : null;
     if (holder !== null && holder !== this.startTime) {
@@ -636,12 +639,12 @@ class JobCgroup {
   }
 
   /** The job's cgroup directory, created (not joined yet) for an asynchronous move; null when cgroups are unusable. */
-  static create(runId: string, pid: number): JobCgroup | null {
+  static async create(runId: string, pid: number): Promise<JobCgroup | null> {
     const base = cgroupBase();
     if (base === null) return null;
     const dir = join(base, JobCgroup.nameOf(runId, pid));
     try {
-      mkdirSync(dir);
+      await mkdir(dir);
     } catch {
       // EEXIST: a cgroup of this run and pid is from another daemon's life; not ours to reuse for a new child.
       return null;
