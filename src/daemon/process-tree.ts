@@ -146,8 +146,9 @@ export class JobTree {
   }
 
   /**
-   * The asynchronous move of the leader into `pending` ('async' mode). The leader's identity was checked just
-   * before (constructor); the kernel resolves the pid when the write lands, a few ms at most later. Meanwhile the
+   * The asynchronous join ('async' mode): create the job's cgroup, then move the leader into it. The leader's
+   * identity was checked just before (constructor); the kernel resolves the pid when the write lands, normally a
+   * few ms later (longer only when the thread pool is saturated). Meanwhile the
    * leader may exit and be reaped, and its pid could only name another process again after the kernel's pid counter
    * wrapped around (pids are allocated cyclically). Still, a cgroup is only used when the process it holds is our
    * leader, or the leader's own descendants once it is gone: if the pid names another process now, the cgroup is
