@@ -19,13 +19,18 @@ import { cgroupsAvailable } from '../src/daemon/process-tree.js';
  * - the leader itself ignores TERM.
  */
 function hostileScript(pids: string, tail: string): string {
-  // The job cgroup is joined right after spawn; a child forked in the job's first milliseconds stays outside it
-  // (docs/crash-safety.md, "Limits"). The pause keeps this test about the cleanup, not about that race.
+  // The job cgroup is joined right after spawn (the move lands asynchronously); a child forked before it landed
+  // stays outside it (docs/crash-safety.md, "Limits"). Waiting (bounded) until the job shell is in its cgroup keeps
+  // this test about the cleanup, not about that race.
   const scrubbed = cgroupsAvailable()
     ? `env -i /bin/sh -c 'echo $$ >> ${pids}; exec setsid sleep 300' </dev/null >/dev/null 2>&1 &`
     : '';
+  const inCgroup = cgroupsAvailable()
+    ? "i=0; while ! grep -q '^0::.*/lockd/' /proc/$$/cgroup && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"
+    : '';
   return [
     'sleep 0.3',
+    inCgroup,
     "trap '' TERM",
     `( setsid sh -c 'trap "" TERM HUP; echo $$ >> ${pids}; while :; do sleep 1; done' </dev/null >/dev/null 2>&1 & )`,
     `perl -e '$SIG{TERM}="IGNORE"; setpgrp(0,0); open(my $f, ">>", "${pids}"); print $f "$$\\n"; close $f; sleep 300' </dev/null >/dev/null 2>&1 &`,

@@ -1,10 +1,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { JobTree, cgroupsAvailable } from '../src/daemon/process-tree.js';
+import { basename, dirname, join } from 'node:path';
+import { JobTree, cgroupsAvailable, sweepTrees } from '../src/daemon/process-tree.js';
 import { LockdError, isLockdError } from '../src/util/errors.js';
 import { isSameProcessAlive, listProcesses, processStartTimeSync, readProcStatSync } from '../src/util/proc.js';
 import { pollUntil } from './helpers/crash-kit.js';
@@ -201,6 +201,27 @@ for (const useCgroup of modes) {
     await assertAllGone(t, job);
   });
 
+  test(`[${label(useCgroup)}] sweepTrees: one reading of the table finds each tree's own escapee, and nothing of a finished tree`, async (t) => {
+    t.true(HAS_SETSID, 'util-linux setsid is installed');
+    const a = startJob(t, 'setsid -f "$R" sleep 60; exit 0', useCgroup);
+    const b = startJob(t, 'setsid -f "$R" sleep 60; exit 0', useCgroup);
+    const clean = startJob(t, 'exit 0', useCgroup);
+    const [escA] = await a.lines(1);
+    const [escB] = await b.lines(1);
+    await Promise.all([a.exited, b.exited, clean.exited]);
+    const found = await sweepTrees([a.tree, b.tree, clean.tree]);
+    t.deepEqual(found.map((f) => f.tree), [a.tree, b.tree, clean.tree], 'one answer per tree, in order');
+    t.deepEqual(found[0]!.members, [escA]);
+    t.deepEqual(found[1]!.members, [escB]);
+    t.deepEqual(found[2]!.members, []);
+    for (const job of [a, b]) {
+      await observeMembers(job);
+      t.deepEqual(await job.tree.kill({ graceMs: 10_000 }), { escalated: false, remaining: 0 });
+      await assertAllGone(t, job);
+    }
+    t.deepEqual(await sweepTrees([]), []);
+  });
+
   test(`[${label(useCgroup)}] members exclude zombies; groupEmptySync false while the job runs`, async (t) => {
     // The child blocks on fd 3 until its parent has exec'd sleep (which never reaps), then exits: a zombie, no race.
     const job = startJob(t, '(read _ <&3; exit 0) & echo $!; exec sleep 60', useCgroup);
@@ -246,6 +267,44 @@ if (cgroupsAvailable()) {
     t.deepEqual(await again.members(), [escapee]);
     t.deepEqual(await job.tree.kill({ graceMs: 10_000 }), { escalated: false, remaining: 0 });
     await assertAllGone(t, job);
+  });
+}
+
+if (cgroupsAvailable()) {
+  test('[cgroup] async move: the constructor does not wait for it, scans do; no cgroup is left behind by a leader that dies meanwhile', async (t) => {
+    const runId = `async-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const child = spawn('sleep', ['60'], { detached: true, stdio: 'ignore', env: { ...process.env, LOCKD_RUN_ID: runId } });
+    const pid = child.pid!;
+    const start = processStartTimeSync(pid)!;
+    const exited = once(child, 'exit');
+    t.teardown(() => {
+      if (isSameProcessAlive(pid, start)) process.kill(pid, 'SIGKILL');
+    });
+    const tree = new JobTree({ pid, startTime: start, runId, envTag: `LOCKD_RUN_ID=${runId}`, cgroupMove: 'async' });
+    t.deepEqual(await tree.members(), [pid], 'a scan waits for the move and finds the leader');
+    const dir = tree.cgroupPath;
+    t.not(dir, null, 'the move landed');
+    t.true(readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`/${basename(dir!)}\n`), 'the leader is in its cgroup');
+    t.false(tree.groupEmptySync());
+    t.deepEqual(await tree.kill({ graceMs: 10_000 }), { escalated: false, remaining: 0 });
+    await exited;
+    t.is(tree.cgroupPath, null);
+    t.false(existsSync(dir!), 'the empty cgroup is removed');
+
+    // A leader killed right after the constructor: whether its move landed or not, nothing stays behind.
+    const runId2 = `${runId}-b`;
+    const quick = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
+    const qpid = quick.pid!;
+    const qstart = processStartTimeSync(qpid)!;
+    const qexited = once(quick, 'exit');
+    const tree2 = new JobTree({ pid: qpid, startTime: qstart, runId: runId2, envTag: `LOCKD_RUN_ID=${runId2}`, cgroupMove: 'async' });
+    process.kill(qpid, 'SIGKILL');
+    await qexited;
+    t.true(tree2.groupEmptySync(), 'the process group is empty');
+    await tree2.cgroupSettled();
+    t.is(tree2.cgroupPath, null);
+    t.deepEqual(readdirSync(dirname(dir!)).filter((n) => n.startsWith(runId2)), [], 'no cgroup of the dead leader is left');
+    t.deepEqual(await tree2.members(), []);
   });
 }
 

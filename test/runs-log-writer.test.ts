@@ -189,6 +189,35 @@ test('opening a log in a missing directory rejects with log_write_failed', async
   t.true(isLockdError(bad, 'usage'));
 });
 
+test('openSync: the same log as open, capped or not; a missing directory or a bad cap throws at once', async (t) => {
+  const dir = await tempDir(t);
+  const plain = path.join(dir, 'plain.log');
+  const w = RunLogWriter.openSync(plain);
+  t.true(existsSync(plain), 'the file exists as soon as openSync returns');
+  const data = await feed(w, 300_000);
+  t.deepEqual(await w.close(), { receivedBytes: data.length, elidedBytes: 0, fileBytes: data.length });
+  t.deepEqual(await readFile(plain), data);
+
+  const capped = path.join(dir, 'capped.log');
+  const c = RunLogWriter.openSync(capped, { maxBytes: 1000 });
+  const all = await feed(c, 12_345);
+  const stats = await c.close();
+  const expected = Buffer.concat([all.subarray(0, 500), Buffer.from(elisionLine(12_345 - 1000)), all.subarray(12_345 - 500)]);
+  t.true((await readFile(capped)).equals(expected));
+  t.deepEqual(stats, { receivedBytes: 12_345, elidedBytes: 12_345 - 1000, fileBytes: expected.length });
+  t.deepEqual((await readdir(dir)).sort(), ['capped.log', 'plain.log'], 'no ring file is left behind');
+
+  const missing = t.throws(() => RunLogWriter.openSync(path.join(dir, 'nope', 'output.log')));
+  t.true(isLockdError(missing, 'log_write_failed'));
+  t.true(isLockdError(t.throws(() => RunLogWriter.openSync(path.join(dir, 'x.log'), { maxBytes: -1 })), 'usage'));
+  if (existsSync('/dev/full')) {
+    const full = RunLogWriter.openSync('/dev/full');
+    full.write('x');
+    t.is((await full.failure).details?.['errno'], 'ENOSPC');
+    await t.throwsAsync(full.close());
+  }
+});
+
 test('close() is idempotent and output after close is ignored', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'o.log');

@@ -21,7 +21,7 @@ import { createRunDir } from '../runs/run-id.js';
 import { compileVerdictOptions } from '../runs/verdict-options.js';
 import type { RunResult } from '../runs/result.js';
 import { gcRuns } from '../runs/gc.js';
-import type { JobTree } from './process-tree.js';
+import { sweepTrees, type JobTree } from './process-tree.js';
 import { isSelfOrDescendantOf, processGids } from '../util/proc.js';
 import { HoldManager } from './holds.js';
 import type { ClusterService } from '../cluster/types.js';
@@ -44,17 +44,30 @@ export interface CoreOptions {
   initialFencing?: Record<string, number>;
 }
 
-/** How often, at most, waiting runs hear about their new queue position while the queue moves. */
-const WAITING_UPDATE_MS = 100;
-/** Housekeeping after runs (auto-GC, the escapee sweep) waits for this much quiet, but no longer than the max. */
+/**
+ * How often, at most, waiting runs hear about their new queue position while the queue moves. Each round sends every
+ * run queued on the moved keys a message (O(queue) each to build), so during a fast drain it is paid per round, not
+ * per handoff; once a second is plenty for a person watching a position count down.
+ */
+const WAITING_UPDATE_MS = 1000;
+/**
+ * Housekeeping after runs (auto-GC, the escapee sweep) waits for this much quiet, but no longer than the max, and
+ * comes no sooner than the min interval after its previous round. "Quiet" alone is not enough: a queue of jobs
+ * that each take longer than the quiet time (tens of ms) has a quiet moment after every job, and a GC (it reads
+ * every run directory of the root) or a sweep (it reads the whole process table) after every job took much of the
+ * daemon's time away from the queue itself.
+ */
 const GC_QUIET_MS = 50;
-const GC_MAX_DELAY_MS = 1000;
+const GC_MAX_DELAY_MS = 10_000;
+const GC_MIN_INTERVAL_MS = 2_000;
 const SWEEP_QUIET_MS = 20;
-const SWEEP_MAX_DELAY_MS = 250;
+const SWEEP_MAX_DELAY_MS = 1_000;
+const SWEEP_MIN_INTERVAL_MS = 1_000;
 
 /**
- * Run `fn` once nothing poked for `quietMs`, and at the latest `maxMs` after the first poke: background work that
- * should follow a burst of runs, not interleave with it. Holds a timer only while armed.
+ * Run `fn` once nothing poked for `quietMs`, and at the latest `maxMs` after the first poke, but not sooner than
+ * `minIntervalMs` after its previous run: background work that should follow a burst of runs, not interleave with
+ * it. Holds a timer only while armed.
  */
 class QuietTimer {
   private timer: NodeJS.Timeout | null = null;
@@ -63,18 +76,22 @@ class QuietTimer {
   constructor(
     private readonly quietMs: number,
     private readonly maxMs: number,
+    private readonly minIntervalMs: number,
     private readonly fn: () => void,
+    /** When `fn` last ran (a previous timer's round of the same work), as Date.now(). */
+    private lastRunAt = -Infinity,
   ) {}
 
   poke(): void {
     const now = Date.now();
     if (this.timer) clearTimeout(this.timer);
     else this.firstPokeAt = now;
-    const wait = Math.max(0, Math.min(this.quietMs, this.firstPokeAt + this.maxMs - now));
+    const due = Math.max(this.lastRunAt + this.minIntervalMs, Math.min(now + this.quietMs, this.firstPokeAt + this.maxMs));
     this.timer = setTimeout(() => {
       this.timer = null;
+      this.lastRunAt = Date.now();
       this.fn();
-    }, wait);
+    }, Math.max(0, due - now));
   }
 }
 
@@ -417,8 +434,11 @@ export class DaemonCore {
     }
     // After the burst: a GC reads every run directory of the root (queued runs included), and run every 50 ms
     // through a queue of hundreds it took most of the daemon's time away from the queue itself.
-    const timer = new QuietTimer(GC_QUIET_MS, GC_MAX_DELAY_MS, () => {
+    const now = Date.now();
+    for (const [root, at] of this.gcLastRun) if (now - at >= GC_MIN_INTERVAL_MS) this.gcLastRun.delete(root);
+    const timer = new QuietTimer(GC_QUIET_MS, GC_MAX_DELAY_MS, GC_MIN_INTERVAL_MS, () => {
       this.gcTimers.delete(runsRoot);
+      this.gcLastRun.set(runsRoot, Date.now());
       const k = this.gcPending.get(runsRoot) ?? keep;
       this.gcPending.delete(runsRoot);
       gcRuns(runsRoot, { keep: k, dryRun: false, isLive: (id: string) => this.isLiveRun(id) })
@@ -426,43 +446,55 @@ export class DaemonCore {
           if (r.removed.length) this.log.info('auto-gc', { runs_root: runsRoot, removed: r.removed.length });
         })
         .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: runsRoot, error: e.message }));
-    });
+    }, this.gcLastRun.get(runsRoot));
     this.gcTimers.set(runsRoot, timer);
     timer.poke();
   }
 
   private gcTimers = new Map<string, QuietTimer>();
+  /** Roots whose auto-GC ran less than GC_MIN_INTERVAL_MS ago, and when. */
+  private gcLastRun = new Map<string, number>();
 
   /**
    * After a run's locks are released, look once more for stragglers that escaped the process group and closed
-   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. Each tree's scan reads
-   * the whole process table through the thread pool, and during a burst of runs that traffic delayed every next
-   * job's start; so the sweep waits for a quiet moment (SWEEP_QUIET_MS, at most SWEEP_MAX_DELAY_MS) and then takes
-   * every tree queued meanwhile.
+   * their pipes (a daemonized grandchild): found by the run's env tag or cgroup, and killed. A scan reads the whole
+   * process table (and the environment of every process younger than the job) through the thread pool, and during
+   * a burst of runs that traffic delayed every next job's start; so the sweep waits for a quiet moment
+   * (SWEEP_QUIET_MS, at most SWEEP_MAX_DELAY_MS) and then takes every tree queued meanwhile, with ONE reading of
+   * the process table shared by all of them (sweepTrees).
    */
   sweepLater(tree: JobTree): void {
     this.sweepQueue.push(tree);
     this.sweepTimer.poke();
   }
 
-  private readonly sweepTimer = new QuietTimer(SWEEP_QUIET_MS, SWEEP_MAX_DELAY_MS, () => this.sweepNow());
+  private readonly sweepTimer = new QuietTimer(SWEEP_QUIET_MS, SWEEP_MAX_DELAY_MS, SWEEP_MIN_INTERVAL_MS, () => this.sweepNow());
 
   private sweepNow(): void {
     const trees = this.sweepQueue;
     this.sweepQueue = [];
     void (async () => {
-      for (const t of trees) {
-        try {
-          const members = await t.members();
-          if (members.length) {
-            this.log.warn('killing processes that outlived their run', { run_id: t.runId, pids: members });
-            await t.kill({ graceMs: 2000, signal: 'SIGTERM' });
-          }
-          t.dispose();
-        } catch (e) {
-          this.log.warn('sweep failed', { error: (e as Error).message });
-        }
+      let found: Array<{ tree: JobTree; members: number[] }>;
+      try {
+        found = await sweepTrees(trees);
+      } catch (e) {
+        this.log.warn('sweep failed', { error: (e as Error).message });
+        for (const t of trees) t.dispose();
+        return;
       }
+      await Promise.all(
+        found.map(async ({ tree, members }) => {
+          try {
+            if (members.length) {
+              this.log.warn('killing processes that outlived their run', { run_id: tree.runId, pids: members });
+              await tree.kill({ graceMs: 2000, signal: 'SIGTERM' });
+            }
+            tree.dispose();
+          } catch (e) {
+            this.log.warn('sweep failed', { run_id: tree.runId, error: (e as Error).message });
+          }
+        }),
+      );
     })();
   }
 

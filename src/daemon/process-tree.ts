@@ -33,7 +33,7 @@
  * kill(-pgid, 0) plus, with a cgroup, one small file read.
  */
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
@@ -67,6 +67,16 @@ export interface JobTreeOptions {
   envTag: string;
   /** Try to put the job in its own cgroup v2 (default true; falls back silently when unavailable). */
   useCgroup?: boolean;
+  /**
+   * How the leader is moved into its cgroup. 'sync' (default): the constructor creates the cgroup and writes
+   * `cgroup.procs` itself. 'async': both go through the thread pool and the constructor returns at once. Moving a
+   * process into a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing, which can wait for an RCU grace
+   * period (0.1 ms to 15 ms measured); the daemon, which spawns on its only thread, uses 'async'. Until the move
+   * has landed the cgroup is not consulted by `groupEmptySync` (a leader that exits before that is judged by its
+   * process group alone); every scan (`members`, `isEmpty`, `signal`, `kill`) waits for it first. See
+   * `cgroupSettled`.
+   */
+  cgroupMove?: 'sync' | 'async';
 }
 
 export interface KillOptions {
@@ -98,6 +108,10 @@ export class JobTree {
   readonly envTag: string;
   private readonly envNeedle: Buffer;
   private cgroup: JobCgroup | null;
+  /** An asynchronous move into the cgroup in flight ('async' mode); cleared once it has landed or failed. */
+  private cgroupJoin: Promise<void> | null = null;
+  /** dispose() was asked while the move was in flight: done once it settles. */
+  private disposeWanted = false;
   /** Every process ever seen as a member: pid → start time. */
   private readonly known = new Map<number, string>();
   private killing: Promise<KillResult> | null = null;
@@ -121,11 +135,50 @@ export class JobTree {
     // where cgroup.kill would reach it); the job's existing cgroup is reattached even without it
     // (a restarted daemon finding a dead leader's escapees).
     const leaderAlive = this.startTime !== null && isSameProcessAlive(this.pid, this.startTime);
-    this.cgroup = opts.useCgroup === false ? null : JobCgroup.adopt(opts.runId, opts.pid, leaderAlive);
+    if (opts.useCgroup === false) this.cgroup = null;
+    else if (opts.cgroupMove === 'async' && leaderAlive) {
+      this.cgroup = null;
+      this.cgroupJoin = this.join(opts.runId).catch(() => {
+        this.cgroupJoin = null;
+      });
+    } else this.cgroup = JobCgroup.adopt(opts.runId, opts.pid, leaderAlive);
     if (this.startTime !== null) this.known.set(this.pid, this.startTime);
   }
 
-  /** The job's cgroup directory, or null when cgroups are not used for this job. */
+  /**
+   * The asynchronous join ('async' mode): create the job's cgroup, then move the leader into it. The leader's
+   * identity was checked just before (constructor); the kernel resolves the pid when the write lands, normally a
+   * few ms later (longer only when the thread pool is saturated). Meanwhile the
+   * leader may exit and be reaped, and its pid could only name another process again after the kernel's pid counter
+   * wrapped around (pids are allocated cyclically). Still, a cgroup is only used when the process it holds is our
+   * leader, or the leader's own descendants once it is gone: if the pid names another process now, the cgroup is
+   * given up, never killed.
+   */
+  private async join(runId: string): Promise<void> {
+    const pending = await JobCgroup.create(runId, this.pid);
+    if (pending === null) {
+      this.cgroupJoin = null;
+      return;
+    }
+    const moved = await pending.moveAsync(this.pid);
+    const holder = moved ? processStartTimeSync(this.pid) : null;
+    if (holder !== null && holder !== this.startTime) {
+      // Another process holds the pid: it may be what landed in the cgroup. Never ours to kill; leave the cgroup be.
+      this.cgroupJoin = null;
+      return;
+    }
+    if (moved) this.cgroup = pending;
+    else pending.remove();
+    this.cgroupJoin = null;
+    if (this.disposeWanted) this.dispose();
+  }
+
+  /** Resolves once an asynchronous cgroup move ('async' mode) has landed or failed; at once otherwise. */
+  async cgroupSettled(): Promise<void> {
+    if (this.cgroupJoin) await this.cgroupJoin;
+  }
+
+  /** The job's cgroup directory, or null when cgroups are not used for this job (or its move has not landed yet). */
   get cgroupPath(): string | null {
     return this.cgroup?.dir ?? null;
   }
@@ -154,9 +207,12 @@ export class JobTree {
     return empty;
   }
 
-  /** Pids of every live process of the job (never the daemon itself, never zombies). */
-  async members(): Promise<number[]> {
-    return (await this.scan()).map((e) => e.pid).sort((a, b) => a - b);
+  /**
+   * Pids of every live process of the job (never the daemon itself, never zombies). With a `snapshot`, the scan
+   * uses that reading of the process table instead of taking its own (see `sweepTrees`).
+   */
+  async members(snapshot?: ProcessSnapshot): Promise<number[]> {
+    return (await this.scan(snapshot)).map((e) => e.pid).sort((a, b) => a - b);
   }
 
   /**
@@ -215,6 +271,11 @@ export class JobTree {
    * `isEmpty` and `kill` call it themselves when they find the job empty.
    */
   dispose(): boolean {
+    if (this.cgroupJoin !== null) {
+      // The move is in flight: the cgroup is removed (if empty) once it settles.
+      this.disposeWanted = true;
+      return false;
+    }
     if (this.cgroup === null) return true;
     if (!this.cgroup.remove()) return false;
     this.cgroup = null;
@@ -292,17 +353,14 @@ export class JobTree {
     return leader === undefined || leader.startTime === this.startTime;
   }
 
-  /** One enumeration of the job's live processes, by every means available (see the file comment). */
-  private async scan(): Promise<ProcessEntry[]> {
-    const table = await listProcesses();
-    const byPid = new Map<number, ProcessEntry>();
-    const children = new Map<number, ProcessEntry[]>();
-    for (const e of table) {
-      byPid.set(e.pid, e);
-      const list = children.get(e.ppid);
-      if (list === undefined) children.set(e.ppid, [e]);
-      else list.push(e);
-    }
+  /**
+   * One enumeration of the job's live processes, by every means available (see the file comment), from `snapshot`
+   * when given (a reading shared with other trees), else from a fresh reading of the process table.
+   */
+  private async scan(snapshot?: ProcessSnapshot): Promise<ProcessEntry[]> {
+    // A cgroup move in flight lands first: the cgroup is then one of the ways this scan finds members.
+    if (this.cgroupJoin) await this.cgroupJoin;
+    const { table, byPid, children } = snapshot ?? (await ProcessSnapshot.take());
 
     const found = new Map<number, ProcessEntry>();
     const add = (e: ProcessEntry | undefined | null): void => {
@@ -323,7 +381,8 @@ export class JobTree {
     }
     if (IS_LINUX) {
       const candidates = table.filter((e) => !found.has(e.pid) && this.couldBeMember(e));
-      const tagged = await Promise.all(candidates.map((e) => this.carriesEnvTag(e.pid)));
+      const reading = snapshot ?? null;
+      const tagged = await Promise.all(candidates.map(async (e) => this.carriesEnvTag(reading ? await reading.environ(e.pid) : await readEnviron(e.pid))));
       candidates.forEach((e, i) => {
         if (tagged[i]) add(e);
       });
@@ -352,14 +411,9 @@ export class JobTree {
     return order === null || order >= 0;
   }
 
-  private async carriesEnvTag(pid: number): Promise<boolean> {
-    let env: Buffer;
-    try {
-      env = await readFile(`/proc/${pid}/environ`);
-    } catch {
-      return false; // gone, or not ours to read (EACCES)
-    }
-    if (env.length === 0) return false;
+  /** Whether a process's environment (its /proc/<pid>/environ; null when unreadable) carries the job's tag. */
+  private carriesEnvTag(env: Buffer | null): boolean {
+    if (env === null || env.length === 0) return false;
     // Entries are NUL-terminated; match a whole entry, at the start or after a NUL.
     if (env.subarray(0, this.envNeedle.length).equals(this.envNeedle)) return true;
     const inner = Buffer.concat([Buffer.from([0]), this.envNeedle]);
@@ -368,6 +422,58 @@ export class JobTree {
     const tail = Buffer.concat([Buffer.from([0]), this.envNeedle.subarray(0, -1)]);
     return env.length >= tail.length && env.subarray(env.length - tail.length).equals(tail);
   }
+}
+
+/** /proc/<pid>/environ, or null when the process is gone or not ours to read (EACCES). */
+async function readEnviron(pid: number): Promise<Buffer | null> {
+  try {
+    return await readFile(`/proc/${pid}/environ`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * One reading of the process table, indexed, with each process's environment read at most once: what a scan needs,
+ * shareable by the scans of several trees. A sweep after a burst of runs then reads `/proc` once, not once per run.
+ */
+export class ProcessSnapshot {
+  readonly byPid = new Map<number, ProcessEntry>();
+  readonly children = new Map<number, ProcessEntry[]>();
+  private readonly environs = new Map<number, Promise<Buffer | null>>();
+
+  private constructor(readonly table: ProcessEntry[]) {
+    for (const e of table) {
+      this.byPid.set(e.pid, e);
+      const list = this.children.get(e.ppid);
+      if (list === undefined) this.children.set(e.ppid, [e]);
+      else list.push(e);
+    }
+  }
+
+  static async take(): Promise<ProcessSnapshot> {
+    return new ProcessSnapshot(await listProcesses());
+  }
+
+  /** /proc/<pid>/environ as read the first time any scan asked (null: gone or unreadable). */
+  environ(pid: number): Promise<Buffer | null> {
+    let env = this.environs.get(pid);
+    if (env === undefined) {
+      env = readEnviron(pid);
+      this.environs.set(pid, env);
+    }
+    return env;
+  }
+}
+
+/**
+ * The live members of each tree, from ONE reading of the process table (and one environ read per candidate process)
+ * shared by all of them. For the daemon's sweep after a batch of finished runs.
+ */
+export async function sweepTrees(trees: readonly JobTree[]): Promise<Array<{ tree: JobTree; members: number[] }>> {
+  if (trees.length === 0) return [];
+  const snapshot = await ProcessSnapshot.take();
+  return Promise.all(trees.map(async (tree) => ({ tree, members: await tree.members(snapshot) })));
 }
 
 function identityKey(e: ProcessEntry): string {
@@ -509,8 +615,7 @@ class JobCgroup {
   static adopt(runId: string, pid: number, moveLeader: boolean): JobCgroup | null {
     const base = cgroupBase();
     if (base === null) return null;
-    const name = `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
-    const dir = join(base, name);
+    const dir = join(base, JobCgroup.nameOf(runId, pid));
     let created = false;
     try {
       mkdirSync(dir);
@@ -531,6 +636,38 @@ class JobCgroup {
       // ESRCH: this child is already gone. Anything else: cgroups do not work here; stop trying.
       if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
       return null;
+    }
+  }
+
+  /** The job's cgroup directory, created (not joined yet) for an asynchronous move; null when cgroups are unusable. */
+  static async create(runId: string, pid: number): Promise<JobCgroup | null> {
+    const base = cgroupBase();
+    if (base === null) return null;
+    const dir = join(base, JobCgroup.nameOf(runId, pid));
+    try {
+      await mkdir(dir);
+    } catch {
+      // EEXIST: a cgroup of this run and pid is from another daemon's life; not ours to reuse for a new child.
+      return null;
+    }
+    return new JobCgroup(dir);
+  }
+
+  private static nameOf(runId: string, pid: number): string {
+    return `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
+  }
+
+  /**
+   * Move `pid` into this cgroup through the thread pool. False when it did not happen: the process is gone (ESRCH),
+   * or cgroups do not work here after all (then they are not tried again).
+   */
+  async moveAsync(pid: number): Promise<boolean> {
+    try {
+      await writeFile(join(this.dir, 'cgroup.procs'), String(pid));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
+      return false;
     }
   }
 

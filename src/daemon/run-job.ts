@@ -341,7 +341,9 @@ export class RunJob {
         this.directLog = await openFile(this.logOpenPath, 'w', 0o644);
         this.logDirect = true;
       } else {
-        this.log = await RunLogWriter.open(this.logOpenPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
+        // Opened synchronously: through the thread pool this open queued behind the records of the run that just
+        // ended (manifest, .meta, result.json), right between one job's exit and the next one's spawn.
+        this.log = RunLogWriter.openSync(this.logOpenPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
         this.log.on('error', (e: Error) => this.onLogError(e));
       }
     } catch (e) {
@@ -422,7 +424,9 @@ export class RunJob {
     this.startedAt = Date.now();
     this.state = 'running';
     const startTime = processStartTimeSync(child.pid) ?? '';
-    this.tree = new JobTree({ pid: child.pid, startTime, runId: this.runId, envTag: `LOCKD_RUN_ID=${this.runId}` });
+    // The cgroup move is asynchronous: in the kernel it can wait for an RCU grace period (up to ~15 ms measured), which
+    // here blocked the daemon right when a short job exits and the next one is due (process-tree.ts, cgroupMove).
+    this.tree = new JobTree({ pid: child.pid, startTime, runId: this.runId, envTag: `LOCKD_RUN_ID=${this.runId}`, cgroupMove: 'async' });
 
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));

@@ -22,7 +22,8 @@
  * end the run with reason `log_write_failed`.
  */
 import { EventEmitter } from 'node:events';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { close as closeFd, fstat, ftruncate, openSync, read as readFd, write as writeFd, writev as writevFd } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { LockdError } from '../util/errors.js';
 
@@ -56,7 +57,46 @@ export function elisionLine(elidedBytes: number): string {
   return `\n[lockd: ${elidedBytes} bytes elided]\n`;
 }
 
-async function writeFully(fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
+/** What the writer does with a file: a FileHandle provides it, and so does FdFile around a synchronously opened fd. */
+interface LogFile {
+  write(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  writev(bufs: Buffer[], position: number): Promise<{ bytesWritten: number }>;
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  stat(): Promise<{ nlink: number }>;
+  truncate(len: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A LogFile over a plain fd (the asynchronous calls go through the thread pool, like a FileHandle's). */
+class FdFile implements LogFile {
+  constructor(private readonly fd: number) {}
+
+  write(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
+    return new Promise((resolve, reject) => writeFd(this.fd, buf, offset, length, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten }))));
+  }
+
+  writev(bufs: Buffer[], position: number): Promise<{ bytesWritten: number }> {
+    return new Promise((resolve, reject) => writevFd(this.fd, bufs, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten }))));
+  }
+
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    return new Promise((resolve, reject) => readFd(this.fd, buf, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))));
+  }
+
+  stat(): Promise<{ nlink: number }> {
+    return new Promise((resolve, reject) => fstat(this.fd, (err, st) => (err ? reject(err) : resolve(st))));
+  }
+
+  truncate(len: number): Promise<void> {
+    return new Promise((resolve, reject) => ftruncate(this.fd, len, (err) => (err ? reject(err) : resolve())));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => closeFd(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+}
+
+async function writeFully(fh: LogFile, buf: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
     const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
@@ -86,7 +126,7 @@ function sliceBuffers(bufs: readonly Buffer[], start: number, end: number): Buff
 }
 
 /** Gathered write of `bufs` at `position` (one syscall for a whole batch, no concatenation). */
-async function writevFully(fh: FileHandle, bufs: readonly Buffer[], position: number): Promise<void> {
+async function writevFully(fh: LogFile, bufs: readonly Buffer[], position: number): Promise<void> {
   const total = totalLength(bufs);
   let done = 0;
   let rest: readonly Buffer[] = bufs;
@@ -99,7 +139,7 @@ async function writevFully(fh: FileHandle, bufs: readonly Buffer[], position: nu
 }
 
 /** Copy `length` bytes from `src` at `srcPos` to `dst` at `dstPos` through a bounded buffer. */
-async function copyRange(src: FileHandle, srcPos: number, dst: FileHandle, dstPos: number, length: number): Promise<void> {
+async function copyRange(src: LogFile, srcPos: number, dst: LogFile, dstPos: number, length: number): Promise<void> {
   const buf = Buffer.allocUnsafe(Math.min(COPY_BYTES, Math.max(1, length)));
   let done = 0;
   while (done < length) {
@@ -130,13 +170,13 @@ export class RunLogWriter extends EventEmitter {
   private receivedBytes = 0;
   /** Bytes currently in the main file. */
   private mainPos = 0;
-  private ring: FileHandle | null = null;
+  private ring: LogFile | null = null;
   /** Bytes that went through the tail ring, i.e. everything after the head once capping began. */
   private ringBytes = 0;
 
   private constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly fh: LogFile,
     private readonly maxBytes: number | undefined,
     options: RunLogWriterOptions,
   ) {
@@ -149,18 +189,37 @@ export class RunLogWriter extends EventEmitter {
 
   /** Create (or truncate) the log file. Rejects with `log_write_failed` when it cannot be opened. */
   static async open(file: string, options: RunLogWriterOptions = {}): Promise<RunLogWriter> {
-    const { maxBytes } = options;
-    if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) {
-      throw new LockdError('usage', `log size cap must be a non-negative integer, got ${String(maxBytes)}`, { maxBytes });
-    }
-    let fh: FileHandle;
+    RunLogWriter.checkOptions(options);
+    let fh: LogFile;
     try {
       // w+: the head/tail move reads back from the file.
       fh = await open(file, 'w+', options.mode ?? 0o644);
     } catch (err) {
       throw RunLogWriter.wrap(file, err);
     }
-    return new RunLogWriter(file, fh, maxBytes, options);
+    return new RunLogWriter(file, fh, options.maxBytes, options);
+  }
+
+  /**
+   * `open`, with the open(2) itself done synchronously: one syscall on the caller's thread instead of a round trip
+   * through libuv's thread pool, where it queues behind whatever file work is in flight. The daemon opens a run's
+   * log between a grant and the spawn, on the handoff path. Throws `log_write_failed` when it cannot be opened.
+   */
+  static openSync(file: string, options: RunLogWriterOptions = {}): RunLogWriter {
+    RunLogWriter.checkOptions(options);
+    let fd: number;
+    try {
+      fd = openSync(file, 'w+', options.mode ?? 0o644);
+    } catch (err) {
+      throw RunLogWriter.wrap(file, err);
+    }
+    return new RunLogWriter(file, new FdFile(fd), options.maxBytes, options);
+  }
+
+  private static checkOptions({ maxBytes }: RunLogWriterOptions): void {
+    if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) {
+      throw new LockdError('usage', `log size cap must be a non-negative integer, got ${String(maxBytes)}`, { maxBytes });
+    }
   }
 
   private static wrap(file: string, err: unknown): LockdError {
