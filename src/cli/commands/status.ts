@@ -6,11 +6,9 @@
 import { resolve } from 'node:path';
 import { COMMON_OPTIONS, parse } from '../args.js';
 import { connectOptions } from '../common.js';
-import { request } from '../../client/connection.js';
+import { request, requestJsonField } from '../../client/connection.js';
 import { isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
-import { NO_DAEMON_TEXT, renderStatus } from '../render/status.js';
-import { styleFor } from '../render/style.js';
 
 const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' }, root: { type: 'string' } } as const;
 
@@ -32,16 +30,23 @@ Examples:
 export async function statusCommand(args: string[]): Promise<number> {
   const { values } = parse(args, OPTIONS);
   const opts = { ...connectOptions(values), autostart: false };
-  let snapshot;
+  const msg = { type: 'status', root: values.root ? resolve(values.root) : null } as const;
   try {
-    snapshot = (await request(opts, { type: 'status', root: values.root ? resolve(values.root) : null }, ['status'])).snapshot;
+    if (values.json) {
+      // The daemon's JSON as it came, unparsed (it is exactly what JSON.stringify of the parsed snapshot gives).
+      const json = await requestJsonField(opts, msg, 'status', 'snapshot');
+      process.stdout.write(json);
+      process.stdout.write('\n');
+      return EXIT.OK;
+    }
+    const snapshot = (await request(opts, msg, ['status'])).snapshot;
+    // The renderer is loaded only for the human table: --json never needs it.
+    const [{ renderStatus }, { styleFor }] = await Promise.all([import('../render/status.js'), import('../render/style.js')]);
+    process.stdout.write(renderStatus(snapshot, styleFor(process.stdout)));
   } catch (e) {
     if (!isLockdError(e, 'daemon_not_running')) throw e;
     if (values.json) process.stdout.write(JSON.stringify({ daemon: null, locks: [], runs: [], holds: [] }) + '\n');
-    else process.stdout.write(`${NO_DAEMON_TEXT}\n`);
-    return EXIT.OK;
+    else process.stdout.write(`${(await import('../render/status.js')).NO_DAEMON_TEXT}\n`);
   }
-  if (values.json) process.stdout.write(JSON.stringify(snapshot) + '\n');
-  else process.stdout.write(renderStatus(snapshot, styleFor(process.stdout)));
   return EXIT.OK;
 }
