@@ -3,7 +3,7 @@
  * frames. Import-light on purpose: node built-ins only, because every Make recipe pays for this start-up.
  */
 import { createConnection, type Socket } from 'node:net';
-import { FrameDecoder, FrameKind, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
+import { FrameDecoder, FrameKind, MAX_DATA_FRAME, MAX_JSON_FRAME, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
 import type { ClientMessage, DaemonMessage, DaemonInfo } from '../protocol/messages.js';
 import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
 import { LockdError, errnoCode, isLockdError } from '../util/errors.js';
@@ -96,7 +96,8 @@ export type RawJsonHook = (payload: Buffer) => boolean;
 async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | null, rawJson?: RawJsonHook): Promise<DaemonConnection> {
   const socket = await connectOrStart(opts);
   socket.setNoDelay(true);
-  const decoder = new FrameDecoder();
+  // Output bytes go on as they arrive (see FrameDecoderOptions.streamData): no copy to reassemble each data frame.
+  const decoder = new FrameDecoder(MAX_JSON_FRAME, MAX_DATA_FRAME, { streamData: true });
   let hadReply = false;
   let gotBytes = false;
   let info: DaemonInfo | null = null;
