@@ -117,7 +117,7 @@ function underRoot(key: string, root: string): boolean {
 export function buildStatus(core: DaemonCore, root: string | null): StatusSnapshot {
   const now = Date.now();
   let locks = core.table.snapshot().map((s) => lockStatus(core, s, now));
-  let inScope: (keys: string[]) => boolean = () => true;
+  let inScope: ((keys: string[]) => boolean) | null = null;
   if (root) {
     // --root narrows the local locks to that build root; global locks concern every root, so they stay.
     const canon = canonicalPath(root);
@@ -125,10 +125,10 @@ export function buildStatus(core: DaemonCore, root: string | null): StatusSnapsh
     const keys = new Set(locks.map((l) => l.key));
     inScope = (lockKeys) => lockKeys.some((k) => keys.has(k));
   }
-  const runs = [...core.runs.values()].filter((j) => inScope(j.locks.map((l) => l.key)));
-  const holds = core.holds.list().filter((h) => inScope(h.locks.map((l) => l.key)));
+  const runs = [...core.runs.values()].filter((j) => inScope?.(j.locks.map((l) => l.key)) ?? true);
+  const holds = core.holds.list().filter((h) => inScope?.(h.locks.map((l) => l.key)) ?? true);
   // --detach runs re-adopted after a daemon restart hold locks too (adopt.ts); they are listed with the others.
-  const adopted = (core.adopted?.list() ?? []).filter((a) => inScope(a.rec.locks.map((l) => l.key)));
+  const adopted = (core.adopted?.list() ?? []).filter((a) => inScope?.(a.rec.locks.map((l) => l.key)) ?? true);
   return {
     daemon: { version: core.info().version, pid: process.pid, uptime_ms: now - core.startedAt, mode: core.mode, socket: core.socketPath, state_dir: core.stateDir },
     locks,
@@ -160,7 +160,7 @@ export function buildStatus(core: DaemonCore, root: string | null): StatusSnapsh
       holder: h.owner.holder,
       user: h.owner.user,
       locks: h.locks.map((l) => l.name),
-      since_utc: new Date(h.grant?.grantedAt ?? h.owner.since).toISOString(),
+      since_utc: isoOf(h.grant?.grantedAt ?? h.owner.since),
       ttl_ms: h.ttlMs,
       expires_utc: h.expiresAt ? new Date(h.expiresAt).toISOString() : null,
     })),
