@@ -3,6 +3,8 @@
  * as it can (throughput from first to last byte, so process start-up does not count). Then a slow reader: the bench
  * reads lockd's stdout at a trickle while sampling the daemon's RSS, which must stay bounded (backpressure reaches
  * the child instead of piling up in the daemon). Every lockd run also writes its output.log, as in real use.
+ * Beside them, `cat FILE | node | node` (two processes that only pass the bytes on): what any path through two Node
+ * processes gets on this machine, so lockd's own costs can be told from the architecture's.
  */
 import { spawn } from 'node:child_process';
 import { openSync, writeSync, closeSync, readdirSync, rmSync } from 'node:fs';
@@ -109,19 +111,27 @@ export async function streamingScenario(size: Sizes['streaming']): Promise<Omit<
     makeFile(file, size.bytes);
     const direct: Transfer[] = [];
     const viaLockd: Transfer[] = [];
+    const viaRelays: Transfer[] = [];
+    // The same bytes through two Node processes that only pass them on (no log, no framing): the floor of any path
+    // that, like lockd's (daemon, then client), crosses two Node processes on the way.
+    const relay = `${JSON.stringify(process.execPath)} -e 'process.stdin.pipe(process.stdout)'`;
+    const relays = ['-c', `cat "$0" | ${relay} | ${relay}`, file];
     for (let i = 0; i < size.warmup + size.rounds; i++) {
       const a = await transfer('cat', [file], d.env, d.dir);
       const b = await transfer(process.execPath, [CLI, 'run', '-q', '--', 'cat', file], d.env, d.dir);
+      const c = await transfer('sh', relays, d.env, d.dir);
       dropRunLogs(d);
-      for (const t of [a, b]) if (t.bytes !== size.bytes) throw new Error(`short read: ${t.bytes} of ${size.bytes} bytes`);
+      for (const t of [a, b, c]) if (t.bytes !== size.bytes) throw new Error(`short read: ${t.bytes} of ${size.bytes} bytes`);
       if (i >= size.warmup) {
         direct.push(a);
         viaLockd.push(b);
+        viaRelays.push(c);
       }
     }
     const rate = (t: Transfer) => t.bytes / 1048576 / (t.streamMs / 1000);
     const directRate = median(direct.map(rate));
     const lockdRate = median(viaLockd.map(rate));
+    const relaysRate = median(viaRelays.map(rate));
     const slow = await slowReader(d, file, size.slowSeconds);
     dropRunLogs(d);
     const growth = slow.baseline !== null && slow.peak !== null ? slow.peak - slow.baseline : null;
@@ -134,6 +144,9 @@ export async function streamingScenario(size: Sizes['streaming']): Promise<Omit<
         direct_mib_per_s: round(directRate, 1),
         lockd_mib_per_s: round(lockdRate, 1),
         lockd_over_direct_ratio: round(rel),
+        two_node_relays_mib_per_s: round(relaysRate, 1),
+        two_node_relays_over_direct_ratio: round(relaysRate / directRate),
+        lockd_over_two_node_relays_ratio: round(lockdRate / relaysRate),
         direct_wall_ms: round(median(direct.map((t) => t.wallMs))),
         lockd_wall_ms: round(median(viaLockd.map((t) => t.wallMs))),
         slow_reader: { daemon_rss_before_bytes: slow.baseline, daemon_rss_peak_bytes: slow.peak, daemon_rss_growth_bytes: growth, rss_samples: slow.samples, bytes_read_slowly: slow.readSlowly, bytes_total: slow.total },
@@ -141,6 +154,7 @@ export async function streamingScenario(size: Sizes['streaming']): Promise<Omit<
       rows: [
         { measurement: `cat → pipe (median of ${direct.length})`, value: `${directRate.toFixed(0)} MiB/s` },
         { measurement: 'lockd run -- cat → pipe', value: `${lockdRate.toFixed(0)} MiB/s`, detail: `${ratio(rel)} of direct` },
+        { measurement: 'cat | node | node → pipe (two relays)', value: `${relaysRate.toFixed(0)} MiB/s`, detail: `${ratio(relaysRate / directRate)} of direct; lockd is ${ratio(lockdRate / relaysRate)} of it` },
         { measurement: `daemon RSS, slow reader (${size.slowSeconds} s)`, value: mib(slow.peak), detail: `before ${mib(slow.baseline)}, growth ${mib(growth)} while ${mib(slow.readSlowly)} were read slowly` },
       ],
       targets: [target('lockd / direct throughput', rel, '>=', 0.5, 'x'), target('daemon RSS growth under a slow reader', growth === null ? null : growth / 1048576, '<=', 64, 'MiB')],

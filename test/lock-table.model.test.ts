@@ -517,6 +517,15 @@ function runSequence(ops: Op[]): void {
       assertEq(table.queuePosition(id), model.queuePosition(id), `${where}: queuePosition ${id}`);
       const mr = model.reqs.find((r) => r.id === id && r.status === 'waiting');
       assertEq(table.blockersOf(id), mr ? model.blockers(mr) : [], `${where}: blockersOf ${id}`);
+      // What status shows as blocked_by: the same blockers' ids, holders first, each once.
+      const ids = mr ? [...new Set([...model.blockers(mr)].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'holder' ? -1 : 1)).map((b) => b.requestId))] : [];
+      assertEq(table.blockerIdsOf(id), ids, `${where}: blockerIdsOf ${id}`);
+    }
+    // Per key, for every waiter at once (shared arrays behind the first few), equal to asking waiter by waiter.
+    for (const s of table.snapshot()) {
+      const byWaiter = table.blockerIdsByWaiter(s.key);
+      assertEq(byWaiter, s.waiters.map((w) => table.blockerIdsOf(w.requestId)), `${where}: blockerIdsByWaiter ${s.key}`);
+      if (s.waiters.length > MAX_WAITER_BLOCKERS + 1) seen.longLines++;
     }
     checkInvariants(table, model, where);
     // a nested waiter nothing holds up is one held back from closing a cycle
@@ -591,7 +600,7 @@ function assertEq(actual: unknown, expected: unknown, what: string): void {
 const LONG = Boolean(process.env['LOCKD_TEST_LONG']);
 
 function newSeen() {
-  return { ops: 0, queued: 0, granted: 0, releaseGrants: 0, cascade: 0, deadlock: 0, heldBack: 0, heldBackInPump: 0, nestedGrant: 0, reentry: 0, slotsGrant: 0, mismatch: 0, busy: 0 };
+  return { ops: 0, queued: 0, granted: 0, releaseGrants: 0, cascade: 0, deadlock: 0, heldBack: 0, heldBackInPump: 0, nestedGrant: 0, reentry: 0, slotsGrant: 0, mismatch: 0, busy: 0, longLines: 0 };
 }
 let seen = newSeen();
 
@@ -606,6 +615,7 @@ test.serial('the lock table matches the reference model on random sequences of a
   t.true(seen.cascade > 0, 'releases granting several');
   t.true(seen.mismatch > 0, 'slots mismatches');
   t.true(seen.busy > 0, 'busy tryOnly');
+  t.true(seen.longLines > 0, 'lines longer than the waiter blockers listed');
 });
 
 test.serial('the lock table matches the reference model on random sequences heavy in nested requests', (t) => {

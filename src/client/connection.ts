@@ -3,7 +3,7 @@
  * frames. Import-light on purpose: node built-ins only, because every Make recipe pays for this start-up.
  */
 import { createConnection, type Socket } from 'node:net';
-import { FrameDecoder, FrameKind, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
+import { FrameDecoder, FrameKind, MAX_DATA_FRAME, MAX_JSON_FRAME, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
 import type { ClientMessage, DaemonMessage, DaemonInfo } from '../protocol/messages.js';
 import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
 import { LockdError, errnoCode, isLockdError } from '../util/errors.js';
@@ -71,13 +71,13 @@ async function connectOrStart(opts: ConnectOptions): Promise<Socket> {
  * Connect and pipeline the hello with the first request: one round trip, not two. The promise resolves after the
  * daemon's hello_ok; frames that follow go to the handlers the caller sets on the returned connection.
  */
-export async function connectDaemon(opts: ConnectOptions, first: ClientMessage | null): Promise<DaemonConnection> {
+export async function connectDaemon(opts: ConnectOptions, first: ClientMessage | null, rawJson?: RawJsonHook): Promise<DaemonConnection> {
   // A daemon being killed can still complete a connect: its listening socket goes a moment after its other
   // sockets (a queued client retrying at once hits exactly that). Such a connection is closed before a single byte
   // comes back, so the daemon never read the request: connecting again (auto-starting if needed) is safe.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await connectDaemonOnce(opts, first);
+      return await connectDaemonOnce(opts, first, rawJson);
     } catch (e) {
       if (attempt >= 3 || !isLockdError(e, 'daemon_lost') || e.details?.silent !== true) throw e;
       await new Promise((r) => setTimeout(r, 50 * attempt));
@@ -85,10 +85,17 @@ export async function connectDaemon(opts: ConnectOptions, first: ClientMessage |
   }
 }
 
-async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | null): Promise<DaemonConnection> {
+/**
+ * Sees each JSON frame after the handshake before it is parsed; returning true consumes it (it is then never parsed
+ * nor given to onMessage). For replies that are only passed on (see requestJsonField).
+ */
+export type RawJsonHook = (payload: Buffer) => boolean;
+
+async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | null, rawJson?: RawJsonHook): Promise<DaemonConnection> {
   const socket = await connectOrStart(opts);
   socket.setNoDelay(true);
-  const decoder = new FrameDecoder();
+  // Output bytes go on as they arrive (see FrameDecoderOptions.streamData): no copy to reassemble each data frame.
+  const decoder = new FrameDecoder(MAX_JSON_FRAME, MAX_DATA_FRAME, { streamData: true });
   let hadReply = false;
   let gotBytes = false;
   let info: DaemonInfo | null = null;
@@ -143,6 +150,10 @@ async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | nu
       if (f.kind !== FrameKind.Json) {
         if (dataHandler && !early.length) dataHandler(f.kind, f.payload);
         else early.push(() => conn.onData(f.kind, f.payload));
+        return;
+      }
+      if (info && rawJson?.(f.payload)) {
+        hadReply = true;
         return;
       }
       let msg: DaemonMessage;
@@ -201,6 +212,44 @@ export async function request<T extends DaemonMessage['type']>(opts: ConnectOpti
       } else if ((until as string[]).includes(m.type)) {
         resolve(m as Extract<DaemonMessage, { type: T }>);
         conn.close();
+      }
+    };
+    conn.onClose = () => reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection before answering'));
+  });
+}
+
+/**
+ * Send one request whose reply is only passed on as JSON (`lockd status --json`): resolves with the UTF-8 text of the
+ * reply's `field`. When the reply frame is laid out as the daemon writes it, `{"type":"<type>","<field>":{…}}`, those
+ * bytes are cut straight out of the frame: a status snapshot of 10,000 waiters is megabytes, and parsing it only to
+ * serialize it again was most of the command's own time. Any other layout is parsed and serialized as before.
+ */
+export async function requestJsonField(opts: ConnectOptions, msg: ClientMessage, type: DaemonMessage['type'], field: string): Promise<Buffer> {
+  const prefix = Buffer.from(`{"type":${JSON.stringify(type)},${JSON.stringify(field)}:{`, 'utf8');
+  let cut: Buffer | null = null;
+  let onCut: ((b: Buffer) => void) | null = null;
+  const hook: RawJsonHook = (p) => {
+    // The field's value is an object and the last member: the frame ends with its `}` and then the message's `}`.
+    if (cut || p.length < prefix.length + 2 || p[p.length - 1] !== 0x7d || p[p.length - 2] !== 0x7d) return false;
+    if (!p.subarray(0, prefix.length).equals(prefix)) return false;
+    cut = p.subarray(prefix.length - 1, p.length - 1);
+    onCut?.(cut);
+    return true;
+  };
+  const conn = await connectDaemon(opts, msg, hook);
+  return await new Promise((resolve, reject) => {
+    const done = (b: Buffer) => {
+      resolve(b);
+      conn.close();
+    };
+    if (cut) done(cut);
+    else onCut = done;
+    conn.onMessage = (m) => {
+      if (m.type === 'error') {
+        reject(new LockdError(m.code, m.message));
+        conn.close();
+      } else if (m.type === type) {
+        done(Buffer.from(JSON.stringify((m as unknown as Record<string, unknown>)[field]), 'utf8'));
       }
     };
     conn.onClose = () => reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection before answering'));

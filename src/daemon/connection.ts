@@ -4,7 +4,7 @@
  * gets one `error` frame where possible and is closed; it can never throw into the daemon.
  */
 import type { Socket } from 'node:net';
-import { FrameDecoder, FrameKind, dataHeader, encodeJson, MAX_DATA_FRAME, type Frame } from '../protocol/framing.js';
+import { FrameDecoder, FrameKind, dataHeader, encodeFrame, MAX_DATA_FRAME, type Frame } from '../protocol/framing.js';
 import type { ClientMessage, DaemonMessage } from '../protocol/messages.js';
 import { parseClientMessage } from '../protocol/validate.js';
 import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
@@ -25,6 +25,9 @@ export interface ConnectionHandlers {
 }
 
 let nextId = 1;
+
+/** JSON replies at least this long (in UTF-16 units) are written as header + string rather than one buffer. */
+const LARGE_JSON_CHARS = 64 * 1024;
 
 export class Connection {
   readonly id = nextId++;
@@ -79,7 +82,15 @@ export class Connection {
 
   send(msg: DaemonMessage): boolean {
     if (this.closed || this.socket.destroyed) return false;
-    return this.socket.write(encodeJson(msg));
+    const json = JSON.stringify(msg);
+    if (json.length < LARGE_JSON_CHARS) return this.socket.write(encodeFrame(FrameKind.Json, Buffer.from(json, 'utf8')));
+    // A large reply (a status snapshot with thousands of waiters is megabytes) goes to the socket as a string behind
+    // its header: converted to UTF-8 once, by the write, instead of into a buffer and then copied into the frame.
+    this.socket.cork();
+    this.socket.write(dataHeader(FrameKind.Json, Buffer.byteLength(json, 'utf8')));
+    const ok = this.socket.write(json, 'utf8');
+    this.socket.uncork();
+    return ok;
   }
 
   /** Send output bytes; returns false when the socket's buffer is full (the caller pauses its source until `onDrain`). */

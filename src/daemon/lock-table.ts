@@ -469,6 +469,57 @@ export class LockTable<M = unknown> {
   }
 
   /**
+   * The request ids among blockersOf(requestId): first the holders in its way (in claim order), then the waiters
+   * ahead of it, each id once. What `lockd status` shows as "blocked by". [] when not waiting.
+   */
+  blockerIdsOf(requestId: string): string[] {
+    const r = this.#requests.get(requestId);
+    return r && r.state === 'waiting' ? this.#blockerIds(r) : [];
+  }
+
+  /**
+   * blockerIdsOf for every waiter of one key, in the order of snapshotKey(key).waiters; [] for a key nobody uses.
+   * A status snapshot needs it for every waiter: the top-level waiters with this one claim behind the first
+   * maxWaiterBlockersPerKey of the line all see the same holders and the same waiters ahead, so they share one
+   * array (read-only) instead of each building its own — O(1) apiece for a line of 10,000.
+   */
+  blockerIdsByWaiter(key: string): string[][] {
+    const ks = this.#keys.get(key);
+    if (!ks) return [];
+    const out: string[][] = [];
+    const shared = new Map<string, string[]>();
+    let index = 0;
+    for (const queue of [ks.nestedQueue, ks.topQueue]) {
+      for (let node = queue.head; node; node = node.next, index++) {
+        const r = node.req;
+        if (r.nested || r.claims.length !== 1 || index < this.#maxWaiterBlockers) {
+          out.push(this.#blockerIds(r));
+          continue;
+        }
+        // Its family is itself (it holds nothing), so only its claim's mode decides which holders are in its way.
+        const sig = node.claim.mode;
+        let ids = shared.get(sig);
+        if (!ids) shared.set(sig, (ids = this.#blockerIds(r)));
+        out.push(ids);
+      }
+    }
+    return out;
+  }
+
+  #blockerIds(r: Req<M>): string[] {
+    const holders: string[] = [];
+    const waiters: string[] = [];
+    const holdersInWay = this.#visitBlockers(
+      r,
+      (_c, who) => holders.push(who.id),
+      (_i, _c, who) => waiters.push(who.id),
+    );
+    const ids = r.nested && holdersInWay > 0 ? holders : holders.concat(waiters);
+    // On one key a request is either a holder or a waiter, and each once: repeats come only from several claims.
+    return r.claims.length === 1 ? ids : [...new Set(ids)];
+  }
+
+  /**
    * 1-based position in the longest line among its keys: on each key, nested waiters come
    * first and then top-level ones, each in arrival order; the largest such position over the
    * request's keys. 0 when not waiting. O(waiters on its keys).
@@ -897,45 +948,62 @@ export class LockTable<M = unknown> {
   /** Blockers for a waiting or would-be request (see blockersOf). */
   #blockers(r: Req<M>): Blocker<M>[] {
     const out: Blocker<M>[] = [];
+    const waitersAhead: Blocker<M>[][] = r.claims.map(() => []);
     const blocker = (key: string, kind: Blocker<M>['kind'], who: Req<M>): Blocker<M> => ({
       key,
       kind,
       requestId: who.id,
       meta: who.request.meta,
     });
+    const holdersInWay = this.#visitBlockers(
+      r,
+      (c, who) => out.push(blocker(c.key, 'holder', who)),
+      (i, c, who) => waitersAhead[i]!.push(blocker(c.key, 'waiter', who)),
+    );
+    // A nested request waits on holders; only a held-back one (nothing in its way) yields to waiters.
+    if (r.nested && holdersInWay > 0) return out;
+    return sortByClaimOrder(r.claims, out, waitersAhead);
+  }
+
+  /**
+   * The walk behind #blockers: per claim (in claim order), the holder entries in the way, then the waiters
+   * reserving the key ahead of it (at most maxWaiterBlockersPerKey per key). Returns how many holders it reported.
+   */
+  #visitBlockers(r: Req<M>, onHolder: (c: LockClaim, who: Req<M>) => void, onWaiter: (claimIndex: number, c: LockClaim, who: Req<M>) => void): number {
     let holdersInWay = 0;
-    const waitersAhead: Blocker<M>[][] = [];
-    for (const c of r.claims) {
+    const max = this.#maxWaiterBlockers;
+    r.claims.forEach((c, i) => {
       const ks = this.#keys.get(c.key);
-      const ahead: Blocker<M>[] = [];
-      waitersAhead.push(ahead);
-      if (!ks) continue;
+      if (!ks) return;
       if (!this.#claimFits(ks, c, r.family)) {
         for (const e of ks.holders.values()) {
           if (e.req.family !== r.family && this.#entryBlocks(e, c)) {
-            out.push(blocker(c.key, 'holder', e.req));
+            onHolder(c, e.req);
             holdersInWay++;
           }
         }
       }
+      let ahead = 0;
       if (!r.nested) {
         for (const queue of [ks.nestedQueue, ks.topQueue]) {
-          for (const node of queue) {
-            if (node.req === r || ahead.length >= this.#maxWaiterBlockers) break;
-            ahead.push(blocker(c.key, 'waiter', node.req));
+          for (let node = queue.head; node; node = node.next) {
+            if (node.req === r || ahead >= max) break;
+            onWaiter(i, c, node.req);
+            ahead++;
           }
         }
       } else {
-        for (const node of ks.nestedQueue) {
-          if (ahead.length >= this.#maxWaiterBlockers) break;
+        for (let node = ks.nestedQueue.head; node; node = node.next) {
+          if (ahead >= max) break;
           const w = node.req;
-          if (w !== r && w.family !== r.family && claimsCompete(c, node.claim)) ahead.push(blocker(c.key, 'waiter', w));
+          if (w !== r && w.family !== r.family && claimsCompete(c, node.claim)) {
+            onWaiter(i, c, w);
+            ahead++;
+          }
         }
       }
-    }
-    // A nested request waits on holders; only a held-back one (nothing in its way) yields to waiters.
-    if (r.nested && holdersInWay > 0) return out;
-    return sortByClaimOrder(r.claims, out, waitersAhead);
+    });
+    return holdersInWay;
   }
 
   /** Does holder entry e (of another family) stand in the way of claim c? Called only when c does not fit. */

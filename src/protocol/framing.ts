@@ -42,24 +42,49 @@ export function dataHeader(kind: FrameKind, length: number): Buffer {
   return h;
 }
 
+export interface FrameDecoderOptions {
+  /**
+   * Deliver data frames (stdout/stderr/stdin) piecemeal: the bytes of a data frame are returned as soon as they
+   * arrive, as several frames of the same kind, instead of being held and copied together until the frame is
+   * complete. For a reader that only passes the bytes on (the client's output), where a frame rarely lines up with a
+   * socket read and reassembling it cost a copy of every byte. JSON frames are always whole.
+   */
+  streamData?: boolean;
+}
+
 /**
- * Incremental decoder. `push` returns every complete frame; a partial frame stays buffered. Throws a
- * LockdError('protocol_error') on an unknown kind or an oversized length, after which the stream is unusable.
+ * Incremental decoder. `push` returns every complete frame (and, with `streamData`, every piece of a data frame
+ * that has arrived); a partial frame stays buffered. Throws a LockdError('protocol_error') on an unknown kind or an
+ * oversized length, after which the stream is unusable.
  */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  private readonly streamData: boolean;
+  /** streamData: bytes of the current data frame still to come (its earlier bytes were delivered already). */
+  private dataLeft = 0;
+  private dataKind: FrameKind = FrameKind.Stdout;
 
-  constructor(private readonly maxJson = MAX_JSON_FRAME, private readonly maxData = MAX_DATA_FRAME) {}
+  constructor(private readonly maxJson = MAX_JSON_FRAME, private readonly maxData = MAX_DATA_FRAME, options: FrameDecoderOptions = {}) {
+    this.streamData = options.streamData ?? false;
+  }
 
   get pendingBytes(): number {
     return this.buffered;
   }
 
   push(chunk: Buffer): Frame[] {
+    const frames: Frame[] = [];
+    if (chunk.length === 0) return frames;
+    if (this.dataLeft > 0) {
+      const n = Math.min(this.dataLeft, chunk.length);
+      frames.push({ kind: this.dataKind, payload: chunk.subarray(0, n) });
+      this.dataLeft -= n;
+      if (n === chunk.length) return frames;
+      chunk = chunk.subarray(n);
+    }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: Frame[] = [];
     while (this.buffered >= HEADER_BYTES) {
       const head = this.peek(HEADER_BYTES);
       const length = head.readUInt32BE(0);
@@ -71,7 +96,18 @@ export class FrameDecoder {
       if (length > limit) {
         throw new LockdError('protocol_error', `frame of ${length} bytes exceeds the ${limit}-byte limit`);
       }
-      if (this.buffered < HEADER_BYTES + length) break;
+      if (this.buffered < HEADER_BYTES + length) {
+        if (this.streamData && kind !== FrameKind.Json) {
+          // Hand over what has arrived of it, chunk by chunk (no copy); the rest follows in later pushes.
+          this.take(HEADER_BYTES);
+          for (const c of this.chunks) if (c.length > 0) frames.push({ kind: kind as FrameKind, payload: c });
+          this.dataKind = kind as FrameKind;
+          this.dataLeft = length - this.buffered;
+          this.chunks = [];
+          this.buffered = 0;
+        }
+        break;
+      }
       const whole = this.take(HEADER_BYTES + length);
       frames.push({ kind: kind as FrameKind, payload: whole.subarray(HEADER_BYTES) });
     }

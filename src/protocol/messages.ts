@@ -215,6 +215,8 @@ export type DaemonMessage =
   | { type: 'not_obtained'; code: string; message: string; blockers: HolderInfo[]; exit_code: number }
   | { type: 'released'; released: boolean; note: string | null; hold_ids: string[] }
   | { type: 'ok'; note: string | null }
+  // Written exactly as {"type":"status","snapshot":{…}} with nothing after the snapshot: `lockd status --json` passes the
+  // snapshot's bytes through unparsed (docs/protocol.md). New fields go inside the snapshot.
   | { type: 'status'; snapshot: StatusSnapshot }
   | { type: 'inspect'; lock: LockStatus | null; key: string }
   | { type: 'event'; event: LockdEvent }

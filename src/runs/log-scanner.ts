@@ -93,20 +93,36 @@ export class LogScanner {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     this.bytes += buf.length;
     let start = 0;
+    // Where the next tag starts, at or after `start`: -1 none left in this chunk, -2 not searched yet. Searched
+    // only once no marker is pending; from then on a line without a tag is just counted, never sliced or decoded
+    // (one search per tag instead of work per line: most of the cost of streaming output through a run).
+    let tag = -2;
     while (start < buf.length) {
       const nl = buf.indexOf(NEWLINE, start);
       if (nl === -1) {
         this.appendPartial(buf.subarray(start));
         return;
       }
-      const piece = buf.subarray(start, nl);
-      if (this.partialBytes === 0 && !this.partialTruncated) {
-        // Common case: the whole line is inside this chunk; scan it without copying.
-        if (piece.length > this.maxLineBytes) this.scanLine(piece.subarray(0, this.maxLineBytes), true);
-        else this.scanLine(piece, false);
-      } else {
-        this.appendPartial(piece);
+      if (this.partialBytes > 0 || this.partialTruncated) {
+        // The line began in an earlier chunk (a tag may straddle the boundary): scan it joined.
+        this.appendPartial(buf.subarray(start, nl));
         this.flushPartial();
+      } else {
+        let scan = this.pending.length > 0;
+        if (!scan) {
+          if (tag === -2 || (tag >= 0 && tag < start)) tag = buf.indexOf(TAG_PREFIX, start);
+          scan = tag >= 0 && tag < nl;
+        }
+        if (scan) {
+          // The whole line is inside this chunk; scan it without copying.
+          const piece = buf.subarray(start, nl);
+          if (piece.length > this.maxLineBytes) this.scanLine(piece.subarray(0, this.maxLineBytes), true);
+          else this.scanLine(piece, false);
+        } else {
+          // No tag and no marker left to look for: nothing in this line can change the findings.
+          this.lines++;
+          if (nl - start > this.maxLineBytes) this.truncatedLines++;
+        }
       }
       start = nl + 1;
     }

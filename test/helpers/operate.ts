@@ -56,7 +56,10 @@ export async function followEvents(t: ExecutionContext, d: Pick<Daemon, 'env'>):
 export async function statusJson(d: Pick<Daemon, 'env'>, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<StatusSnapshot> {
   const r = await lockd(d, ['status', '--json', ...args], { env });
   if (r.code !== 0) throw new Error(`lockd status failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as StatusSnapshot;
+  const snap = JSON.parse(r.stdout) as StatusSnapshot;
+  // The CLI passes the daemon's bytes through unparsed: they must be exactly what serializing the snapshot gives.
+  if (r.stdout !== JSON.stringify(snap) + '\n') throw new Error(`lockd status --json printed non-canonical JSON: ${r.stdout.slice(0, 200)}`);
+  return snap;
 }
 
 /** The hold id from `lockd acquire`'s eval-able line. */

@@ -8,8 +8,6 @@ import { COMMON_OPTIONS, parse } from '../args.js';
 import { apiClient } from '../common.js';
 import { isLockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
-import { NO_DAEMON_TEXT, renderStatus } from '../render/status.js';
-import { styleFor } from '../render/style.js';
 
 const OPTIONS = { ...COMMON_OPTIONS, json: { type: 'boolean' }, root: { type: 'string' } } as const;
 
@@ -30,16 +28,23 @@ Examples:
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values } = parse(args, OPTIONS);
-  let snapshot;
+  const client = apiClient(values, undefined, { autostart: false });
+  const root = values.root ? resolve(values.root) : null;
   try {
-    snapshot = await apiClient(values, undefined, { autostart: false }).status(values.root ? resolve(values.root) : null);
+    if (values.json) {
+      // The daemon's JSON as it came, unparsed (it is exactly what JSON.stringify of the parsed snapshot gives).
+      process.stdout.write(await client.statusJson(root));
+      process.stdout.write('\n');
+      return EXIT.OK;
+    }
+    const snapshot = await client.status(root);
+    // The renderer is loaded only for the human table: --json never needs it.
+    const [{ renderStatus }, { styleFor }] = await Promise.all([import('../render/status.js'), import('../render/style.js')]);
+    process.stdout.write(renderStatus(snapshot, styleFor(process.stdout)));
   } catch (e) {
     if (!isLockdError(e, 'daemon_not_running')) throw e;
     if (values.json) process.stdout.write(JSON.stringify({ daemon: null, locks: [], runs: [], holds: [] }) + '\n');
-    else process.stdout.write(`${NO_DAEMON_TEXT}\n`);
-    return EXIT.OK;
+    else process.stdout.write(`${(await import('../render/status.js')).NO_DAEMON_TEXT}\n`);
   }
-  if (values.json) process.stdout.write(JSON.stringify(snapshot) + '\n');
-  else process.stdout.write(renderStatus(snapshot, styleFor(process.stdout)));
   return EXIT.OK;
 }
