@@ -31,6 +31,7 @@ import { buildStatus, buildInspect } from './status.js';
 import { DurationStats, DURATIONS_FILE } from './duration-stats.js';
 import { userNameOf } from './user-name.js';
 import type { SystemMode } from './system-mode.js';
+import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from './after-burst.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -57,43 +58,9 @@ const WAITING_UPDATE_MS = 1000;
  * every run directory of the root) or a sweep (it reads the whole process table) after every job took much of the
  * daemon's time away from the queue itself.
  */
-const GC_QUIET_MS = 50;
-const GC_MAX_DELAY_MS = 10_000;
-const GC_MIN_INTERVAL_MS = 2_000;
 const SWEEP_QUIET_MS = 20;
 const SWEEP_MAX_DELAY_MS = 1_000;
 const SWEEP_MIN_INTERVAL_MS = 1_000;
-
-/**
- * Run `fn` once nothing poked for `quietMs`, and at the latest `maxMs` after the first poke, but not sooner than
- * `minIntervalMs` after its previous run: background work that should follow a burst of runs, not interleave with
- * it. Holds a timer only while armed.
- */
-class QuietTimer {
-  private timer: NodeJS.Timeout | null = null;
-  private firstPokeAt = 0;
-
-  constructor(
-    private readonly quietMs: number,
-    private readonly maxMs: number,
-    private readonly minIntervalMs: number,
-    private readonly fn: () => void,
-    /** When `fn` last ran (a previous timer's round of the same work), as Date.now(). */
-    private lastRunAt = -Infinity,
-  ) {}
-
-  poke(): void {
-    const now = Date.now();
-    if (this.timer) clearTimeout(this.timer);
-    else this.firstPokeAt = now;
-    const due = Math.max(this.lastRunAt + this.minIntervalMs, Math.min(now + this.quietMs, this.firstPokeAt + this.maxMs));
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.lastRunAt = Date.now();
-      this.fn();
-    }, Math.max(0, due - now));
-  }
-}
 
 export class DaemonCore {
   readonly startedAt = Date.now();
@@ -112,7 +79,6 @@ export class DaemonCore {
   private readonly defaultKeep: number;
   private shuttingDown = false;
   private sweepQueue: JobTree[] = [];
-  private gcPending = new Map<string, number>();
   onShutdownRequested: (() => void) | null = null;
   /** System mode: verified attribution, authorization, jobs and files as the caller (system-mode.ts); null per user. */
   system: SystemMode | null = null;
@@ -426,34 +392,16 @@ export class DaemonCore {
 
   /** Auto-GC, coalesced per runs root and run after the current burst of work, never on the handoff path. */
   private scheduleGc(runsRoot: string, keep: number): void {
-    const had = this.gcPending.has(runsRoot);
-    this.gcPending.set(runsRoot, keep);
-    if (had) {
-      this.gcTimers.get(runsRoot)?.poke();
-      return;
-    }
-    // After the burst: a GC reads every run directory of the root (queued runs included), and run every 50 ms
-    // through a queue of hundreds it took most of the daemon's time away from the queue itself.
-    const now = Date.now();
-    for (const [root, at] of this.gcLastRun) if (now - at >= GC_MIN_INTERVAL_MS) this.gcLastRun.delete(root);
-    const timer = new QuietTimer(GC_QUIET_MS, GC_MAX_DELAY_MS, GC_MIN_INTERVAL_MS, () => {
-      this.gcTimers.delete(runsRoot);
-      this.gcLastRun.set(runsRoot, Date.now());
-      const k = this.gcPending.get(runsRoot) ?? keep;
-      this.gcPending.delete(runsRoot);
-      gcRuns(runsRoot, { keep: k, dryRun: false, isLive: (id: string) => this.isLiveRun(id) })
-        .then((r) => {
-          if (r.removed.length) this.log.info('auto-gc', { runs_root: runsRoot, removed: r.removed.length });
-        })
-        .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: runsRoot, error: e.message }));
-    }, this.gcLastRun.get(runsRoot));
-    this.gcTimers.set(runsRoot, timer);
-    timer.poke();
+    this.autoGc.schedule(runsRoot, { runsRoot, keep });
   }
 
-  private gcTimers = new Map<string, QuietTimer>();
-  /** Roots whose auto-GC ran less than GC_MIN_INTERVAL_MS ago, and when. */
-  private gcLastRun = new Map<string, number>();
+  private readonly autoGc = new AfterBurstByKey<{ runsRoot: string; keep: number }>(AUTO_GC_TIMING, ({ runsRoot, keep }) => {
+    gcRuns(runsRoot, { keep, dryRun: false, isLive: (id: string) => this.isLiveRun(id) })
+      .then((r) => {
+        if (r.removed.length) this.log.info('auto-gc', { runs_root: runsRoot, removed: r.removed.length });
+      })
+      .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: runsRoot, error: e.message }));
+  });
 
   /**
    * After a run's locks are released, look once more for stragglers that escaped the process group and closed

@@ -58,6 +58,7 @@ import { isValidRunId, newRunId } from '../runs/run-id.js';
 import { LOG_FILE, MANIFEST_FILE, RESULT_FILE } from '../runs/run-files.js';
 import { gcRuns, type GcReport } from '../runs/gc.js';
 import { processStartTimeSync } from '../util/proc.js';
+import { AfterBurstByKey, AUTO_GC_TIMING } from './after-burst.js';
 
 /** The environment of everything the daemon starts as root (setpriv, env): fixed, never the caller's. */
 const ROOT_ENV: Record<string, string> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
@@ -145,7 +146,6 @@ export class SystemMode {
   private readonly prepared = new WeakMap<RunJob, PreparedRun>();
   /** Whose run it is, kept after the run's handles are released (auto-GC runs later, as that user). */
   private readonly runUsers = new WeakMap<RunJob, UserIdentity>();
-  private readonly gcPending = new Map<string, { identity: UserIdentity; runsRoot: string; keep: number; isLive: (id: string) => boolean }>();
 
   constructor(opts: SystemModeOptions) {
     this.users = opts.users ?? new UserDirectory();
@@ -413,25 +413,20 @@ export class SystemMode {
 
   // ---- garbage collection ------------------------------------------------------------------------
 
-  /** Auto-GC after a run, coalesced per user and runs root, deleting as the run's user. */
+  /** Auto-GC after a run, coalesced per user and runs root (the same after-burst timing as core's), deleting as the run's user. */
   scheduleGc(job: RunJob, keep: number, isLive: (id: string) => boolean): void {
     const identity = this.runUsers.get(job);
     if (!identity) return;
-    const key = `${identity.uid}\0${job.runsRoot}`;
-    const had = this.gcPending.has(key);
-    this.gcPending.set(key, { identity, runsRoot: job.runsRoot, keep, isLive });
-    if (had) return;
-    setTimeout(() => {
-      const w = this.gcPending.get(key);
-      this.gcPending.delete(key);
-      if (!w) return;
-      this.gcAs(w.identity, w.runsRoot, { keep: w.keep, dryRun: false }, w.isLive)
-        .then((r) => {
-          if (r.removed.length) this.log.info('auto-gc', { runs_root: w.runsRoot, removed: r.removed.length, as: w.identity.name });
-        })
-        .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: w.runsRoot, error: e.message }));
-    }, 50);
+    this.autoGc.schedule(`${identity.uid}\0${job.runsRoot}`, { identity, runsRoot: job.runsRoot, keep, isLive });
   }
+
+  private readonly autoGc = new AfterBurstByKey<{ identity: UserIdentity; runsRoot: string; keep: number; isLive: (id: string) => boolean }>(AUTO_GC_TIMING, (w) => {
+    this.gcAs(w.identity, w.runsRoot, { keep: w.keep, dryRun: false }, w.isLive)
+      .then((r) => {
+        if (r.removed.length) this.log.info('auto-gc', { runs_root: w.runsRoot, removed: r.removed.length, as: w.identity.name });
+      })
+      .catch((e: Error) => this.log.warn('auto-gc failed', { runs_root: w.runsRoot, error: e.message }));
+  });
 
   /** A `gc` request: decided by the policy, carried out with the caller's own rights. */
   async gc(conn: Connection, msg: Extract<ClientMessage, { type: 'gc' }>, isLive: (id: string) => boolean): Promise<void> {
