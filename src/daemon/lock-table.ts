@@ -744,6 +744,9 @@ export class LockTable<M = unknown> {
   #positionOf(node: QueueNode<M>): number {
     const ks = this.#keyOf(node);
     let pos = node.req.nested ? 0 : ks.nestedQueue.size;
+    // The newest waiter (what 'queued' asks about, right after submit) is the tail: no walk, so queueing N waiters
+    // on one key costs O(N), not O(N²).
+    if (node === node.queue.tail) return pos + node.queue.size;
     for (let n: QueueNode<M> | null = node; n; n = n.prev) pos++;
     return pos;
   }
