@@ -102,3 +102,28 @@ test("a run's .meta names the run while it holds the lock and is removed after",
   t.false(existsSync(`${lockFile}.meta`));
   t.true(existsSync(lockFile));
 });
+
+test("a run nested in a hold keeps the lock file flock'ed after the hold's TTL runs out, until the run ends", async (t) => {
+  const d = await startDaemon(t);
+  const lockFile = join(d.dir, '.locks', 'board.lock');
+  const a = await lockd(d, ['acquire', '--root', d.dir, 'board', '--holder', 'ci-job', '--ttl', '1']);
+  t.is(a.code, 0, a.stderr);
+  const holdId = holdIdOf(a.stdout);
+  // The same holder runs inside its hold: the run is nested under it (same family), no queueing.
+  const run = await detachedHolder(d, 'nested', ['--root', d.dir, '--lock', 'board', '--holder', 'ci-job', '--wait', '0']);
+  // The hold expires (no heartbeat) while the run still holds the lock inside lockd.
+  let expired = false;
+  for (let i = 0; i < 200 && !expired; i++) {
+    const snap = await statusJson(d);
+    expired = !snap.holds.some((h) => h.hold_id === holdId);
+    if (!expired) await new Promise((r) => setTimeout(r, 50));
+  }
+  t.true(expired, 'the hold expired');
+  const snap = await statusJson(d);
+  t.is(snap.locks.find((l) => l.name === 'board')?.holders[0]?.id, run.runId, 'the nested run still holds the lock');
+  t.is(await flockNonBlocking(lockFile), 1, 'and the file stays flock-ed for outside users');
+  run.release();
+  const w = await lockd(d, ['run', '-q', '--wait', '30', '--root', d.dir, '--lock', 'board', '--', 'true']);
+  t.is(w.code, 0);
+  t.is(await flockNonBlocking(lockFile), 0, 'free once the run ended');
+});

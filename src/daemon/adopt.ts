@@ -181,7 +181,7 @@ export class AdoptedRuns {
    * flock user that slipped in between keeps its flock: we say so and look again shortly, a bounded number of times.
    */
   private async retakeFiles(run: AdoptedRun, grant: Grant<Owner>): Promise<void> {
-    const claims = grant.claims.filter((c) => !c.nested);
+    const claims = grant.claims;
     if (claims.length === 0) return;
     for (let attempt = 0; attempt < 20; attempt++) {
       if (run.ending || !this.runs.has(run.rec.run_id)) return;
@@ -194,7 +194,7 @@ export class AdoptedRuns {
       }
       if (ok) {
         this.core.guard.describe(
-          claims.map((c) => c.key),
+          claims.filter((c) => !c.nested).map((c) => c.key),
           {
             pid: run.rec.pid,
             pid_start_time: run.rec.start_time,
@@ -255,7 +255,7 @@ export class AdoptedRuns {
       }
       this.core.releaseRequest(run.rec.run_id);
       if (run.grant && this.filesTaken.delete(run.rec.run_id)) {
-        await this.core.guard.give(run.grant.claims.filter((c) => !c.nested).map((c) => c.key)).catch(() => undefined);
+        await this.core.guard.give(run.grant.claims.map((c) => c.key)).catch(() => undefined);
       }
       this.core.events.emit('released', run.rec.run_id, run.locks.map((l) => l.key));
       await recordLost(run.rec, how, this.log);

@@ -2,7 +2,9 @@
  * What holding a lock means outside the daemon's memory: a real flock(2) on the lock file (so legacy
  * `flock -n build/.locks/x.lock cmd` users and lockd jobs exclude each other) and a `.meta` file next to it
  * (so `ls .locks/` and old scripts keep working). The lock table decides who holds what; this guard mirrors it.
- * One flock per key however many lockd holders share it (shared/slots/nested), refcounted.
+ * One flock per key however many lockd holders share it (shared/slots/nested), refcounted. Nested claims count
+ * too: a family member that outlives the request that took the flock (a run nested in a hold whose TTL ran out)
+ * keeps the file locked until it gives its own reference back.
  */
 import { dirname } from 'node:path';
 import type { Logger } from './logger.js';

@@ -307,7 +307,7 @@ export class RunJob {
     this.startInFlight = true;
     let ok: boolean;
     try {
-      ok = await this.core.guard.take(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)), this.uid);
+      ok = await this.core.guard.take(grant.claims.filter((c) => !isClusterKey(c.key)), this.uid);
       this.filesTaken = ok;
     } catch (e) {
       this.startInFlight = false;
@@ -464,6 +464,7 @@ export class RunJob {
         },
       );
     }
+    // The .meta names the outermost holder: a run nested in its family's grant leaves the family's meta as it is.
     this.core.guard.describe(
       grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key),
       {
@@ -662,7 +663,7 @@ export class RunJob {
     this.core.events.emit('released', this.runId, this.lockNames());
     this.core.releaseRequest(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
-    if (grant && this.filesTaken) await this.core.guard.give(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key));
+    if (grant && this.filesTaken) await this.core.guard.give(grant.claims.filter((c) => !isClusterKey(c.key)).map((c) => c.key));
     this.filesTaken = false;
   }
 
