@@ -155,22 +155,20 @@ export class JobTree {
    * given up, never killed.
    */
   private async join(runId: string): Promise<void> {
-    const pending = await JobCgroup.create(runId, this.pid);
-    if (pending === null) {
-      this.cgroupJoin = null;
-      return;
-    }
-    const moved = await pending.moveAsync(this.pid);
-    const holder = moved ? processStartTimeSync(this.pid) : null;
-    if (holder !== null && holder !== this.startTime) {
+    try {
+      const pending = await JobCgroup.create(runId, this.pid);
+      if (pending === null) return;
+      const moved = await pending.moveAsync(this.pid);
+      const holder = moved ? processStartTimeSync(this.pid) : null;
       // Another process holds the pid: it may be what landed in the cgroup. Never ours to kill; leave the cgroup be.
+      if (holder !== null && holder !== this.startTime) return;
+      if (moved) this.cgroup = pending;
+      else pending.remove();
+    } finally {
+      // Every way out, so a dispose() asked for meanwhile is carried out.
       this.cgroupJoin = null;
-      return;
+      if (this.disposeWanted) this.dispose();
     }
-    if (moved) this.cgroup = pending;
-    else pending.remove();
-    this.cgroupJoin = null;
-    if (this.disposeWanted) this.dispose();
   }
 
   /** Resolves once an asynchronous cgroup move ('async' mode) has landed or failed; at once otherwise. */
