@@ -178,6 +178,11 @@ test('on a terminal the wait shows a live line with the position and the holder'
   // the same wait under a pseudo-terminal: a carriage-return-updated line
   const { spawn } = await import('node:child_process');
   const tty = spawn('script', ['-qefc', `${process.execPath} ${cli} run --wait 30 --lock x -- true`, '/dev/null'], { env: d.env, cwd: d.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Listened for from the start: it may close while the other two are awaited below.
+  const ttyClosed = new Promise<number | null>((r) => tty.once('close', r));
+  t.teardown(() => {
+    if (tty.exitCode === null && tty.signalCode === null) tty.kill('SIGKILL');
+  });
   let out = '';
   tty.stdout.on('data', (b: Buffer) => (out += b.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -192,6 +197,6 @@ test('on a terminal the wait shows a live line with the position and the holder'
   writeFileSync(go, '');
   t.is((await holder.done).code, 0);
   t.is((await waiter.done).code, 0);
-  const code = await new Promise<number | null>((r) => tty.once('close', r));
-  t.is(code, 0);
+  const code = await Promise.race([ttyClosed, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())]);
+  t.is(code, 0, `the terminal client's exit (${out.slice(-200)})`);
 });

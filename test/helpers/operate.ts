@@ -83,7 +83,9 @@ export function runIdOf(stderr: string): string {
 export async function detachedHolder(d: Daemon, name: string, lockArgs: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ runId: string; release: () => void; go: string }> {
   const go = join(d.dir, `go-${name}`);
   const ready = join(d.dir, `ready-${name}`);
-  const r = await lockd(d, ['run', '--detach', ...lockArgs, '--', 'sh', '-c', `touch ${ready}; while [ ! -e ${go} ]; do sleep 0.05; done`], { env: extraEnv });
+  // A detached run outlives its daemon on purpose; it also ends once the test's temp dir is gone, so a test that
+  // fails before release() leaves no process behind.
+  const r = await lockd(d, ['run', '--detach', ...lockArgs, '--', 'sh', '-c', `touch ${ready}; while [ ! -e ${go} ] && [ -d ${d.dir} ]; do sleep 0.05; done`], { env: extraEnv });
   if (r.code !== 0) throw new Error(`detached holder ${name} failed (${r.code}): ${r.stderr}`);
   await waitForFile(ready);
   return { runId: r.stdout.trim(), go, release: () => writeFileSync(go, '') };
