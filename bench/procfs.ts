@@ -1,6 +1,7 @@
 /** What the kernel says about a process: resident memory and CPU time, read from /proc (Linux only). */
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { readStatusField } from '../src/util/proc.js';
 
 let clkTck: number | null = null;
 
@@ -16,24 +17,20 @@ export function clockTicks(): number {
   return clkTck;
 }
 
+/** A `Field:  N kB` line of /proc/<pid>/status in bytes, or null. */
+function statusKb(pid: number, field: string): number | null {
+  const words = readStatusField(pid, field);
+  return words ? Number(words[0]) * 1024 : null;
+}
+
 /** Resident set size in bytes (VmRSS), or null when the process is gone or /proc is unavailable. */
 export function rssBytes(pid: number): number | null {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
+  return statusKb(pid, 'VmRSS');
 }
 
 /** Peak resident set size in bytes (VmHWM), or null. */
 export function peakRssBytes(pid: number): number | null {
-  try {
-    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
+  return statusKb(pid, 'VmHWM');
 }
 
 /** CPU time (user + system) the process has used, in ms (tick resolution, usually 10 ms), or null. */
@@ -51,14 +48,9 @@ export function cpuMs(pid: number): number | null {
 
 /** Voluntary + involuntary context switches: a process that never wakes up keeps these constant. */
 export function contextSwitches(pid: number): number | null {
-  try {
-    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const v = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(text);
-    const nv = /^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(text);
-    return v && nv ? Number(v[1]) + Number(nv[1]) : null;
-  } catch {
-    return null;
-  }
+  const v = readStatusField(pid, 'voluntary_ctxt_switches');
+  const nv = readStatusField(pid, 'nonvoluntary_ctxt_switches');
+  return v && nv ? Number(v[0]) + Number(nv[0]) : null;
 }
 
 /** The open-files limit of a process (soft, hard); null when unknown. */

@@ -242,7 +242,8 @@ export function isDescendantOf(pid: number, ancestorPid: number, ancestorStartTi
 // ---------------------------------------------------------------------------
 // Credentials (Linux only)
 
-function readStatusField(pid: number, field: string): string[] | null {
+/** The words of one `Field:` line of /proc/<pid>/status (Linux), or null when the process or the line is missing. */
+export function readStatusField(pid: number, field: string): string[] | null {
   if (!IS_LINUX || !isValidPid(pid)) return null;
   let text: string;
   try {
