@@ -178,10 +178,10 @@ export class HoldManager {
     }
     if (hold.waitTimer) clearTimeout(hold.waitTimer);
     hold.waitTimer = null;
-    const keys = grant.claims.filter((c) => !isClusterKey(c.key)).map((c) => c.key);
+    const keys = grant.claims.map((c) => c.key);
     let ok: boolean;
     try {
-      ok = await this.core.guard.take(grant.claims.filter((c) => !isClusterKey(c.key)), hold.owner.uid);
+      ok = await this.core.guard.take(grant.claims, hold.owner.uid);
     } catch (e) {
       // The lock file cannot be used (unsafe path, permissions): this hold can never be taken up.
       if (this.holds.get(hold.id) === hold) this.holds.delete(hold.id);
@@ -215,7 +215,7 @@ export class HoldManager {
     this.arm(hold, now);
     this.core.journalAppend({ t: 'hold', hold_id: hold.id, locks: this.journalLocks(hold, grant), holder: hold.owner.holder, user: hold.owner.user, uid: hold.owner.uid, since: now, ttl_ms: hold.ttlMs, expires_at: hold.expiresAt });
     // Written before the client hears "acquired": whoever looks at the lock file after `lockd acquire` sees the hold.
-    await this.core.guard.describe(grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key), {
+    await this.core.guard.describe(grant.claims.filter((c) => !c.nested).map((c) => c.key), {
       pid: hold.owner.pid,
       pid_start_time: null,
       start_utc: new Date(now).toISOString(),
@@ -276,7 +276,7 @@ export class HoldManager {
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
     this.core.events.emit(event, hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ...(event === 'hold_expired' ? { ttl_ms: hold.ttlMs } : {}), ...(by ? { by } : {}) });
     this.core.releaseRequest(hold.id);
-    if (grant) await this.core.guard.give(grant.claims.filter((c) => !isClusterKey(c.key)).map((c) => c.key));
+    if (grant) await this.core.guard.give(grant.claims.map((c) => c.key));
     this.core.journalAppend({ t: 'hold_end', hold_id: hold.id });
   }
 

@@ -8,6 +8,7 @@
  */
 import { dirname } from 'node:path';
 import type { Logger } from './logger.js';
+import { isClusterKey } from '../cluster/keys.js';
 
 export interface FlockLike {
   tryLock(path: string, mode: 'ex' | 'sh'): Promise<boolean>;
@@ -46,6 +47,8 @@ export class LockGuard {
   async take(claims: Array<{ key: string; mode: 'exclusive' | 'shared' | 'slots' }>, uid: number | null): Promise<boolean> {
     const taken: string[] = [];
     for (const c of claims) {
+      // A cluster lock lives in etcd and has no lock file; give() and describe() pass over keys never taken.
+      if (isClusterKey(c.key)) continue;
       let st = this.keys.get(c.key);
       const finishing = st ? undefined : this.releasing.get(c.key);
       if (finishing) {

@@ -34,7 +34,6 @@ import { JobTree } from './process-tree.js';
 import { processStartTimeSync } from '../util/proc.js';
 import type { DaemonCore } from './core.js';
 import type { Grant, LockRequest } from './lock-table.js';
-import { isClusterKey } from '../cluster/keys.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
@@ -307,7 +306,7 @@ export class RunJob {
     this.startInFlight = true;
     let ok: boolean;
     try {
-      ok = await this.core.guard.take(grant.claims.filter((c) => !isClusterKey(c.key)), this.uid);
+      ok = await this.core.guard.take(grant.claims, this.uid);
       this.filesTaken = ok;
     } catch (e) {
       this.startInFlight = false;
@@ -466,7 +465,7 @@ export class RunJob {
     }
     // The .meta names the outermost holder: a run nested in its family's grant leaves the family's meta as it is.
     this.core.guard.describe(
-      grant.claims.filter((c) => !c.nested && !isClusterKey(c.key)).map((c) => c.key),
+      grant.claims.filter((c) => !c.nested).map((c) => c.key),
       {
         pid: child.pid,
         pid_start_time: startTime,
@@ -663,7 +662,7 @@ export class RunJob {
     this.core.events.emit('released', this.runId, this.lockNames());
     this.core.releaseRequest(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
-    if (grant && this.filesTaken) await this.core.guard.give(grant.claims.filter((c) => !isClusterKey(c.key)).map((c) => c.key));
+    if (grant && this.filesTaken) await this.core.guard.give(grant.claims.map((c) => c.key));
     this.filesTaken = false;
   }
 
