@@ -44,6 +44,8 @@ interface MReq {
   since: number;
   fam: MFamily;
   nested: boolean;
+  /** The holding request it was nested under at submit (null: top-level). */
+  parent: MReq | null;
   claims: LockClaim[];
   status: 'waiting' | 'holding';
   grant: Grant<Meta> | null;
@@ -105,12 +107,22 @@ class Model {
     return undefined;
   }
 
-  fits(claim: LockClaim, fam: MFamily, entries = this.entries): boolean {
+  /** The requests r is nested under, transitively: the only holders transparent to it. */
+  ancestors(r: MReq): Set<MReq> {
+    const out = new Set<MReq>();
+    for (let p = r.parent; p; p = p.parent) out.add(p);
+    return out;
+  }
+
+  fits(claim: LockClaim, r: MReq, entries = this.entries): boolean {
     const on = this.entriesOn(claim.key, entries);
-    const others = on.filter((e) => e.fam !== fam);
+    const anc = this.ancestors(r);
+    const others = on.filter((e) => !anc.has(e.req));
     if (claim.mode === 'exclusive') return others.length === 0;
     if (claim.mode === 'shared') return others.every((e) => e.mode !== 'exclusive');
-    if (on.some((e) => e.fam === fam)) return true;
+    // a family takes one slot; r may share it only with its ancestors
+    const own = on.filter((e) => e.fam === r.fam);
+    if (own.length > 0) return own.every((e) => anc.has(e.req));
     const capacity = on[0]?.capacity ?? claim.slots!;
     return new Set(on.map((e) => e.fam)).size < capacity;
   }
@@ -120,7 +132,7 @@ class Model {
       (c) =>
         this.waitersOn(c.key, true).length === 0 &&
         this.waitersOn(c.key, false).every((w) => w.seq >= r.seq) &&
-        this.fits(c, r.fam),
+        this.fits(c, r),
     );
   }
 
@@ -229,7 +241,7 @@ class Model {
     for (;;) {
       const waiting = this.reqs.filter((r) => r.status === 'waiting');
       const n = waiting.find((r) => {
-        if (!r.nested || !r.claims.every((c) => this.fits(c, r.fam))) return false;
+        if (!r.nested || !r.claims.every((c) => this.fits(c, r))) return false;
         if (!this.deadlocked(this.withGrant(r))) return true;
         this.heldBackInPump++;
         return false;
@@ -263,11 +275,15 @@ class Model {
     const holders: Blocker<Meta>[][] = [];
     const waiters: Blocker<Meta>[][] = [];
     for (const c of r.claims) {
+      const anc = this.ancestors(r);
+      const on = this.entriesOn(c.key);
+      // in the family's own slot only the siblings there are in the way
+      const inFamilySlot = c.mode === 'slots' && on.some((e) => e.fam === r.fam);
       holders.push(
-        this.fits(c, r.fam)
+        this.fits(c, r)
           ? []
-          : this.entriesOn(c.key)
-              .filter((e) => e.fam !== r.fam && (c.mode !== 'shared' || e.mode === 'exclusive'))
+          : on
+              .filter((e) => !anc.has(e.req) && (!inFamilySlot || e.fam === r.fam) && (c.mode !== 'shared' || e.mode === 'exclusive'))
               .map((e) => b(c.key, 'holder', e.req)),
       );
       const ahead = r.nested
@@ -294,11 +310,12 @@ class Model {
       since: this.time,
       fam: parent ? parent.fam : { name: request.id },
       nested: parent !== undefined,
+      parent: parent ?? null,
       claims: request.claims.map((c) => ({ ...c })),
       status: 'waiting',
       grant: null,
     };
-    const fitsAll = r.claims.every((c) => this.fits(c, r.fam));
+    const fitsAll = r.claims.every((c) => this.fits(c, r));
     const grantable = r.nested
       ? fitsAll && !this.deadlocked(this.withGrant(r))
       : fitsAll && r.claims.every((c) => this.waitersOn(c.key, true).length + this.waitersOn(c.key, false).length === 0);
@@ -529,7 +546,9 @@ function runSequence(ops: Op[]): void {
     }
     checkInvariants(table, model, where);
     // a nested waiter nothing holds up is one held back from closing a cycle
-    if (model.reqs.some((r) => r.status === 'waiting' && r.nested && r.claims.every((c) => model.fits(c, r.fam)))) seen.heldBack++;
+    if (model.reqs.some((r) => r.status === 'waiting' && r.nested && r.claims.every((c) => model.fits(c, r)))) seen.heldBack++;
+    // a nested waiter kept out only by a sibling of its own family (two runs under one hold)
+    if (model.reqs.some((r) => r.status === 'waiting' && r.nested && r.claims.some((c) => !model.fits(c, r) && model.fits(c, r, model.entries.filter((e) => e.fam !== r.fam || model.ancestors(r).has(e.req)))))) seen.siblingBlocked++;
   }
 }
 
@@ -547,15 +566,25 @@ function checkCycle(model: Model, expected: ModelSubmit & { kind: 'rejected' }, 
 /** Checked on the real table's own output, independently of how the model got there. */
 function checkInvariants(table: LockTable<Meta>, model: Model, where: string): void {
   const famOf = new Map(model.reqs.map((r) => [r.id, r.fam] as const));
+  const reqOf = new Map(model.reqs.map((r) => [r.id, r] as const));
   const snap = table.snapshot();
   let held = 0;
   let waiting = 0;
   for (const s of snap) {
     held += s.holders.length;
     waiting += s.waiters.length;
-    const fams = new Set(s.holders.map((h) => famOf.get(h.requestId)));
-    // mutual exclusion (a family counts as one owner)
-    if (s.holders.some((h) => h.mode === 'exclusive') && fams.size > 1) throw new Error(`${where}: exclusive shared out on ${s.key}`);
+    // mutual exclusion: of two holders of one key, either one is nested under the other (re-entry) or they
+    // respect each other's mode — siblings in one family (two runs under one hold) included
+    for (const a of s.holders) {
+      for (const b of s.holders) {
+        if (a === b || a.requestId >= b.requestId) continue;
+        const ra = reqOf.get(a.requestId)!;
+        const rb = reqOf.get(b.requestId)!;
+        if (model.ancestors(ra).has(rb) || model.ancestors(rb).has(ra)) continue;
+        if (a.mode === 'exclusive' || b.mode === 'exclusive') throw new Error(`${where}: ${a.requestId} and ${b.requestId} both in exclusive ${s.key}`);
+        if (s.capacity !== null && a.slotIndex === b.slotIndex) throw new Error(`${where}: ${a.requestId} and ${b.requestId} share slot ${a.slotIndex} of ${s.key}`);
+      }
+    }
     if (s.capacity === null && s.holders.some((h) => h.mode === 'slots')) throw new Error(`${where}: slots on plain ${s.key}`);
     if (s.capacity !== null) {
       if (s.holders.some((h) => h.mode !== 'slots')) throw new Error(`${where}: non-slot holder on ${s.key}`);
@@ -582,7 +611,7 @@ function checkInvariants(table: LockTable<Meta>, model: Model, where: string): v
   for (const r of model.reqs) {
     if (!table.isWaiting(r.id)) continue;
     const lost = r.nested
-      ? r.claims.every((c) => model.fits(c, r.fam)) && !model.deadlocked(model.withGrant(r))
+      ? r.claims.every((c) => model.fits(c, r)) && !model.deadlocked(model.withGrant(r))
       : model.topGrantable(r);
     if (lost) throw new Error(`${where}: ${r.id} could be granted but waits`);
   }
@@ -600,7 +629,7 @@ function assertEq(actual: unknown, expected: unknown, what: string): void {
 const LONG = Boolean(process.env['LOCKD_TEST_LONG']);
 
 function newSeen() {
-  return { ops: 0, queued: 0, granted: 0, releaseGrants: 0, cascade: 0, deadlock: 0, heldBack: 0, heldBackInPump: 0, nestedGrant: 0, reentry: 0, slotsGrant: 0, mismatch: 0, busy: 0, longLines: 0 };
+  return { ops: 0, queued: 0, granted: 0, releaseGrants: 0, cascade: 0, deadlock: 0, heldBack: 0, heldBackInPump: 0, nestedGrant: 0, reentry: 0, slotsGrant: 0, mismatch: 0, busy: 0, longLines: 0, siblingBlocked: 0 };
 }
 let seen = newSeen();
 
@@ -625,4 +654,5 @@ test.serial('the lock table matches the reference model on random sequences heav
   t.true(seen.deadlock > 0, 'deadlock rejections');
   t.true(seen.heldBack > 0, 'nested grants held back');
   t.true(seen.heldBackInPump > 0, 'nested grants held back during a release');
+  t.true(seen.siblingBlocked > 0, 'nested requests kept out by a sibling of their own family');
 });

@@ -369,6 +369,37 @@ test('nested exclusive upgrade is immediate when only the family shares the key'
   t.true(up.claims[0]!.nested);
 });
 
+test('siblings exclude each other: two requests nested under one holder (a hold and its runs) obey the mode, in order', (t) => {
+  const lt = makeTable();
+  granted(lt.submit(req('H', [ex('k')])));
+  const a = granted(lt.submit(req('A', [ex('k')], 'H')));
+  t.true(a.claims[0]!.nested);
+  // B and C are not nested under A: they wait for it, though all three are in H's family
+  t.is(lt.submit(req('B', [ex('k')], 'H')).kind, 'queued');
+  t.is(lt.submit(req('C', [ex('k')], 'H')).kind, 'queued');
+  t.deepEqual(lt.blockerIdsOf('B'), ['A']);
+  t.deepEqual(holderIds(lt, 'k'), ['H', 'A']);
+  // A's own child re-enters (A is its ancestor, and so is H)
+  t.true(granted(lt.submit(req('A.1', [ex('k')], 'A'))).claims[0]!.nested);
+  t.deepEqual(ids(lt.release('A.1')), []);
+  t.deepEqual(ids(lt.release('A')), ['B']);
+  t.deepEqual(ids(lt.release('B')), ['C']);
+  // shared siblings share; an exclusive sibling waits for them
+  const lt2 = makeTable();
+  granted(lt2.submit(req('H', [ex('k')])));
+  granted(lt2.submit(req('S1', [sh('k')], 'H')));
+  granted(lt2.submit(req('S2', [sh('k')], 'H')));
+  t.is(lt2.tryOnly(req('X', [ex('k')], 'H')).kind, 'busy');
+  // slots: a hold's one slot is used by one of its runs at a time, at the hold's slot index
+  const lt3 = makeTable();
+  const h = granted(lt3.submit(req('H', [sl('b', 4)])));
+  const r1 = granted(lt3.submit(req('R1', [sl('b', 4)], 'H')));
+  t.is(r1.claims[0]!.slotIndex, h.claims[0]!.slotIndex);
+  t.is(lt3.submit(req('R2', [sl('b', 4)], 'H')).kind, 'queued');
+  t.deepEqual(lt3.blockerIdsOf('R2'), ['R1']);
+  t.deepEqual(ids(lt3.release('R1')), ['R2']);
+});
+
 test('deadlock: a cycle of two runs is rejected at once, naming both', (t) => {
   const lt = makeTable();
   granted(lt.submit(req('A', [ex('a')])));

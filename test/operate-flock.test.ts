@@ -106,14 +106,15 @@ test("a run's .meta names the run while it holds the lock and is removed after",
 test("a run nested in a hold keeps the lock file flock'ed after the hold's TTL runs out, until the run ends", async (t) => {
   const d = await startDaemon(t);
   const lockFile = join(d.dir, '.locks', 'board.lock');
-  const a = await lockd(d, ['acquire', '--root', d.dir, 'board', '--holder', 'ci-job', '--ttl', '1']);
+  // Long enough for the run to join it on a loaded machine; the wait below is bounded well past it.
+  const a = await lockd(d, ['acquire', '--root', d.dir, 'board', '--holder', 'ci-job', '--ttl', '5']);
   t.is(a.code, 0, a.stderr);
   const holdId = holdIdOf(a.stdout);
-  // The same holder runs inside its hold: the run is nested under it (same family), no queueing.
-  const run = await detachedHolder(d, 'nested', ['--root', d.dir, '--lock', 'board', '--holder', 'ci-job', '--wait', '0']);
+  // The holder runs inside its hold (naming it): the run is nested under it (same family), no queueing.
+  const run = await detachedHolder(d, 'nested', ['--root', d.dir, '--lock', 'board', '--holder', 'ci-job', '--wait', '0', '--hold', holdId]);
   // The hold expires (no heartbeat) while the run still holds the lock inside lockd.
   let expired = false;
-  for (let i = 0; i < 200 && !expired; i++) {
+  for (let i = 0; i < 600 && !expired; i++) {
     const snap = await statusJson(d);
     expired = !snap.holds.some((h) => h.hold_id === holdId);
     if (!expired) await new Promise((r) => setTimeout(r, 50));

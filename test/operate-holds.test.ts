@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, lockd, lockdSpawn, readJson, printedPaths } from './helpers/lockd.js';
-import { detachedHolder, followEvents, holdIdOf, statusJson } from './helpers/operate.js';
+import { detachedHolder, followEvents, holdIdOf, statusJson, waitForWaiters } from './helpers/operate.js';
 import { holderString, renderHolder } from '../src/client/holder.js';
 
 test('acquire prints an eval-able hold id, writes the .meta while held, heartbeat renews, release removes it', async (t) => {
@@ -114,17 +114,22 @@ test("release by someone else is a no-op that exits 0 with a note; --force break
   t.regex(none.stderr, /nothing to release/);
 });
 
-test('a run by the same holder proceeds under its own hold and leaves the hold in place; others still wait', async (t) => {
+test('a run joins a hold only when it names it (LOCKD_HOLD_ID or --hold); then it runs inside and the hold stays; others still wait', async (t) => {
   const d = await startDaemon(t);
   const env = { LOCKD_HOLDER: 'ci-build-7' };
   const a = await lockd(d, ['acquire', '--root', d.dir, 'qemu'], { env });
   t.is(a.code, 0);
   const id = holdIdOf(a.stdout);
-  const run = await lockd(d, ['run', '--wait', '0', '--root', d.dir, '--lock', 'qemu', '--', 'sh', '-c', 'echo "inside $LOCKD_RUN_ID"'], { env });
+  // The same holder without naming the hold is an ordinary run: the hold is in its way.
+  const plain = await lockd(d, ['run', '--wait', '0', '--root', d.dir, '--lock', 'qemu', '--', 'true'], { env });
+  t.is(plain.code, 75);
+  t.regex(plain.stderr, new RegExp(`held by hold ${id}`));
+  const run = await lockd(d, ['run', '--wait', '0', '--root', d.dir, '--lock', 'qemu', '--', 'sh', '-c', 'echo "inside $LOCKD_RUN_ID"'], { env: { ...env, LOCKD_HOLD_ID: id } });
   t.is(run.code, 0, run.stderr);
   t.regex(run.stdout, /^inside \d{6}-/);
   const manifest = readJson<{ parent_run_id: string | null }>(printedPaths(run.stderr).manifest!);
   t.is(manifest.parent_run_id, id, 'the run is nested under the hold');
+  t.is((await lockd(d, ['run', '-q', '--wait', '0', '--hold', id, '--root', d.dir, '--lock', 'qemu', '--', 'true'], { env })).code, 0, '--hold works too');
   const snap = await statusJson(d);
   t.deepEqual(snap.holds.map((h) => h.hold_id), [id]);
   t.is(snap.locks[0]!.holders.length, 1);
@@ -133,6 +138,65 @@ test('a run by the same holder proceeds under its own hold and leaves the hold i
   t.is(readJson<{ hold_id: string }>(join(d.dir, '.locks', 'qemu.lock.meta')).hold_id, id);
   const other = await lockd(d, ['run', '--wait', '0', '--root', d.dir, '--lock', 'qemu', '--', 'true'], { env: { LOCKD_HOLDER: 'someone-else' } });
   t.is(other.code, 75);
+  // Someone else naming the hold is refused, not let in.
+  const thief = await lockd(d, ['run', '--wait', '0', '--hold', id, '--root', d.dir, '--lock', 'qemu', '--', 'true'], { env: { LOCKD_HOLDER: 'someone-else' } });
+  t.not(thief.code, 0);
+  t.regex(thief.stderr, /belongs to ci-build-7/);
+  // No argument: release takes the hold from LOCKD_HOLD_ID.
+  const rel = await lockd(d, ['release'], { env: { ...env, LOCKD_HOLD_ID: id } });
+  t.is(rel.code, 0, rel.stderr);
+  t.regex(rel.stderr, new RegExp(`released ${id}`));
+  // A stale LOCKD_HOLD_ID is one clear line and a usage exit, not a run that silently skips the hold.
+  const stale = await lockd(d, ['run', '--wait', '0', '--root', d.dir, '--lock', 'qemu', '--', 'true'], { env: { ...env, LOCKD_HOLD_ID: id } });
+  t.is(stale.code, 2);
+  t.regex(stale.stderr, new RegExp(`hold ${id} .*is not active`));
+});
+
+test('exclusion under a hold: two runs inside one exclusive hold run one at a time, in order; shared ones together', async (t) => {
+  const d = await startDaemon(t);
+  const env = { LOCKD_HOLDER: 'lab-lead' };
+  const a = await lockd(d, ['acquire', '--global', 'lab-board'], { env });
+  t.is(a.code, 0, a.stderr);
+  const id = holdIdOf(a.stdout);
+  const inHold = { ...env, LOCKD_HOLD_ID: id };
+  // Run A holds the board inside the hold until released.
+  const first = await detachedHolder(d, 'A', ['--global', 'lab-board', '--wait', '0'], inHold);
+  // B, same holder and same hold, must not get in while A is inside: busy with --wait 0, naming A.
+  const busy = await lockd(d, ['run', '--wait', '0', '--global', 'lab-board', '--', 'true'], { env: inHold });
+  t.is(busy.code, 75, busy.stderr);
+  t.regex(busy.stderr, new RegExp(`held by run ${first.runId}`));
+  // Queued B and C are granted in order once A ends, one at a time.
+  const order = join(d.dir, 'order');
+  const job = (name: string) => ['run', '-q', '--wait', '60', '--global', 'lab-board', '--', 'sh', '-c', `echo ${name} start >> ${order}; echo ${name} end >> ${order}`];
+  const b = lockdSpawn(t, d, job('B'), { env: inHold });
+  await waitForWaiters(d, 'lab-board', 1);
+  const c = lockdSpawn(t, d, job('C'), { env: inHold });
+  await waitForWaiters(d, 'lab-board', 2);
+  first.release();
+  t.is((await b.done).code, 0);
+  t.is((await c.done).code, 0);
+  t.deepEqual(readFileSync(order, 'utf8').trim().split('\n'), ['B start', 'B end', 'C start', 'C end']);
+  t.deepEqual((await statusJson(d)).holds.map((h) => h.hold_id), [id], 'the hold is still there');
+  t.is((await lockd(d, ['release', id], { env })).code, 0);
+  // A shared hold lets its shared runs in together.
+  const s = await lockd(d, ['acquire', '--global', 'docs:shared'], { env });
+  const sid = holdIdOf(s.stdout);
+  const r1 = await detachedHolder(d, 'S1', ['--global', 'docs:shared', '--wait', '0'], { ...env, LOCKD_HOLD_ID: sid });
+  const r2 = await lockd(d, ['run', '-q', '--wait', '0', '--global', 'docs:shared', '--', 'true'], { env: { ...env, LOCKD_HOLD_ID: sid } });
+  t.is(r2.code, 0, r2.stderr);
+  r1.release();
+});
+
+test('a second acquire of a lock the holder already holds is refused at once, naming the hold', async (t) => {
+  const d = await startDaemon(t);
+  const env = { LOCKD_HOLDER: 'alice-dbg' };
+  const a = await lockd(d, ['acquire', '--global', 'board-3'], { env });
+  const id = holdIdOf(a.stdout);
+  const again = await lockd(d, ['acquire', '--global', 'board-3', '--wait', '30'], { env });
+  t.is(again.code, 2);
+  t.regex(again.stderr, new RegExp(`already hold board-3 as ${id}`));
+  t.is((await statusJson(d)).locks[0]!.waiters.length, 0, 'nothing queued behind itself');
+  t.is((await lockd(d, ['heartbeat'], { env: { ...env, LOCKD_HOLD_ID: id } })).code, 0, 'heartbeat takes LOCKD_HOLD_ID');
   t.is((await lockd(d, ['release', id], { env })).code, 0);
 });
 
@@ -217,4 +281,32 @@ test('under GitHub Actions acquire and release write status, lock_id and queue_w
   const lines = readFileSync(summary, 'utf8').trim().split('\n');
   t.is(lines.length, 3);
   t.regex(lines[2]!, new RegExp(`released \`${id}\``));
+});
+
+test('a hold taken at a terminal gets a 2 h TTL by default; one without a TTL is warned about in status', async (t) => {
+  const d = await startDaemon(t);
+  const { spawn } = await import('node:child_process');
+  const { CLI } = await import('./helpers/lockd.js');
+  // Under a pseudo-terminal (script(1)), as a person types it.
+  const tty = spawn('script', ['-qefc', `${process.execPath} ${CLI} acquire --global desk-board --holder bob`, '/dev/null'], { env: d.env, cwd: d.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (tty.exitCode === null && tty.signalCode === null) tty.kill('SIGKILL');
+  });
+  let out = '';
+  tty.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  const code = await new Promise<number | null | 'timeout'>((r) => {
+    tty.once('close', r);
+    setTimeout(() => r('timeout'), 30_000).unref();
+  });
+  t.is(code, 0, out);
+  t.regex(out, /ttl 7200 s/);
+  // From a script (no terminal): no TTL, as before — and status says so.
+  const scripted = await lockd(d, ['acquire', '--global', 'ci-board', '--holder', 'carol']);
+  t.is(scripted.code, 0);
+  const holds = (await statusJson(d)).holds;
+  t.is(holds.find((h) => h.holder === 'bob')?.ttl_ms, 7_200_000);
+  t.is(holds.find((h) => h.holder === 'carol')?.ttl_ms, null);
+  const status = await lockd(d, ['status']);
+  t.regex(status.stdout, new RegExp(`warning: hold ${holdIdOf(scripted.stdout)} \\(carol.*\\) has no TTL`));
+  t.notRegex(status.stdout, /warning: hold \S+ \(bob/);
 });

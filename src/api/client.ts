@@ -72,6 +72,8 @@ export interface RunOptions extends LockOptions {
   requireAll?: string[];
   forbidMarker?: string[];
   expectTimeout?: boolean;
+  /** Run under this explicit hold of yours (default: LOCKD_HOLD_ID in `env`); see `lockd run --hold`. */
+  hold?: string;
 }
 
 /** The wire form of a release (lockd release sends it from its flags). */
@@ -237,7 +239,9 @@ export class LockdClient {
   /** Build the wire request for a run (the CLI builds it from flags and settings instead). */
   runRequest(argv: string[], locks: LockSpec[], opts: RunOptions = {}): RunRequest {
     const env = opts.env ?? process.env;
+    const holdId = opts.hold ?? (env.LOCKD_HOLD_ID || null);
     return {
+      ...(holdId ? { hold_id: holdId } : {}),
       argv,
       cwd: resolve(opts.cwd ?? process.cwd()),
       env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string')),

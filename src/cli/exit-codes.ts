@@ -21,6 +21,10 @@ export function exitCodeFor(code: string): number {
     case 'unsafe_lock_path':
     // a run-record command (logs, result, pin) given a run id that names no run: the argument named nothing
     case 'no_such_run':
+    // a run naming a hold that is not active (stale LOCKD_HOLD_ID) or not the caller's; an acquire of what the
+    // caller already holds: what was asked names something that cannot be done that way
+    case 'no_such_hold':
+    case 'already_held':
       return EXIT.USAGE;
     case 'lock_busy':
     case 'lock_wait_timeout':

@@ -233,7 +233,7 @@ export class DaemonCore {
    * Nesting: LOCKD_RUN_ID names a run whose child is an ancestor of the asking process. The variable alone proves
    * nothing (anyone can set it), so the daemon walks the asker's ancestry to that run's child, pid AND start time.
    */
-  verifiedParent(conn: Connection, req: { parent_run_id: string | null; client_pid: number; holder: string }, locksWanted: string[]): string | null {
+  verifiedParent(conn: Connection, req: { parent_run_id: string | null; client_pid: number; holder: string; hold_id?: string | null | undefined }): string | null {
     if (req.parent_run_id) {
       const job = this.runs.get(req.parent_run_id);
       if (job && job.pid !== null && job.tree && job.state === 'running') {
@@ -244,9 +244,9 @@ export class DaemonCore {
         this.log.warn('nesting claim rejected: caller does not descend from the run', { run_id: req.parent_run_id, pid });
       }
     }
-    // A run by the same holder identity inside its own explicit hold proceeds under that hold.
-    const hold = this.holds.coveringHold(req.holder, this.uidOf(conn), locksWanted);
-    return hold;
+    // A run joins an explicit hold only when it names it (--hold / LOCKD_HOLD_ID) and is the hold's holder; inside
+    // the hold it still obeys each lock's mode against the hold's other runs (the lock table's sibling rule).
+    return req.hold_id ? this.holds.joinable(req.hold_id, req.holder, this.uidOf(conn)) : null;
   }
 
   private async startRun(conn: Connection, req: RunRequest): Promise<void> {
@@ -260,7 +260,7 @@ export class DaemonCore {
       forbidMarker: req.verdict.forbid_marker,
       expectTimeout: req.verdict.expect_timeout,
     });
-    const parent = this.verifiedParent(conn, req, locks.map((l) => l.key));
+    const parent = this.verifiedParent(conn, req);
     const runsRoot = req.runs_root ?? this.system?.defaultRunsRoot(conn) ?? join(this.stateDir, 'runs');
     // System mode: the run dir is created by the caller's own uid and pinned (system-mode.ts); null = ordinary path.
     const prepared = this.system ? await this.system.prepareRun(conn, req, runsRoot) : null;

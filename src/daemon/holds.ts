@@ -49,6 +49,12 @@ export class HoldManager {
     const uid = this.core.uidOf(conn);
     const locks = resolveLocks(req.locks, { globalDir: this.core.globalDir, callerUid: uid, clusterPrefix: this.core.cluster?.prefix ?? null });
     if (locks.length === 0) throw new LockdError('usage', 'acquire needs at least one lock');
+    // The holder asking again for what it holds (or already queues for) would wait behind itself for good.
+    const mine = this.ownHoldOn(req.holder, uid, locks.map((l) => l.key));
+    if (mine) {
+      const names = mine.locks.filter((l) => locks.some((x) => x.key === l.key)).map((l) => l.name).join(', ');
+      throw new LockdError('already_held', `you already ${mine.grant ? 'hold' : 'wait for'} ${names} as ${mine.id} (since ${new Date(mine.queuedAt).toISOString()}); run under it with LOCKD_HOLD_ID=${mine.id}, or lockd release ${mine.id} first`);
+    }
     const id = newHoldId();
     const now = Date.now();
     const owner: Owner = { kind: 'hold', id, holder: req.holder, user: req.user, uid, pid: this.core.pidOf(conn, req.client_pid), commandLine: null, cwd: req.cwd, since: now, locks };
@@ -337,12 +343,23 @@ export class HoldManager {
     conn.end({ type: 'released', released: released.length > 0, note, hold_ids: released.map((h) => h.id) });
   }
 
-  /** The hold of this holder that covers every one of the wanted locks, if any (a run inside its own reservation). */
-  coveringHold(holder: string, uid: number | null, keys: string[]): string | null {
-    if (keys.length === 0) return null;
+  /**
+   * The hold a run names (--hold / LOCKD_HOLD_ID), if it is active and the caller's own; else a clear error. A run
+   * that names a hold it cannot join fails instead of running without it: it would only wait behind that hold.
+   */
+  joinable(holdId: string, holder: string, uid: number | null): string {
+    const h = this.holds.get(holdId);
+    if (!h || !h.grant) {
+      throw new LockdError('no_such_hold', `hold ${holdId} (from --hold or LOCKD_HOLD_ID) is not active: released, expired or never taken; unset LOCKD_HOLD_ID or take a new hold`);
+    }
+    if (!this.owns(h, holder, uid)) throw new LockdError('not_owner', `hold ${holdId} belongs to ${h.owner.holder}; only its holder may run under it`);
+    return h.id;
+  }
+
+  /** An active or waiting hold of this holder that names one of these keys: a second acquire would wait behind it. */
+  private ownHoldOn(holder: string, uid: number | null, keys: string[]): Hold | null {
     for (const h of this.holds.values()) {
-      if (!h.grant || !this.owns(h, holder, uid)) continue;
-      if (keys.some((k) => h.locks.some((l) => l.key === k))) return h.id;
+      if (this.owns(h, holder, uid) && h.locks.some((l) => keys.includes(l.key))) return h;
     }
     return null;
   }

@@ -19,6 +19,12 @@ export interface Req<M> {
   readonly since: number;
   readonly family: Family;
   readonly nested: boolean;
+  /**
+   * The request it was nested under (null for a top-level one). Within a family only a request's ancestors are
+   * transparent to it: a sibling (two runs under one hold, two children of one run) is another holder whose mode
+   * it must respect, or the hold would let two runs into one exclusive lock.
+   */
+  readonly parentReq: Req<M> | null;
   /** Validated copy, so a caller mutating its request cannot corrupt the table. */
   readonly claims: readonly LockClaim[];
   state: 'waiting' | 'holding';

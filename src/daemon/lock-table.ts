@@ -23,10 +23,14 @@
  *   every key it names).
  * - Nesting. A request whose `parent` currently holds locks joins the parent's
  *   *family* (a family is a top-level request plus every nested request under it,
- *   transitively; it is named after that top-level request's id). A family acts as one
- *   owner: on a key the family already holds, the claim is granted as a *nested*
- *   claim (an extra holder entry with the family's slot index and fencing token).
- *   Otherwise the claim is checked against the holders of *other* families only;
+ *   transitively; it is named after that top-level request's id). A request's
+ *   *ancestors* (its parent, the parent's parent, …) are transparent to it: on a key
+ *   its family holds, the claim is granted as a *nested* claim (an extra holder entry
+ *   with the family's slot index and fencing token) once nobody but its ancestors is in
+ *   the way. Siblings are not transparent: two requests nested under one hold (or one
+ *   run) respect each other's mode like any two holders, and a family's one slot of a
+ *   slots key is used by one line of descent at a time. Against other families the
+ *   claim is checked as before;
  *   nested requests ignore (jump ahead of) top-level waiters, because their family
  *   holds locks those waiters want. So a family holding a key shared may upgrade a
  *   nested claim to exclusive once no other family shares it. A `parent` that is
@@ -36,7 +40,10 @@
  *   Nested waiters are ahead of every top-level waiter on their keys, so they also
  *   reserve those keys against top-level requests (otherwise a stream of shared
  *   top-level grants could starve a nested exclusive waiter).
- * - Deadlock. Wait-for relation between families: F waits for G when a nested waiter
+ * - Deadlock. (Waits between siblings of one family are not edges: a sibling holding a
+ *   key never waits for the one it blocks unless their own nested children wait for each
+ *   other's keys, which is not detected; such requests wait out their --wait.)
+ *   Wait-for relation between families: F waits for G when a nested waiter
  *   of F is blocked by a holder entry of G (a family is stuck while any of its nested
  *   requests is stuck, since the run usually waits for its descendants). A request
  *   blocked on a full slots key waits for *any* one occupying family, other claims
@@ -288,6 +295,7 @@ export class LockTable<M = unknown> {
       since: this.#now(),
       family: nested ? parent.family : { name: request.id },
       nested,
+      parentReq: nested ? parent : null,
       claims: request.claims.map((c) =>
         c.mode === 'slots' ? { key: c.key, mode: c.mode, slots: c.slots } : { key: c.key, mode: c.mode },
       ),
@@ -354,23 +362,44 @@ export class LockTable<M = unknown> {
   // Grantability
   // -------------------------------------------------------------------------------
 
-  /** Could this claim coexist with the key's current holders, treating the family as one owner? */
-  #claimFits(ks: KeyState<M>, claim: LockClaim, family: Family): boolean {
-    const tally = ks.families.get(family);
+  /**
+   * Could this claim of r coexist with the key's current holders? r's ancestors (the requests it is nested under,
+   * transitively) are transparent to it: it re-enters what they hold. Every other holder counts by its mode, a
+   * sibling in the same family included. A family still takes one slot of a slots key: r shares it only when
+   * nobody but its ancestors occupies it.
+   */
+  #claimFits(ks: KeyState<M>, claim: LockClaim, r: Req<M>): boolean {
+    const tally = ks.families.get(r.family);
+    let ancestors = 0;
+    let ancestorsExclusive = 0;
+    if (tally) {
+      for (let p = r.parentReq; p; p = p.parentReq) {
+        const e = ks.holders.get(p);
+        if (!e) continue;
+        ancestors++;
+        if (e.mode === 'exclusive') ancestorsExclusive++;
+      }
+    }
     switch (claim.mode) {
       case 'exclusive':
-        return ks.holders.size === (tally?.entries ?? 0);
+        return ks.holders.size === ancestors;
       case 'shared':
-        return ks.exclusiveCount === (tally?.exclusive ?? 0);
+        return ks.exclusiveCount === ancestorsExclusive;
       case 'slots':
-        return tally !== undefined || ks.families.size < ks.capacity!;
+        return tally !== undefined ? tally.entries === ancestors : ks.families.size < ks.capacity!;
     }
+  }
+
+  /** Is `a` one of the requests r is nested under (transitively)? */
+  #isAncestor(a: Req<M>, r: Req<M>): boolean {
+    for (let p = r.parentReq; p; p = p.parentReq) if (p === a) return true;
+    return false;
   }
 
   #holderCompatible(r: Req<M>): boolean {
     for (const c of r.claims) {
       const ks = this.#keys.get(c.key);
-      if (ks && !this.#claimFits(ks, c, r.family)) return false;
+      if (ks && !this.#claimFits(ks, c, r)) return false;
     }
     return true;
   }
@@ -381,7 +410,7 @@ export class LockTable<M = unknown> {
       const ks = this.#keys.get(c.key);
       if (!ks) continue;
       if (ks.nestedQueue.size > 0 || ks.topQueue.size > 0) return false;
-      if (!this.#claimFits(ks, c, r.family)) return false;
+      if (!this.#claimFits(ks, c, r)) return false;
     }
     return true;
   }
@@ -391,7 +420,7 @@ export class LockTable<M = unknown> {
     for (const node of r.nodes) {
       const ks = this.#keyOf(node);
       if (ks.nestedQueue.size > 0 || ks.topQueue.head !== node) return false;
-      if (!this.#claimFits(ks, node.claim, r.family)) return false;
+      if (!this.#claimFits(ks, node.claim, r)) return false;
     }
     return true;
   }
@@ -698,9 +727,12 @@ export class LockTable<M = unknown> {
     r.claims.forEach((c, i) => {
       const ks = this.#keys.get(c.key);
       if (!ks) return;
-      if (!this.#claimFits(ks, c, r.family)) {
+      if (!this.#claimFits(ks, c, r)) {
+        // On a slots key where r's family has its slot, only the siblings in that slot are in the way.
+        const inFamilySlot = c.mode === 'slots' && ks.families.has(r.family);
         for (const e of ks.holders.values()) {
-          if (e.req.family !== r.family && this.#entryBlocks(e, c)) {
+          if (inFamilySlot && e.req.family !== r.family) continue;
+          if (!this.#isAncestor(e.req, r) && this.#entryBlocks(e, c)) {
             onHolder(c, e.req);
             holdersInWay++;
           }

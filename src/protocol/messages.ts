@@ -64,6 +64,11 @@ export interface RunRequest extends CallerInfo {
   conflict_exit_code: number;
   /** Cluster locks: what to do when the lock is lost while running (stop the job, or only warn); null = daemon default. */
   on_lock_lost?: 'stop' | 'warn' | null;
+  /**
+   * Run under this explicit hold (--hold / LOCKD_HOLD_ID): its locks are the hold's, taken one run at a time by the
+   * lock's own mode. Only the hold's holder may name it. Absent or null: an ordinary run, which waits for a hold.
+   */
+  hold_id?: string | null;
 }
 
 export interface AcquireRequest extends CallerInfo {

@@ -90,3 +90,14 @@ export async function detachedHolder(d: Daemon, name: string, lockArgs: string[]
   await waitForFile(ready);
   return { runId: r.stdout.trim(), go, release: () => writeFileSync(go, '') };
 }
+
+/** Wait (bounded) until lock `name` has at least `n` waiters in the daemon's status: a queued run is really queued. */
+export async function waitForWaiters(d: Pick<Daemon, 'env'>, name: string, n: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lock = (await statusJson(d)).locks.find((l) => l.name === name);
+    if (lock && lock.waiters.length >= n) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${n} waiter(s) on ${name}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

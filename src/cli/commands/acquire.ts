@@ -8,6 +8,9 @@ import { LockdError, isLockdError } from '../../util/errors.js';
 import { EXIT, exitCodeFor } from '../exit-codes.js';
 import { mdCode, reportToGithub, secondsText } from '../github.js';
 
+/** The TTL of a hold taken at a terminal without --ttl / LOCKD_TTL / lockd.json: two hours, renewed by heartbeats. */
+export const TERMINAL_HOLD_TTL_S = 7200;
+
 const OPTIONS = {
   ...COMMON_OPTIONS,
   ...LOCK_OPTIONS,
@@ -24,7 +27,9 @@ export const ACQUIRE_HELP = `Usage: lockd acquire LOCK... [options]
 Take locks as an explicit hold, without running anything under them (several CI steps, a debugging session
 on a shared board). Once every lock is held it prints LOCKD_HOLD_ID=<id> (eval-able) and exits 0; the hold
 stays after this command, until 'lockd release', or until its TTL passes without a 'lockd heartbeat'.
-While you hold it, 'lockd run' by the same holder on those locks runs under the hold instead of waiting.
+A 'lockd run' joins the hold only when it names it (--hold ID, or LOCKD_HOLD_ID in its environment, which
+the eval below sets); runs under one hold still take its locks one at a time (shared: together), in order.
+Asking again for a lock you already hold is refused with the hold's id, instead of queueing behind yourself.
 
 Locks (as in lockd run; granted all at once or not at all):
   LOCK, --lock NAME[:shared|:slots=N]   local lock <root>[/<arch>]/.locks/NAME.lock (repeatable)
@@ -34,7 +39,8 @@ Waiting:
   --wait SECONDS|inf      how long to queue (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
 Holding:
-  --ttl SECONDS|none      release the hold when no heartbeat comes for this long (default $LOCKD_TTL, else none)
+  --ttl SECONDS|none      release the hold when no heartbeat comes for this long (default $LOCKD_TTL; else
+                          7200 (2 h) when taken at a terminal, none otherwise)
   --holder H              holder identity (default: CI-aware; release/heartbeat must come from the same holder)
 Output:
   --json                  print the daemon's reply as JSON instead of LOCKD_HOLD_ID=<id>
@@ -46,8 +52,9 @@ Exit status: 0 held, 75 not obtained (busy, wait timed out, deadlock), 2 usage, 
 
 Examples:
   eval "$(lockd acquire --root build --arch riscv64 qemu --wait 600 --ttl 900)"
-  ./flash.sh && ./boot-test.sh          # 'lockd heartbeat $LOCKD_HOLD_ID' from a long step keeps it alive
-  lockd release "$LOCKD_HOLD_ID"
+  lockd run --root build --arch riscv64 --lock qemu -- ./flash.sh   # runs under the hold (LOCKD_HOLD_ID)
+  lockd heartbeat                       # from a long step: keeps the hold alive
+  lockd release                         # the hold in LOCKD_HOLD_ID
 `;
 
 function blockerLine(b: HolderInfo | undefined): string {
@@ -61,7 +68,9 @@ export async function acquireCommand(args: string[]): Promise<number> {
   const locks = lockRefsFrom(values, settings, positionals);
   if (locks.length === 0) throw new LockdError('usage', 'lockd acquire needs at least one lock: lockd acquire LOCK... (or --lock / --global)');
   const waitS = parseSeconds(settings.value('wait')!, '--wait');
-  const ttlS = parseSeconds(settings.value('ttl') ?? 'none', '--ttl');
+  // A hold taken at a terminal is a person's; one who walks away must not block the board for good, so it gets
+  // a TTL unless one is set (scripts and CI, which have no terminal, keep "none": they release explicitly).
+  const ttlS = parseSeconds(settings.explicit('ttl') ?? (process.stdin.isTTY ? String(TERMINAL_HOLD_TTL_S) : 'none'), '--ttl');
   if (ttlS !== null && ttlS <= 0) throw new LockdError('usage', '--ttl must be more than 0 seconds, or none');
   const conflictExit = parseIntOption(settings.value('conflict_exit_code')!, '--conflict-exit-code', 0, 255);
   const { holder, user } = callerIdentity(settings);

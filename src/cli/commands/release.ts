@@ -15,10 +15,11 @@ const OPTIONS = {
   quiet: { type: 'boolean', short: 'q' },
 } as const;
 
-export const RELEASE_HELP = `Usage: lockd release HOLD_ID [--force]
+export const RELEASE_HELP = `Usage: lockd release [HOLD_ID] [--force]
        lockd release --lock NAME... | --global NAME... [--root DIR] [--arch ARCH] [--global-dir DIR] [--force]
 
-Release explicit holds taken with 'lockd acquire': the one named, or every hold covering the named locks.
+Release explicit holds taken with 'lockd acquire': the one named (default: $LOCKD_HOLD_ID), or every hold
+covering the named locks.
 Only the holder's own holds are released (the same CI job, user, or --holder / LOCKD_HOLDER); someone
 else's hold is left in place with a note and exit 0, unless --force breaks it (logged with who did it;
 in system mode only root and the lockd admin group may).
@@ -27,7 +28,7 @@ Under GitHub Actions (GITHUB_OUTPUT set) the step outputs status, lock_id and qu
 Exit status: 0 (also when there was nothing of yours to release), 2 usage, 125 lockd failed.
 
 Examples:
-  lockd release "$LOCKD_HOLD_ID"
+  lockd release                               # the hold in $LOCKD_HOLD_ID (after eval "$(lockd acquire …)")
   lockd release --root build --arch riscv64 --lock qemu
   lockd release --global board-7 --force      # break a hold left behind by a crashed CI job
 `;
@@ -37,10 +38,11 @@ export async function releaseCommand(args: string[]): Promise<number> {
   const settings = holdSettings(values);
   const locks = values.lock || values.global ? lockRefsFrom(values, settings) : [];
   if (positionals.length > 1) throw new LockdError('usage', 'lockd release takes one HOLD_ID');
-  if ((positionals.length === 1) === locks.length > 0) {
-    throw new LockdError('usage', 'lockd release needs a HOLD_ID or --lock/--global names (not both)');
-  }
-  const holdId = positionals[0] ?? null;
+  if (positionals.length === 1 && locks.length > 0) throw new LockdError('usage', 'lockd release takes a HOLD_ID or --lock/--global names, not both');
+  // No argument: the hold this shell took (eval "$(lockd acquire …)" exported it).
+  const envHold = process.env.LOCKD_HOLD_ID || null;
+  const holdId = positionals[0] ?? (locks.length > 0 ? null : envHold);
+  if (holdId === null && locks.length === 0) throw new LockdError('usage', 'lockd release needs a HOLD_ID, --lock/--global names, or LOCKD_HOLD_ID in the environment');
   const { holder } = callerIdentity(settings);
   const say = (line: string) => {
     if (!values.quiet) process.stderr.write(`lockd: ${line}\n`);

@@ -41,6 +41,7 @@ export const RUN_OPTIONS = {
   quiet: { type: 'boolean', short: 'q' },
   'result-fd': { type: 'string' },
   'on-lock-lost': { type: 'string' },
+  hold: { type: 'string' },
 } as const;
 
 export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
@@ -62,6 +63,8 @@ Running:
   --kill-after SECONDS  grace between SIGTERM and SIGKILL (default 5)
   -i, --interactive   forward stdin to the command
   --detach            print the run id and return; the job keeps its locks until it exits
+  --hold ID           run under your hold ID from lockd acquire (default $LOCKD_HOLD_ID); runs under one
+                      hold still take its locks by their mode (exclusive: one at a time, in order)
   --on-lock-lost stop|warn  a cluster lock lost while running: stop the job (default; infra_fail/lock_lost)
                       or only warn (for jobs that can tolerate it)
 Records:
@@ -148,6 +151,10 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
     client_pid: process.pid,
     parent_run_id: env.LOCKD_RUN_ID ?? null,
   };
+  // A run joins a hold only when it names one: matching a hold by user alone let any two runs of that user into
+  // one exclusive lock at once.
+  const holdId = values.hold ?? (env.LOCKD_HOLD_ID || null);
+  if (holdId) req.hold_id = holdId;
   // Unset (the default): the daemon's own default applies (lockd daemon --on-lock-lost).
   const onLockLost = values['on-lock-lost'] ?? settings.explicit('on_lock_lost');
   if (onLockLost !== undefined) {

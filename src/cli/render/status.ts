@@ -122,10 +122,14 @@ export function renderStatus(snap: StatusSnapshot, style: Style, now = new Date(
         who(h),
         h.locks.join(' '),
         formatClock(h.since_utc, now),
-        h.expires_utc ? `${formatClock(h.expires_utc, now)} (ttl ${formatDuration(h.ttl_ms ?? 0)})` : 'until released',
+        h.expires_utc ? `${formatClock(h.expires_utc, now)} (ttl ${formatDuration(h.ttl_ms ?? 0)})` : style.yellow('until released'),
       ]);
     }
     out += table(rows);
+    // A hold without a TTL outlives a crashed CI job or a person gone home: say so, with the way out.
+    for (const h of snap.holds) {
+      if (h.ttl_ms === null) out += style.yellow(`warning: hold ${h.hold_id} (${who(h)}) has no TTL: it stays until 'lockd release ${h.hold_id}' (or --force)\n`);
+    }
   }
   return out;
 }
