@@ -3,8 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanStale, type CleanStaleOptions } from '../src/daemon/clean-stale.js';
-import { prepareLockFile, writeMeta, type LockMeta } from '../src/daemon/lock-files.js';
+import { cleanStale, type CleanStaleOptions } from '../src/daemon/services/clean-stale.js';
+import { prepareLockFile, writeMeta, type LockMeta } from '../src/daemon/records/lock-files.js';
 import { processStartTime } from '../src/util/proc.js';
 import { outsideHolder, within } from './flock-helpers.js';
 

@@ -8,7 +8,7 @@ import test from 'ava';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Journal, parseJournalLine, JOURNAL_FILE, type RunRecord, type HoldRecord } from '../src/daemon/journal.js';
+import { Journal, parseJournalLine, JOURNAL_FILE, type RunRecord, type HoldRecord } from '../src/daemon/records/journal.js';
 import { tempDir, startDaemon, lockd } from './helpers/lockd.js';
 import { statusOf } from './helpers/crash-kit.js';
 

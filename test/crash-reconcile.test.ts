@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startDaemon, lockd, lockdSpawn, tempDir, waitForFile, readJson, waitPidsGone, pidAlive, baseEnv, stopProcess, type Daemon } from './helpers/lockd.js';
 import { ask, statusOf, kill9, cleanupRunsUnder, runProcessesUnder, until, within } from './helpers/crash-kit.js';
 import { processStartTimeSync } from '../src/util/proc.js';
-import { JOURNAL_FILE, Journal } from '../src/daemon/journal.js';
+import { JOURNAL_FILE, Journal } from '../src/daemon/records/journal.js';
 import { createConnection } from 'node:net';
 import { CLI } from './helpers/lockd.js';
 

@@ -2,8 +2,8 @@ import test from 'ava';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FlockHolder } from '../src/daemon/flock-holder.js';
-import { prepareLockFile } from '../src/daemon/lock-files.js';
+import { FlockHolder } from '../src/daemon/records/flock-holder.js';
+import { prepareLockFile } from '../src/daemon/records/lock-files.js';
 import { loadNative } from '../src/util/peercred.js';
 import { flockNonBlocking, outsideHolder, within } from './flock-helpers.js';
 

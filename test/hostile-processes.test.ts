@@ -9,7 +9,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, lockd, lockdSpawn, readJson, waitPidsGone, printedPaths, type Daemon } from './helpers/lockd.js';
 import { ask, apiRun, cleanupRunsUnder, runProcessesUnder, until, within, zombieChildren, procInfo, LONG } from './helpers/crash-kit.js';
-import { cgroupsAvailable } from '../src/daemon/process-tree.js';
+import { cgroupsAvailable } from '../src/daemon/jobs/process-tree.js';
 
 /**
  * The job: records each escapee's pid in <dir>/pids, one per line, then does `tail` (the leader's behaviour).

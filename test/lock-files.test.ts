@@ -12,7 +12,7 @@ import {
   removeMeta,
   writeMeta,
   type LockMeta,
-} from '../src/daemon/lock-files.js';
+} from '../src/daemon/records/lock-files.js';
 
 const MY_UID = process.getuid!();
 const IS_ROOT = MY_UID === 0;

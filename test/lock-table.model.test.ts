@@ -24,7 +24,7 @@ import {
   type TryResult,
   type WaiterSnapshot,
   type HolderSnapshot,
-} from '../src/daemon/lock-table.js';
+} from '../src/daemon/locks/lock-table.js';
 
 type Meta = { n: number };
 const MAX_WAITER_BLOCKERS = 3;

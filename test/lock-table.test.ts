@@ -6,7 +6,7 @@ import {
   type LockRequest,
   type SubmitResult,
   type TryResult,
-} from '../src/daemon/lock-table.js';
+} from '../src/daemon/locks/lock-table.js';
 import { isLockdError } from '../src/util/errors.js';
 
 interface Meta {

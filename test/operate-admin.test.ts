@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { startDaemon, lockd, baseEnv, tempDir } from './helpers/lockd.js';
 import { holdIdOf } from './helpers/operate.js';
-import { prepareLockFile, writeMeta, type LockMeta } from '../src/daemon/lock-files.js';
+import { prepareLockFile, writeMeta, type LockMeta } from '../src/daemon/records/lock-files.js';
 import { processStartTime } from '../src/util/proc.js';
 import { COMMANDS } from '../src/cli/main.js';
 

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { JobTree, cgroupsAvailable, sweepTrees } from '../src/daemon/process-tree.js';
+import { JobTree, cgroupsAvailable, sweepTrees } from '../src/daemon/jobs/process-tree.js';
 import { LockdError, isLockdError } from '../src/util/errors.js';
 import { isSameProcessAlive, listProcesses, processStartTimeSync, readProcStatSync } from '../src/util/proc.js';
 import { pollUntil } from './helpers/crash-kit.js';

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { annotateHolder, claimedHolder, parseGroup, parseGroupLine, parsePasswd, parsePasswdLine, userDirName, UserDirectory } from '../src/daemon/identity.js';
-import { holderBase } from '../src/daemon/holder-base.js';
+import { annotateHolder, claimedHolder, parseGroup, parseGroupLine, parsePasswd, parsePasswdLine, userDirName, UserDirectory } from '../src/daemon/services/identity.js';
+import { holderBase } from '../src/daemon/services/holder-base.js';
 
 test('parsePasswdLine reads name, uid, gid, home and shell, and rejects comments, NIS lines and junk', (t) => {
   t.deepEqual(parsePasswdLine('alice:x:1001:1002:Alice A,,,:/home/alice:/bin/bash'), { name: 'alice', uid: 1001, gid: 1002, home: '/home/alice', shell: '/bin/bash' });

@@ -16,11 +16,11 @@
  * Liveness: see session.ts (the lease) and watchdog-main.ts (jobs of a dead daemon).
  */
 import type { Etcd3 } from 'etcd3';
-import type { DaemonCore } from '../daemon/core.js';
-import type { Logger } from '../daemon/logger.js';
-import type { ResolvedLock } from '../daemon/lock-resolve.js';
-import type { Grant, GrantedClaim, LockClaim, LockRequest } from '../daemon/lock-table.js';
-import type { Owner } from '../daemon/owner.js';
+import type { DaemonCore } from '../daemon/server/core.js';
+import type { Logger } from '../daemon/server/logger.js';
+import type { ResolvedLock } from '../daemon/records/lock-resolve.js';
+import type { Grant, GrantedClaim, LockClaim, LockRequest } from '../daemon/locks/lock-table.js';
+import type { Owner } from '../daemon/locks/owner.js';
 import type { HolderInfo, LockStatus } from '../protocol/messages.js';
 import type { ClusterConfig } from './config.js';
 import { errorText } from './etcd-client.js';

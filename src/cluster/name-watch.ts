@@ -5,7 +5,7 @@
  * may have been missed (e.g. compaction).
  */
 import type { Etcd3, Watcher } from 'etcd3';
-import type { Logger } from '../daemon/logger.js';
+import type { Logger } from '../daemon/server/logger.js';
 import { errorText } from './etcd-client.js';
 
 export interface WatchSubscriber {

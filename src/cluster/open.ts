@@ -2,8 +2,8 @@
  * The daemon's one entry into the cluster module, imported lazily (`await import(...)`) and only when a cluster
  * is configured: this is where etcd3 and @grpc/grpc-js get loaded.
  */
-import type { DaemonCore } from '../daemon/core.js';
-import type { Logger } from '../daemon/logger.js';
+import type { DaemonCore } from '../daemon/server/core.js';
+import type { Logger } from '../daemon/server/logger.js';
 import { clusterTiming, type ClusterConfig } from './config.js';
 import { createEtcdClient } from './etcd-client.js';
 import { LeaseSession } from './session.js';

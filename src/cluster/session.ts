@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
-import type { Logger } from '../daemon/logger.js';
+import type { Logger } from '../daemon/server/logger.js';
 import { LockdError } from '../util/errors.js';
 import type { ClusterTiming } from './config.js';
 import { errorText, isLeaseGone } from './etcd-client.js';

@@ -3,9 +3,9 @@
  * implementation, so a daemon without a cluster never loads etcd3.
  */
 import type { ClusterStatusInfo, HolderInfo, LockStatus } from '../protocol/messages.js';
-import type { Grant, LockRequest } from '../daemon/lock-table.js';
-import type { Owner } from '../daemon/owner.js';
-import type { ResolvedLock } from '../daemon/lock-resolve.js';
+import type { Grant, LockRequest } from '../daemon/locks/lock-table.js';
+import type { Owner } from '../daemon/locks/owner.js';
+import type { ResolvedLock } from '../daemon/records/lock-resolve.js';
 import type { OnLockLost } from './config.js';
 
 export type ClusterNotObtained = 'lock_busy' | 'lock_wait_timeout' | 'deadlock' | 'cluster_unavailable' | 'usage';

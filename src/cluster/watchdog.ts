@@ -1,7 +1,7 @@
 /** The daemon's side of the cluster watchdog (see watchdog-main.ts): start it, keep it told, stop it cleanly. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '../daemon/logger.js';
+import type { Logger } from '../daemon/server/logger.js';
 
 export class Watchdog {
   private proc: ChildProcess | null = null;

@@ -5,18 +5,18 @@
 import { mkdirSync, statSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server, Socket } from 'node:net';
-import { Connection } from './connection.js';
-import { DaemonCore } from './core.js';
-import { createLogger } from './logger.js';
-import { Journal } from './journal.js';
-import { LockGuard } from './lock-guard.js';
-import { FlockHolder } from './flock-holder.js';
-import * as lockFiles from './lock-files.js';
-import { listenOnSocket, inheritedListenFd, listenOnFd } from './listen.js';
+import { Connection } from './server/connection.js';
+import { DaemonCore } from './server/core.js';
+import { createLogger } from './server/logger.js';
+import { Journal } from './records/journal.js';
+import { LockGuard } from './records/lock-guard.js';
+import { FlockHolder } from './records/flock-holder.js';
+import * as lockFiles from './records/lock-files.js';
+import { listenOnSocket, inheritedListenFd, listenOnFd } from './server/listen.js';
 import { LockdError } from '../util/errors.js';
 import { peerCredOfSocket } from '../util/peercred.js';
-import { reconcile } from './reconcile.js';
-import { SystemMode } from './system-mode.js';
+import { reconcile } from './records/reconcile.js';
+import { SystemMode } from './services/system-mode.js';
 import type { ClusterConfig } from '../cluster/config.js';
 
 /** Bound on stdin buffered for a run that does not exist yet (see onStdin). */

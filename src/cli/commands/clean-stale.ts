@@ -10,7 +10,7 @@ import { Settings } from '../settings.js';
 import { request, type ConnectOptions } from '../../client/connection.js';
 import { isLockdError } from '../../util/errors.js';
 import { resolveStateDir } from '../../util/paths.js';
-import { cleanStale, type CleanStaleResult } from '../../daemon/clean-stale.js';
+import { cleanStale, type CleanStaleResult } from '../../daemon/services/clean-stale.js';
 import { EXIT } from '../exit-codes.js';
 import { styleFor } from '../render/style.js';
 

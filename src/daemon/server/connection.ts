@@ -4,11 +4,11 @@
  * gets one `error` frame where possible and is closed; it can never throw into the daemon.
  */
 import type { Socket } from 'node:net';
-import { FrameDecoder, FrameKind, dataHeader, encodeFrame, MAX_DATA_FRAME, type Frame } from '../protocol/framing.js';
-import type { ClientMessage, DaemonMessage } from '../protocol/messages.js';
-import { parseClientMessage } from '../protocol/validate.js';
-import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
-import { LockdError, isLockdError } from '../util/errors.js';
+import { FrameDecoder, FrameKind, dataHeader, encodeFrame, MAX_DATA_FRAME, type Frame } from '../../protocol/framing.js';
+import type { ClientMessage, DaemonMessage } from '../../protocol/messages.js';
+import { parseClientMessage } from '../../protocol/validate.js';
+import { PROTOCOL_VERSION, LOCKD_VERSION } from '../../protocol/version.js';
+import { LockdError, isLockdError } from '../../util/errors.js';
 
 /** How long a connected client may stay silent before its hello; keeps slow-loris clients from piling up. */
 export const HELLO_TIMEOUT_MS = Number(process.env.LOCKD_HELLO_TIMEOUT_MS) > 0 ? Number(process.env.LOCKD_HELLO_TIMEOUT_MS) : 10_000;

@@ -25,8 +25,8 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsc, promises as fsp, type Stats } from 'node:fs';
 import { basename, dirname, join, parse, resolve, sep } from 'node:path';
-import { LockdError, errnoCode } from '../util/errors.js';
-import { UserDirectory } from './identity.js';
+import { LockdError, errnoCode } from '../../util/errors.js';
+import { UserDirectory } from '../services/identity.js';
 
 /**
  * What `<lock file>.meta` holds while the lock is held (JSON, snake_case like the scripts lockd replaces).

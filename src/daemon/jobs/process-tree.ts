@@ -47,8 +47,8 @@ import {
   processStartTimeSync,
   readProcStat,
   type ProcessEntry,
-} from '../util/proc.js';
-import { LockdError } from '../util/errors.js';
+} from '../../util/proc.js';
+import { LockdError } from '../../util/errors.js';
 
 const IS_LINUX = process.platform === 'linux';
 

@@ -5,16 +5,16 @@
  * none otherwise: an idle daemon with `--ttl none` holds does no work at all.
  */
 import { randomBytes } from 'node:crypto';
-import type { Connection } from './connection.js';
-import type { DaemonCore } from './core.js';
-import type { AcquireRequest, LockRef, HolderInfo } from '../protocol/messages.js';
-import { resolveLocks, type ResolvedLock } from './lock-resolve.js';
-import { LockdError } from '../util/errors.js';
-import type { Grant, LockRequest } from './lock-table.js';
-import { isClusterKey } from '../cluster/keys.js';
-import { grantAgain } from './grant-again.js';
-import type { JournalLock } from './journal.js';
-import { describeBlocker, holderInfo, type Owner } from './owner.js';
+import type { Connection } from '../server/connection.js';
+import type { DaemonCore } from '../server/core.js';
+import type { AcquireRequest, LockRef, HolderInfo } from '../../protocol/messages.js';
+import { resolveLocks, type ResolvedLock } from '../records/lock-resolve.js';
+import { LockdError } from '../../util/errors.js';
+import type { Grant, LockRequest } from '../locks/lock-table.js';
+import { isClusterKey } from '../../cluster/keys.js';
+import { grantAgain } from '../locks/grant-again.js';
+import type { JournalLock } from '../records/journal.js';
+import { describeBlocker, holderInfo, type Owner } from '../locks/owner.js';
 import { sameOwner } from './holder-base.js';
 import { claimedHolder } from './identity.js';
 

@@ -1,5 +1,5 @@
 /** The live event stream (`lockd events`): every lock and run transition, in order, to every subscriber. */
-import type { EventType, LockdEvent } from '../protocol/messages.js';
+import type { EventType, LockdEvent } from '../../protocol/messages.js';
 
 export type EventListener = (e: LockdEvent) => void;
 

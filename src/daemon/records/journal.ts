@@ -16,7 +16,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { errnoCode } from '../util/errors.js';
+import { errnoCode } from '../../util/errors.js';
 
 export interface JournalLock {
   key: string;

@@ -4,7 +4,7 @@
  * start, written a while after the last change (coalesced, off the hot path) and on shutdown.
  */
 import { readFileSync } from 'node:fs';
-import { writeJsonAtomic } from '../runs/atomic-write.js';
+import { writeJsonAtomic } from '../../runs/atomic-write.js';
 
 const KEEP = 20;
 /** Keys not touched for this long are dropped when saving, so build roots deleted long ago do not pile up. */

@@ -7,9 +7,9 @@
 import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
-import { LockdError, errnoCode } from '../util/errors.js';
-import { checkSocketPathLength } from '../util/paths.js';
-import { isSameProcessAlive, processStartTimeSync } from '../util/proc.js';
+import { LockdError, errnoCode } from '../../util/errors.js';
+import { checkSocketPathLength } from '../../util/paths.js';
+import { isSameProcessAlive, processStartTimeSync } from '../../util/proc.js';
 
 export interface ListenOptions {
   socketPath: string;

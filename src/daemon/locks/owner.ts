@@ -1,6 +1,6 @@
 /** What the lock table knows about whoever holds or waits: a run or an explicit hold. */
-import type { HolderInfo } from '../protocol/messages.js';
-import type { ResolvedLock } from './lock-resolve.js';
+import type { HolderInfo } from '../../protocol/messages.js';
+import type { ResolvedLock } from '../records/lock-resolve.js';
 
 export interface Owner {
   kind: 'run' | 'hold';

@@ -7,7 +7,7 @@
  * Unknown is null, never a guess: with no recorded runs, or when the wait depends on an explicit hold (its end
  * is up to a person or a CI job, not a run's typical length), the estimate is null.
  */
-import type { LockMode } from '../protocol/messages.js';
+import type { LockMode } from '../../protocol/messages.js';
 
 export interface EstimateHolder {
   mode: LockMode;

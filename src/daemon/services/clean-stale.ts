@@ -24,10 +24,10 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { errnoCode, isLockdError } from '../util/errors.js';
-import { isSameProcessAlive, processStartTime } from '../util/proc.js';
-import { FlockHolder, type FlockBackendName } from './flock-holder.js';
-import { META_SUFFIX, isUsableDirectory, readMeta, type StoredMeta } from './lock-files.js';
+import { errnoCode, isLockdError } from '../../util/errors.js';
+import { isSameProcessAlive, processStartTime } from '../../util/proc.js';
+import { FlockHolder, type FlockBackendName } from '../records/flock-holder.js';
+import { META_SUFFIX, isUsableDirectory, readMeta, type StoredMeta } from '../records/lock-files.js';
 
 export interface CleanStaleOptions {
   /** Build roots; `<root>/.locks` and `<root>/*\/.locks` are scanned. */

@@ -17,15 +17,15 @@
  * Fencing tokens are re-issued (higher than any before): the adopted process still knows its old one, which is
  * lower than any token handed out later, so fencing stays sound.
  */
-import type { DaemonCore } from './core.js';
+import type { DaemonCore } from '../server/core.js';
 import type { RunRecord, JournalLock } from './journal.js';
-import type { Logger } from './logger.js';
-import type { Grant } from './lock-table.js';
-import { grantAgain } from './grant-again.js';
-import type { Owner } from './owner.js';
+import type { Logger } from '../server/logger.js';
+import type { Grant } from '../locks/lock-table.js';
+import { grantAgain } from '../locks/grant-again.js';
+import type { Owner } from '../locks/owner.js';
 import type { ResolvedLock } from './lock-resolve.js';
-import { JobTree } from './process-tree.js';
-import { isSameProcessAlive } from '../util/proc.js';
+import { JobTree } from '../jobs/process-tree.js';
+import { isSameProcessAlive } from '../../util/proc.js';
 import { recordLost } from './reconcile.js';
 
 /** First and largest interval between two looks at the adopted leaders. */

@@ -32,8 +32,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { promises as fsp } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { LockdError } from '../util/errors.js';
-import { loadNative, type LockdNative } from '../util/peercred.js';
+import { LockdError } from '../../util/errors.js';
+import { loadNative, type LockdNative } from '../../util/peercred.js';
 import { openLockFile } from './lock-files.js';
 
 export type FlockMode = 'ex' | 'sh';

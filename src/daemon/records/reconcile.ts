@@ -14,18 +14,18 @@
 import { existsSync, renameSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DaemonCore } from './core.js';
+import type { DaemonCore } from '../server/core.js';
 import type { JournalState, RunRecord } from './journal.js';
-import type { Logger } from './logger.js';
-import { JobTree } from './process-tree.js';
-import { isSameProcessAlive, listProcesses, compareStartTimes, isExitedState, type ProcessEntry } from '../util/proc.js';
-import { writeResult, readResult } from '../runs/result.js';
-import { buildResult } from '../runs/build-result.js';
-import { decideWithoutChild, NO_VERDICT_OPTIONS } from '../runs/verdict.js';
-import { RESULT_FILE } from '../runs/run-files.js';
+import type { Logger } from '../server/logger.js';
+import { JobTree } from '../jobs/process-tree.js';
+import { isSameProcessAlive, listProcesses, compareStartTimes, isExitedState, type ProcessEntry } from '../../util/proc.js';
+import { writeResult, readResult } from '../../runs/result.js';
+import { buildResult } from '../../runs/build-result.js';
+import { decideWithoutChild, NO_VERDICT_OPTIONS } from '../../runs/verdict.js';
+import { RESULT_FILE } from '../../runs/run-files.js';
 import { AdoptedRuns, resolvedFromJournal } from './adopt.js';
 import { readMeta, removeMeta } from './lock-files.js';
-import { isLockdError } from '../util/errors.js';
+import { isLockdError } from '../../util/errors.js';
 
 export async function recordLost(rec: RunRecord, how: string, log: Logger): Promise<void> {
   if (!existsSync(rec.dir) || existsSync(join(rec.dir, RESULT_FILE))) return;

@@ -7,8 +7,8 @@
  * keeps the file locked until it gives its own reference back.
  */
 import { dirname } from 'node:path';
-import type { Logger } from './logger.js';
-import { isClusterKey } from '../cluster/keys.js';
+import type { Logger } from '../server/logger.js';
+import { isClusterKey } from '../../cluster/keys.js';
 
 export interface FlockLike {
   tryLock(path: string, mode: 'ex' | 'sh'): Promise<boolean>;

@@ -63,7 +63,7 @@
  * nested waiters. 10,000 waiters on one key release in O(1) each.
  */
 
-import { LockdError } from '../util/errors.js';
+import { LockdError } from '../../util/errors.js';
 import type { LockMode, LockClaim, LockRequest, GrantedClaim, Grant, RejectCode, Rejection, Blocker, SubmitResult, TryResult, HolderSnapshot, WaiterSnapshot, LockSnapshot, LockTableOptions } from './lock-table-types.js';
 import { KeyState, MinHeap, type BlockGroup, type Entry, type Family, type FamilyTally, type QueueNode, type Req, type VirtualGrant } from './lock-table-state.js';
 

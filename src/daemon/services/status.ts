@@ -1,12 +1,12 @@
 /** `lockd status` and `lockd inspect`: who holds each lock, who waits behind whom, and for about how long. */
 import { sep } from 'node:path';
-import type { Connection } from './connection.js';
-import type { DaemonCore } from './core.js';
-import type { LockRef, LockStatus, StatusSnapshot } from '../protocol/messages.js';
-import { canonicalPath, resolveLock } from './lock-resolve.js';
-import type { LockSnapshot } from './lock-table.js';
-import type { Owner } from './owner.js';
-import { estimateWaits } from './wait-estimate.js';
+import type { Connection } from '../server/connection.js';
+import type { DaemonCore } from '../server/core.js';
+import type { LockRef, LockStatus, StatusSnapshot } from '../../protocol/messages.js';
+import { canonicalPath, resolveLock } from '../records/lock-resolve.js';
+import type { LockSnapshot } from '../locks/lock-table.js';
+import type { Owner } from '../locks/owner.js';
+import { estimateWaits } from '../locks/wait-estimate.js';
 
 function lockStatus(core: DaemonCore, snap: LockSnapshot<Owner>, now: number): LockStatus {
   const meta = snap.holders[0]?.meta ?? snap.waiters[0]?.meta;

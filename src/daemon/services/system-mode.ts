@@ -47,18 +47,18 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Connection } from './connection.js';
-import type { ClientMessage, RunRequest } from '../protocol/messages.js';
-import type { Logger } from './logger.js';
-import type { RunJob } from './run-job.js';
-import type { RunResult } from '../runs/result.js';
-import { LockdError, errnoCode } from '../util/errors.js';
+import type { Connection } from '../server/connection.js';
+import type { ClientMessage, RunRequest } from '../../protocol/messages.js';
+import type { Logger } from '../server/logger.js';
+import type { RunJob } from '../jobs/run-job.js';
+import type { RunResult } from '../../runs/result.js';
+import { LockdError, errnoCode } from '../../util/errors.js';
 import { annotateHolder, userDirName, UserDirectory, type UserIdentity } from './identity.js';
-import { isValidRunId, newRunId } from '../runs/run-id.js';
-import { LOG_FILE, MANIFEST_FILE, RESULT_FILE } from '../runs/run-files.js';
-import { gcRuns, type GcReport } from '../runs/gc.js';
-import { processStartTimeSync } from '../util/proc.js';
-import { AfterBurstByKey, AUTO_GC_TIMING } from './after-burst.js';
+import { isValidRunId, newRunId } from '../../runs/run-id.js';
+import { LOG_FILE, MANIFEST_FILE, RESULT_FILE } from '../../runs/run-files.js';
+import { gcRuns, type GcReport } from '../../runs/gc.js';
+import { processStartTimeSync } from '../../util/proc.js';
+import { AfterBurstByKey, AUTO_GC_TIMING } from '../jobs/after-burst.js';
 
 /** The environment of everything the daemon starts as root (setpriv, env): fixed, never the caller's. */
 const ROOT_ENV: Record<string, string> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
