@@ -7,7 +7,7 @@
 import { CLI, startBenchDaemon } from './bench-daemon.js';
 import { acquireHold, inBatches, localLock, releaseHold, type HoldWaiter } from './lockd-api.js';
 import { request } from '../src/client/connection.js';
-import { COMMANDS } from '../src/cli/main.js';
+import { COMMANDS } from '../src/cli/registry.js';
 import { peakRssBytes, rssBytes } from './procfs.js';
 import { mib, ms, target, type Row, type ScenarioResult, type Target } from './report.js';
 import type { Sizes } from './sizes.js';

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseEnv, lockd, tempDir } from './helpers/lockd.js';
-import { COMMANDS } from '../src/cli/main.js';
+import { COMMANDS } from '../src/cli/registry.js';
 import { RUN_OPTIONS } from '../src/cli/commands/run.js';
 import { helpDescriptions, helpOptions } from '../src/cli/commands/completion.js';
 

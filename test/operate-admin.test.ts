@@ -7,7 +7,7 @@ import { startDaemon, lockd, baseEnv, tempDir } from './helpers/lockd.js';
 import { holdIdOf } from './helpers/operate.js';
 import { prepareLockFile, writeMeta, type LockMeta } from '../src/daemon/records/lock-files.js';
 import { processStartTime } from '../src/util/proc.js';
-import { COMMANDS } from '../src/cli/main.js';
+import { COMMANDS } from '../src/cli/registry.js';
 
 type Config = { settings: Record<string, { value: string | null; source: string; env: string; flag: string | null }>; files: Record<string, { path: string; exists: boolean }> };
 

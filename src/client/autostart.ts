@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import type { ConnectOptions } from './connection.js';
+import type { ConnectOptions } from './connect-options.js';
 import { LockdError } from '../util/errors.js';
 
 /** bin/lockd.js, found relative to this file in both src/ (tsx) and dist/src/ (compiled) layouts. */

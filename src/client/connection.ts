@@ -9,12 +9,9 @@ import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
 import { LockdError, errnoCode, isLockdError } from '../util/errors.js';
 import { checkSocketPathLength } from '../util/paths.js';
 
-export interface ConnectOptions {
-  socketPath: string;
-  stateDir: string;
-  /** Start a daemon when none answers (default true; LOCKD_NO_AUTOSTART=1 turns it off). */
-  autostart: boolean;
-}
+import type { ConnectOptions } from './connect-options.js';
+
+export type { ConnectOptions } from './connect-options.js';
 
 export interface DaemonConnection {
   socket: Socket;

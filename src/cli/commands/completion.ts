@@ -7,6 +7,7 @@ import { COMMON_OPTIONS, parse, type OptionsConfig } from '../args.js';
 import { LockdError } from '../../util/errors.js';
 import { LOCKD_VERSION } from '../../protocol/version.js';
 import { EXIT } from '../exit-codes.js';
+import type { CommandContext, CommandTable } from '../command-types.js';
 
 export const COMPLETION_SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type CompletionShell = (typeof COMPLETION_SHELLS)[number];
@@ -106,10 +107,9 @@ function optionSpecs(options: OptionsConfig, help: string): OptionSpec[] {
 }
 
 /** The completion model of the whole CLI, built from the command registry and the commands' own tables. */
-export async function completionSpec(): Promise<CommandSpec[]> {
-  const { COMMANDS } = await import('../main.js');
+export async function completionSpec(commands: CommandTable): Promise<CommandSpec[]> {
   const specs: CommandSpec[] = [];
-  for (const [name, cmd] of Object.entries(COMMANDS)) {
+  for (const [name, cmd] of Object.entries(commands)) {
     let help = '';
     try {
       help = await cmd.help();
@@ -370,17 +370,17 @@ export function fishCompletion(specs: CommandSpec[]): string {
   return lines.join('\n');
 }
 
-export async function completionScript(shell: CompletionShell): Promise<string> {
-  const specs = await completionSpec();
+export async function completionScript(shell: CompletionShell, commands: CommandTable): Promise<string> {
+  const specs = await completionSpec(commands);
   return shell === 'bash' ? bashCompletion(specs) : shell === 'zsh' ? zshCompletion(specs) : fishCompletion(specs);
 }
 
-export async function completionCommand(args: string[]): Promise<number> {
+export async function completionCommand(args: string[], ctx: CommandContext): Promise<number> {
   const { positionals } = parse(args, COMMON_OPTIONS, true);
   const shell = positionals[0];
   if (positionals.length !== 1 || !(COMPLETION_SHELLS as readonly string[]).includes(shell!)) {
     throw new LockdError('usage', `lockd completion needs one shell: ${COMPLETION_SHELLS.join(', ')}${shell ? `, not ${JSON.stringify(positionals.join(' '))}` : ''}`);
   }
-  process.stdout.write(await completionScript(shell as CompletionShell));
+  process.stdout.write(await completionScript(shell as CompletionShell, ctx.commands));
   return EXIT.OK;
 }
