@@ -2,7 +2,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { blockingEntries, classifyQueue, grantable, type QueueEntry } from '../src/cluster/queue-rules.js';
-import { clusterLockKey, contendersPrefix, decodeValue, encodeValue, leaseHex, nameOfClusterKey, prefixRangeEnd, requestKey, slotKey } from '../src/cluster/keys.js';
+import { clusterLockKey, contendersPrefix, decodeValue, encodeValue, leaseHex, nameOfClusterKey, prefixRangeEnd, requestKey, slotKey } from '../src/daemon/locks/cluster-keys.js';
 import { clusterTiming, parseClusterConfig } from '../src/cluster/config.js';
 import { isLockdError } from '../src/util/errors.js';
 

@@ -16,7 +16,7 @@
  * Liveness: see session.ts (the lease) and watchdog-main.ts (jobs of a dead daemon).
  */
 import type { Etcd3 } from 'etcd3';
-import type { DaemonCore } from '../daemon/server/core.js';
+import type { ClusterHost } from '../daemon/locks/cluster-port.js';
 import type { Logger } from '../daemon/server/logger.js';
 import type { ResolvedLock } from '../daemon/records/lock-resolve.js';
 import type { Grant, GrantedClaim, LockClaim, LockRequest } from '../daemon/locks/lock-table.js';
@@ -35,12 +35,12 @@ import {
   slotKey,
   slotsPrefix,
   type ClusterKeyValue,
-} from './keys.js';
+} from '../daemon/locks/cluster-keys.js';
 import { NameWatches } from './name-watch.js';
 import { blockingEntries, classifyQueue, grantable, type Claim } from './queue-rules.js';
 import { entryOf, holderInfoOf, lockStatusOf, readClusterStatus, type ClusterEntry } from './cluster-status.js';
 import type { Lease, LeaseSession } from './session.js';
-import type { ClusterCallbacks, ClusterEnqueue, ClusterInfo, ClusterService } from './types.js';
+import type { ClusterCallbacks, ClusterEnqueue, ClusterInfo, ClusterService } from '../daemon/locks/cluster-port.js';
 import type { Watchdog } from './watchdog.js';
 
 interface Part {
@@ -101,7 +101,7 @@ export class ClusterLocks implements ClusterService {
     private readonly client: Etcd3,
     private readonly session: LeaseSession,
     private readonly watchdog: Watchdog,
-    private readonly core: DaemonCore,
+    private readonly core: ClusterHost,
     private readonly cfg: ClusterConfig,
     private readonly log: Logger,
   ) {

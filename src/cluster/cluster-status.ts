@@ -6,7 +6,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { HolderInfo, LockMode, LockStatus } from '../protocol/messages.js';
 import { classifyQueue, type QueueEntry } from './queue-rules.js';
-import { clusterLockKey, contendersPrefix, decodeValue, prefixRangeEnd, type ClusterKeyValue } from './keys.js';
+import { clusterLockKey, contendersPrefix, decodeValue, prefixRangeEnd, type ClusterKeyValue } from '../daemon/locks/cluster-keys.js';
 
 export interface ClusterEntry extends QueueEntry {
   name: string;

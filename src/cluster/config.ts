@@ -5,7 +5,9 @@
  */
 import { LockdError } from '../util/errors.js';
 
-export type OnLockLost = 'stop' | 'warn';
+import type { OnLockLost } from '../daemon/locks/cluster-port.js';
+
+export type { OnLockLost } from '../daemon/locks/cluster-port.js';
 
 export interface ClusterConfig {
   /** host:port of each etcd endpoint. */

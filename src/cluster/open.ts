@@ -2,21 +2,21 @@
  * The daemon's one entry into the cluster module, imported lazily (`await import(...)`) and only when a cluster
  * is configured: this is where etcd3 and @grpc/grpc-js get loaded.
  */
-import type { DaemonCore } from '../daemon/server/core.js';
+import type { ClusterHost } from '../daemon/locks/cluster-port.js';
 import type { Logger } from '../daemon/server/logger.js';
 import { clusterTiming, type ClusterConfig } from './config.js';
 import { createEtcdClient } from './etcd-client.js';
 import { LeaseSession } from './session.js';
 import { Watchdog } from './watchdog.js';
 import { ClusterLocks } from './cluster-locks.js';
-import type { ClusterService } from './types.js';
+import type { ClusterService } from '../daemon/locks/cluster-port.js';
 
 /**
  * Connect to the cluster. Never fails because etcd is down: the daemon serves local locks regardless, and cluster
  * requests fail (or wait, per --wait) with `cluster_unavailable` until etcd answers. The lease is granted in the
  * background, bounded by the RPC timeout, so the first cluster run usually finds it ready.
  */
-export function openCluster(cfg: ClusterConfig, core: DaemonCore, log: Logger): ClusterService {
+export function openCluster(cfg: ClusterConfig, core: ClusterHost, log: Logger): ClusterService {
   const timing = clusterTiming(cfg.ttlSeconds);
   const client = createEtcdClient(cfg, timing.rpcTimeoutMs);
   const session = new LeaseSession(client, cfg.ttlSeconds, timing, log);

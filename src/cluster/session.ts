@@ -14,7 +14,7 @@ import type { Logger } from '../daemon/server/logger.js';
 import { LockdError } from '../util/errors.js';
 import type { ClusterTiming } from './config.js';
 import { errorText, isLeaseGone } from './etcd-client.js';
-import { leaseHex } from './keys.js';
+import { leaseHex } from '../daemon/locks/cluster-keys.js';
 
 export class Lease {
   /** Epoch ms until which the lease is proven alive on the server. */

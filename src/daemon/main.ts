@@ -16,8 +16,9 @@ import { listenOnSocket, inheritedListenFd, listenOnFd } from './server/listen.j
 import { LockdError } from '../util/errors.js';
 import { peerCredOfSocket } from '../util/peercred.js';
 import { reconcile } from './records/reconcile.js';
+import { AdoptedRuns } from './records/adopt.js';
 import { SystemMode } from './services/system-mode.js';
-import type { ClusterConfig } from '../cluster/config.js';
+import type { ClusterFactory } from './locks/cluster-port.js';
 
 /** Bound on stdin buffered for a run that does not exist yet (see onStdin). */
 const EARLY_STDIN_MAX_BYTES = 1024 * 1024;
@@ -34,8 +35,11 @@ export interface DaemonOptions {
   adminGroup: string | null;
   /** System mode: the group that may use the socket (root:<group> 0660); default `lockd`, null leaves it alone. */
   socketGroup?: string | null;
-  /** Cluster locks through etcd (--cluster); null/absent keeps every lock on this host. */
-  cluster?: ClusterConfig | null;
+  /**
+   * Cluster locks through etcd (--cluster): how to open the backend, given by the caller (src/cli/commands/daemon.ts
+   * loads src/cluster/ lazily); null/absent keeps every lock on this host. The daemon only knows the interface.
+   */
+  openCluster?: ClusterFactory | null;
 }
 
 export interface RunningDaemon {
@@ -129,13 +133,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   journal.fenceSource = () => core.table.fencingTokens();
   if (system) {
     core.system = system;
-    core.adminGids = system.adminGids();
+    core.callers.adminGids = system.adminGids();
   }
   // Cluster locks: the etcd client is loaded here, lazily, and only when a cluster is configured.
-  if (opts.cluster) {
-    const { openCluster } = await import('../cluster/open.js');
-    core.cluster = openCluster(opts.cluster, core, log);
-  }
+  if (opts.openCluster) core.cluster = await opts.openCluster(core, log);
 
   const earlyStdinBytes = new WeakMap<Connection, number>();
   const accept = (socket: Socket) => {
@@ -166,7 +167,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   };
 
   // Reconcile before serving, so no lock is granted twice.
-  await reconcile(core, previous, log);
+  core.adopted = new AdoptedRuns(core.adoptContext, log);
+  await reconcile({ journal, guard, holds: core.holds, adopted: core.adopted }, previous, log);
   journal.compact();
   ready = true;
   for (const socket of early.splice(0)) if (!socket.destroyed) accept(socket);

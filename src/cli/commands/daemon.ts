@@ -4,7 +4,8 @@ import { Settings } from '../settings.js';
 import { resolveSocket, resolveStateDir, SYSTEM_SOCKET, SYSTEM_STATE_DIR } from '../../util/paths.js';
 import { resolve } from 'node:path';
 import { hostname } from 'node:os';
-import { parseClusterConfig } from '../../cluster/config.js';
+import { parseClusterConfig, type ClusterConfig } from '../../cluster/config.js';
+import type { ClusterFactory } from '../../daemon/locks/cluster-port.js';
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -60,7 +61,7 @@ export async function daemonCommand(args: string[]): Promise<number> {
     defaultKeep: parseIntOption(settings.value('keep')!, '--keep'),
     adminGroup: values['admin-group'] ?? (system ? 'lockd-admin' : null),
     socketGroup: values['socket-group'] ?? (system ? 'lockd' : null),
-    cluster: clusterFromOptions(values, stateDir),
+    openCluster: clusterFactory(clusterFromOptions(values, stateDir)),
   });
   await new Promise<void>((done) => {
     const graceful = (sig: string) => {
@@ -79,6 +80,12 @@ export async function daemonCommand(args: string[]): Promise<number> {
  * --cluster and its companions, each resolved like every other setting (flag > LOCKD_CLUSTER_* > build-root
  * lockd.json > state-dir lockd.json > default; what `lockd config` shows); null without a cluster.
  */
+/** The daemon's cluster backend, opened lazily (etcd3 is loaded only here, and only with a cluster configured). */
+function clusterFactory(cfg: ClusterConfig | null): ClusterFactory | null {
+  if (!cfg) return null;
+  return async (host, log) => (await import('../../cluster/open.js')).openCluster(cfg, host, log);
+}
+
 export function clusterFromOptions(values: Record<string, string | boolean | undefined>, stateDir: string, env: NodeJS.ProcessEnv = process.env) {
   const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const settings = new Settings(

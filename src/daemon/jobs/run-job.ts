@@ -32,10 +32,25 @@ import { readGitSha } from '../../runs/git-sha.js';
 import { shellQuote } from '../../runs/shell-quote.js';
 import { JobTree } from './process-tree.js';
 import { processStartTimeSync } from '../../util/proc.js';
-import type { DaemonCore } from '../server/core.js';
+import type { LockParts } from '../ports.js';
+import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
+
+/** What a run needs of the daemon, given at construction: the lock parts, and the daemon's run bookkeeping. */
+export interface JobContext extends LockParts {
+  /** The daemon's socket (the job's LOCKD_SOCKET, for nested runs). */
+  readonly socketPath: string;
+  /** System mode: jobs and their files as the caller; null per user. */
+  readonly system: SystemMode | null;
+  /** Journal this run's record (when queued and again when started): a crash from here on leaves its result. */
+  journalRun(job: RunJob): void;
+  /** The run is over and its result written: forget it (auto-GC and stats follow). */
+  runFinished(job: RunJob, result: RunResult): void;
+  /** Look once more, later, for processes that escaped the run's tree. */
+  sweepLater(tree: JobTree): void;
+}
 
 export class RunJob {
   state: RunState = 'queued';
@@ -91,7 +106,7 @@ export class RunJob {
   readonly watchers = new Set<() => void>();
 
   constructor(
-    private readonly core: DaemonCore,
+    private readonly ctx: JobContext,
     private conn: Connection | null,
     readonly req: RunRequest,
     readonly runId: string,
@@ -156,7 +171,7 @@ export class RunJob {
     // so the etcd round trip is off the start path. What the cluster says is acted on once the manifest is there
     // (see enqueueCluster); every way this run can end before that (client gone, records unwritable) withdraws it.
     // (Not for a run already over: a client gone before this point must not leave a waiter in etcd.)
-    const inCluster = !this.finished && (this.core.cluster?.handles(this.locks) ?? false);
+    const inCluster = !this.finished && (this.ctx.cluster?.handles(this.locks) ?? false);
     let manifestDone: (ok: boolean) => void = () => undefined;
     if (inCluster) {
       this.owner.commandLine = shellQuote(this.req.argv);
@@ -170,7 +185,7 @@ export class RunJob {
       throw e;
     }
     if (this.finished) return; // the client went away while we wrote
-    this.core.journalRun(this);
+    this.ctx.journalRun(this);
 
     if (this.locks.length === 0) {
       // Nothing to hold: the run is supervised and recorded like any other, with no trip through the table.
@@ -178,9 +193,9 @@ export class RunJob {
       return;
     }
     if (inCluster) return; // queued in the cluster above
-    const res = this.req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
+    const res = this.req.wait_ms === 0 ? this.ctx.gate.table.tryOnly(request) : this.ctx.gate.table.submit(request);
     if (res.kind === 'granted') {
-      this.core.events.emit('granted', this.runId, this.lockNames());
+      this.ctx.events.emit('granted', this.runId, this.lockNames());
       void this.start(res.grant);
       return;
     }
@@ -200,9 +215,9 @@ export class RunJob {
       await this.finishNotObtained('lock_busy', msg, blockers);
       return;
     }
-    this.core.events.emit('queued', this.runId, this.lockNames(), { position: this.core.table.queuePosition(this.runId) });
+    this.ctx.events.emit('queued', this.runId, this.lockNames(), { position: this.ctx.gate.table.queuePosition(this.runId) });
     if (this.conn && !this.detached) {
-      this.conn.send({ type: 'queued', run_id: this.runId, position: this.core.table.queuePosition(this.runId), blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+      this.conn.send({ type: 'queued', run_id: this.runId, position: this.ctx.gate.table.queuePosition(this.runId), blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
     }
     if (this.req.wait_ms !== null) {
       this.waitTimer = setTimeout(() => this.onWaitExpired(), this.req.wait_ms);
@@ -224,9 +239,9 @@ export class RunJob {
     const later = (fn: () => void, granted = false) =>
       void manifest.then((ok) => {
         if (ok && !this.finished) fn();
-        else if (granted) this.core.releaseRequest(this.runId);
+        else if (granted) this.ctx.gate.release(this.runId);
       });
-    this.core.cluster!.enqueue({
+    this.ctx.cluster!.enqueue({
       request,
       locks: this.locks,
       waitMs: this.req.wait_ms,
@@ -234,7 +249,7 @@ export class RunJob {
       callbacks: {
         onQueued: (position, blockers) =>
           later(() => {
-            this.core.events.emit('queued', this.runId, this.lockNames(), { position });
+            this.ctx.events.emit('queued', this.runId, this.lockNames(), { position });
             if (this.conn && !this.detached) {
               this.conn.send({ type: 'queued', run_id: this.runId, position, blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
             }
@@ -245,7 +260,7 @@ export class RunJob {
           }),
         onGranted: (grant) =>
           later(() => {
-            this.core.events.emit('granted', this.runId, this.lockNames());
+            this.ctx.events.emit('granted', this.runId, this.lockNames());
             void this.start(grant);
           }, true),
         onNotObtained: (reason, message, blockers) =>
@@ -263,8 +278,8 @@ export class RunJob {
    */
   onClusterLockLost(message: string, graceMs: number): void {
     if (this.finished) return;
-    const policy = this.req.on_lock_lost ?? this.core.cluster?.onLockLost ?? 'stop';
-    this.core.log.error('cluster lock lost', { run_id: this.runId, message, action: policy });
+    const policy = this.req.on_lock_lost ?? this.ctx.cluster?.onLockLost ?? 'stop';
+    this.ctx.log.error('cluster lock lost', { run_id: this.runId, message, action: policy });
     if (this.state === 'queued' || this.state === 'starting') {
       this.lockLost = message;
       void this.cancelQueued('lock_lost', message);
@@ -282,17 +297,17 @@ export class RunJob {
   /** The table moved us (queue position changed); tell an attached client. */
   notifyWaiting(): void {
     if (this.state !== 'queued' || !this.conn || this.detached) return;
-    const blockers = this.core.table.blockersOf(this.runId).map((b) => holderInfo(b.meta));
-    this.conn.send({ type: 'waiting', position: this.core.table.queuePosition(this.runId), blockers });
+    const blockers = this.ctx.gate.table.blockersOf(this.runId).map((b) => holderInfo(b.meta));
+    this.conn.send({ type: 'waiting', position: this.ctx.gate.table.queuePosition(this.runId), blockers });
   }
 
   private async onWaitExpired(): Promise<void> {
     this.waitTimer = null;
     if (this.state !== 'queued') return;
-    const blockers = this.core.table.blockersOf(this.runId);
+    const blockers = this.ctx.gate.table.blockersOf(this.runId);
     const holder = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
     const msg = holder ? describeBlocker(lockNameOf(this.locks, holder.key), holder.meta) : 'locks were not granted in time';
-    this.core.cancelRequest(this.runId);
+    this.ctx.gate.cancel(this.runId);
     await this.finishNotObtained('lock_wait_timeout', `waited ${fmtSeconds(this.req.wait_ms ?? 0)}: ${msg}`, blockers.map((b) => holderInfo(b.meta)));
   }
 
@@ -306,7 +321,7 @@ export class RunJob {
     this.startInFlight = true;
     let ok: boolean;
     try {
-      ok = await this.core.guard.take(grant.claims, this.uid);
+      ok = await this.ctx.guard.take(grant.claims, this.uid);
       this.filesTaken = ok;
     } catch (e) {
       this.startInFlight = false;
@@ -361,7 +376,7 @@ export class RunJob {
     const env: Record<string, string> = { ...this.req.env };
     env.LOCKD_RUN_ID = this.runId;
     env.LOCKD_LOCKS = this.locks.map((l) => l.key).join(':');
-    env.LOCKD_SOCKET = this.core.socketPath;
+    env.LOCKD_SOCKET = this.ctx.socketPath;
     env.LOCKD_RUN_DIR = this.dir;
     let maxToken = 0;
     for (const c of grant.claims) {
@@ -388,7 +403,7 @@ export class RunJob {
     try {
       // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
       const env = this.childEnv(grant);
-      const plan = this.core.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
+      const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
       child = execa(plan.file, plan.args, {
         cwd: plan.cwd,
         env: plan.env,
@@ -439,10 +454,10 @@ export class RunJob {
     if (this.req.timeout_ms !== null) {
       this.timeoutTimer = setTimeout(() => void this.stop('timeout', null), this.req.timeout_ms);
     }
-    this.core.journalRun(this);
-    this.core.events.emit('started', this.runId, this.lockNames(), { pid: child.pid });
+    this.ctx.journalRun(this);
+    this.ctx.events.emit('started', this.runId, this.lockNames(), { pid: child.pid });
     // Cluster locks: the child's pid goes into the etcd keys, and the watchdog kills its group if this daemon dies.
-    if (this.core.cluster?.handles(this.locks)) this.core.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.core.cluster.onLockLost) === 'stop');
+    if (this.ctx.cluster?.handles(this.locks)) this.ctx.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.ctx.cluster.onLockLost) === 'stop');
     const grantInfo = this.grantInfo(grant);
     if (this.conn && !this.detached) {
       this.conn.send({ type: 'started', run_id: this.runId, pid: child.pid, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath, locks: grantInfo });
@@ -459,12 +474,12 @@ export class RunJob {
       this.manifestRewrite = writeManifest(this.ioDir, m, this.syncLater('manifest.json')).then(
         () => undefined,
         (e: Error) => {
-          this.core.log.warn('manifest rewrite failed', { run_id: this.runId, error: e.message });
+          this.ctx.log.warn('manifest rewrite failed', { run_id: this.runId, error: e.message });
         },
       );
     }
     // The .meta names the outermost holder: a run nested in its family's grant leaves the family's meta as it is.
-    this.core.guard.describe(
+    this.ctx.guard.describe(
       grant.claims.filter((c) => !c.nested).map((c) => c.key),
       {
         pid: child.pid,
@@ -544,7 +559,7 @@ export class RunJob {
   private onLogError(e: Error): void {
     if (this.logError) return;
     this.logError = e.message;
-    this.core.log.error('run log write failed', { run_id: this.runId, error: e.message });
+    this.ctx.log.error('run log write failed', { run_id: this.runId, error: e.message });
     // The record cannot be trusted any more: stop the job rather than run on without its log.
     void this.stop('cancel', 'lockd (log write failed)');
   }
@@ -612,7 +627,7 @@ export class RunJob {
     }
     if (by && !this.cancelledBy) this.cancelledBy = by;
     this.state = 'stopping';
-    this.core.events.emit('killed', this.runId, this.lockNames(), { reason, by });
+    this.ctx.events.emit('killed', this.runId, this.lockNames(), { reason, by });
     await this.tree.kill({ graceMs, signal });
   }
 
@@ -626,7 +641,7 @@ export class RunJob {
       return;
     }
     if (this.state === 'starting') await this.releaseLocks();
-    else this.core.cancelRequest(this.runId);
+    else this.ctx.gate.cancel(this.runId);
     await this.finishNotObtained(reason, message, []);
   }
 
@@ -651,7 +666,7 @@ export class RunJob {
     const endedAt = Date.now();
     this.state = 'done';
     await this.releaseLocks();
-    this.core.sweepLater(tree);
+    this.ctx.sweepLater(tree);
     await this.finishExited(code, signal, endedAt);
   }
 
@@ -659,10 +674,10 @@ export class RunJob {
     const grant = this.grant;
     this.grant = null;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
-    this.core.events.emit('released', this.runId, this.lockNames());
-    this.core.releaseRequest(this.runId);
+    this.ctx.events.emit('released', this.runId, this.lockNames());
+    this.ctx.gate.release(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
-    if (grant && this.filesTaken) await this.core.guard.give(grant.claims.map((c) => c.key));
+    if (grant && this.filesTaken) await this.ctx.guard.give(grant.claims.map((c) => c.key));
     this.filesTaken = false;
   }
 
@@ -723,7 +738,7 @@ export class RunJob {
     if (opts.status) verdict.status = opts.status;
     if (opts.exitCode !== undefined) verdict.exit_code = opts.exitCode;
     const result = this.resultFrom(verdict, { message });
-    this.core.events.emit(lockBusy ? 'not_obtained' : 'cancelled', this.runId, this.lockNames(), { reason });
+    this.ctx.events.emit(lockBusy ? 'not_obtained' : 'cancelled', this.runId, this.lockNames(), { reason });
     if ((lockBusy || reason === 'cluster_unavailable') && this.conn && !this.conn.closed && !this.detached) {
       this.conn.send({ type: 'not_obtained', code: reason, message, blockers, exit_code: result.exit_code });
     }
@@ -772,7 +787,7 @@ export class RunJob {
           ? `warning: ${this.lockLostWarning} (--on-lock-lost warn: the job ran on without the lock)`
           : null;
     const result = this.resultFrom(verdict, { exit, endedAt, message });
-    this.core.events.emit('exited', this.runId, this.lockNames(), { exit_code: result.exit_code, status: result.status, reason: result.reason });
+    this.ctx.events.emit('exited', this.runId, this.lockNames(), { exit_code: result.exit_code, status: result.status, reason: result.reason });
     await this.finish(result);
   }
 
@@ -781,7 +796,7 @@ export class RunJob {
     try {
       for await (const chunk of createReadStream(this.logOpenPath)) this.scanner?.push(chunk as Buffer);
     } catch (e) {
-      this.core.log.warn('cannot read back the log of a detached run', { run_id: this.runId, error: (e as Error).message });
+      this.ctx.log.warn('cannot read back the log of a detached run', { run_id: this.runId, error: (e as Error).message });
     }
   }
 
@@ -797,7 +812,7 @@ export class RunJob {
       await writeResult(this.ioDir, result, this.syncLater('result.json'));
     } catch (e) {
       writeError = (e as Error).message;
-      this.core.log.error('result.json write failed', { run_id: this.runId, error: writeError });
+      this.ctx.log.error('result.json write failed', { run_id: this.runId, error: writeError });
       // Nothing on disk says how this run ended (full disk, runs root deleted mid-run): it cannot count as judged.
       if (result.status !== 'infra_fail') {
         const v = decideWithoutChild('log_write_failed', this.verdict);
@@ -814,7 +829,7 @@ export class RunJob {
       manifest_path: this.manifestPath,
       result: result as unknown as Record<string, unknown>,
     };
-    this.core.runFinished(this, result);
+    this.ctx.runFinished(this, result);
     if (this.conn && !this.conn.closed && !this.detached) this.conn.end({ type: 'finished', outcome });
     for (const w of this.watchers) w();
     this.watchers.clear();
@@ -829,7 +844,7 @@ export class RunJob {
     return {
       sync: 'after-rename',
       onDurable: (err) => {
-        if (err) this.core.log.warn('run record fsync failed', { run_id: this.runId, file, error: err.message });
+        if (err) this.ctx.log.warn('run record fsync failed', { run_id: this.runId, file, error: err.message });
       },
     };
   }

@@ -17,7 +17,7 @@
  * Fencing tokens are re-issued (higher than any before): the adopted process still knows its old one, which is
  * lower than any token handed out later, so fencing stays sound.
  */
-import type { DaemonCore } from '../server/core.js';
+import type { JournalSink, LockParts } from '../ports.js';
 import type { RunRecord, JournalLock } from './journal.js';
 import type { Logger } from '../server/logger.js';
 import type { Grant } from '../locks/lock-table.js';
@@ -26,7 +26,7 @@ import type { Owner } from '../locks/owner.js';
 import type { ResolvedLock } from './lock-resolve.js';
 import { JobTree } from '../jobs/process-tree.js';
 import { isSameProcessAlive } from '../../util/proc.js';
-import { recordLost } from './reconcile.js';
+import { recordLost } from './lost-run.js';
 
 /** First and largest interval between two looks at the adopted leaders. */
 export const POLL_FIRST_MS = 50;
@@ -59,6 +59,11 @@ export function resolvedFromJournal(locks: JournalLock[]): ResolvedLock[] {
   }));
 }
 
+/** What re-adopting runs needs: the lock table and its files, the events, the journal. */
+export interface AdoptContext extends Pick<LockParts, 'gate' | 'events' | 'guard'> {
+  readonly journal: JournalSink;
+}
+
 export class AdoptedRuns {
   private readonly runs = new Map<string, AdoptedRun>();
   private timer: NodeJS.Timeout | null = null;
@@ -68,7 +73,7 @@ export class AdoptedRuns {
   private settledWaiters = new Set<() => void>();
 
   constructor(
-    private readonly core: DaemonCore,
+    private readonly ctx: AdoptContext,
     private readonly log: Logger,
   ) {}
 
@@ -117,7 +122,7 @@ export class AdoptedRuns {
     const run: AdoptedRun = { rec, tree, owner, locks, grant, ending: null };
     this.runs.set(rec.run_id, run);
     if (grant) await this.retakeFiles(run, grant);
-    this.core.events.emit('started', rec.run_id, locks.map((l) => l.key), { pid: rec.pid, adopted: true });
+    this.ctx.events.emit('started', rec.run_id, locks.map((l) => l.key), { pid: rec.pid, adopted: true });
     this.log.info('re-adopted a detached run after a daemon restart', { run_id: rec.run_id, pid: rec.pid });
     this.delayMs = POLL_FIRST_MS;
     this.schedule();
@@ -167,7 +172,7 @@ export class AdoptedRuns {
 
   /** The run's locks, on the slots it was started with (grant-again.ts). */
   private grantAgain(rec: RunRecord, owner: Owner): Grant<Owner> | null {
-    const table = this.core.table;
+    const table = this.ctx.gate.table;
     const parent = rec.parent && table.isHolding(rec.parent) ? rec.parent : undefined;
     const res = grantAgain(table, { id: rec.run_id, claims: rec.locks, meta: owner, ...(parent ? { parent } : {}) });
     if (res.kind === 'granted') return res.grant;
@@ -187,13 +192,13 @@ export class AdoptedRuns {
       if (run.ending || !this.runs.has(run.rec.run_id)) return;
       let ok = false;
       try {
-        ok = await this.core.guard.take(claims, run.owner.uid);
+        ok = await this.ctx.guard.take(claims, run.owner.uid);
       } catch (e) {
         this.log.warn('cannot prepare lock files of a re-adopted run', { run_id: run.rec.run_id, error: (e as Error).message });
         return;
       }
       if (ok) {
-        this.core.guard.describe(
+        this.ctx.guard.describe(
           claims.filter((c) => !c.nested).map((c) => c.key),
           {
             pid: run.rec.pid,
@@ -253,19 +258,19 @@ export class AdoptedRuns {
       } catch (e) {
         this.log.error('stopping a re-adopted run failed', { run_id: run.rec.run_id, error: (e as Error).message });
       }
-      this.core.releaseRequest(run.rec.run_id);
+      this.ctx.gate.release(run.rec.run_id);
       if (run.grant && this.filesTaken.delete(run.rec.run_id)) {
-        await this.core.guard.give(run.grant.claims.map((c) => c.key)).catch(() => undefined);
+        await this.ctx.guard.give(run.grant.claims.map((c) => c.key)).catch(() => undefined);
       }
-      this.core.events.emit('released', run.rec.run_id, run.locks.map((l) => l.key));
+      this.ctx.events.emit('released', run.rec.run_id, run.locks.map((l) => l.key));
       await recordLost(run.rec, how, this.log);
-      this.core.journalAppend({ t: 'run_end', run_id: run.rec.run_id });
+      this.ctx.journal.append({ t: 'run_end', run_id: run.rec.run_id });
       this.runs.delete(run.rec.run_id);
       if (this.runs.size === 0 && this.timer) {
         clearTimeout(this.timer);
         this.timer = null;
       }
-      this.core.events.emit('exited', run.rec.run_id, run.locks.map((l) => l.key), { status: 'infra_fail', reason: 'daemon_lost', adopted: true });
+      this.ctx.events.emit('exited', run.rec.run_id, run.locks.map((l) => l.key), { status: 'infra_fail', reason: 'daemon_lost', adopted: true });
       this.log.info('re-adopted run ended', { run_id: run.rec.run_id });
       for (const w of [...this.settledWaiters]) w();
     })();

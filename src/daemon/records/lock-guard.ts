@@ -8,7 +8,7 @@
  */
 import { dirname } from 'node:path';
 import type { Logger } from '../server/logger.js';
-import { isClusterKey } from '../../cluster/keys.js';
+import { isClusterKey } from '../locks/cluster-keys.js';
 
 export interface FlockLike {
   tryLock(path: string, mode: 'ex' | 'sh'): Promise<boolean>;

@@ -6,7 +6,7 @@ import { lstatSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { LockMode, LockRef } from '../../protocol/messages.js';
 import { LockdError } from '../../util/errors.js';
-import { clusterLockKey } from '../../cluster/keys.js';
+import { clusterLockKey } from '../locks/cluster-keys.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const MAX_NAME = 200;

@@ -14,8 +14,7 @@
 import { existsSync, renameSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DaemonCore } from '../server/core.js';
-import type { JournalState, RunRecord } from './journal.js';
+import type { HoldRecord, JournalState, RunRecord } from './journal.js';
 import type { Logger } from '../server/logger.js';
 import { JobTree } from '../jobs/process-tree.js';
 import { isSameProcessAlive, listProcesses, compareStartTimes, isExitedState, type ProcessEntry } from '../../util/proc.js';
@@ -23,32 +22,13 @@ import { writeResult, readResult } from '../../runs/result.js';
 import { buildResult } from '../../runs/build-result.js';
 import { decideWithoutChild, NO_VERDICT_OPTIONS } from '../../runs/verdict.js';
 import { RESULT_FILE } from '../../runs/run-files.js';
-import { AdoptedRuns, resolvedFromJournal } from './adopt.js';
+import { resolvedFromJournal, type AdoptedRuns } from './adopt.js';
+import { recordLost } from './lost-run.js';
+import type { JournalSink } from '../ports.js';
+import type { LockGuard } from './lock-guard.js';
+import type { ResolvedLock } from './lock-resolve.js';
 import { readMeta, removeMeta } from './lock-files.js';
 import { isLockdError } from '../../util/errors.js';
-
-export async function recordLost(rec: RunRecord, how: string, log: Logger): Promise<void> {
-  if (!existsSync(rec.dir) || existsSync(join(rec.dir, RESULT_FILE))) return;
-  const now = Date.now();
-  const waitMs = Math.max(0, (rec.started_at ?? now) - rec.queued_at);
-  // The journal does not keep the run's verdict options; nobody waits for this exit code any more.
-  const result = buildResult({
-    runId: rec.run_id,
-    verdict: decideWithoutChild('daemon_lost', NO_VERDICT_OPTIONS),
-    logPath: rec.log_path,
-    queuedAt: new Date(rec.queued_at),
-    startTime: rec.started_at ? new Date(rec.started_at) : null,
-    endTime: new Date(now),
-    locks: rec.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: waitMs })),
-    message: `the lockd daemon that supervised this run was lost; ${how}`,
-    holder: rec.holder,
-  });
-  try {
-    await writeResult(rec.dir, result);
-  } catch (e) {
-    log.error('cannot record lost run', { run_id: rec.run_id, error: (e as Error).message });
-  }
-}
 
 /** What reconcile did, for the daemon log and the tests. */
 export interface ReconcileReport {
@@ -155,9 +135,9 @@ async function killTree(tree: JobTree, log: Logger, runId: string, tagged: boole
 }
 
 /** A `.meta` the old daemon left for this run is stale once the run is settled (unless a live holder rewrote it). */
-async function removeStaleMetas(core: DaemonCore, rec: RunRecord): Promise<void> {
+async function removeStaleMetas(guard: Pick<LockGuard, 'isHeld'>, rec: RunRecord): Promise<void> {
   for (const l of rec.locks) {
-    if (core.guard.isHeld(l.key)) continue;
+    if (guard.isHeld(l.key)) continue;
     try {
       const meta = await readMeta(l.key);
       if (meta?.run_id === rec.run_id) await removeMeta(l.key);
@@ -167,9 +147,17 @@ async function removeStaleMetas(core: DaemonCore, rec: RunRecord): Promise<void>
   }
 }
 
-export async function reconcile(core: DaemonCore, prev: JournalState, log: Logger): Promise<ReconcileReport> {
+/** What reconcile needs of the daemon: the journal, the lock files, the holds to restore, the runs to re-adopt. */
+export interface ReconcileContext {
+  readonly journal: JournalSink;
+  readonly guard: Pick<LockGuard, 'isHeld'>;
+  readonly holds: { restore(rec: HoldRecord, locks: ResolvedLock[]): boolean };
+  readonly adopted: AdoptedRuns;
+}
+
+export async function reconcile(ctx: ReconcileContext, prev: JournalState, log: Logger): Promise<ReconcileReport> {
   const report: ReconcileReport = { lost: [], stopped: [], adopted: [], holdsRestored: [], holdsDropped: [] };
-  const adopted = (core.adopted ??= new AdoptedRuns(core, log));
+  const adopted = ctx.adopted;
 
   const notStarted: RunRecord[] = [];
   const alive: RunRecord[] = [];
@@ -229,12 +217,12 @@ export async function reconcile(core: DaemonCore, prev: JournalState, log: Logge
       }
       if (existsSync(rec.dir)) await setAsideCorruptResult(rec.dir, log);
       await recordLost(rec, how, log);
-      await removeStaleMetas(core, rec);
+      await removeStaleMetas(ctx.guard, rec);
     } catch (e) {
       log.error('settling a lost run failed', { run_id: rec.run_id, error: (e as Error).message });
     }
     // Settled either way: the record must not be replayed by every later start.
-    core.journalAppend({ t: 'run_end', run_id: rec.run_id });
+    ctx.journal.append({ t: 'run_end', run_id: rec.run_id });
   };
   await Promise.all([
     ...notStarted.map((r) => settle(r, 'not_started')),
@@ -248,16 +236,16 @@ export async function reconcile(core: DaemonCore, prev: JournalState, log: Logge
       if (h.expires_at !== null && h.expires_at <= Date.now()) {
         log.warn('hold expired while no daemon was running', { hold_id: h.hold_id });
         report.holdsDropped.push(h.hold_id);
-        core.journalAppend({ t: 'hold_end', hold_id: h.hold_id });
+        ctx.journal.append({ t: 'hold_end', hold_id: h.hold_id });
         continue;
       }
-      if (core.holds.restore(h, resolvedFromJournal(h.locks))) {
+      if (ctx.holds.restore(h, resolvedFromJournal(h.locks))) {
         log.info('restored hold', { hold_id: h.hold_id });
         report.holdsRestored.push(h.hold_id);
       } else {
         log.error('could not restore hold: its locks are taken', { hold_id: h.hold_id });
         report.holdsDropped.push(h.hold_id);
-        core.journalAppend({ t: 'hold_end', hold_id: h.hold_id });
+        ctx.journal.append({ t: 'hold_end', hold_id: h.hold_id });
       }
     } catch (e) {
       log.error('restoring a hold failed', { hold_id: h.hold_id, error: (e as Error).message });

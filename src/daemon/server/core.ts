@@ -1,7 +1,8 @@
 /**
- * The daemon's state and its answers: one lock table, the live runs and holds, the event bus, the journal.
- * The socket server hands every validated message to `handle`; handlers for each request kind live in
- * their own files (run-job.ts, holds.ts, status.ts) and reach shared state through this object.
+ * The daemon's state and its answers: one lock table (behind the lock gate), the live runs and holds, the event bus,
+ * the journal. The socket server hands every validated message to `handle`, which calls one handler. The handlers
+ * and services (jobs/run-job.ts, services/holds.ts, services/status.ts, records/adopt.ts) never see this object:
+ * each is given, at construction, the few capabilities it uses (ports.ts), built here.
  */
 import { hostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -9,25 +10,27 @@ import type { Connection } from './connection.js';
 import type { ClientMessage, DaemonInfo, RunRequest } from '../../protocol/messages.js';
 import { LOCKD_VERSION, PROTOCOL_VERSION } from '../../protocol/version.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
-import { LockTable, type Grant } from '../locks/lock-table.js';
+import { LockTable } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
 import { EventBus } from '../services/events.js';
 import type { Journal } from '../records/journal.js';
 import type { Logger } from './logger.js';
 import { LockGuard } from '../records/lock-guard.js';
 import { resolveLocks } from '../records/lock-resolve.js';
-import { RunJob } from '../jobs/run-job.js';
+import { RunJob, type JobContext } from '../jobs/run-job.js';
 import { createRunDir } from '../../runs/run-id.js';
 import { compileVerdictOptions } from '../../runs/verdict-options.js';
 import type { RunResult } from '../../runs/result.js';
 import { gcRuns } from '../../runs/gc.js';
 import { sweepTrees, type JobTree } from '../jobs/process-tree.js';
-import { isSelfOrDescendantOf, processGids } from '../../util/proc.js';
-import { HoldManager } from '../services/holds.js';
-import type { ClusterService } from '../../cluster/types.js';
-import { addClusterStatus } from '../../cluster/status-merge.js';
-import type { AdoptedRuns } from '../records/adopt.js';
-import { buildStatus, buildInspect } from '../services/status.js';
+import { isSelfOrDescendantOf } from '../../util/proc.js';
+import { HoldManager, type HoldContext } from '../services/holds.js';
+import type { ClusterService } from '../locks/cluster-port.js';
+import { addClusterStatus } from '../services/cluster-status.js';
+import type { AdoptContext, AdoptedRuns } from '../records/adopt.js';
+import { buildStatus, buildInspect, type StatusSource } from '../services/status.js';
+import { DaemonLockGate } from './lock-gate.js';
+import { DaemonCallers } from '../services/callers.js';
 import { DurationStats, DURATIONS_FILE } from '../records/duration-stats.js';
 import { userNameOf } from '../services/user-name.js';
 import type { SystemMode } from '../services/system-mode.js';
@@ -46,12 +49,6 @@ export interface CoreOptions {
 }
 
 /**
- * How often, at most, waiting runs hear about their new queue position while the queue moves. Each round sends every
- * run queued on the moved keys a message (O(queue) each to build), so during a fast drain it is paid per round, not
- * per handoff; once a second is plenty for a person watching a position count down.
- */
-const WAITING_UPDATE_MS = 1000;
-/**
  * Housekeeping after runs (auto-GC, the escapee sweep) waits for this much quiet, but no longer than the max, and
  * comes no sooner than the min interval after its previous round. "Quiet" alone is not enough: a queue of jobs
  * that each take longer than the quiet time (tens of ms) has a quiet moment after every job, and a GC (it reads
@@ -62,9 +59,12 @@ const SWEEP_QUIET_MS = 20;
 const SWEEP_MAX_DELAY_MS = 1_000;
 const SWEEP_MIN_INTERVAL_MS = 1_000;
 
-export class DaemonCore {
+export class DaemonCore implements StatusSource {
   readonly startedAt = Date.now();
   readonly table: LockTable<Owner>;
+  /** The table's way out: releases and cancels hand the locks on (to runs, holds and the cluster). */
+  readonly gate: DaemonLockGate;
+  readonly callers = new DaemonCallers();
   readonly events = new EventBus();
   readonly runs = new Map<string, RunJob>();
   readonly holds: HoldManager;
@@ -80,12 +80,13 @@ export class DaemonCore {
   private shuttingDown = false;
   private sweepQueue: JobTree[] = [];
   onShutdownRequested: (() => void) | null = null;
-  /** System mode: verified attribution, authorization, jobs and files as the caller (system-mode.ts); null per user. */
-  system: SystemMode | null = null;
-  /** --detach runs taken over from a previous daemon (set by reconcile; see adopt.ts). */
+  #system: SystemMode | null = null;
+  /** --detach runs taken over from a previous daemon (created at start-up for reconcile; see adopt.ts). */
   adopted: AdoptedRuns | null = null;
-  /** Cluster locks (--cluster): set by main.ts when configured; null keeps every lock on this host. */
-  cluster: ClusterService | null = null;
+  #cluster: ClusterService | null = null;
+  /** What runs, holds and re-adopted runs are given (ports.ts), built once. */
+  readonly jobContext: JobContext;
+  readonly adoptContext: AdoptContext;
 
   constructor(opts: CoreOptions) {
     this.table = new LockTable<Owner>(opts.initialFencing ? { initialFencing: opts.initialFencing } : {});
@@ -97,9 +98,67 @@ export class DaemonCore {
     this.mode = opts.mode;
     this.globalDir = opts.globalDir;
     this.defaultKeep = opts.defaultKeep;
-    this.holds = new HoldManager(this);
+    this.gate = new DaemonLockGate(this.table, this.events, {
+      granted: (g) => {
+        const job = this.runs.get(g.request.id);
+        if (job) void job.start(g);
+        else void this.holds.onGranted(g);
+      },
+      queuesMoved: (keys) => this.notifyWaiters(keys),
+    });
+    // Getters, not copies: the cluster and system mode are attached after construction (main.ts).
+    const core = this;
+    const lockParts = { gate: this.gate, events: this.events, guard: this.guard, log: this.log };
+    const holdContext: HoldContext = {
+      ...lockParts,
+      get cluster() {
+        return core.cluster;
+      },
+      journal: this.journal,
+      callers: this.callers,
+      mode: this.mode,
+      globalDir: this.globalDir,
+      get system() {
+        return core.system;
+      },
+    };
+    this.holds = new HoldManager(holdContext);
+    this.jobContext = {
+      ...lockParts,
+      get cluster() {
+        return core.cluster;
+      },
+      socketPath: this.socketPath,
+      get system() {
+        return core.system;
+      },
+      journalRun: (job) => this.journalRun(job),
+      runFinished: (job, result) => this.runFinished(job, result),
+      sweepLater: (tree) => this.sweepLater(tree),
+    };
+    this.adoptContext = { gate: this.gate, events: this.events, guard: this.guard, journal: this.journal };
     // Estimated waits survive restarts: loaded now, saved off the hot path and on shutdown.
     this.durations.persistTo(join(opts.stateDir, DURATIONS_FILE));
+  }
+
+  /** System mode: verified attribution, authorization, jobs and files as the caller (system-mode.ts); null per user. */
+  get system(): SystemMode | null {
+    return this.#system;
+  }
+
+  set system(s: SystemMode | null) {
+    this.#system = s;
+    this.callers.systemAdmin = s ? (conn) => s.isAdmin(conn) : null;
+  }
+
+  /** Cluster locks (--cluster): set by main.ts when configured; null keeps every lock on this host. */
+  get cluster(): ClusterService | null {
+    return this.#cluster;
+  }
+
+  set cluster(c: ClusterService | null) {
+    this.#cluster = c;
+    this.gate.cluster = c;
   }
 
   info(): DaemonInfo {
@@ -209,26 +268,6 @@ export class DaemonCore {
     return conn.attachment.job as RunJob | undefined;
   }
 
-  /** Admin group membership (system mode): may kill, release or --force others' runs and holds. */
-  isAdmin(conn: Connection): boolean {
-    if (this.system) return this.system.isAdmin(conn);
-    if (!conn.peer) return false;
-    if (conn.peer.uid === 0) return true;
-    return this.adminGids.length > 0 && (processGids(conn.peer.pid) ?? [conn.peer.gid]).some((g) => this.adminGids.includes(g));
-  }
-
-  adminGids: number[] = [];
-
-  uidOf(conn: Connection): number | null {
-    if (conn.peer) return conn.peer.uid;
-    return typeof process.getuid === 'function' ? process.getuid() : null;
-  }
-
-  /** The pid that really asked: kernel-verified when the peer credentials are available, else the claimed one. */
-  pidOf(conn: Connection, claimed: number): number {
-    return conn.peer?.pid ?? claimed;
-  }
-
   /**
    * Nesting: LOCKD_RUN_ID names a run whose child is an ancestor of the asking process. The variable alone proves
    * nothing (anyone can set it), so the daemon walks the asker's ancestry to that run's child, pid AND start time.
@@ -237,7 +276,7 @@ export class DaemonCore {
     if (req.parent_run_id) {
       const job = this.runs.get(req.parent_run_id);
       if (job && job.pid !== null && job.tree && job.state === 'running') {
-        const pid = this.pidOf(conn, req.client_pid);
+        const pid = this.callers.pidOf(conn, req.client_pid);
         const startTime = job.tree.startTime;
         // The run's own child (`lockd run -- lockd run ...`) or any of its descendants.
         if (startTime && isSelfOrDescendantOf(pid, job.pid, startTime)) return job.runId;
@@ -246,12 +285,12 @@ export class DaemonCore {
     }
     // A run joins an explicit hold only when it names it (--hold / LOCKD_HOLD_ID) and is the hold's holder; inside
     // the hold it still obeys each lock's mode against the hold's other runs (the lock table's sibling rule).
-    return req.hold_id ? this.holds.joinable(req.hold_id, req.holder, this.uidOf(conn)) : null;
+    return req.hold_id ? this.holds.joinable(req.hold_id, req.holder, this.callers.uidOf(conn)) : null;
   }
 
   private async startRun(conn: Connection, req: RunRequest): Promise<void> {
     if (this.shuttingDown) throw new LockdError('shutting_down', 'the lockd daemon is shutting down');
-    const uid = this.uidOf(conn);
+    const uid = this.callers.uidOf(conn);
     const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid, clusterPrefix: this.cluster?.prefix ?? null });
     const verdict = compileVerdictOptions({
       requireStructured: req.verdict.require_structured,
@@ -273,7 +312,7 @@ export class DaemonCore {
       throw new LockdError('runs_root_unusable', `cannot create a run directory under ${runsRoot}: ${(e as Error).message}`);
     }
     const { runId, dir } = created;
-    const job = new RunJob(this, req.detach ? conn : conn, req, runId, dir, runsRoot, locks, verdict, uid, parent);
+    const job = new RunJob(this.jobContext, conn, req, runId, dir, runsRoot, locks, verdict, uid, parent);
     if (prepared) this.system!.attachRun(job, prepared);
     this.runs.set(runId, job);
     // Journaled before anything slow, so a crash from here on leaves a record and the run dir gets its result.json.
@@ -295,51 +334,12 @@ export class DaemonCore {
     }
   }
 
-  // ---- lock table plumbing shared by runs and holds ----
-
-  /** Start whatever the table granted as a consequence of a release or cancel. */
-  dispatchGrants(grants: Grant<Owner>[]): void {
-    for (const g of grants) {
-      const id = g.request.id;
-      const job = this.runs.get(id);
-      this.events.emit('granted', id, g.claims.map((c) => c.key));
-      if (job) void job.start(g);
-      else this.holds.onGranted(g);
-    }
-    if (grants.length === 0) return;
-    // Queue-position updates ('waiting') are for people watching a queue. Sent per grant they cost O(waiters) messages,
-    // each O(queue) to compute, right between one job's exit and the next one's start; batched, a burst of handoffs
-    // pays for one round, after the granted jobs are running.
-    for (const g of grants) for (const c of g.claims) this.waitingUpdateKeys.add(c.key);
-    if (!this.waitingUpdateTimer) {
-      this.waitingUpdateTimer = setTimeout(() => this.notifyWaiters(), WAITING_UPDATE_MS);
-      this.waitingUpdateTimer.unref();
-    }
-  }
-
-  /** Keys whose waiters are owed a queue-position update, and the timer that sends it (armed only after a grant). */
-  private waitingUpdateKeys = new Set<string>();
-  private waitingUpdateTimer: NodeJS.Timeout | null = null;
-
-  private notifyWaiters(): void {
-    const keys = this.waitingUpdateKeys;
-    this.waitingUpdateKeys = new Set();
-    this.waitingUpdateTimer = null;
-    // Positions changed only on the keys the grants touched; tell the runs waiting there. Walking the runs (not a
-    // snapshot of every waiter on the key) keeps this cheap when thousands of holds wait on the key.
+  /** Positions changed on these keys: tell the runs waiting there (batched by the lock gate, once a second). */
+  private notifyWaiters(keys: Set<string>): void {
+    // Walking the runs (not a snapshot of every waiter on the key) keeps this cheap when thousands of holds wait.
     for (const job of this.runs.values()) {
       if (job.state === 'queued' && this.table.isWaiting(job.runId) && job.locks.some((l) => keys.has(l.key))) job.notifyWaiting();
     }
-  }
-
-  releaseRequest(id: string): void {
-    this.dispatchGrants(this.table.release(id));
-    this.cluster?.release(id);
-  }
-
-  cancelRequest(id: string): void {
-    this.dispatchGrants(this.table.cancel(id));
-    this.cluster?.cancel(id);
   }
 
   journalRun(job: RunJob): void {
@@ -366,10 +366,6 @@ export class DaemonCore {
       log_path: job.startedAt ? job.logPath : null,
       parent: job.parent,
     });
-  }
-
-  journalAppend(e: Parameters<Journal['append']>[0]): void {
-    this.journal.append(e);
   }
 
   runFinished(job: RunJob, result: RunResult): void {
@@ -451,8 +447,8 @@ export class DaemonCore {
     const adopted = job ? undefined : this.adopted?.list().find((r) => r.rec.run_id === runId);
     if (!job && adopted) {
       // A --detach run re-adopted after a daemon restart: same rules, its whole tree is stopped and recorded.
-      const uid = this.uidOf(conn);
-      if (this.mode === 'system' && adopted.rec.uid !== uid && uid !== 0 && !(force && this.isAdmin(conn))) {
+      const uid = this.callers.uidOf(conn);
+      if (this.mode === 'system' && adopted.rec.uid !== uid && uid !== 0 && !(force && this.callers.isAdmin(conn))) {
         throw new LockdError('not_owner', `run ${runId} belongs to ${adopted.rec.user}; only its owner or an admin with --force can kill it`);
       }
       const upper = signal.toUpperCase();
@@ -463,10 +459,10 @@ export class DaemonCore {
       return;
     }
     if (!job) throw new LockdError('no_such_run', `no live run ${runId}`);
-    const uid = this.uidOf(conn);
+    const uid = this.callers.uidOf(conn);
     // System mode: owner, or an admin with --force (logged); returns who did it for result.json `cancelled_by`.
     const authorizedBy = this.system ? this.system.authorizeKill(conn, job, force) : null;
-    if (!this.system && this.mode === 'system' && job.uid !== uid && uid !== 0 && !(force && this.isAdmin(conn))) {
+    if (!this.system && this.mode === 'system' && job.uid !== uid && uid !== 0 && !(force && this.callers.isAdmin(conn))) {
       throw new LockdError('not_owner', `run ${runId} belongs to ${job.req.user}; only its owner or an admin with --force can kill it`);
     }
     const upper = signal.toUpperCase();

@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Connection } from '../server/connection.js';
-import type { DaemonCore } from '../server/core.js';
+import type { Callers, JournalSink, LockParts } from '../ports.js';
 import type { AcquireRequest, LockRef, HolderInfo } from '../../protocol/messages.js';
 import { resolveLocks, type ResolvedLock } from '../records/lock-resolve.js';
 import { LockdError } from '../../util/errors.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
-import { isClusterKey } from '../../cluster/keys.js';
+import { isClusterKey } from '../locks/cluster-keys.js';
 import { grantAgain } from '../locks/grant-again.js';
 import type { JournalLock } from '../records/journal.js';
 import { describeBlocker, holderInfo, type Owner } from '../locks/owner.js';
@@ -40,14 +40,24 @@ export function newHoldId(): string {
   return `hold-${randomBytes(6).toString('hex')}`;
 }
 
+/** What holds need: the lock table and its files, events, log and cluster; the journal; who is asking. */
+export interface HoldContext extends LockParts {
+  readonly journal: JournalSink;
+  readonly callers: Callers;
+  readonly mode: 'user' | 'system';
+  readonly globalDir: string;
+  /** System mode: holder strings are annotated with the verified caller; null per user. */
+  readonly system: { describeCaller(conn: Connection): string } | null;
+}
+
 export class HoldManager {
   readonly holds = new Map<string, Hold>();
 
-  constructor(private readonly core: DaemonCore) {}
+  constructor(private readonly ctx: HoldContext) {}
 
   async acquire(conn: Connection, req: AcquireRequest): Promise<void> {
-    const uid = this.core.uidOf(conn);
-    const locks = resolveLocks(req.locks, { globalDir: this.core.globalDir, callerUid: uid, clusterPrefix: this.core.cluster?.prefix ?? null });
+    const uid = this.ctx.callers.uidOf(conn);
+    const locks = resolveLocks(req.locks, { globalDir: this.ctx.globalDir, callerUid: uid, clusterPrefix: this.ctx.cluster?.prefix ?? null });
     if (locks.length === 0) throw new LockdError('usage', 'acquire needs at least one lock');
     // The holder asking again for what it holds (or already queues for) would wait behind itself for good.
     const mine = this.ownHoldOn(req.holder, uid, locks.map((l) => l.key));
@@ -57,7 +67,7 @@ export class HoldManager {
     }
     const id = newHoldId();
     const now = Date.now();
-    const owner: Owner = { kind: 'hold', id, holder: req.holder, user: req.user, uid, pid: this.core.pidOf(conn, req.client_pid), commandLine: null, cwd: req.cwd, since: now, locks };
+    const owner: Owner = { kind: 'hold', id, holder: req.holder, user: req.user, uid, pid: this.ctx.callers.pidOf(conn, req.client_pid), commandLine: null, cwd: req.cwd, since: now, locks };
     const hold: Hold = {
       id,
       owner,
@@ -77,13 +87,13 @@ export class HoldManager {
     // queue. Once acquired, the hold outlives the client — that is what it is for.
     conn.attachment.onClose = () => this.abandon(hold);
     const request = { id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner };
-    if (this.core.cluster?.handles(locks)) {
+    if (this.ctx.cluster?.handles(locks)) {
       this.acquireCluster(hold, request);
       return;
     }
-    const res = req.wait_ms === 0 ? this.core.table.tryOnly(request) : this.core.table.submit(request);
+    const res = req.wait_ms === 0 ? this.ctx.gate.table.tryOnly(request) : this.ctx.gate.table.submit(request);
     if (res.kind === 'granted') {
-      this.core.events.emit('granted', id, locks.map((l) => l.key));
+      this.ctx.events.emit('granted', id, locks.map((l) => l.key));
       await this.onGranted(res.grant);
       return;
     }
@@ -96,15 +106,15 @@ export class HoldManager {
       this.notObtained(hold, res.blockers, 'lock_busy');
       return;
     }
-    this.core.events.emit('queued', id, locks.map((l) => l.key), { position: this.core.table.queuePosition(id) });
-    conn.send({ type: 'queued', run_id: id, position: this.core.table.queuePosition(id), blockers: res.blockers.map((b) => holderInfo(b.meta)), manifest_path: '', result_path: '' });
+    this.ctx.events.emit('queued', id, locks.map((l) => l.key), { position: this.ctx.gate.table.queuePosition(id) });
+    conn.send({ type: 'queued', run_id: id, position: this.ctx.gate.table.queuePosition(id), blockers: res.blockers.map((b) => holderInfo(b.meta)), manifest_path: '', result_path: '' });
     if (req.wait_ms !== null) {
       hold.waitTimer = setTimeout(() => {
         hold.waitTimer = null;
-        if (hold.grant || this.holds.get(id) !== hold || this.core.table.isHolding(id)) return;
-        const blockers = this.core.table.blockersOf(id);
+        if (hold.grant || this.holds.get(id) !== hold || this.ctx.gate.table.isHolding(id)) return;
+        const blockers = this.ctx.gate.table.blockersOf(id);
         this.holds.delete(id);
-        this.core.cancelRequest(id);
+        this.ctx.gate.cancel(id);
         this.notObtained(hold, blockers, 'lock_wait_timeout');
       }, req.wait_ms);
     }
@@ -114,19 +124,19 @@ export class HoldManager {
   private acquireCluster(hold: Hold, request: LockRequest<Owner>): void {
     const waitMs = hold.req?.wait_ms ?? null;
     const keys = hold.locks.map((l) => l.key);
-    this.core.cluster!.enqueue({
+    this.ctx.cluster!.enqueue({
       request,
       locks: hold.locks,
       waitMs,
       tryOnly: waitMs === 0,
       callbacks: {
         onQueued: (position, blockers) => {
-          this.core.events.emit('queued', hold.id, keys, { position });
+          this.ctx.events.emit('queued', hold.id, keys, { position });
           hold.conn?.send({ type: 'queued', run_id: hold.id, position, blockers, manifest_path: '', result_path: '' });
         },
         onWaiting: (position, blockers) => hold.conn?.send({ type: 'waiting', position, blockers }),
         onGranted: (grant) => {
-          this.core.events.emit('granted', hold.id, keys);
+          this.ctx.events.emit('granted', hold.id, keys);
           void this.onGranted(grant);
         },
         onNotObtained: (reason, message, blockers) => {
@@ -138,7 +148,7 @@ export class HoldManager {
             conn?.fail(reason, message);
             return;
           }
-          this.core.events.emit('not_obtained', hold.id, keys, { reason });
+          this.ctx.events.emit('not_obtained', hold.id, keys, { reason });
           // cluster_unavailable keeps its own exit code (69, EX_UNAVAILABLE); the others are "not obtained".
           conn?.end({ type: 'not_obtained', code: reason, message, blockers, exit_code: reason === 'cluster_unavailable' ? 69 : (hold.req?.conflict_exit_code ?? 75) });
         },
@@ -150,7 +160,7 @@ export class HoldManager {
   onClusterLockLost(id: string, message: string): void {
     const hold = this.holds.get(id);
     if (!hold) return;
-    this.core.log.error('hold lost its cluster lock; released', { hold_id: id, holder: hold.owner.holder, message });
+    this.ctx.log.error('hold lost its cluster lock; released', { hold_id: id, holder: hold.owner.holder, message });
     void this.drop(hold, 'hold_released', `lockd (${message})`);
   }
 
@@ -162,15 +172,15 @@ export class HoldManager {
     hold.waitTimer = null;
     hold.conn = null;
     // release() withdraws a waiter and drops a table grant alike.
-    this.core.releaseRequest(hold.id);
-    this.core.events.emit('cancelled', hold.id, hold.locks.map((l) => l.key), { reason: 'client_lost' });
+    this.ctx.gate.release(hold.id);
+    this.ctx.events.emit('cancelled', hold.id, hold.locks.map((l) => l.key), { reason: 'client_lost' });
   }
 
   private notObtained(hold: Hold, blockers: Array<{ key: string; meta: Owner; kind: string }>, code: string, message?: string): void {
     const first = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
     const name = first ? (hold.locks.find((l) => l.key === first.key)?.name ?? first.key) : '';
     const text = message ?? (first ? describeBlocker(name, first.meta) : 'lock is busy');
-    this.core.events.emit('not_obtained', hold.id, hold.locks.map((l) => l.key), { reason: code });
+    this.ctx.events.emit('not_obtained', hold.id, hold.locks.map((l) => l.key), { reason: code });
     const conn = hold.conn;
     hold.conn = null;
     conn?.end({ type: 'not_obtained', code, message: text, blockers: blockers.map((b) => holderInfo(b.meta)) as HolderInfo[], exit_code: hold.req?.conflict_exit_code ?? 75 });
@@ -179,7 +189,7 @@ export class HoldManager {
   async onGranted(grant: Grant<Owner>): Promise<void> {
     const hold = this.holds.get(grant.request.id);
     if (!hold) {
-      this.core.releaseRequest(grant.request.id);
+      this.ctx.gate.release(grant.request.id);
       return;
     }
     if (hold.waitTimer) clearTimeout(hold.waitTimer);
@@ -187,11 +197,11 @@ export class HoldManager {
     const keys = grant.claims.map((c) => c.key);
     let ok: boolean;
     try {
-      ok = await this.core.guard.take(grant.claims, hold.owner.uid);
+      ok = await this.ctx.guard.take(grant.claims, hold.owner.uid);
     } catch (e) {
       // The lock file cannot be used (unsafe path, permissions): this hold can never be taken up.
       if (this.holds.get(hold.id) === hold) this.holds.delete(hold.id);
-      this.core.releaseRequest(hold.id);
+      this.ctx.gate.release(hold.id);
       const conn = hold.conn;
       hold.conn = null;
       const err = e as Error & { code?: string };
@@ -200,14 +210,14 @@ export class HoldManager {
     }
     if (this.holds.get(hold.id) !== hold) {
       // Abandoned while the files were being taken.
-      if (ok) await this.core.guard.give(keys);
+      if (ok) await this.ctx.guard.give(keys);
       return;
     }
     if (!ok) {
       // An outside flock user holds a file: stay first in line and look again shortly, within the --wait bound.
       if (hold.deadline !== null && Date.now() >= hold.deadline) {
         this.holds.delete(hold.id);
-        this.core.releaseRequest(hold.id);
+        this.ctx.gate.release(hold.id);
         this.notObtained(hold, [], hold.req?.wait_ms === 0 ? 'lock_busy' : 'lock_wait_timeout', `a lock file is flock'ed by a process outside lockd: ${keys.join(', ')}`);
         return;
       }
@@ -219,9 +229,9 @@ export class HoldManager {
     hold.grant = grant;
     const now = Date.now();
     this.arm(hold, now);
-    this.core.journalAppend({ t: 'hold', hold_id: hold.id, locks: this.journalLocks(hold, grant), holder: hold.owner.holder, user: hold.owner.user, uid: hold.owner.uid, since: now, ttl_ms: hold.ttlMs, expires_at: hold.expiresAt });
+    this.ctx.journal.append({ t: 'hold', hold_id: hold.id, locks: this.journalLocks(hold, grant), holder: hold.owner.holder, user: hold.owner.user, uid: hold.owner.uid, since: now, ttl_ms: hold.ttlMs, expires_at: hold.expiresAt });
     // Written before the client hears "acquired": whoever looks at the lock file after `lockd acquire` sees the hold.
-    await this.core.guard.describe(grant.claims.filter((c) => !c.nested).map((c) => c.key), {
+    await this.ctx.guard.describe(grant.claims.filter((c) => !c.nested).map((c) => c.key), {
       pid: hold.owner.pid,
       pid_start_time: null,
       start_utc: new Date(now).toISOString(),
@@ -232,7 +242,7 @@ export class HoldManager {
       holder: hold.owner.holder,
       lockd_pid: process.pid,
     });
-    this.core.events.emit('hold_acquired', hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ttl_ms: hold.ttlMs });
+    this.ctx.events.emit('hold_acquired', hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ttl_ms: hold.ttlMs });
     const conn = hold.conn;
     hold.conn = null;
     hold.req = null;
@@ -271,7 +281,7 @@ export class HoldManager {
 
   private async expire(hold: Hold): Promise<void> {
     if (this.holds.get(hold.id) !== hold) return;
-    this.core.log.warn('hold expired without heartbeat; its locks are released', { hold_id: hold.id, holder: hold.owner.holder, ttl_ms: hold.ttlMs, locks: hold.locks.map((l) => l.key) });
+    this.ctx.log.warn('hold expired without heartbeat; its locks are released', { hold_id: hold.id, holder: hold.owner.holder, ttl_ms: hold.ttlMs, locks: hold.locks.map((l) => l.key) });
     await this.drop(hold, 'hold_expired', null);
   }
 
@@ -280,38 +290,38 @@ export class HoldManager {
     if (hold.timer) clearTimeout(hold.timer);
     const grant = hold.grant;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
-    this.core.events.emit(event, hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ...(event === 'hold_expired' ? { ttl_ms: hold.ttlMs } : {}), ...(by ? { by } : {}) });
-    this.core.releaseRequest(hold.id);
-    if (grant) await this.core.guard.give(grant.claims.map((c) => c.key));
-    this.core.journalAppend({ t: 'hold_end', hold_id: hold.id });
+    this.ctx.events.emit(event, hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ...(event === 'hold_expired' ? { ttl_ms: hold.ttlMs } : {}), ...(by ? { by } : {}) });
+    this.ctx.gate.release(hold.id);
+    if (grant) await this.ctx.guard.give(grant.claims.map((c) => c.key));
+    this.ctx.journal.append({ t: 'hold_end', hold_id: hold.id });
   }
 
   private owns(hold: Hold, holder: string, uid: number | null): boolean {
-    if (this.core.mode === 'system' && uid !== hold.owner.uid) return false;
+    if (this.ctx.mode === 'system' && uid !== hold.owner.uid) return false;
     // The verified uid decides first; the holder strings (annotated in system mode) are compared without the annotation.
-    if (this.core.system) return sameOwner(claimedHolder(hold.owner.holder), claimedHolder(holder));
+    if (this.ctx.system) return sameOwner(claimedHolder(hold.owner.holder), claimedHolder(holder));
     return sameOwner(hold.owner.holder, holder);
   }
 
   async heartbeat(conn: Connection, holdId: string, holder: string): Promise<void> {
     const hold = this.holds.get(holdId);
     if (!hold || !hold.grant) throw new LockdError('no_such_hold', `no active hold ${holdId} (it may have expired or been released)`);
-    if (!this.owns(hold, holder, this.core.uidOf(conn))) throw new LockdError('not_owner', `hold ${holdId} belongs to ${hold.owner.holder}`);
+    if (!this.owns(hold, holder, this.ctx.callers.uidOf(conn))) throw new LockdError('not_owner', `hold ${holdId} belongs to ${hold.owner.holder}`);
     const now = Date.now();
     this.arm(hold, now);
-    this.core.journalAppend({ t: 'hold_hb', hold_id: hold.id, expires_at: hold.expiresAt });
+    this.ctx.journal.append({ t: 'hold_hb', hold_id: hold.id, expires_at: hold.expiresAt });
     conn.end({ type: 'ok', note: hold.expiresAt ? `expires ${new Date(hold.expiresAt).toISOString()}` : 'no ttl' });
   }
 
   async release(conn: Connection, msg: { hold_id: string | null; locks: LockRef[]; holder: string; force: boolean }): Promise<void> {
-    const uid = this.core.uidOf(conn);
+    const uid = this.ctx.callers.uidOf(conn);
     let targets: Hold[] = [];
     if (msg.hold_id) {
       const h = this.holds.get(msg.hold_id);
       // A hold still waiting is its acquiring client's to cancel (Ctrl+C), not release's.
       if (h && h.grant) targets = [h];
     } else {
-      const keys = new Set(resolveLocks(msg.locks, { globalDir: this.core.globalDir, callerUid: uid, clusterPrefix: this.core.cluster?.prefix ?? null }).map((l) => l.key));
+      const keys = new Set(resolveLocks(msg.locks, { globalDir: this.ctx.globalDir, callerUid: uid, clusterPrefix: this.ctx.cluster?.prefix ?? null }).map((l) => l.key));
       targets = [...this.holds.values()].filter((h) => h.grant && h.locks.some((l) => keys.has(l.key)));
     }
     if (targets.length === 0) {
@@ -322,15 +332,15 @@ export class HoldManager {
     const others = targets.filter((h) => !mine.includes(h));
     let forced: Hold[] = [];
     if (msg.force && others.length) {
-      if (this.core.mode === 'system' && uid !== 0 && !this.core.isAdmin(conn)) {
+      if (this.ctx.mode === 'system' && uid !== 0 && !this.ctx.callers.isAdmin(conn)) {
         throw new LockdError('not_authorized', `only the owner or a member of the lockd admin group can break ${others.map((h) => h.id).join(', ')}`);
       }
       forced = others;
     }
-    const by = this.core.system ? this.core.system.describeCaller(conn) : `${msg.holder}${uid !== null ? ` (uid ${uid})` : ''}`;
+    const by = this.ctx.system ? this.ctx.system.describeCaller(conn) : `${msg.holder}${uid !== null ? ` (uid ${uid})` : ''}`;
     for (const h of mine) await this.drop(h, 'hold_released', null);
     for (const h of forced) {
-      this.core.log.warn('hold broken with --force', { hold_id: h.id, owner: h.owner.holder, by });
+      this.ctx.log.warn('hold broken with --force', { hold_id: h.id, owner: h.owner.holder, by });
       await this.drop(h, 'hold_released', by);
     }
     const released = [...mine, ...forced];
@@ -371,11 +381,11 @@ export class HoldManager {
     const owner: Owner = { kind: 'hold', id: rec.hold_id, holder: rec.holder, user: rec.user, uid: rec.uid, pid: null, commandLine: null, cwd: null, since: rec.since, locks };
     const hold: Hold = { id: rec.hold_id, owner, locks, ttlMs: rec.ttl_ms, expiresAt: rec.expires_at, timer: null, grant: null, queuedAt: rec.since, conn: null, waitTimer: null, deadline: null, req: null };
     // On the slots it had: its owner was told LOCKD_SLOT_<name> and may be using that board now.
-    const res = grantAgain(this.core.table, { id: hold.id, claims: rec.locks, meta: owner });
+    const res = grantAgain(this.ctx.gate.table, { id: hold.id, claims: rec.locks, meta: owner });
     if (res.kind !== 'granted') return false;
     hold.grant = res.grant;
     this.holds.set(hold.id, hold);
-    void this.core.guard.take(res.grant.claims, owner.uid);
+    void this.ctx.guard.take(res.grant.claims, owner.uid);
     if (hold.expiresAt !== null) {
       const left = Math.max(0, hold.expiresAt - Date.now());
       hold.timer = setTimeout(() => void this.expire(hold), left);

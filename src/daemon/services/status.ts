@@ -1,14 +1,35 @@
 /** `lockd status` and `lockd inspect`: who holds each lock, who waits behind whom, and for about how long. */
 import { sep } from 'node:path';
 import type { Connection } from '../server/connection.js';
-import type { DaemonCore } from '../server/core.js';
+import type { DaemonInfo } from '../../protocol/messages.js';
+import type { LockTable } from '../locks/lock-table.js';
+import type { ClusterService } from '../locks/cluster-port.js';
+import type { RunJob } from '../jobs/run-job.js';
+import type { HoldManager } from './holds.js';
+import type { AdoptedRuns } from '../records/adopt.js';
+import type { DurationStats } from '../records/duration-stats.js';
+import type { Callers } from '../ports.js';
 import type { LockRef, LockStatus, StatusSnapshot } from '../../protocol/messages.js';
 import { canonicalPath, resolveLock } from '../records/lock-resolve.js';
 import type { LockSnapshot } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
 import { estimateWaits } from '../locks/wait-estimate.js';
 
-function lockStatus(core: DaemonCore, snap: LockSnapshot<Owner>, now: number): LockStatus {
+/** What status and inspect read: the table, the live runs and holds, past durations, who asks. */
+export interface StatusSource {
+  info(): DaemonInfo;
+  readonly startedAt: number;
+  readonly table: LockTable<Owner>;
+  readonly runs: ReadonlyMap<string, RunJob>;
+  readonly holds: Pick<HoldManager, 'list'>;
+  readonly adopted: Pick<AdoptedRuns, 'list'> | null;
+  readonly durations: Pick<DurationStats, 'typical'>;
+  readonly cluster: ClusterService | null;
+  readonly callers: Callers;
+  readonly globalDir: string;
+}
+
+function lockStatus(core: StatusSource, snap: LockSnapshot<Owner>, now: number): LockStatus {
   const meta = snap.holders[0]?.meta ?? snap.waiters[0]?.meta;
   const lock = meta?.locks.find((l) => l.key === snap.key);
   const typical = core.durations.typical(snap.key);
@@ -114,7 +135,7 @@ function underRoot(key: string, root: string): boolean {
   return key.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
-export function buildStatus(core: DaemonCore, root: string | null): StatusSnapshot {
+export function buildStatus(core: StatusSource, root: string | null): StatusSnapshot {
   const now = Date.now();
   let locks = core.table.snapshot().map((s) => lockStatus(core, s, now));
   let inScope: ((keys: string[]) => boolean) | null = null;
@@ -129,8 +150,9 @@ export function buildStatus(core: DaemonCore, root: string | null): StatusSnapsh
   const holds = core.holds.list().filter((h) => inScope?.(h.locks.map((l) => l.key)) ?? true);
   // --detach runs re-adopted after a daemon restart hold locks too (adopt.ts); they are listed with the others.
   const adopted = (core.adopted?.list() ?? []).filter((a) => inScope?.(a.rec.locks.map((l) => l.key)) ?? true);
+  const info = core.info();
   return {
-    daemon: { version: core.info().version, pid: process.pid, uptime_ms: now - core.startedAt, mode: core.mode, socket: core.socketPath, state_dir: core.stateDir },
+    daemon: { version: info.version, pid: process.pid, uptime_ms: now - core.startedAt, mode: info.mode, socket: info.socket, state_dir: info.state_dir },
     locks,
     runs: runs.map((j): StatusSnapshot['runs'][number] => ({
       run_id: j.runId,
@@ -167,8 +189,8 @@ export function buildStatus(core: DaemonCore, root: string | null): StatusSnapsh
   };
 }
 
-export function buildInspect(core: DaemonCore, conn: Connection, ref: LockRef): void | Promise<void> {
-  const lock = resolveLock(ref, { globalDir: core.globalDir, callerUid: core.uidOf(conn), clusterPrefix: core.cluster?.prefix ?? null });
+export function buildInspect(core: StatusSource, conn: Connection, ref: LockRef): void | Promise<void> {
+  const lock = resolveLock(ref, { globalDir: core.globalDir, callerUid: core.callers.uidOf(conn), clusterPrefix: core.cluster?.prefix ?? null });
   // A cluster lock lives in etcd (every host's holders and waiters), not in this daemon's table.
   if (lock.scope === 'cluster' && core.cluster) return core.cluster.inspect(lock.key).then((l) => conn.end({ type: 'inspect', key: lock.key, lock: l }));
   const snap = core.table.snapshotKey(lock.key);

@@ -50,7 +50,6 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Connection } from '../server/connection.js';
 import type { ClientMessage, RunRequest } from '../../protocol/messages.js';
 import type { Logger } from '../server/logger.js';
-import type { RunJob } from '../jobs/run-job.js';
 import type { RunResult } from '../../runs/result.js';
 import { LockdError, errnoCode } from '../../util/errors.js';
 import { annotateHolder, userDirName, UserDirectory, type UserIdentity } from './identity.js';
@@ -129,6 +128,16 @@ export interface SpawnPlan {
   env: Record<string, string>;
 }
 
+/** What system mode reads and sets on a run (jobs/run-job.ts's RunJob is one). */
+export interface SystemRun {
+  readonly req: RunRequest;
+  readonly runId: string;
+  readonly uid: number | null;
+  readonly runsRoot: string;
+  ioDir: string;
+  logOpenPath: string;
+}
+
 export class SystemMode {
   readonly users: UserDirectory;
   /** Root on Linux with setpriv, env and sh: jobs and files are created as the calling user. */
@@ -143,9 +152,9 @@ export class SystemMode {
   private readonly adminGroup: string | null;
   private readonly socketGroup: string | null;
   private readonly identities = new WeakMap<Connection, UserIdentity>();
-  private readonly prepared = new WeakMap<RunJob, PreparedRun>();
+  private readonly prepared = new WeakMap<SystemRun, PreparedRun>();
   /** Whose run it is, kept after the run's handles are released (auto-GC runs later, as that user). */
-  private readonly runUsers = new WeakMap<RunJob, UserIdentity>();
+  private readonly runUsers = new WeakMap<SystemRun, UserIdentity>();
 
   constructor(opts: SystemModeOptions) {
     this.users = opts.users ?? new UserDirectory();
@@ -255,7 +264,7 @@ export class SystemMode {
   }
 
   /** May this caller stop that run? Returns who is stopping it (for the log and result.json `cancelled_by`). */
-  authorizeKill(conn: Connection, job: RunJob, force: boolean): string {
+  authorizeKill(conn: Connection, job: SystemRun, force: boolean): string {
     const id = this.identityOf(conn);
     const by = this.describeCaller(conn);
     if (job.uid === id.uid) return by;
@@ -350,7 +359,7 @@ export class SystemMode {
   }
 
   /** Point the job's own file writes at the pinned handles (before its first write). */
-  attachRun(job: RunJob, p: PreparedRun): void {
+  attachRun(job: SystemRun, p: PreparedRun): void {
     this.prepared.set(job, p);
     this.runUsers.set(job, p.identity);
     job.ioDir = `/proc/self/fd/${p.dirFd}`;
@@ -361,7 +370,7 @@ export class SystemMode {
    * How to start a job as its user, or null when the ordinary spawn applies (no switching). The caller's
    * environment goes to `env -i` as arguments, so only processes already running as the caller see it.
    */
-  jobSpawn(job: RunJob, file: string, args: string[], env: Record<string, string>): SpawnPlan | null {
+  jobSpawn(job: SystemRun, file: string, args: string[], env: Record<string, string>): SpawnPlan | null {
     const p = this.prepared.get(job);
     if (!p || !this.switching) return null;
     const id = p.identity;
@@ -378,7 +387,7 @@ export class SystemMode {
   }
 
   /** The run is recorded: release the handles and give the records to the user. */
-  runFinished(job: RunJob, result: RunResult): void {
+  runFinished(job: SystemRun, result: RunResult): void {
     const p = this.prepared.get(job);
     if (!p) return;
     this.prepared.delete(job);
@@ -414,7 +423,7 @@ export class SystemMode {
   // ---- garbage collection ------------------------------------------------------------------------
 
   /** Auto-GC after a run, coalesced per user and runs root (the same after-burst timing as core's), deleting as the run's user. */
-  scheduleGc(job: RunJob, keep: number, isLive: (id: string) => boolean): void {
+  scheduleGc(job: SystemRun, keep: number, isLive: (id: string) => boolean): void {
     const identity = this.runUsers.get(job);
     if (!identity) return;
     this.autoGc.schedule(`${identity.uid}\0${job.runsRoot}`, { identity, runsRoot: job.runsRoot, keep, isLive });

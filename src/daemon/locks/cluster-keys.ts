@@ -11,7 +11,7 @@
  * key as an exclusive contender, and etcdctl counts lockd's keys as contenders too (its recipe only looks at the
  * create revisions under `<prefix>/<name>/`), so the two contend correctly.
  */
-import type { LockMode } from '../protocol/messages.js';
+import type { LockMode } from '../../protocol/messages.js';
 
 /** Lock-table style key of a cluster lock (never a file path: those are absolute). */
 export const CLUSTER_KEY_SCHEME = 'etcd:';

@@ -1,12 +1,16 @@
 /**
- * What the daemon sees of the cluster module. Type-only for the daemon's files: they import this, never the
- * implementation, so a daemon without a cluster never loads etcd3.
+ * What the daemon sees of the cluster module: an interface the daemon owns and src/cluster/ implements. The
+ * daemon's files import this, never the implementation (the dependency points from cluster/ to daemon/), so a
+ * daemon without a cluster never loads etcd3.
  */
-import type { ClusterStatusInfo, HolderInfo, LockStatus } from '../protocol/messages.js';
-import type { Grant, LockRequest } from '../daemon/locks/lock-table.js';
-import type { Owner } from '../daemon/locks/owner.js';
-import type { ResolvedLock } from '../daemon/records/lock-resolve.js';
-import type { OnLockLost } from './config.js';
+import type { ClusterStatusInfo, HolderInfo, LockStatus } from '../../protocol/messages.js';
+import type { Grant, LockRequest, LockTable } from './lock-table.js';
+import type { Logger } from '../server/logger.js';
+import type { Owner } from './owner.js';
+import type { ResolvedLock } from '../records/lock-resolve.js';
+
+/** What a run does when its cluster lock is lost while it runs. */
+export type OnLockLost = 'stop' | 'warn';
 
 export type ClusterNotObtained = 'lock_busy' | 'lock_wait_timeout' | 'deadlock' | 'cluster_unavailable' | 'usage';
 
@@ -33,6 +37,24 @@ export interface ClusterEnqueue {
 
 /** What status shows of the cluster connection: the protocol's type, one definition for both sides. */
 export type ClusterInfo = ClusterStatusInfo;
+
+/** What the cluster backend needs of the daemon (DaemonCore is one): the local table, the runs and the holds. */
+export interface ClusterHost {
+  readonly table: LockTable<Owner>;
+  readonly runs: ReadonlyMap<string, ClusterRun>;
+  readonly holds: { onClusterLockLost(id: string, message: string): void };
+}
+
+/** What the cluster backend sees of a run. */
+export interface ClusterRun {
+  readonly parent: string | null;
+  readonly watchers: Set<() => void>;
+  onClusterLockLost(message: string, graceMs: number): void;
+  stop(reason: 'shutdown', by: string): Promise<void>;
+}
+
+/** Opens the backend for a daemon (the CLI closes over the configuration and loads src/cluster/ lazily). */
+export type ClusterFactory = (host: ClusterHost, log: Logger) => Promise<ClusterService>;
 
 export interface ClusterService {
   readonly prefix: string;

@@ -3,8 +3,8 @@
  * this daemon's lease. Bounded: a slow or unreachable etcd yields the local snapshot plus the error, never a hang.
  * Loads no etcd code itself (it talks to the ClusterService the daemon was given).
  */
-import type { StatusSnapshot } from '../protocol/messages.js';
-import type { ClusterService } from './types.js';
+import type { StatusSnapshot } from '../../protocol/messages.js';
+import type { ClusterService } from '../locks/cluster-port.js';
 
 export async function addClusterStatus(snapshot: StatusSnapshot, cluster: ClusterService, root: string | null, timeoutMs = 3000): Promise<StatusSnapshot> {
   const info = cluster.info();

@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+/**
+ * The import rules of src/, checked in CI (`npm run lint`): no import circle anywhere (static imports, `import type`
+ * and dynamic `import()` alike), and the daemon's dependency on the cluster backend points one way (src/cluster/
+ * may import src/daemon/, never the reverse: the daemon owns the interface, daemon/locks/cluster-port.ts).
+ * Prints every circle and every broken rule, one per line, and exits 1 if there is any.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+const files = [];
+(function walk(dir) {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (p.endsWith('.ts')) files.push(p);
+  }
+})(src);
+
+// Static `from '…'`, bare `import '…'` and `import('…')` with a literal: every edge a reader would follow.
+const SPEC = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)['"](\.{1,2}\/[^'"]+)['"]/gm;
+const edges = new Map();
+for (const f of files) {
+  const text = readFileSync(f, 'utf8');
+  const out = new Set();
+  for (const m of text.matchAll(SPEC)) {
+    const target = resolve(dirname(f), m[1]).replace(/\.js$/, '.ts');
+    if (target.startsWith(src)) out.add(target);
+  }
+  edges.set(f, [...out]);
+}
+
+const problems = [];
+const rel = (p) => relative(root, p);
+for (const [f, outs] of edges) {
+  for (const t of outs) {
+    if (rel(f).startsWith('src/daemon/') && rel(t).startsWith('src/cluster/')) problems.push(`rule: ${rel(f)} imports ${rel(t)} (the daemon must not depend on src/cluster/; use daemon/locks/cluster-port.ts)`);
+  }
+}
+
+// Tarjan's strongly connected components: each component of more than one file (or a self-import) is a circle.
+let index = 0;
+const idx = new Map();
+const low = new Map();
+const stack = [];
+const onStack = new Set();
+function strong(v) {
+  idx.set(v, index);
+  low.set(v, index++);
+  stack.push(v);
+  onStack.add(v);
+  for (const w of edges.get(v) ?? []) {
+    if (!edges.has(w)) continue;
+    if (!idx.has(w)) {
+      strong(w);
+      low.set(v, Math.min(low.get(v), low.get(w)));
+    } else if (onStack.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+  }
+  if (low.get(v) === idx.get(v)) {
+    const comp = [];
+    let w;
+    do {
+      w = stack.pop();
+      onStack.delete(w);
+      comp.push(w);
+    } while (w !== v);
+    if (comp.length > 1 || (edges.get(v) ?? []).includes(v)) problems.push(`circle: ${comp.map(rel).sort().join(' ↔ ')}`);
+  }
+}
+for (const f of files) if (!idx.has(f)) strong(f);
+
+for (const p of problems) console.error(p);
+console.log(`imports: ${files.length} files, ${problems.length} problem(s)`);
+process.exit(problems.length ? 1 : 0);
