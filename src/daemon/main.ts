@@ -17,6 +17,7 @@ import { LockdError } from '../util/errors.js';
 import { peerCredOfSocket } from '../util/peercred.js';
 import { reconcile } from './records/reconcile.js';
 import { AdoptedRuns } from './records/adopt.js';
+import { selectLauncher } from './jobs/select-launcher.js';
 import { SystemMode } from './services/system-mode.js';
 import type { ClusterFactory } from './locks/cluster-port.js';
 
@@ -61,8 +62,11 @@ function ensureStateDir(dir: string, system: boolean): void {
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   ensureStateDir(opts.stateDir, opts.system);
+  // Before anything is claimed: a forced launcher that cannot load is a start-up error (LOCKD_LAUNCHER).
+  const launch = selectLauncher();
   const log = createLogger(opts.stateDir);
   installSafetyNet(log);
+  log.info('job launcher', { launcher: launch.launcher.name, detail: launch.launcher.detail, reason: launch.reason });
   const flock: FlockHolder | null = process.platform === 'win32' ? null : await FlockHolder.open({
     onLost: (paths) => log.error('flock helper died; outside flock users are no longer excluded until the locks are retaken', { paths }),
   });
@@ -129,6 +133,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     journal,
     guard,
     initialFencing: fencingFrom(previous),
+    launcher: launch.launcher,
+    launcherReason: launch.reason,
   });
   journal.fenceSource = () => core.table.fencingTokens();
   if (system) {

@@ -118,7 +118,7 @@ export interface LockStatus {
 }
 
 export interface StatusSnapshot {
-  daemon: { version: string; pid: number; uptime_ms: number; mode: 'user' | 'system'; socket: string; state_dir: string };
+  daemon: { version: string; pid: number; uptime_ms: number; mode: 'user' | 'system'; socket: string; state_dir: string; launcher?: LauncherInfo };
   locks: LockStatus[];
   runs: Array<{ run_id: string; pid: number | null; holder: string; user: string; command_line: string; state: 'queued' | 'running' | 'stopping'; since_utc: string; locks: string[]; detach: boolean }>;
   holds: Array<{ hold_id: string; holder: string; user: string; locks: string[]; since_utc: string; ttl_ms: number | null; expires_utc: string | null }>;
@@ -192,6 +192,16 @@ export interface DaemonInfo {
   mode: 'user' | 'system';
   socket: string;
   state_dir: string;
+  /** How this daemon starts jobs (added in 0.2; absent from older daemons). */
+  launcher?: LauncherInfo;
+}
+
+/** The daemon's job launcher: `native` (the addon: no fork, born in its cgroup, pidfd) or `portable` (execa). */
+export interface LauncherInfo {
+  name: 'native' | 'portable';
+  detail: string;
+  /** Why this one (forced by LOCKD_LAUNCHER, or what the host offered). */
+  reason: string;
 }
 
 /** The final word on a run attempt: lockd's exit code and where the record is. */

@@ -92,7 +92,8 @@ async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart:
     if (pong.version !== LOCKD_VERSION) {
       return { running: true, check: { name: 'daemon', level: 'fail', message: `the daemon is lockd ${pong.version} (pid ${pong.pid}), this client is ${LOCKD_VERSION}`, fix: 'restart it when idle: lockd shutdown (a new one starts on first use)' } };
     }
-    return { running: true, check: { name: 'daemon', level: 'ok', message: `daemon lockd ${pong.version} (protocol ${pong.protocol}), pid ${pong.pid}, ${pong.mode} mode, same as this client` } };
+    const launcher = pong.launcher ? `; jobs start with the ${pong.launcher.name} launcher (${pong.launcher.detail}; ${pong.launcher.reason})` : '';
+    return { running: true, check: { name: 'daemon', level: 'ok', message: `daemon lockd ${pong.version} (protocol ${pong.protocol}), pid ${pong.pid}, ${pong.mode} mode, same as this client${launcher}` } };
   } catch (e) {
     if (isLockdError(e, 'daemon_not_running')) {
       return noAutostart

@@ -85,7 +85,7 @@ export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot 
 
 export function renderStatus(snap: StatusSnapshot, style: Style, now = new Date()): string {
   const d = snap.daemon;
-  let out = `${style.bold('lockd')} ${d.version}, pid ${d.pid}, up ${formatDuration(d.uptime_ms)}, ${d.mode} mode, socket ${d.socket}\n`;
+  let out = `${style.bold('lockd')} ${d.version}, pid ${d.pid}, up ${formatDuration(d.uptime_ms)}, ${d.mode} mode, ${d.launcher ? `${d.launcher.name} launcher, ` : ''}socket ${d.socket}\n`;
   const c = snap.cluster;
   if (c) {
     const health = c.healthy ? style.green('healthy') : style.red(`unhealthy${c.last_error ? `: ${c.last_error}` : ''}`);

@@ -8,7 +8,6 @@
  * costs one kill(-pgid, 0)); a tree that outlives its leader is killed first. Everything slow (result.json, auto-GC)
  * happens after the release, off the handoff path.
  */
-import { execa, type ResultPromise } from 'execa';
 import { statSync, createReadStream } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -33,6 +32,7 @@ import { shellQuote } from '../../runs/shell-quote.js';
 import { JobTree } from './process-tree.js';
 import { processStartTimeSync } from '../../util/proc.js';
 import type { LockParts } from '../ports.js';
+import type { Launcher, LaunchedJob } from './launcher.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
 
@@ -40,6 +40,8 @@ export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
 /** What a run needs of the daemon, given at construction: the lock parts, and the daemon's run bookkeeping. */
 export interface JobContext extends LockParts {
+  /** Starts the job (jobs/launcher.ts: native or portable). */
+  readonly launcher: Launcher;
   /** The daemon's socket (the job's LOCKD_SOCKET, for nested runs). */
   readonly socketPath: string;
   /** System mode: jobs and their files as the caller; null per user. */
@@ -59,7 +61,7 @@ export class RunJob {
   grantedAt: number | null = null;
   startedAt: number | null = null;
   pid: number | null = null;
-  private child: ResultPromise | null = null;
+  private child: LaunchedJob | null = null;
   tree: JobTree | null = null;
   private grant: Grant<Owner> | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
@@ -399,52 +401,25 @@ export class RunJob {
       return;
     }
     this.scanner = new LogScanner(this.verdict);
-    let child: ResultPromise;
-    try {
-      // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
-      const env = this.childEnv(grant);
-      const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
-      child = execa(plan.file, plan.args, {
-        cwd: plan.cwd,
-        env: plan.env,
-        extendEnv: false,
-        stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore',
-        // (typed as 'pipe': with a direct log the streams are null, which the handlers below already allow)
-        stdout: (this.directLog ? this.directLog.fd : 'pipe') as 'pipe',
-        stderr: (this.directLog ? this.directLog.fd : 'pipe') as 'pipe',
-        buffer: false,
-        reject: false,
-        detached: true, // its own process group: signals and cleanup address the whole job
-        cleanup: false, // the daemon's exit must not kill detached runs; shutdown handles jobs explicitly
-        windowsHide: true,
-        encoding: 'buffer',
-      });
-    } catch (e) {
-      void this.spawnFailed(e as NodeJS.ErrnoException);
-      return;
-    } finally {
-      // The child has its own copy of the log descriptor now.
-      void this.directLog?.close().catch(() => undefined);
-      this.directLog = null;
-    }
+    // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
+    const env = this.childEnv(grant);
+    const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
+    const child = this.ctx.launcher.launch(
+      { runId: this.runId, file: plan.file, args: plan.args, cwd: plan.cwd, env: plan.env, stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore', output: this.directLog ? this.directLog.fd : 'pipe' },
+      (e) => void this.spawnFailed(e),
+    );
+    // The child has its own copy of the log descriptor now.
+    void this.directLog?.close().catch(() => undefined);
+    this.directLog = null;
+    if (!child) return;
     this.child = child;
-    child.catch(() => undefined); // outcome is read from events below
-    if (child.pid === undefined) {
-      child.once('error', (e: Error) => void this.spawnFailed(e as NodeJS.ErrnoException));
-      return;
-    }
     this.pid = child.pid;
     this.owner.pid = child.pid;
     this.startedAt = Date.now();
     this.state = 'running';
-    const startTime = processStartTimeSync(child.pid) ?? '';
-    // The cgroup move is asynchronous: in the kernel it can wait for an RCU grace period (up to ~15 ms measured), which
-    // here blocked the daemon right when a short job exits and the next one is due (process-tree.ts, cgroupMove).
-    this.tree = new JobTree({ pid: child.pid, startTime, runId: this.runId, envTag: `LOCKD_RUN_ID=${this.runId}`, cgroupMove: 'async' });
-
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
+    const startTime = child.startTime;
+    this.tree = child.tree;
+    const exited = child.exited;
     const outputDone = Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
     child.stdout?.on('data', (d: Buffer) => this.onOutput(FrameKind.Stdout, d));
     child.stderr?.on('data', (d: Buffer) => this.onOutput(FrameKind.Stderr, d));

@@ -7,7 +7,7 @@
 import { hostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from './connection.js';
-import type { ClientMessage, DaemonInfo, RunRequest } from '../../protocol/messages.js';
+import type { ClientMessage, DaemonInfo, LauncherInfo, RunRequest } from '../../protocol/messages.js';
 import { LOCKD_VERSION, PROTOCOL_VERSION } from '../../protocol/version.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
 import { LockTable } from '../locks/lock-table.js';
@@ -30,6 +30,7 @@ import { addClusterStatus } from '../services/cluster-status.js';
 import type { AdoptContext, AdoptedRuns } from '../records/adopt.js';
 import { buildStatus, buildInspect, type StatusSource } from '../services/status.js';
 import { DaemonLockGate } from './lock-gate.js';
+import type { Launcher } from '../jobs/launcher.js';
 import { DaemonCallers } from '../services/callers.js';
 import { DurationStats, DURATIONS_FILE } from '../records/duration-stats.js';
 import { userNameOf } from '../services/user-name.js';
@@ -46,6 +47,10 @@ export interface CoreOptions {
   journal: Journal;
   guard: LockGuard;
   initialFencing?: Record<string, number>;
+  /** How jobs are started (jobs/select-launcher.ts). */
+  launcher: Launcher;
+  /** Why that launcher, for status and doctor. */
+  launcherReason: string;
 }
 
 /**
@@ -86,6 +91,7 @@ export class DaemonCore implements StatusSource {
   #cluster: ClusterService | null = null;
   /** What runs, holds and re-adopted runs are given (ports.ts), built once. */
   readonly jobContext: JobContext;
+  readonly launcherInfo: LauncherInfo;
   readonly adoptContext: AdoptContext;
 
   constructor(opts: CoreOptions) {
@@ -98,6 +104,7 @@ export class DaemonCore implements StatusSource {
     this.mode = opts.mode;
     this.globalDir = opts.globalDir;
     this.defaultKeep = opts.defaultKeep;
+    this.launcherInfo = { name: opts.launcher.name, detail: opts.launcher.detail, reason: opts.launcherReason };
     this.gate = new DaemonLockGate(this.table, this.events, {
       granted: (g) => {
         const job = this.runs.get(g.request.id);
@@ -129,6 +136,7 @@ export class DaemonCore implements StatusSource {
         return core.cluster;
       },
       socketPath: this.socketPath,
+      launcher: opts.launcher,
       get system() {
         return core.system;
       },
@@ -170,6 +178,7 @@ export class DaemonCore implements StatusSource {
       mode: this.mode,
       socket: this.socketPath,
       state_dir: this.stateDir,
+      launcher: this.launcherInfo,
     };
   }
 

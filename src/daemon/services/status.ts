@@ -152,7 +152,7 @@ export function buildStatus(core: StatusSource, root: string | null): StatusSnap
   const adopted = (core.adopted?.list() ?? []).filter((a) => inScope?.(a.rec.locks.map((l) => l.key)) ?? true);
   const info = core.info();
   return {
-    daemon: { version: info.version, pid: process.pid, uptime_ms: now - core.startedAt, mode: info.mode, socket: info.socket, state_dir: info.state_dir },
+    daemon: { version: info.version, pid: process.pid, uptime_ms: now - core.startedAt, mode: info.mode, socket: info.socket, state_dir: info.state_dir, ...(info.launcher ? { launcher: info.launcher } : {}) },
     locks,
     runs: runs.map((j): StatusSnapshot['runs'][number] => ({
       run_id: j.runId,

@@ -1,0 +1,55 @@
+/**
+ * The one seam through which the daemon starts a job. Two launchers stand behind it: `native` (Linux, the project's
+ * N-API addon: no fork of the daemon, the job born in its cgroup, exit seen and signals sent through a pidfd) and
+ * `portable` (execa: macOS, Windows, a host without the addon). Chosen once at start-up (`LOCKD_LAUNCHER` forces
+ * one) and shown by `lockd status`, `lockd doctor` and the daemon log.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { JobTree } from './process-tree.js';
+
+export type LauncherName = 'native' | 'portable';
+
+/** A job ready to start: everything resolved while it waited for its locks. */
+export interface LaunchSpec {
+  readonly runId: string;
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  /** 'pipe': the daemon writes the job's stdin (-i); 'ignore': /dev/null. */
+  readonly stdin: 'pipe' | 'ignore';
+  /** 'pipe': the daemon reads stdout/stderr; a file descriptor: both go straight there (a --detach run's log). */
+  readonly output: 'pipe' | number;
+}
+
+export interface ChildEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A started job. Its whole tree (leader and every descendant) is `tree`. */
+export interface LaunchedJob {
+  readonly pid: number;
+  /** The leader's start time (pid + start time is a process's identity). */
+  readonly startTime: string;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /** Resolves once, when the leader has exited (and been reaped). */
+  readonly exited: Promise<ChildEnd>;
+  readonly tree: JobTree;
+}
+
+/** Why a job could not be started: `code` is the errno name (ENOENT → 127, EACCES/ENOEXEC → 126). */
+export interface LaunchFailure {
+  code?: string;
+  message: string;
+}
+
+export interface Launcher {
+  readonly name: LauncherName;
+  /** One line for status, doctor and the log: what it does on this host (e.g. "clone3 into cgroup, pidfd"). */
+  readonly detail: string;
+  /** Start the job, or report why not (possibly asynchronously) through `failed` and return null. */
+  launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null;
+}
