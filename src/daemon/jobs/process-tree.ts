@@ -32,8 +32,8 @@
  * a child that exited and left nothing behind — is `groupEmptySync()`: one
  * kill(-pgid, 0) plus, with a cgroup, one small file read.
  */
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
@@ -49,6 +49,9 @@ import {
   type ProcessEntry,
 } from '../../util/proc.js';
 import { LockdError } from '../../util/errors.js';
+import { JobCgroup } from './cgroup.js';
+
+export { cgroupsAvailable } from './cgroup.js';
 
 const IS_LINUX = process.platform === 'linux';
 
@@ -541,177 +544,4 @@ function psAvailable(): boolean {
     });
   }
   return psAvailableCache;
-}
-
-// ---------------------------------------------------------------------------
-// cgroup v2 (Linux, optional)
-
-/**
- * Where job cgroups are created: `<our own cgroup>/lockd`, on the cgroup2
- * mount (found in /proc/self/mountinfo, so both the unified layout at
- * /sys/fs/cgroup and the hybrid one at /sys/fs/cgroup/unified work).
- * Detected once; null when there is no cgroup2 mount or we cannot write there.
- */
-let cgroupBaseCache: string | null | undefined;
-
-function cgroupBase(): string | null {
-  if (cgroupBaseCache === undefined) cgroupBaseCache = detectCgroupBase();
-  return cgroupBaseCache;
-}
-
-function detectCgroupBase(): string | null {
-  if (!IS_LINUX) return null;
-  try {
-    const own = readFileSync('/proc/self/cgroup', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('0::'));
-    if (own === undefined) return null;
-    const ownPath = own.slice(3).trim();
-    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const [left, right] = line.split(' - ');
-      if (right === undefined || !right.startsWith('cgroup2 ')) continue;
-      const fields = left!.split(' ');
-      const mountRoot = unescapeMountPath(fields[3] ?? '');
-      const mountPoint = unescapeMountPath(fields[4] ?? '');
-      if (mountRoot !== '/' && ownPath !== mountRoot && !ownPath.startsWith(`${mountRoot}/`)) continue;
-      const relative = mountRoot === '/' ? ownPath : ownPath.slice(mountRoot.length);
-      const ownDir = join(mountPoint, relative);
-      if (!existsSync(join(ownDir, 'cgroup.controllers'))) continue;
-      const base = join(ownDir, 'lockd');
-      mkdirSync(base, { recursive: true });
-      // Moving a process needs write access to cgroup.procs of the common ancestor (our own cgroup).
-      accessSync(join(ownDir, 'cgroup.procs'), fsConstants.W_OK);
-      accessSync(base, fsConstants.W_OK);
-      return base;
-    }
-  } catch {
-    // Read-only cgroupfs, no permission, no /proc: fall back to the other means.
-  }
-  return null;
-}
-
-function unescapeMountPath(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-function rmdirQuietly(dir: string): void {
-  try {
-    rmdirSync(dir);
-  } catch {
-    // populated or already gone: nothing to do
-  }
-}
-
-class JobCgroup {
-  private constructor(readonly dir: string) {}
-
-  /**
-   * The job's cgroup, `<base>/<runId>-<pid>`, with `pid` moved into it when
-   * `moveLeader`. An existing one (same run and leader: a restarted daemon) is
-   * reattached as is. Null, silently, when cgroups cannot be used.
-   */
-  static adopt(runId: string, pid: number, moveLeader: boolean): JobCgroup | null {
-    const base = cgroupBase();
-    if (base === null) return null;
-    const dir = join(base, JobCgroup.nameOf(runId, pid));
-    let created = false;
-    try {
-      mkdirSync(dir);
-      created = true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return null;
-    }
-    if (!moveLeader) {
-      if (!created) return new JobCgroup(dir);
-      rmdirQuietly(dir);
-      return null;
-    }
-    try {
-      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
-      return new JobCgroup(dir);
-    } catch (err) {
-      if (created) rmdirQuietly(dir);
-      // ESRCH: this child is already gone. Anything else: cgroups do not work here; stop trying.
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
-      return null;
-    }
-  }
-
-  /** The job's cgroup directory, created (not joined yet) for an asynchronous move; null when cgroups are unusable. */
-  static async create(runId: string, pid: number): Promise<JobCgroup | null> {
-    const base = cgroupBase();
-    if (base === null) return null;
-    const dir = join(base, JobCgroup.nameOf(runId, pid));
-    try {
-      await mkdir(dir);
-    } catch {
-      // EEXIST: a cgroup of this run and pid is from another daemon's life; not ours to reuse for a new child.
-      return null;
-    }
-    return new JobCgroup(dir);
-  }
-
-  private static nameOf(runId: string, pid: number): string {
-    return `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
-  }
-
-  /**
-   * Move `pid` into this cgroup through the thread pool. False when it did not happen: the process is gone (ESRCH),
-   * or cgroups do not work here after all (then they are not tried again).
-   */
-  async moveAsync(pid: number): Promise<boolean> {
-    try {
-      await writeFile(join(this.dir, 'cgroup.procs'), String(pid));
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') cgroupBaseCache = null;
-      return false;
-    }
-  }
-
-  /** True while any live process is in the cgroup (exited tasks leave it at exit, before being reaped). */
-  populatedSync(): boolean {
-    try {
-      return /^populated 1$/m.test(readFileSync(join(this.dir, 'cgroup.events'), 'utf8'));
-    } catch {
-      return false;
-    }
-  }
-
-  async procs(): Promise<number[]> {
-    try {
-      return (await readFile(join(this.dir, 'cgroup.procs'), 'utf8'))
-        .split('\n')
-        .filter((l) => l !== '')
-        .map(Number)
-        .filter(isValidPid);
-    } catch {
-      return [];
-    }
-  }
-
-  /** SIGKILL every process in the cgroup at once (cgroup.kill, Linux ≥ 5.14). False when unsupported. */
-  killAll(): boolean {
-    try {
-      writeFileSync(join(this.dir, 'cgroup.kill'), '1');
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** rmdir the cgroup; false while it still has processes. */
-  remove(): boolean {
-    try {
-      rmdirSync(this.dir);
-      return true;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'ENOENT';
-    }
-  }
-}
-
-/** Test hook: whether job cgroups can be used on this host (detected once). */
-export function cgroupsAvailable(): boolean {
-  return cgroupBase() !== null;
 }

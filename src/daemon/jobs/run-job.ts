@@ -1,5 +1,7 @@
 /**
- * One `lockd run` attempt inside the daemon, from request to result.json:
+ * One `lockd run` attempt inside the daemon, from request to result.json. One concern, the run's lifecycle as a
+ * state machine (the states below and every way between them), which is why this file is longer than the others;
+ * its bytes are job-io.ts, its process tree process-tree.ts, its start the launcher seam (launcher.ts):
  *
  *   queued ──grant──▶ starting ──spawn──▶ running ──exit──▶ stopping ──tree gone──▶ locks released ──▶ done
  *      └─ busy / wait timeout / client lost / deadlock ─────────────────────────────────────────────▶ done
@@ -16,7 +18,7 @@ import type { Owner } from '../locks/owner.js';
 import { describeBlocker, holderInfo } from '../locks/owner.js';
 import type { ResolvedLock } from '../records/lock-resolve.js';
 import type { RunRequest, GrantInfo, RunOutcome, HolderInfo } from '../../protocol/messages.js';
-import { FrameKind } from '../../protocol/framing.js';
+
 import { LOCKD_VERSION } from '../../protocol/version.js';
 import { buildManifest, writeManifest, withStartTime, type RunManifest } from '../../runs/manifest.js';
 import { writeResult, type ResultLock, type RunResult, type RunStatus, type SignalSender } from '../../runs/result.js';
@@ -29,10 +31,11 @@ import { decideVerdict, decideWithoutChild, type ChildExit, type NoChildReason, 
 import { hasVerdictOptions, type CompiledVerdictOptions } from '../../runs/verdict-options.js';
 import { readGitSha } from '../../runs/git-sha.js';
 import { shellQuote } from '../../runs/shell-quote.js';
-import { JobTree } from './process-tree.js';
-import { processStartTimeSync } from '../../util/proc.js';
+import type { JobTree } from './process-tree.js';
+
 import type { LockParts } from '../ports.js';
-import type { Launcher, LaunchedJob } from './launcher.js';
+import type { Launcher } from './launcher.js';
+import { JobIo } from './job-io.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
 
@@ -61,7 +64,6 @@ export class RunJob {
   grantedAt: number | null = null;
   startedAt: number | null = null;
   pid: number | null = null;
-  private child: LaunchedJob | null = null;
   tree: JobTree | null = null;
   private grant: Grant<Owner> | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
@@ -104,6 +106,12 @@ export class RunJob {
   private lockLost: string | null = null;
   /** Set when a cluster lock was lost but --on-lock-lost warn let the job run on (noted in result.json). */
   private lockLostWarning: string | null = null;
+  /** The child's output to the log, the verdict scanner and the client; the client's stdin to the child. */
+  private readonly io = new JobIo({
+    scanner: () => this.scanner,
+    log: () => (this.logError ? null : this.log),
+    client: () => (this.detached ? null : this.conn),
+  });
   /** Connections following this run's end (`lockd logs -f`, `watch_run`). */
   readonly watchers = new Set<() => void>();
 
@@ -412,7 +420,7 @@ export class RunJob {
     void this.directLog?.close().catch(() => undefined);
     this.directLog = null;
     if (!child) return;
-    this.child = child;
+
     this.pid = child.pid;
     this.owner.pid = child.pid;
     this.startedAt = Date.now();
@@ -421,10 +429,7 @@ export class RunJob {
     this.tree = child.tree;
     const exited = child.exited;
     const outputDone = Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
-    child.stdout?.on('data', (d: Buffer) => this.onOutput(FrameKind.Stdout, d));
-    child.stderr?.on('data', (d: Buffer) => this.onOutput(FrameKind.Stderr, d));
-    child.stdin?.on('error', () => undefined);
-    this.flushStdin();
+    this.io.attach(child);
 
     if (this.req.timeout_ms !== null) {
       this.timeoutTimer = setTimeout(() => void this.stop('timeout', null), this.req.timeout_ms);
@@ -487,50 +492,6 @@ export class RunJob {
     });
   }
 
-  private onOutput(kind: typeof FrameKind.Stdout | typeof FrameKind.Stderr, data: Buffer): void {
-    this.scanner?.push(data);
-    const child = this.child;
-    // Backpressure: a slow reader (or a slow disk) slows the child's pipe instead of growing our memory.
-    if (this.log && !this.logError && !this.log.write(data)) {
-      this.pauseOutput();
-      this.log.once('drain', () => this.resumeOutput());
-    }
-    const conn = this.conn;
-    if (conn && !this.detached && !conn.closed) {
-      // One writev for the frame header and the bytes, not two writes.
-      conn.socket.cork();
-      conn.sendData(kind, data);
-      conn.socket.uncork();
-      // Pause for the client only on a real backlog: sendData is false past the socket's 16 KiB high-water mark,
-      // and pausing the child on every such chunk made streaming a ping-pong (about 10x slower than cat).
-      if (!this.waitingForClient && conn.socket.writableLength > CLIENT_BACKLOG_BYTES) {
-        this.waitingForClient = true;
-        this.pauseOutput();
-        conn.onDrain(() => {
-          this.waitingForClient = false;
-          this.resumeOutput();
-        });
-      }
-    }
-    void child;
-  }
-
-  private waitingForClient = false;
-
-  private pauses = 0;
-  private pauseOutput(): void {
-    if (this.pauses++ === 0) {
-      this.child?.stdout?.pause();
-      this.child?.stderr?.pause();
-    }
-  }
-  private resumeOutput(): void {
-    if (--this.pauses === 0) {
-      this.child?.stdout?.resume();
-      this.child?.stderr?.resume();
-    }
-  }
-
   private onLogError(e: Error): void {
     if (this.logError) return;
     this.logError = e.message;
@@ -552,40 +513,13 @@ export class RunJob {
     this.tree?.signal(sig);
   }
 
-  /** stdin that arrived before the child existed (the client streams from the start); bounded by pausing the socket. */
-  private pendingStdin: Buffer[] = [];
-  private pendingStdinBytes = 0;
-  private stdinEnded = false;
-
+  /** Client stdin for the job (-i); bytes that arrive before the child exists are kept, bounded. */
   writeStdin(data: Buffer, conn: Connection): void {
-    if (!this.req.interactive) return;
-    const stdin = this.child?.stdin;
-    if (!stdin) {
-      this.pendingStdin.push(data);
-      this.pendingStdinBytes += data.length;
-      if (this.pendingStdinBytes > 1024 * 1024) conn.socket.pause();
-      return;
-    }
-    if (stdin.destroyed) return;
-    if (!stdin.write(data)) {
-      conn.socket.pause();
-      stdin.once('drain', () => conn.socket.resume());
-    }
+    if (this.req.interactive) this.io.writeStdin(data, conn);
   }
 
   endStdin(): void {
-    this.stdinEnded = true;
-    this.child?.stdin?.end();
-  }
-
-  private flushStdin(): void {
-    const stdin = this.child?.stdin;
-    if (!stdin) return;
-    for (const b of this.pendingStdin) stdin.write(b);
-    this.pendingStdin = [];
-    this.pendingStdinBytes = 0;
-    if (this.conn && !this.conn.closed) this.conn.socket.resume();
-    if (this.stdinEnded) stdin.end();
+    this.io.endStdin();
   }
 
   /** Stop the whole tree (timeout, kill, client lost, shutdown); the exit path records why. */
@@ -837,9 +771,6 @@ export class RunJob {
     this.conn = null;
   }
 }
-
-/** Output queued on a client's socket before the child's pipes are paused (bounds daemon memory per run). */
-const CLIENT_BACKLOG_BYTES = 1024 * 1024;
 
 function lockNameOf(locks: ResolvedLock[], key: string): string {
   return locks.find((l) => l.key === key)?.name ?? key;
