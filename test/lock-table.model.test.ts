@@ -540,6 +540,7 @@ function runSequence(ops: Op[]): void {
     }
     // Per key, for every waiter at once (shared arrays behind the first few), equal to asking waiter by waiter.
     for (const s of table.snapshot()) {
+      assertEq(Object.fromEntries(table.positionsOn(s.key)), Object.fromEntries(s.waiters.map((w) => [w.requestId, w.position])), `${where}: positionsOn ${s.key}`);
       const byWaiter = table.blockerIdsByWaiter(s.key);
       assertEq(byWaiter, s.waiters.map((w) => table.blockerIdsOf(w.requestId)), `${where}: blockerIdsByWaiter ${s.key}`);
       if (s.waiters.length > MAX_WAITER_BLOCKERS + 1) seen.longLines++;

@@ -304,11 +304,11 @@ export class RunJob {
     void this.stop('cancel', 'lockd (cluster lock lost)', 'SIGTERM', Math.min(graceMs, this.req.kill_after_ms));
   }
 
-  /** The table moved us (queue position changed); tell an attached client. */
-  notifyWaiting(): void {
+  /** The table moved us to `position` (computed for all waiters at once by the daemon); tell an attached client. */
+  notifyWaiting(position: number): void {
     if (this.state !== 'queued' || !this.conn || this.detached) return;
     const blockers = this.ctx.gate.table.blockersOf(this.runId).map((b) => holderInfo(b.meta));
-    this.conn.send({ type: 'waiting', position: this.ctx.gate.table.queuePosition(this.runId), blockers });
+    this.conn.send({ type: 'waiting', position, blockers });
   }
 
   private async onWaitExpired(): Promise<void> {

@@ -262,6 +262,20 @@ export class LockTable<M = unknown> {
     return worst;
   }
 
+  /**
+   * Every waiter's 1-based position on one key (nested waiters first, then top-level ones, each in arrival order),
+   * in one walk of the key's queues: O(waiters on the key) for all of them, where asking queuePosition waiter by
+   * waiter walks back to the head each time (O(N²) for a line of N). Empty for a key nobody uses.
+   */
+  positionsOn(key: string): Map<string, number> {
+    const out = new Map<string, number>();
+    const ks = this.#keys.get(key);
+    if (!ks) return out;
+    let pos = 0;
+    for (const queue of [ks.nestedQueue, ks.topQueue]) for (let n = queue.head; n; n = n.next) out.set(n.req.id, ++pos);
+    return out;
+  }
+
   /** Every key held or waited on, sorted by key. */
   snapshot(): LockSnapshot<M>[] {
     const keys = [...this.#keys.keys()].sort();
