@@ -41,6 +41,22 @@ for (const [f, outs] of edges) {
   }
 }
 
+// The daemon's parts (src/daemon/<part>/index.ts says what each owns): server/ sits on top and only start-up
+// (main.ts) may reach into it, bar the types every part shares (a connection, the logger); locks/ stays pure.
+const SHARED_SERVER = new Set(['src/daemon/server/connection.ts', 'src/daemon/server/logger.ts']);
+const PARTS = ['locks', 'jobs', 'records', 'services'];
+for (const [f, outs] of edges) {
+  const from = rel(f);
+  const part = PARTS.find((p) => from.startsWith(`src/daemon/${p}/`));
+  if (!part) continue;
+  for (const t of outs) {
+    const to = rel(t);
+    if (to.startsWith('src/daemon/server/') && !SHARED_SERVER.has(to)) problems.push(`rule: ${from} imports ${to} (only main.ts may use server/; take what you need as a context from ports.ts)`);
+    if (part === 'locks' && /^src\/daemon\/(jobs|services)\//.test(to)) problems.push(`rule: ${from} imports ${to} (locks/ is the pure lock table)`);
+    if (part === 'locks' && to.startsWith('src/daemon/records/') && to !== 'src/daemon/records/lock-resolve.ts') problems.push(`rule: ${from} imports ${to} (locks/ is the pure lock table)`);
+  }
+}
+
 // Tarjan's strongly connected components: each component of more than one file (or a self-import) is a circle.
 let index = 0;
 const idx = new Map();
