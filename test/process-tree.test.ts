@@ -354,7 +354,7 @@ if (cgroupsAvailable()) {
       tree.dispose();
     });
     const dir = tree.cgroupPath!;
-    t.regex(dir, /\/lockd\/weird_id_\.\._x-\d+$/);
+    t.regex(dir, /\/lockd\/d-\d+-\d+\/weird_id_\.\._x-\d+$/);
     const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'))!;
     t.true(dir.endsWith(own.slice(3)), 'the child was moved into it');
     t.false(tree.dispose(), 'a populated cgroup is not removed');

@@ -18,6 +18,7 @@ import { peerCredOfSocket } from '../util/peercred.js';
 import { reconcile } from './records/reconcile.js';
 import { AdoptedRuns } from './records/adopt.js';
 import { selectLauncher } from './jobs/select-launcher.js';
+import { removeEmptyJobCgroups } from './jobs/cgroup.js';
 import { SystemMode } from './services/system-mode.js';
 import type { ClusterFactory } from './locks/cluster-port.js';
 
@@ -175,6 +176,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   // Reconcile before serving, so no lock is granted twice.
   core.adopted = new AdoptedRuns(core.adoptContext, log);
   await reconcile({ journal, guard, holds: core.holds, adopted: core.adopted }, previous, log);
+  // Every journaled run is re-adopted or stopped now: an empty job cgroup left is a killed daemon's litter.
+  const emptyCgroups = removeEmptyJobCgroups();
+  if (emptyCgroups > 0) log.info('removed empty job cgroups left by an earlier daemon', { count: emptyCgroups });
   journal.compact();
   ready = true;
   for (const socket of early.splice(0)) if (!socket.destroyed) accept(socket);

@@ -4,10 +4,10 @@
  * Membership is inherited by every fork and cannot be left without write access to a cgroup.procs file, so the
  * cgroup sees a job's escapees that the process group and the ppid chain lose; `cgroup.kill` ends them all at once.
  */
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isValidPid } from '../../util/proc.js';
+import { isSameProcessAlive, isValidPid, processStartTimeSync } from '../../util/proc.js';
 
 const IS_LINUX = process.platform === 'linux';
 
@@ -15,16 +15,32 @@ const IS_LINUX = process.platform === 'linux';
 // cgroup v2 (Linux, optional)
 
 /**
- * Where job cgroups are created: `<our own cgroup>/lockd`, on the cgroup2
- * mount (found in /proc/self/mountinfo, so both the unified layout at
- * /sys/fs/cgroup and the hybrid one at /sys/fs/cgroup/unified work).
- * Detected once; null when there is no cgroup2 mount or we cannot write there.
+ * Where job cgroups are created: `<our own cgroup>/lockd/d-<daemon pid>-<start time>/`, on the cgroup2 mount
+ * (found in /proc/self/mountinfo, so both the unified layout at /sys/fs/cgroup and the hybrid one at
+ * /sys/fs/cgroup/unified work). One subtree per daemon process: a daemon starting later can tell a dead daemon's
+ * leftovers (its process is gone) from a live one's, and remove them. Detected once; null when there is no cgroup2
+ * mount or we cannot write there.
  */
 let cgroupBaseCache: string | null | undefined;
+let cgroupRootCache: string | null = null;
 
 function cgroupBase(): string | null {
-  if (cgroupBaseCache === undefined) cgroupBaseCache = detectCgroupBase();
+  if (cgroupBaseCache === undefined) {
+    cgroupRootCache = detectCgroupBase();
+    cgroupBaseCache = cgroupRootCache === null ? null : ownSubtree(cgroupRootCache);
+  }
   return cgroupBaseCache;
+}
+
+/** This daemon's own subtree under the lockd root (created now), or null when it cannot be. */
+function ownSubtree(root: string): string | null {
+  const dir = join(root, `d-${process.pid}-${processStartTimeSync(process.pid) ?? '0'}`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  } catch {
+    return null;
+  }
 }
 
 function detectCgroupBase(): string | null {
@@ -82,6 +98,9 @@ export class JobCgroup {
     const base = cgroupBase();
     if (base === null) return null;
     const dir = join(base, JobCgroup.nameOf(runId, pid));
+    // A restarted daemon re-adopting a run finds its cgroup in the old daemon's subtree.
+    const earlier = moveLeader ? null : findJobCgroup(JobCgroup.nameOf(runId, pid));
+    if (earlier) return new JobCgroup(earlier);
     let created = false;
     try {
       mkdirSync(dir);
@@ -119,7 +138,7 @@ export class JobCgroup {
     return new JobCgroup(dir);
   }
 
-  private static nameOf(runId: string, pid: number): string {
+  static nameOf(runId: string, pid: number): string {
     return `${runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${pid}`;
   }
 
@@ -182,4 +201,81 @@ export class JobCgroup {
 /** Test hook: whether job cgroups can be used on this host (detected once). */
 export function cgroupsAvailable(): boolean {
   return cgroupBase() !== null;
+}
+
+/** A job cgroup of this name in any daemon's subtree (or, from lockd 0.1, directly under the root). */
+function findJobCgroup(name: string): string | null {
+  const root = cgroupRootCache;
+  if (root === null) return null;
+  const candidates = [join(root, name)];
+  try {
+    for (const d of readdirSync(root)) if (d.startsWith('d-')) candidates.push(join(root, d, name));
+  } catch {
+    return null;
+  }
+  return candidates.find((c) => existsSync(join(c, 'cgroup.procs'))) ?? null;
+}
+
+/** rmdir one job cgroup if no process is in it; false when it is populated, gone, or not a cgroup. */
+function removeIfEmpty(dir: string): boolean {
+  try {
+    if (!statSync(dir).isDirectory() || /^populated 1$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'))) return false;
+    rmdirSync(dir);
+    return true;
+  } catch {
+    // not a cgroup of ours, or it gained a process meanwhile: leave it
+    return false;
+  }
+}
+
+/** rmdir every empty cgroup in `dir` (not recursive: job cgroups have no children); how many went. */
+function removeEmptyChildren(dir: string): number {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  return names.filter((name) => removeIfEmpty(join(dir, name))).length;
+}
+
+/**
+ * Remove what killed daemons left under `<own cgroup>/lockd/`: in the subtree of every daemon whose process is
+ * gone, each empty job cgroup, then the subtree itself once empty; and lockd 0.1's flat job cgroups once empty. Run
+ * at start-up, after reconcile has re-adopted or stopped every journaled run; a populated cgroup still holds a job's
+ * processes and is left to reconcile's tree kills and the escapee sweep. Returns how many cgroups were removed.
+ */
+export function removeEmptyJobCgroups(): number {
+  if (cgroupBase() === null || cgroupRootCache === null) return 0;
+  const root = cgroupRootCache;
+  let removed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const dir = join(root, name);
+    const m = /^d-(\d+)-(.*)$/.exec(name);
+    if (!m) {
+      // lockd 0.1 put job cgroups (<run id>-<pid>) here directly, with no daemon to tell live ones by
+      if (/-\d+$/.test(name) && removeIfEmpty(dir)) removed++;
+      continue;
+    }
+    if (dir === cgroupBaseCache || isSameProcessAlive(Number(m[1]), m[2]!)) continue;
+    removed += removeEmptyChildren(dir);
+    try {
+      rmdirSync(dir);
+      removed++;
+    } catch {
+      // still holds a populated job cgroup
+    }
+  }
+  return removed;
+}
+
+/** Test hook: the directory job cgroups are created in, or null without usable cgroups. */
+export function jobCgroupBase(): string | null {
+  return cgroupBase();
 }
