@@ -18,7 +18,7 @@ import { peerCredOfSocket } from '../util/peercred.js';
 import { reconcile } from './records/reconcile.js';
 import { AdoptedRuns } from './records/adopt.js';
 import { selectLauncher } from './jobs/select-launcher.js';
-import { removeEmptyJobCgroups } from './jobs/cgroup.js';
+import { removeEmptyJobCgroups, removeOwnCgroupSubtree } from './jobs/cgroup.js';
 import { SystemMode } from './services/system-mode.js';
 import type { ClusterFactory } from './locks/cluster-port.js';
 
@@ -192,6 +192,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await core.shutdown(force);
       await guard.close();
       journal.close();
+      // Detached runs left running keep their cgroups, and so this subtree; the next daemon removes it once empty.
+      removeOwnCgroupSubtree();
       log.info('lockd daemon stopped');
       await new Promise<void>((r) => {
         log.on('finish', () => r());

@@ -275,6 +275,17 @@ export function removeEmptyJobCgroups(): number {
   return removed;
 }
 
+/** At a clean exit: this daemon's subtree goes if no job cgroup is left in it (a detached run's keeps it). */
+export function removeOwnCgroupSubtree(): void {
+  if (!cgroupBaseCache) return;
+  try {
+    rmdirSync(cgroupBaseCache);
+    cgroupBaseCache = undefined;
+  } catch {
+    // a job cgroup is still in it
+  }
+}
+
 /** Test hook: the directory job cgroups are created in, or null without usable cgroups. */
 export function jobCgroupBase(): string | null {
   return cgroupBase();
