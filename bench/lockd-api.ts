@@ -72,8 +72,13 @@ export function localLock(name: string, root: string): LockRef {
   return { name, scope: 'local', mode: 'exclusive', root };
 }
 
+let holdSeq = 0;
+/** Which holder string took each hold, so its release is its owner's. */
+const holderOf = new Map<string, string>();
+
+/** Each bench hold stands for a different caller: the daemon refuses one holder a second hold on what it holds. */
 function acquireRequest(lock: LockRef, cwd: string, waitMs: number | null): AcquireRequest {
-  return { locks: [lock], cwd, wait_ms: waitMs, ttl_ms: null, conflict_exit_code: 75, holder: BENCH_HOLDER, user: 'bench', client_pid: process.pid, parent_run_id: null };
+  return { locks: [lock], cwd, wait_ms: waitMs, ttl_ms: null, conflict_exit_code: 75, holder: `${BENCH_HOLDER}-${++holdSeq}`, user: 'bench', client_pid: process.pid, parent_run_id: null };
 }
 
 export interface HoldWaiter {
@@ -94,7 +99,8 @@ export function acquireHold(d: BenchDaemon, lock: LockRef, cwd: string): HoldWai
     onAcquired = resolve;
     fail = reject;
   });
-  const conn = connectDaemon(d.connect, { type: 'acquire', req: acquireRequest(lock, cwd, null) });
+  const req = acquireRequest(lock, cwd, null);
+  const conn = connectDaemon(d.connect, { type: 'acquire', req });
   let done = false;
   conn.then(
     (c) => {
@@ -103,6 +109,7 @@ export function acquireHold(d: BenchDaemon, lock: LockRef, cwd: string): HoldWai
         else if (m.type === 'acquired') {
           done = true;
           onQueued();
+          holderOf.set(m.hold_id, req.holder);
           onAcquired({ holdId: m.hold_id, at: nowMs() });
         } else if (m.type === 'error' || m.type === 'not_obtained') fail(new Error(`acquire failed: ${m.message}`));
       };
@@ -118,8 +125,9 @@ export function acquireHold(d: BenchDaemon, lock: LockRef, cwd: string): HoldWai
 }
 
 export async function releaseHold(d: BenchDaemon, holdId: string, cwd: string): Promise<void> {
-  const r = await request(d.connect, { type: 'release', hold_id: holdId, locks: [], cwd, holder: BENCH_HOLDER, force: false }, ['released']);
+  const r = await request(d.connect, { type: 'release', hold_id: holdId, locks: [], cwd, holder: holderOf.get(holdId) ?? BENCH_HOLDER, force: false }, ['released']);
   if (!r.released) throw new Error(`hold ${holdId} was not released: ${r.note ?? ''}`);
+  holderOf.delete(holdId);
 }
 
 /** Run `fn` over items with at most `limit` in flight (connection bursts beyond the listen backlog get refused). */

@@ -122,7 +122,7 @@ test('a daemon lost while the run is only queued: one retry (event "retry"), the
   h.stderr.resume();
   const retried = new Promise<void>((r) => h.once('retry', () => r()));
   await within(new Promise((r) => h.once('queued', r)), 30_000, 'the run to queue');
-  process.kill(d.pid, 'SIGKILL');
+  process.kill(d.pid!, 'SIGKILL');
   await within(retried, 30_000, 'the retry');
   // autostart is off for this client, so the retry finds no daemon: the rejection names that.
   const e = await within(h.outcome.catch((x: unknown) => x), 30_000, 'the outcome');
@@ -134,7 +134,7 @@ test('acquireRaw reports queueing; inspect, heartbeat and kill answer with the d
   const { d, lockd } = await client(t);
   const stream = lockd.events();
   await stream.ready;
-  t.is(stream.info!.pid, d.pid);
+  t.is(stream.info!.pid, d.pid!);
   const first = await lockd.acquire(['board'], { root: d.dir, wait: 0, ttl: 60, holder: 'first' });
   const free = await lockd.inspect('other', { root: d.dir });
   t.is(free.lock, null);
@@ -161,7 +161,7 @@ test('acquireRaw reports queueing; inspect, heartbeat and kill answer with the d
   t.true((await lockd.release(first.holdId, { holder: 'first' })).released);
   const got = await within(second, 30_000, 'the second hold');
   t.is(got.holder, 'second');
-  t.is(queuedAt, 1);
+  t.is(queuedAt as number | null, 1);
   t.true((await lockd.release(got.hold_id, { holder: 'second' })).released);
 
   const h = lockd.run(['sleep', '60'], [], { root: d.dir, wait: 0 });

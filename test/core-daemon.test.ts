@@ -33,7 +33,7 @@ function killAll(pids: number[]): void {
 
 test('ten clients starting at once on an idle machine end up talking to one daemon', async (t) => {
   const dir = tempDir();
-  const env = { ...baseEnv(dir), LOCKD_NO_AUTOSTART: '' };
+  const env: NodeJS.ProcessEnv = { ...baseEnv(dir), LOCKD_NO_AUTOSTART: '' };
   t.teardown(async () => {
     killAll(daemonsOn(env.LOCKD_SOCKET!));
     await waitPidsGone(daemonsOn(env.LOCKD_SOCKET!));

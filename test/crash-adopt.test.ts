@@ -16,6 +16,13 @@ import { AdoptedRuns, POLL_MAX_MS } from '../src/daemon/records/adopt.js';
 import { processStartTimeSync } from '../src/util/proc.js';
 import { tempDir, waitPidsGone } from './helpers/lockd.js';
 import { until, within } from './helpers/crash-kit.js';
+import { selectLauncher } from '../src/daemon/jobs/select-launcher.js';
+
+/** The daemon's own choice (LOCKD_LAUNCHER or the host), so these tests run on whichever launcher the suite runs on. */
+function selectLauncherForTest() {
+  const c = selectLauncher();
+  return { launcher: c.launcher, launcherReason: c.reason };
+}
 
 function makeCore(t: import('ava').ExecutionContext) {
   const dir = tempDir('ad');
@@ -28,8 +35,8 @@ function makeCore(t: import('ava').ExecutionContext) {
     writeMeta: (p, m) => lockFiles.writeMeta(p, m as unknown as lockFiles.LockMeta),
     removeMeta: (p) => lockFiles.removeMeta(p),
   }, log);
-  const core = new DaemonCore({ socketPath: join(dir, 's.sock'), stateDir, mode: 'user', globalDir: join(stateDir, 'locks'), defaultKeep: 0, log, journal, guard });
-  const adopted = new AdoptedRuns(core, log);
+  const core = new DaemonCore({ socketPath: join(dir, 's.sock'), stateDir, mode: 'user', globalDir: join(stateDir, 'locks'), defaultKeep: 0, log, journal, guard, ...selectLauncherForTest() });
+  const adopted = new AdoptedRuns(core.adoptContext, log);
   core.adopted = adopted;
   t.teardown(() => {
     adopted.dispose();

@@ -95,7 +95,7 @@ test("a run's .meta names the run while it holds the lock and is removed after",
   t.like(meta, { pid: holder.pid, run_id: h.runId, holder: 'meta-test', lockd_pid: d.pid, cwd: d.dir });
   t.regex(meta.cmd as string, /^sh -c /);
   t.is(typeof meta.pid_start_time, 'string');
-  t.is(Date.parse(meta.start_utc as string) / 1000 | 0, meta.start_epoch);
+  t.is((Date.parse(meta.start_utc as string) / 1000) | 0, meta.start_epoch as number);
   t.false('hold_id' in meta);
   h.release();
   t.is((await lockd(d, ['run', '-q', '--wait', '30', '--root', root, '--arch', 'riscv64', '--lock', 'qemu', '--', 'true'])).code, 0);

@@ -43,7 +43,7 @@ test('an exclusive lock: holder, queue in order with what each waits for, blocki
   await hold.waitForStderr('waiting for qemu');
 
   const snap = await statusJson(d);
-  t.is(snap.daemon!.pid, d.pid);
+  t.is(snap.daemon!.pid, d.pid!);
   t.is(snap.daemon!.version.length > 0, true);
   t.true(snap.daemon!.uptime_ms >= 0);
   t.is(snap.locks.length, 1);
