@@ -119,7 +119,16 @@ async function main(): Promise<number> {
     mode,
     command: `npm run bench${mode === 'full' ? '' : ` -- --${mode}`}`,
     client,
-    host: { node: process.version, platform: process.platform, kernel: release(), cpus: cpus().length, cpu_model: cpus()[0]?.model ?? null, memory_bytes: totalmem(), loadavg_1m: loadavg()[0], open_files_limit: limits?.soft ?? null },
+    host: {
+      node: process.version,
+      platform: process.platform,
+      kernel: release(),
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model ?? null,
+      memory_bytes: totalmem(),
+      loadavg_1m: loadavg()[0],
+      open_files_limit: limits?.soft ?? null,
+    },
     scenarios: Object.fromEntries(results.map((r) => [r.name, r])),
   };
   mkdirSync(dirname(out), { recursive: true });

@@ -69,7 +69,9 @@ export function renderTable(results: ScenarioResult[]): string {
       lines.push([r.name, 'FAILED', '', r.error.split('\n')[0]!]);
       continue;
     }
-    r.rows.forEach((row, i) => lines.push([i === 0 ? r.name : '', row.measurement, row.value, row.detail ?? '']));
+    r.rows.forEach((row, i) => {
+      lines.push([i === 0 ? r.name : '', row.measurement, row.value, row.detail ?? '']);
+    });
   }
   const widths = [0, 1, 2].map((c) => Math.min(48, Math.max(...lines.map((l) => l[c]!.length))));
   const fmt = (l: string[]) => `${pad(l[0]!, widths[0]!)}  ${pad(l[1]!, widths[1]!)}  ${pad(l[2]!, widths[2]!)}  ${l[3]}`.trimEnd();

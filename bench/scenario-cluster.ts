@@ -40,7 +40,11 @@ export async function clusterScenario(size: Sizes['cluster']): Promise<Omit<Scen
       probe: r.probe,
     },
     rows: [
-      { measurement: `lockd run --global (cluster) (median of ${run.n})`, value: ms(run.median), detail: `p10 ${ms(run.p10)} / p90 ${ms(run.p90)}; ${ratio(r.ratioMedian)} of etcdctl lock (per-round ratios: ${ratio(r.ratioPairedMedian)})` },
+      {
+        measurement: `lockd run --global (cluster) (median of ${run.n})`,
+        value: ms(run.median),
+        detail: `p10 ${ms(run.p10)} / p90 ${ms(run.p90)}; ${ratio(r.ratioMedian)} of etcdctl lock (per-round ratios: ${ratio(r.ratioPairedMedian)})`,
+      },
       { measurement: 'etcdctl lock', value: ms(ctl.median), detail: `p10 ${ms(ctl.p10)} / p90 ${ms(ctl.p90)}` },
       { measurement: 'lockd run --global --host-only', value: ms(hostOnly.median), detail: `same daemon, no etcd; cluster − host-only ${ms(run.median - hostOnly.median)}` },
       { measurement: 'node -e 0', value: ms(node.median), detail: `the floor of any Node CLI; ${ratio(node.median / ctl.median)} of etcdctl lock` },
@@ -51,7 +55,7 @@ export async function clusterScenario(size: Sizes['cluster']): Promise<Omit<Scen
     targets: [target('lockd run --global / etcdctl lock (medians)', r.ratioMedian, '<=', 1.2, 'x')],
     notes: [
       'uncontended: node -e 0, lockd run (cluster), lockd run --host-only and etcdctl lock interleaved, order rotated per round; etcd on loopback, data in a temp dir',
-      'cross-host handoff: two daemons on one machine and one etcd, runs queued alternately on each; gap = one child\'s last instruction → the other host\'s next child\'s first',
+      "cross-host handoff: two daemons on one machine and one etcd, runs queued alternately on each; gap = one child's last instruction → the other host's next child's first",
       `probe: ${r.probe}`,
     ],
   };

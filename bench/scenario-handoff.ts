@@ -23,11 +23,15 @@ export async function handoffScenario(size: Sizes['handoff']): Promise<Omit<Scen
       const gate = acquireHold(d, localLock(lockName, d.dir), d.dir);
       const { holdId } = await gate.acquired;
       // Submit in order, each queued before the next is sent, so the queue order is the submission order.
-      const runs = await inBatches(Array.from({ length: size.jobs }, (_, i) => i), 1, async () => {
-        const r = submitRun(d, ['--lock', lockName, '--', ...probe.argv(file)], d.dir);
-        await r.queued;
-        return r;
-      });
+      const runs = await inBatches(
+        Array.from({ length: size.jobs }, (_, i) => i),
+        1,
+        async () => {
+          const r = submitRun(d, ['--lock', lockName, '--', ...probe.argv(file)], d.dir);
+          await r.queued;
+          return r;
+        },
+      );
       await releaseHold(d, holdId, d.dir);
       const outcomes = await Promise.all(runs.map((r) => r.finished));
       const bad = outcomes.filter((o) => o.outcome.exit_code !== 0);

@@ -20,15 +20,23 @@ export async function scaleScenario(size: Sizes['scale']): Promise<Omit<Scenario
   try {
     const rssIdle = rssBytes(d.pid);
     // M distinct locks, each held.
-    const held = await inBatches(Array.from({ length: size.locks }, (_, i) => i), 32, async (i) => (await acquireHold(d, localLock(`held-${i}`, d.dir), d.dir).acquired).holdId);
+    const held = await inBatches(
+      Array.from({ length: size.locks }, (_, i) => i),
+      32,
+      async (i) => (await acquireHold(d, localLock(`held-${i}`, d.dir), d.dir).acquired).holdId,
+    );
     // One contended lock: a holder, then N waiters behind it (each keeps its connection open while it waits).
     const head = await acquireHold(d, localLock('contended', d.dir), d.dir).acquired;
     const t0 = nowMs();
-    const waiters: HoldWaiter[] = await inBatches(Array.from({ length: size.waiters }, (_, i) => i), 64, async () => {
-      const w = acquireHold(d, localLock('contended', d.dir), d.dir);
-      await w.queued;
-      return w;
-    });
+    const waiters: HoldWaiter[] = await inBatches(
+      Array.from({ length: size.waiters }, (_, i) => i),
+      64,
+      async () => {
+        const w = acquireHold(d, localLock('contended', d.dir), d.dir);
+        await w.queued;
+        return w;
+      },
+    );
     const queueMs = nowMs() - t0;
     const rssLoaded = rssBytes(d.pid);
 
@@ -76,7 +84,11 @@ export async function scaleScenario(size: Sizes['scale']): Promise<Omit<Scenario
     if (cli) rows.push({ measurement: 'lockd status --json (CLI, median)', value: ms(cli.median), detail: `p90 ${ms(cli.p90)}` });
     rows.push(
       { measurement: `queueing ${size.waiters} waiters`, value: ms(queueMs, 0), detail: `${((size.waiters * 1000) / queueMs).toFixed(0)} waiters/s` },
-      { measurement: `drain ${size.waiters} waiters (grant → release chain)`, value: ms(drainMs, 0), detail: `${(drainMs / size.waiters).toFixed(2)} ms per handoff incl. a release round trip; RSS after ${mib(rssDrained)}` },
+      {
+        measurement: `drain ${size.waiters} waiters (grant → release chain)`,
+        value: ms(drainMs, 0),
+        detail: `${(drainMs / size.waiters).toFixed(2)} ms per handoff incl. a release round trip; RSS after ${mib(rssDrained)}`,
+      },
     );
     const targets: Target[] = [target('daemon RSS under load', rssLoaded === null ? null : rssLoaded / 1048576, '<=', 200, 'MiB')];
     targets.push(cli ? target('lockd status --json latency (median)', cli.median, '<=', 200, 'ms') : target('status request latency (median)', api.median, '<=', 200, 'ms'));

@@ -149,16 +149,31 @@ export async function streamingScenario(size: Sizes['streaming']): Promise<Omit<
         lockd_over_two_node_relays_ratio: round(lockdRate / relaysRate),
         direct_wall_ms: round(median(direct.map((t) => t.wallMs))),
         lockd_wall_ms: round(median(viaLockd.map((t) => t.wallMs))),
-        slow_reader: { daemon_rss_before_bytes: slow.baseline, daemon_rss_peak_bytes: slow.peak, daemon_rss_growth_bytes: growth, rss_samples: slow.samples, bytes_read_slowly: slow.readSlowly, bytes_total: slow.total },
+        slow_reader: {
+          daemon_rss_before_bytes: slow.baseline,
+          daemon_rss_peak_bytes: slow.peak,
+          daemon_rss_growth_bytes: growth,
+          rss_samples: slow.samples,
+          bytes_read_slowly: slow.readSlowly,
+          bytes_total: slow.total,
+        },
       },
       rows: [
         { measurement: `cat → pipe (median of ${direct.length})`, value: `${directRate.toFixed(0)} MiB/s` },
         { measurement: 'lockd run -- cat → pipe', value: `${lockdRate.toFixed(0)} MiB/s`, detail: `${ratio(rel)} of direct` },
-        { measurement: 'cat | node | node → pipe (two relays)', value: `${relaysRate.toFixed(0)} MiB/s`, detail: `${ratio(relaysRate / directRate)} of direct; lockd is ${ratio(lockdRate / relaysRate)} of it` },
-        { measurement: `daemon RSS, slow reader (${size.slowSeconds} s)`, value: mib(slow.peak), detail: `before ${mib(slow.baseline)}, growth ${mib(growth)} while ${mib(slow.readSlowly)} were read slowly` },
+        {
+          measurement: 'cat | node | node → pipe (two relays)',
+          value: `${relaysRate.toFixed(0)} MiB/s`,
+          detail: `${ratio(relaysRate / directRate)} of direct; lockd is ${ratio(lockdRate / relaysRate)} of it`,
+        },
+        {
+          measurement: `daemon RSS, slow reader (${size.slowSeconds} s)`,
+          value: mib(slow.peak),
+          detail: `before ${mib(slow.baseline)}, growth ${mib(growth)} while ${mib(slow.readSlowly)} were read slowly`,
+        },
       ],
       targets: [target('lockd / direct throughput', rel, '>=', 0.5, 'x'), target('daemon RSS growth under a slow reader', growth === null ? null : growth / 1048576, '<=', 64, 'MiB')],
-      notes: ['throughput is first byte → last byte as seen by the reading process; the lockd side also writes every byte to the run\'s output.log'],
+      notes: ["throughput is first byte → last byte as seen by the reading process; the lockd side also writes every byte to the run's output.log"],
     };
   } finally {
     await d.stop();

@@ -17,11 +17,15 @@ import { which } from './which.js';
 async function lockdRound(d: BenchDaemon, jobs: number, lockName: string): Promise<number> {
   const gate = acquireHold(d, localLock(lockName, d.dir), d.dir);
   const { holdId } = await gate.acquired;
-  const runs = await inBatches(Array.from({ length: jobs }, (_, i) => i), 16, async () => {
-    const r = submitRun(d, ['--lock', lockName, '--', 'true'], d.dir);
-    await r.queued;
-    return r;
-  });
+  const runs = await inBatches(
+    Array.from({ length: jobs }, (_, i) => i),
+    16,
+    async () => {
+      const r = submitRun(d, ['--lock', lockName, '--', 'true'], d.dir);
+      await r.queued;
+      return r;
+    },
+  );
   const t0 = nowMs();
   await releaseHold(d, holdId, d.dir);
   const done = await Promise.all(runs.map((r) => r.finished));
@@ -107,7 +111,11 @@ export async function throughputScenario(size: Sizes['throughput']): Promise<Omi
       },
       rows: [
         { measurement: `lockd: ${size.jobs} jobs (median of ${lockdTimes.length})`, value: ms(l, 0), detail: `${((size.jobs * 1000) / l).toFixed(0)} jobs/s; ${(l / size.jobs).toFixed(2)} ms/job` },
-        { measurement: `flock: ${size.jobs} processes`, value: f === null ? 'n/a' : ms(f, 0), detail: f === null ? 'skipped' : `${((size.jobs * 1000) / f).toFixed(0)} jobs/s; lockd/flock ${ratio(rel)}` },
+        {
+          measurement: `flock: ${size.jobs} processes`,
+          value: f === null ? 'n/a' : ms(f, 0),
+          detail: f === null ? 'skipped' : `${((size.jobs * 1000) / f).toFixed(0)} jobs/s; lockd/flock ${ratio(rel)}`,
+        },
       ],
       targets: [target('lockd / flock time', rel, '<=', 1.5, 'x')],
       notes,

@@ -86,12 +86,20 @@ export async function wrapperScenario(size: Sizes['wrapper']): Promise<Omit<Scen
         detail: `p10 ${ms(s.p10)} / p90 ${ms(s.p90)}; ${ratio(s.median / floor)} of node -e 0`,
       });
     }
-    rows.push({ measurement: 'lockd run overhead over node -e 0', value: ms(lockd - floor), detail: `ratio of medians ${ratio(lockd / floor)}; median of per-round ratios ${ratio(median(pairedRatios))}` });
+    rows.push({
+      measurement: 'lockd run overhead over node -e 0',
+      value: ms(lockd - floor),
+      detail: `ratio of medians ${ratio(lockd / floor)}; median of per-round ratios ${ratio(median(pairedRatios))}`,
+    });
     const plain = samples.get('lockd run (unbundled)');
     if (plain?.length) rows.push({ measurement: 'bundling saves (median, unbundled - bundled)', value: ms(median(plain) - lockd) });
 
     const fsync = await fsyncCost(d.stateDir, size.rounds);
-    rows.push({ measurement: 'run-record write, fsync before rename (old)', value: ms(fsync.before, 2), detail: `rename first, fsync batched later (now): ${ms(fsync.after, 2)} (median of ${size.rounds}, in the state dir)` });
+    rows.push({
+      measurement: 'run-record write, fsync before rename (old)',
+      value: ms(fsync.before, 2),
+      detail: `rename first, fsync batched later (now): ${ms(fsync.after, 2)} (median of ${size.rounds}, in the state dir)`,
+    });
 
     const breakdown = await tracedBreakdown(size.traced, notes);
     if (breakdown) {
@@ -230,7 +238,9 @@ async function tracedBreakdown(n: number, notes: string[]): Promise<{ phases: Re
       }
     }
     const phases = Object.fromEntries([...perPhase].filter(([, v]) => v.length).map(([k, v]) => [k, round(median(v), 2)]));
-    notes.push(`phase breakdown: medians over ${spawnedAt.size} traced runs (the trace preload itself adds ~1 ms to node start-up); phases of different runs do not sum exactly to the untraced median`);
+    notes.push(
+      `phase breakdown: medians over ${spawnedAt.size} traced runs (the trace preload itself adds ~1 ms to node start-up); phases of different runs do not sum exactly to the untraced median`,
+    );
     return { phases, describe: Object.fromEntries(PHASES.map(([p, , , what]) => [p, what])) };
   } finally {
     await d?.stop();

@@ -14,7 +14,10 @@ type Mark = [string, number];
 const out = process.env.LOCKD_BENCH_TRACE;
 const role = process.env.LOCKD_BENCH_TRACE_ROLE === 'daemon' ? 'daemon' : 'client';
 const abs = (): number => performance.timeOrigin + performance.now();
-let marks: Mark[] = [['process_start', performance.timeOrigin], ['preload', abs()]];
+let marks: Mark[] = [
+  ['process_start', performance.timeOrigin],
+  ['preload', abs()],
+];
 let clientPid: number | null = null;
 const mark = (what: string): void => {
   marks.push([what, abs()]);

@@ -7,7 +7,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e) => {
-    process.stderr.write(`lockd: internal error: ${e && e.stack ? e.stack : e}\n`);
+    process.stderr.write(`lockd: internal error: ${e?.stack ? e.stack : e}\n`);
     process.exitCode = 125;
   },
 );

@@ -37,7 +37,8 @@ const problems = [];
 const rel = (p) => relative(root, p);
 for (const [f, outs] of edges) {
   for (const t of outs) {
-    if (rel(f).startsWith('src/daemon/') && rel(t).startsWith('src/cluster/')) problems.push(`rule: ${rel(f)} imports ${rel(t)} (the daemon must not depend on src/cluster/; use daemon/locks/cluster-port.ts)`);
+    if (rel(f).startsWith('src/daemon/') && rel(t).startsWith('src/cluster/'))
+      problems.push(`rule: ${rel(f)} imports ${rel(t)} (the daemon must not depend on src/cluster/; use daemon/locks/cluster-port.ts)`);
   }
 }
 

@@ -71,7 +71,10 @@ test('events() yields the lifecycle of a run in order', async (t) => {
   h.stderr.resume();
   t.is(await h.exitCode, 0);
   await collecting;
-  t.deepEqual(seen.filter((s) => ['granted', 'started', 'released'].includes(s)), ['granted', 'started', 'released']);
+  t.deepEqual(
+    seen.filter((s) => ['granted', 'started', 'released'].includes(s)),
+    ['granted', 'started', 'released'],
+  );
 });
 
 test("examples/node runs against a real daemon via the package's own name", async (t) => {
@@ -125,12 +128,16 @@ test('a daemon lost while the run is only queued: one retry (event "retry"), the
   process.kill(d.pid!, 'SIGKILL');
   await within(retried, 30_000, 'the retry');
   // autostart is off for this client, so the retry finds no daemon: the rejection names that.
-  const e = await within(h.outcome.catch((x: unknown) => x), 30_000, 'the outcome');
+  const e = await within(
+    h.outcome.catch((x: unknown) => x),
+    30_000,
+    'the outcome',
+  );
   t.true(e instanceof LockdError);
   t.is((e as LockdError).code, 'daemon_not_running');
 });
 
-test('acquireRaw reports queueing; inspect, heartbeat and kill answer with the daemon\'s words; events can be closed', async (t) => {
+test("acquireRaw reports queueing; inspect, heartbeat and kill answer with the daemon's words; events can be closed", async (t) => {
   const { d, lockd } = await client(t);
   const stream = lockd.events();
   await stream.ready;

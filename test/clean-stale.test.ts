@@ -181,8 +181,14 @@ test('legacy metas without a start time: a dead pid is removed, a live pid is ke
   await fsp.writeFile(`${l.qemu}.meta`, `pid=${dead.pid}\nstart_utc=2024-01-01T00:00:00Z\nstart_epoch=1704067200\ncwd=/src\ncmd=make run\n`);
   await fsp.writeFile(`${other}.meta`, `pid=${child.pid}\nstart_utc=2024-01-01T00:00:00Z\ncmd=make image\n`);
   const result = await cleanStale(options(l));
-  t.deepEqual(result.removed.map((r) => [r.lockPath, r.reason]), [[l.qemu, 'owner_dead']]);
-  t.deepEqual(result.kept.map((r) => [r.lockPath, r.reason]), [[other, 'owner_alive']]);
+  t.deepEqual(
+    result.removed.map((r) => [r.lockPath, r.reason]),
+    [[l.qemu, 'owner_dead']],
+  );
+  t.deepEqual(
+    result.kept.map((r) => [r.lockPath, r.reason]),
+    [[other, 'owner_alive']],
+  );
 });
 
 test('an unreadable meta is removed only when a flock proves nobody holds the lock', async (t) => {
@@ -244,6 +250,9 @@ test('a .locks symlink owned by someone else is skipped, not followed', async (t
     uid = 65533;
   }
   const result = await cleanStale(options(l, { uid }));
-  t.deepEqual(result.skipped.map((s) => s.path), [link]);
+  t.deepEqual(
+    result.skipped.map((s) => s.path),
+    [link],
+  );
   t.true(await exists(join(elsewhere, 'x.lock.meta')));
 });

@@ -65,7 +65,9 @@ clusterTest('etcdctl lock holds first: lockd waits for it, and status shows it a
   const run = lockdSpawn(t, a!, ['run', '--global', 'x', '--wait', '30', '--', 'sh', '-c', record(file, 'lockd', '0')]);
   await run.waitForStderr(/waiting for x/);
   const s = await lockd(a!, ['status', '--json']);
-  const lock = (JSON.parse(s.stdout) as { locks: Array<{ name: string; scope: string; holders: Array<{ holder: string }>; waiters: unknown[] }> }).locks.find((l) => l.scope === 'cluster' && l.name === 'x');
+  const lock = (JSON.parse(s.stdout) as { locks: Array<{ name: string; scope: string; holders: Array<{ holder: string }>; waiters: unknown[] }> }).locks.find(
+    (l) => l.scope === 'cluster' && l.name === 'x',
+  );
   t.regex(lock!.holders[0]!.holder, /^etcd key locks\/x\//);
   t.is(lock!.waiters.length, 1);
   writeFileSync(join(dir, 'go'), '');

@@ -62,12 +62,12 @@ clusterTest('SIGKILL of a host: its lock passes to another host only when its le
   t.true(renewals.length > 0, 'host 1 logged its renewals');
   const provenUntil = Math.max(...renewals);
   t.log(`host 2 started ${startedMs - killedAt} ms after the kill, ${startedMs - provenUntil} ms after the lease's proven end`);
-  t.true(startedMs >= provenUntil, 'host 2 started only after host 1\'s lease could have expired');
+  t.true(startedMs >= provenUntil, "host 2 started only after host 1's lease could have expired");
   t.true(startedMs - killedAt >= 300, 'no early release: an immediate one takes milliseconds');
   t.true(startedMs - killedAt < 10_000, 'and not much later than the TTL');
   // The orphaned job was killed (by the watchdog) before the other host started.
   t.deepEqual(await waitPidsGone([childPid], 10_000), []);
-  t.true(lastBeatMs(beats) < startedMs, 'the dead host\'s job had stopped before the other host\'s job started');
+  t.true(lastBeatMs(beats) < startedMs, "the dead host's job had stopped before the other host's job started");
   t.false(pidAlive(childPid));
 });
 
@@ -100,7 +100,9 @@ clusterTest('etcd paused: the holder stops its job before the lease can expire; 
   const logFile = join(a!.stateDir, 'daemon.log');
   const lost = await until('the lease-lost log line', () => {
     if (!existsSync(logFile)) return null;
-    const line = readFileSync(logFile, 'utf8').split('\n').find((l) => l.includes('cluster lease lost'));
+    const line = readFileSync(logFile, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('cluster lease lost'));
     return line ? (JSON.parse(line) as { valid_until: number }) : null;
   });
   const endedAt = Date.parse(result.end_time_utc);

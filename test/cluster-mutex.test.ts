@@ -88,13 +88,19 @@ clusterTest('status on any host shows the holder and the waiters of every host; 
   await waiter.waitForStderr(/waiting for board/);
   const s = await lockd(c!, ['status', '--json']);
   t.is(s.code, 0, s.stderr);
-  const snap = JSON.parse(s.stdout) as { locks: Array<{ name: string; scope: string; holders: Array<{ host: string; id: string; since_utc: string }>; waiters: Array<{ host: string; position: number }> }>; cluster: { host: string; healthy: boolean } };
+  const snap = JSON.parse(s.stdout) as {
+    locks: Array<{ name: string; scope: string; holders: Array<{ host: string; id: string; since_utc: string }>; waiters: Array<{ host: string; position: number }> }>;
+    cluster: { host: string; healthy: boolean };
+  };
   const lock = snap.locks.find((l) => l.name === 'board' && l.scope === 'cluster');
   t.truthy(lock, s.stdout);
   t.is(lock!.holders.length, 1);
   t.is(lock!.holders[0]!.host, 'host-1');
   t.truthy(lock!.holders[0]!.since_utc);
-  t.deepEqual(lock!.waiters.map((w) => [w.host, w.position]), [['host-2', 1]]);
+  t.deepEqual(
+    lock!.waiters.map((w) => [w.host, w.position]),
+    [['host-2', 1]],
+  );
   t.is(snap.cluster.host, 'host-3');
   t.true(snap.cluster.healthy);
   // The human table says which host holds and which waits (and the header, which host this is).
@@ -127,7 +133,11 @@ clusterTest('shared and slots semantics hold across hosts', async (t) => {
   writeFileSync(shared, '');
   // Two shared holders on two hosts overlap; an exclusive one on the third waits for both.
   const gate = join(dir, 'go');
-  const holdUntilGate = (who: string) => ['sh', '-c', `echo "${who} start $(date +%s%N) 0 -" >> ${shared}; echo started; while [ ! -e ${gate} ]; do sleep 0.02; done; echo "${who} end $(date +%s%N)" >> ${shared}`];
+  const holdUntilGate = (who: string) => [
+    'sh',
+    '-c',
+    `echo "${who} start $(date +%s%N) 0 -" >> ${shared}; echo started; while [ ! -e ${gate} ]; do sleep 0.02; done; echo "${who} end $(date +%s%N)" >> ${shared}`,
+  ];
   const s1 = lockdSpawn(t, a!, ['run', '--global', 'x:shared', '--', ...holdUntilGate('s1')]);
   const s2 = lockdSpawn(t, b!, ['run', '--global', 'x:shared', '--wait', '30', '--', ...holdUntilGate('s2')]);
   await Promise.all([s1.waitForStdout('started'), s2.waitForStdout('started')]);
@@ -146,9 +156,7 @@ clusterTest('shared and slots semantics hold across hosts', async (t) => {
   // slots=2 over three hosts: at most two at once, distinct slot indices among concurrent holders.
   const slots = join(dir, 'slots');
   writeFileSync(slots, '');
-  const rs = await Promise.all(
-    [a, b, c, a].map((h, i) => lockd(h!, ['run', '--global', 'y:slots=2', '--wait', '60', '--', ...recorder(slots, `k${i}`, '0.4', 'LOCKD_SLOT_y')])),
-  );
+  const rs = await Promise.all([a, b, c, a].map((h, i) => lockd(h!, ['run', '--global', 'y:slots=2', '--wait', '60', '--', ...recorder(slots, `k${i}`, '0.4', 'LOCKD_SLOT_y')])));
   for (const r of rs) t.is(r.code, 0, r.stderr);
   const sl = intervals(slots);
   t.is(sl.length, 4);
@@ -211,7 +219,15 @@ clusterTest('holds and nested runs: an explicit hold of a cluster lock excludes 
   t.is(w.code, 0, w.stderr);
   t.regex(w.stdout, /after-hold/);
   // A run whose command asks for the cluster lock it already holds gets it at once (with the same token).
-  const nested = await lockd(a!, ['run', '--global', 'n', '--', 'sh', '-c', `echo "outer $LOCKD_FENCING_TOKEN"; node ${JSON.stringify(join(process.cwd(), 'bin', 'lockd.js'))} run -q --global n --wait 0 -- sh -c 'echo "inner $LOCKD_FENCING_TOKEN"'`]);
+  const nested = await lockd(a!, [
+    'run',
+    '--global',
+    'n',
+    '--',
+    'sh',
+    '-c',
+    `echo "outer $LOCKD_FENCING_TOKEN"; node ${JSON.stringify(join(process.cwd(), 'bin', 'lockd.js'))} run -q --global n --wait 0 -- sh -c 'echo "inner $LOCKD_FENCING_TOKEN"'`,
+  ]);
   t.is(nested.code, 0, nested.stderr);
   const outer = /outer (\d+)/.exec(nested.stdout)?.[1];
   const inner = /inner (\d+)/.exec(nested.stdout)?.[1];
@@ -264,7 +280,10 @@ clusterTest('a run whose client goes away before or while it waits leaves no ent
       if (m.type === 'queued') resolve(m.run_id);
     };
   });
-  t.true(keys().some((k) => k.endsWith(`/${runId}`)), `the waiting run ${runId} is queued in etcd: ${keys().join(' ')}`);
+  t.true(
+    keys().some((k) => k.endsWith(`/${runId}`)),
+    `the waiting run ${runId} is queued in etcd: ${keys().join(' ')}`,
+  );
   queued.socket.destroy();
   // Every one of them is withdrawn: the queue is the holder alone again, and host 2 has no run left.
   const runsOnB = async () => (JSON.parse((await lockd(b!, ['status', '--json'])).stdout) as { runs: unknown[] }).runs;

@@ -16,7 +16,10 @@ test('exclusive waits for any earlier key; shared only for non-shared ones; slot
   t.true(grantable({ mode: 'slots', slots: 2 }, [entry(1, 'slots', 2)]));
   t.false(grantable({ mode: 'slots', slots: 2 }, [entry(1, 'slots', 2), entry(2, 'slots', 2)]));
   t.false(grantable({ mode: 'slots', slots: 5 }, [entry(1, 'exclusive')]));
-  t.deepEqual(blockingEntries({ mode: 'shared', slots: null }, [entry(1, 'shared'), entry(2, 'exclusive')]).map((e) => e.createRevision), [2]);
+  t.deepEqual(
+    blockingEntries({ mode: 'shared', slots: null }, [entry(1, 'shared'), entry(2, 'exclusive')]).map((e) => e.createRevision),
+    [2],
+  );
 });
 
 test('classifyQueue: holders never conflict, and a waiter always has an earlier conflicting key (property)', (t) => {
@@ -74,7 +77,14 @@ test('cluster configuration: URLs, prefixes, TTL and companions are checked', (t
   t.is(c.onLockLost, 'stop');
   t.true(parseClusterConfig({ cluster: 'etcds://a:2379', hostName: 'h' })!.tls);
   t.is(parseClusterConfig({ cluster: 'etcd://a:2379', prefix: '', hostName: 'h' })!.prefix, '');
-  for (const bad of [{ cluster: 'http://a:1' }, { cluster: 'etcd://a' }, { cluster: 'etcd://a:1', ttl: '0' }, { cluster: 'etcd://a:1', cert: 'c' }, { cluster: 'etcd://a:1', user: 'u' }, { cluster: 'etcd://a:1', onLockLost: 'maybe' }]) {
+  for (const bad of [
+    { cluster: 'http://a:1' },
+    { cluster: 'etcd://a' },
+    { cluster: 'etcd://a:1', ttl: '0' },
+    { cluster: 'etcd://a:1', cert: 'c' },
+    { cluster: 'etcd://a:1', user: 'u' },
+    { cluster: 'etcd://a:1', onLockLost: 'maybe' },
+  ]) {
     const e = t.throws(() => parseClusterConfig({ ...bad, hostName: 'h' }));
     t.true(isLockdError(e, 'usage'), JSON.stringify(bad));
   }

@@ -55,8 +55,16 @@ test('bash: the script passes bash -n and names every command and every run opti
 test('bash: completes commands, run options, option values, subcommands and the command after --', async (t) => {
   const f = await generate(t, 'bash');
   mkdirSync(join(f.dir, 'builddir'));
-  t.deepEqual(bashComplete(f, ['lockd', '']).filter((w) => !w.startsWith('-')).sort(), [...COMMAND_NAMES].sort());
-  t.deepEqual(bashComplete(f, ['lockd', 'ru']), COMMAND_NAMES.filter((c) => c.startsWith('ru')));
+  t.deepEqual(
+    bashComplete(f, ['lockd', ''])
+      .filter((w) => !w.startsWith('-'))
+      .sort(),
+    [...COMMAND_NAMES].sort(),
+  );
+  t.deepEqual(
+    bashComplete(f, ['lockd', 'ru']),
+    COMMAND_NAMES.filter((c) => c.startsWith('ru')),
+  );
   t.deepEqual(bashComplete(f, ['lockd', 'servi']), ['service']);
   t.deepEqual(bashComplete(f, ['lockd', 'run', '--ro']), ['--root']);
   t.deepEqual(bashComplete(f, ['lockd', 'run', '--lock', 'qemu', '--require-s']), ['--require-structured']);

@@ -1,8 +1,7 @@
 /** The daemon's life: auto-start races, socket claiming, ping, shutdown, permissions, logging. */
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, chmodSync, writeFileSync, statSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tempDir, baseEnv, lockd, lockdSpawn, startDaemon, waitForFile, waitPidsGone, stopProcess, CLI, printedPaths, readJson } from './helpers/lockd.js';
 
@@ -40,7 +39,11 @@ test('ten clients starting at once on an idle machine end up talking to one daem
     rmSync(dir, { recursive: true, force: true });
   });
   const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => lockd({ env }, ['run', '-q', '--lock', 'x', '--wait', 'inf', '--', 'echo', `c${i}`])));
-  t.deepEqual(runs.map((r) => r.code), Array(10).fill(0), runs.map((r) => r.stderr).join('\n'));
+  t.deepEqual(
+    runs.map((r) => r.code),
+    Array(10).fill(0),
+    runs.map((r) => r.stderr).join('\n'),
+  );
   // Losers of the race exit at once; give them a bounded moment, then exactly one daemon must remain.
   const deadline = Date.now() + 10_000;
   while (daemonsOn(env.LOCKD_SOCKET!).length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -31,7 +31,13 @@ async function holdUntilReleased(t: Parameters<typeof startDaemon>[0], d: Daemon
   const go = join(d.dir, `${name}.go`);
   const c = lockdSpawn(t, d, ['run', '-q', ...args, '--', 'sh', '-c', `touch ${ready}; while [ ! -e ${go} ]; do sleep 0.02; done`]);
   await waitForFile(ready);
-  return { c, release: async () => (writeFileSync(go, ''), await c.done) };
+  return {
+    c,
+    release: async () => {
+      writeFileSync(go, '');
+      return await c.done;
+    },
+  };
 }
 
 test('20 concurrent clients on one lock never overlap', async (t) => {
@@ -39,7 +45,10 @@ test('20 concurrent clients on one lock never overlap', async (t) => {
   const log = join(d.dir, 'iv');
   const runs = Array.from({ length: 20 }, (_, i) => lockd(d, ['run', '-q', '--wait', 'inf', '--lock', 'one', '--', ...record(log, `r${i}`)]));
   const results = await Promise.all(runs);
-  t.deepEqual(results.map((r) => r.code), Array(20).fill(0));
+  t.deepEqual(
+    results.map((r) => r.code),
+    Array(20).fill(0),
+  );
   const iv = intervals(log);
   t.is(iv.length, 20);
   t.is(overlaps(iv), 0);
@@ -108,7 +117,10 @@ test('opposite-order multi-lock requests all complete (no deadlock)', async (t) 
     runs.push(lockd(d, ['run', '-q', '--wait', 'inf', ...order, '--', 'sleep', '0.01']));
   }
   const res = await Promise.all(runs);
-  t.deepEqual(res.map((r) => r.code), Array(8).fill(0));
+  t.deepEqual(
+    res.map((r) => r.code),
+    Array(8).fill(0),
+  );
 });
 
 test('all-or-nothing: a waiter holds none of its locks while it waits', async (t) => {

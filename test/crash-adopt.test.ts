@@ -30,11 +30,15 @@ function makeCore(t: import('ava').ExecutionContext) {
   mkdirSync(stateDir, { mode: 0o700 });
   const log = createLogger(stateDir);
   const { journal } = Journal.open(stateDir);
-  const guard = new LockGuard(null, {
-    prepareLockFile: (p, o) => lockFiles.prepareLockFile(p, o),
-    writeMeta: (p, m) => lockFiles.writeMeta(p, m as unknown as lockFiles.LockMeta),
-    removeMeta: (p) => lockFiles.removeMeta(p),
-  }, log);
+  const guard = new LockGuard(
+    null,
+    {
+      prepareLockFile: (p, o) => lockFiles.prepareLockFile(p, o),
+      writeMeta: (p, m) => lockFiles.writeMeta(p, m as unknown as lockFiles.LockMeta),
+      removeMeta: (p) => lockFiles.removeMeta(p),
+    },
+    log,
+  );
   const core = new DaemonCore({ socketPath: join(dir, 's.sock'), stateDir, mode: 'user', globalDir: join(stateDir, 'locks'), defaultKeep: 0, log, journal, guard, ...selectLauncherForTest() });
   const adopted = new AdoptedRuns(core.adoptContext, log);
   core.adopted = adopted;
@@ -123,7 +127,10 @@ test('slots come back exactly as the runs were started with them, even with lowe
   t.true(await adopted.adopt(a));
   t.true(await adopted.adopt(b));
   const holders = core.table.snapshotKey(key)!.holders;
-  t.deepEqual(holders.map((h) => [h.requestId, h.slotIndex]).sort(), [['run-s0', 0], ['run-s2', 2]]);
+  t.deepEqual(holders.map((h) => [h.requestId, h.slotIndex]).sort(), [
+    ['run-s0', 0],
+    ['run-s2', 2],
+  ]);
   // The placeholders used to steer the grant are gone: the next two requests get slots 1 and 3.
   const meta = holders[0]!.meta;
   const n1 = core.table.submit({ id: 'n1', claims: [{ key, mode: 'slots', slots: 4 }], meta });
@@ -148,11 +155,15 @@ test('stopAll kills every adopted tree (SIGTERM, then SIGKILL for those ignoring
   const recs = [record(dir, 'run-stub', stubborn, []), record(dir, 'run-pol', polite, [])];
   for (const r of recs) t.true(await adopted.adopt(r));
   // The stubborn job's child (found by the env tag, not by our spawn) must go too.
-  const kids = await until(async () => {
-    const { listProcesses } = await import('../src/util/proc.js');
-    const k = (await listProcesses()).filter((e) => e.ppid === stubborn.pid).map((e) => e.pid);
-    return k.length ? k : undefined;
-  }, 5000, 'the stubborn job to fork');
+  const kids = await until(
+    async () => {
+      const { listProcesses } = await import('../src/util/proc.js');
+      const k = (await listProcesses()).filter((e) => e.ppid === stubborn.pid).map((e) => e.pid);
+      return k.length ? k : undefined;
+    },
+    5000,
+    'the stubborn job to fork',
+  );
   await adopted.stopAll('lockd shutdown');
   t.deepEqual(await waitPidsGone([stubborn.pid, polite.pid, ...kids], 15_000), []);
   for (const r of recs) {

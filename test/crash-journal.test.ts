@@ -94,7 +94,10 @@ test('compaction (the daemon runs it after reconcile at start-up) keeps only liv
   t.is(report.setAsidePath, null);
   t.is(previous.runs.size, 1);
   const text = readFileSync(join(dir, JOURNAL_FILE), 'utf8');
-  const entries = text.trim().split('\n').map((l) => JSON.parse(l) as { t: string });
+  const entries = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { t: string });
   t.is(entries.filter((e) => e.t === 'run').length, 1);
   // Ended runs are gone, but every lock's last token survives, so tokens only ever grow.
   t.is(entries.filter((e) => e.t === 'fence').length, 30);
@@ -143,7 +146,7 @@ test('corrupt, truncated and ill-typed lines are counted and skipped; the file i
     good2,
     JSON.stringify({ t: 'hold_hb', hold_id: 'hold-ok', expires_at: 'soon' }),
   ];
-  writeFileSync(path, lines.join('\n') + '\n{"t":"run_e');
+  writeFileSync(path, `${lines.join('\n')}\n{"t":"run_e`);
   const before = readFileSync(path);
   const { journal, previous, report } = Journal.open(dir, new Date('2030-01-02T03:04:05.678Z'));
   journal.close();
@@ -256,7 +259,7 @@ test('a write that stops half-way leaves the next entry on a fresh line (no two 
   const dir = tempDir('jr');
   t.teardown(() => {
     try {
-      execFileSync('umount', [dir + '/s'], { stdio: 'ignore' });
+      execFileSync('umount', [`${dir}/s`], { stdio: 'ignore' });
     } catch {
       /* not mounted */
     }

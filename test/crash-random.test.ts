@@ -101,10 +101,14 @@ test(`SIGKILL of the daemon at random points of ${LONG ? 20 : 3} rounds of runs:
 
   // Let the last daemon settle everything (adopted runs end on their own), then every run is recorded.
   await until(async () => ((await statusOf(d)).locks.length === 0 ? true : undefined), 60_000, 'every adopted run to end');
-  const dirs = await until(() => {
-    const all = runDirs(runsRoot);
-    return all.every((r) => !r.manifest || r.result) ? all : undefined;
-  }, 20_000, 'every run with a manifest to have its result.json').catch(() => runDirs(runsRoot));
+  const dirs = await until(
+    () => {
+      const all = runDirs(runsRoot);
+      return all.every((r) => !r.manifest || r.result) ? all : undefined;
+    },
+    20_000,
+    'every run with a manifest to have its result.json',
+  ).catch(() => runDirs(runsRoot));
   const unrecorded = dirs.filter((r) => r.manifest && !r.result).map((r) => r.id);
   t.deepEqual(unrecorded, [], 'every run directory with a manifest has a result.json');
   t.true(dirs.length >= rounds, `runs were made (${dirs.length})`);
@@ -150,22 +154,37 @@ test(`SIGKILL of ${LONG ? 200 : 16} clients at random points: no orphaned tree, 
     }),
   );
   // The daemon notices each lost client: queued ones leave the queue, running trees are killed.
-  const held = await until(async () => {
-    const st = await statusOf(d);
-    return st.locks.length === 0 ? st.locks : undefined;
-  }, 30_000, 'every lock to be released').catch(async () => (await statusOf(d)).locks);
+  const held = await until(
+    async () => {
+      const st = await statusOf(d);
+      return st.locks.length === 0 ? st.locks : undefined;
+    },
+    30_000,
+    'every lock to be released',
+  ).catch(async () => (await statusOf(d)).locks);
   t.deepEqual(held, [], `locks still held: ${JSON.stringify(await statusOf(d))}`);
-  const left = await until(async () => {
-    const p = await runProcessesUnder(d.dir);
-    return p.length === 0 ? p : undefined;
-  }, 30_000, 'every job tree to be killed').catch(() => runProcessesUnder(d.dir));
+  const left = await until(
+    async () => {
+      const p = await runProcessesUnder(d.dir);
+      return p.length === 0 ? p : undefined;
+    },
+    30_000,
+    'every job tree to be killed',
+  ).catch(() => runProcessesUnder(d.dir));
   t.deepEqual(left, [], 'no orphaned process');
   const runsRoot = join(root, 'runs');
-  const dirs = await until(() => {
-    const all = runDirs(runsRoot);
-    return all.every((r) => !r.manifest || r.result) ? all : undefined;
-  }, 20_000, 'every run to be recorded').catch(() => runDirs(runsRoot));
-  t.deepEqual(dirs.filter((r) => r.manifest && !r.result).map((r) => r.id), []);
+  const dirs = await until(
+    () => {
+      const all = runDirs(runsRoot);
+      return all.every((r) => !r.manifest || r.result) ? all : undefined;
+    },
+    20_000,
+    'every run to be recorded',
+  ).catch(() => runDirs(runsRoot));
+  t.deepEqual(
+    dirs.filter((r) => r.manifest && !r.result).map((r) => r.id),
+    [],
+  );
   for (const r of dirs.filter((x) => x.result)) {
     const res = readJson(join(runsRoot, r.id, 'result.json'));
     t.is(res.reason, 'client_lost', `run ${r.id}: ${String(res.reason)}`);

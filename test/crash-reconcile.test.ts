@@ -94,11 +94,15 @@ test('a --detach run is re-adopted by pid and start time: it keeps its lock unti
   t.is(det.code, 0, det.stderr);
   const runId = det.stdout.trim();
   const runDir = join(root, 'runs', runId);
-  const before = await until(async () => {
-    const s = await statusOf(d);
-    const l = s.locks.find((x) => x.name === 'det');
-    return l && l.holders.length === 2 && l.holders.every((h) => h.pid) ? l : undefined;
-  }, 10_000, 'both detached runs to start');
+  const before = await until(
+    async () => {
+      const s = await statusOf(d);
+      const l = s.locks.find((x) => x.name === 'det');
+      return l && l.holders.length === 2 && l.holders.every((h) => h.pid) ? l : undefined;
+    },
+    10_000,
+    'both detached runs to start',
+  );
   const mine = before.holders.find((h) => h.id === runId)!;
   t.is(mine.slot_index, 1);
   writeFileSync(goFirst, '');
@@ -139,22 +143,30 @@ test('a --detach run is re-adopted by pid and start time: it keeps its lock unti
   t.regex(log, /slot \d/);
   t.regex(log, /finished-after-restart/);
   t.deepEqual(await waitPidsGone([leader]), []);
-  const after = await until(async () => {
-    const s = await statusOf(d2);
-    return s.locks.every((l) => l.holders.every((h) => h.id !== runId)) ? s : undefined;
-  }, 10_000, 'the adopted run to let go of its lock');
+  const after = await until(
+    async () => {
+      const s = await statusOf(d2);
+      return s.locks.every((l) => l.holders.every((h) => h.id !== runId)) ? s : undefined;
+    },
+    10_000,
+    'the adopted run to let go of its lock',
+  );
   t.truthy(after);
   // Every run dir has its result eventually, and the journal forgets settled runs.
   await until(async () => ((await statusOf(d2)).locks.length === 0 ? true : undefined), 20_000, 'all detached runs to end');
   // (Locks are released before the result and the journal's run_end are written: wait for those too.)
-  const live = await until(() => {
-    const runs = [...Journal.read(join(d2.stateDir, JOURNAL_FILE)).runs.keys()];
-    return runs.length === 0 ? runs : undefined;
-  }, 10_000, 'the journal to forget every settled run');
+  const live = await until(
+    () => {
+      const runs = [...Journal.read(join(d2.stateDir, JOURNAL_FILE)).runs.keys()];
+      return runs.length === 0 ? runs : undefined;
+    },
+    10_000,
+    'the journal to forget every settled run',
+  );
   t.deepEqual(live, []);
 });
 
-test('lockd kill stops a re-adopted run\'s whole tree and records it', async (t) => {
+test("lockd kill stops a re-adopted run's whole tree and records it", async (t) => {
   const dir = tempDir();
   const d = await startDaemon(t, { dir });
   cleanupRunsUnder(t, dir);
@@ -163,10 +175,14 @@ test('lockd kill stops a re-adopted run\'s whole tree and records it', async (t)
   const det = await lockd(d, ['run', '--detach', '--root', root, '--lock', 'k', '--', 'sh', '-c', `trap '' TERM; sleep 300 & echo "$$ $!" > ${pids}; wait`]);
   const runId = det.stdout.trim();
   await waitForFile(pids);
-  const procs = await until(() => {
-    const m = /^(\d+) (\d+)$/m.exec(readFileSync(pids, 'utf8'));
-    return m ? [Number(m[1]), Number(m[2])] : undefined;
-  }, 5000, 'the job to write its pids');
+  const procs = await until(
+    () => {
+      const m = /^(\d+) (\d+)$/m.exec(readFileSync(pids, 'utf8'));
+      return m ? [Number(m[1]), Number(m[2])] : undefined;
+    },
+    5000,
+    'the job to write its pids',
+  );
   // The daemon journals the start right after spawning (the job can be faster): wait until it answers with the pid.
   await until(async () => ((await statusOf(d)).locks[0]?.holders[0]?.pid === procs[0] ? true : undefined), 5000, 'the start to be journaled');
   await kill9(d);
@@ -185,7 +201,24 @@ test('holds survive kill -9: a TTL hold keeps its remaining TTL, a --ttl none ho
   const d = await startDaemon(t, { dir });
   const root = join(dir, 'root');
   const acquire = (name: string, ttl: number | null, holder: string) =>
-    ask(d, { type: 'acquire', req: { locks: [{ name, scope: 'local', mode: 'exclusive', root }], cwd: dir, wait_ms: 0, ttl_ms: ttl, conflict_exit_code: 75, holder, user: 'root', client_pid: process.pid, parent_run_id: null } }, ['acquired']);
+    ask(
+      d,
+      {
+        type: 'acquire',
+        req: {
+          locks: [{ name, scope: 'local', mode: 'exclusive', root }],
+          cwd: dir,
+          wait_ms: 0,
+          ttl_ms: ttl,
+          conflict_exit_code: 75,
+          holder,
+          user: 'root',
+          client_pid: process.pid,
+          parent_run_id: null,
+        },
+      },
+      ['acquired'],
+    );
   const long = await acquire('long', 600_000, 'ci-long');
   const forever = await acquire('forever', null, 'ci-forever');
   const short = await acquire('short', 1_000, 'ci-short');
@@ -213,7 +246,24 @@ test('a restored hold keeps its slot: slot 1 stays slot 1 after kill -9, and the
   const d = await startDaemon(t, { dir });
   const root = join(dir, 'root');
   const acquire = (dd: Daemon, holder: string) =>
-    ask(dd, { type: 'acquire', req: { locks: [{ name: 'board', scope: 'local', mode: 'slots', slots: 2, root }], cwd: dir, wait_ms: 0, ttl_ms: null, conflict_exit_code: 75, holder, user: 'root', client_pid: process.pid, parent_run_id: null } }, ['acquired']);
+    ask(
+      dd,
+      {
+        type: 'acquire',
+        req: {
+          locks: [{ name: 'board', scope: 'local', mode: 'slots', slots: 2, root }],
+          cwd: dir,
+          wait_ms: 0,
+          ttl_ms: null,
+          conflict_exit_code: 75,
+          holder,
+          user: 'root',
+          client_pid: process.pid,
+          parent_run_id: null,
+        },
+      },
+      ['acquired'],
+    );
   const first = await acquire(d, 'ci-first');
   const second = await acquire(d, 'ci-second');
   t.is(first.locks[0]!.slot_index, 0);
@@ -267,7 +317,7 @@ test('SIGTERM and shutdown --force write every record before exiting; detached r
   t.deepEqual(await runProcessesUnder(dir), [], 'nothing of any run survives a forced shutdown');
 });
 
-test('a second daemon on another socket but the same state dir is refused and leaves the first one\'s runs alone', async (t) => {
+test("a second daemon on another socket but the same state dir is refused and leaves the first one's runs alone", async (t) => {
   const dir = tempDir();
   const d = await startDaemon(t, { dir });
   cleanupRunsUnder(t, dir);
@@ -278,7 +328,7 @@ test('a second daemon on another socket but the same state dir is refused and le
   const second = await lockd({ env }, ['daemon']);
   t.not(second.code, 0);
   t.regex(second.stderr, /another lockd daemon is using the state directory/);
-  const a = await within(att.done, 20_000, 'the first daemon\'s run');
+  const a = await within(att.done, 20_000, "the first daemon's run");
   t.is(a.code, 0);
   t.regex(a.stdout, /still-here/);
   t.false(existsSync(join(dir, 'other.sock')), 'the refused daemon released its socket');
@@ -287,7 +337,7 @@ test('a second daemon on another socket but the same state dir is refused and le
 /** Write a journal by hand, as a daemon that died would have left it. */
 function writeJournal(d: { stateDir: string }, entries: unknown[]): void {
   mkdirSync(d.stateDir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(d.stateDir, JOURNAL_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n', { mode: 0o600 });
+  writeFileSync(join(d.stateDir, JOURNAL_FILE), `${entries.map((e) => JSON.stringify(e)).join('\n')}\n`, { mode: 0o600 });
 }
 
 test('a run spawned but not yet journaled as started (crash in between) has its processes found by env tag and killed', async (t) => {
@@ -297,7 +347,25 @@ test('a run spawned but not yet journaled as started (crash in between) has its 
   const runDir = join(dir, 'runs', runId);
   mkdirSync(runDir, { recursive: true });
   writeJournal({ stateDir: env.LOCKD_STATE_DIR! }, [
-    { t: 'run', run_id: runId, pid: null, pgid: null, start_time: null, locks: [], client_pid: 1, detach: false, dir: runDir, holder: 'h', user: 'root', uid: 0, command_line: 'sleep', queued_at: Date.now(), started_at: null, log_path: null, parent: null },
+    {
+      t: 'run',
+      run_id: runId,
+      pid: null,
+      pgid: null,
+      start_time: null,
+      locks: [],
+      client_pid: 1,
+      detach: false,
+      dir: runDir,
+      holder: 'h',
+      user: 'root',
+      uid: 0,
+      command_line: 'sleep',
+      queued_at: Date.now(),
+      started_at: null,
+      log_path: null,
+      parent: null,
+    },
   ]);
   // The orphan: its own session and group, reparented away from us, known only by the tag every job process has.
   const orphan = spawn('setsid', ['sh', '-c', 'sleep 300 & wait'], { env: { ...process.env, LOCKD_RUN_ID: runId, LOCKD_RUN_DIR: runDir }, detached: true, stdio: 'ignore' });
@@ -310,10 +378,14 @@ test('a run spawned but not yet journaled as started (crash in between) has its 
     }
   });
   cleanupRunsUnder(t, dir);
-  const members = await until(async () => {
-    const p = await runProcessesUnder(runDir);
-    return p.length >= 2 ? p : undefined;
-  }, 5000, 'the orphan and its child');
+  const members = await until(
+    async () => {
+      const p = await runProcessesUnder(runDir);
+      return p.length >= 2 ? p : undefined;
+    },
+    5000,
+    'the orphan and its child',
+  );
   const d = await startDaemon(t, { dir });
   t.deepEqual(await waitPidsGone(members.map((m) => m.pid)), [], 'every tagged process was killed before serving');
   const res = readJson(join(runDir, 'result.json'));
@@ -354,7 +426,25 @@ test('a corrupt result.json of a lost run is set aside and replaced by a true re
   mkdirSync(runDir, { recursive: true });
   writeFileSync(join(runDir, 'result.json'), '{"schema_version":1,"status":"pa');
   writeJournal({ stateDir: env.LOCKD_STATE_DIR! }, [
-    { t: 'run', run_id: runId, pid: 4194000, pgid: 4194000, start_time: '1', locks: [], client_pid: 1, detach: false, dir: runDir, holder: 'h', user: 'root', uid: 0, command_line: 'x', queued_at: Date.now() - 1000, started_at: Date.now() - 900, log_path: null, parent: null },
+    {
+      t: 'run',
+      run_id: runId,
+      pid: 4194000,
+      pgid: 4194000,
+      start_time: '1',
+      locks: [],
+      client_pid: 1,
+      detach: false,
+      dir: runDir,
+      holder: 'h',
+      user: 'root',
+      uid: 0,
+      command_line: 'x',
+      queued_at: Date.now() - 1000,
+      started_at: Date.now() - 900,
+      log_path: null,
+      parent: null,
+    },
   ]);
   const d: Daemon = await startDaemon(t, { dir });
   t.truthy(d.pid);

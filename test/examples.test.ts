@@ -133,7 +133,10 @@ test('make deps runs under the global lock deps-fetch; make run runs one session
   t.like((depsRes!.locks as unknown[])[0], { name: 'deps-fetch', scope: 'global' });
   const r = await make(t, d, 'run', { BUILD_ROOT: build, STAMPS: stamps, ARCH: 'aarch64' });
   t.is(r.code, 0, r.stderr);
-  t.deepEqual(intervals(stamps).map((i) => i.label), ['deps', 'run-aarch64']);
+  t.deepEqual(
+    intervals(stamps).map((i) => i.label),
+    ['deps', 'run-aarch64'],
+  );
   t.true(existsSync(join(build, 'aarch64', '.locks', 'qemu.lock')));
 });
 

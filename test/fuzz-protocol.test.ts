@@ -307,7 +307,24 @@ test(`${TOTAL_FRAMES} random and mutated frames, slow-loris and idle connections
   const tmpl = templates(dir);
 
   // The reference: a hold taken before the fuzzing.
-  const ref = await ask(d, { type: 'acquire', req: { holder: 'fuzz-reference', user: 'root', client_pid: process.pid, parent_run_id: null, locks: [{ name: 'fuzz-ref', scope: 'global', mode: 'exclusive' }], cwd: dir, wait_ms: 0, ttl_ms: null, conflict_exit_code: 75 } }, ['acquired']);
+  const ref = await ask(
+    d,
+    {
+      type: 'acquire',
+      req: {
+        holder: 'fuzz-reference',
+        user: 'root',
+        client_pid: process.pid,
+        parent_run_id: null,
+        locks: [{ name: 'fuzz-ref', scope: 'global', mode: 'exclusive' }],
+        cwd: dir,
+        wait_ms: 0,
+        ttl_ms: null,
+        conflict_exit_code: 75,
+      },
+    },
+    ['acquired'],
+  );
 
   // A well-formed client throughout: ping often, a real run now and then; every answer must come.
   let stop = false;
@@ -438,7 +455,9 @@ test(`${TOTAL_FRAMES} random and mutated frames, slow-loris and idle connections
   const lorisResults = await Promise.all(loris);
   stop = true;
   await monitor;
-  t.log(`${sent} frames on ${connections} connections in ${fuzzMs} ms (${mutants} mutants after hello, ${refused} refused with an error; ${streamsServed} streams); ${health.pings} pings and ${health.runs} runs answered meanwhile`);
+  t.log(
+    `${sent} frames on ${connections} connections in ${fuzzMs} ms (${mutants} mutants after hello, ${refused} refused with an error; ${streamsServed} streams); ${health.pings} pings and ${health.runs} runs answered meanwhile`,
+  );
 
   t.true(sent >= TOTAL_FRAMES);
   t.true(pidAlive(d.pid!), 'the daemon is up');
@@ -458,8 +477,14 @@ test(`${TOTAL_FRAMES} random and mutated frames, slow-loris and idle connections
   t.true(lorisResults.filter((l) => l.completes && l.pong).length > 0, 'slow clients were served');
   // Idle: silent connections are closed by the hello timeout; greeted ones are left alone.
   const silentClosed = await within(Promise.all(silent.map((c) => c.closed)), HELLO_TIMEOUT_MS + 30_000, 'silent connections to be closed');
-  t.true(silentClosed.every((ms) => ms >= HELLO_TIMEOUT_MS - 100), 'not closed before the hello timeout');
-  t.true(greeted.every((c) => !c.socket.destroyed), 'idle clients that said hello are not dropped');
+  t.true(
+    silentClosed.every((ms) => ms >= HELLO_TIMEOUT_MS - 100),
+    'not closed before the hello timeout',
+  );
+  t.true(
+    greeted.every((c) => !c.socket.destroyed),
+    'idle clients that said hello are not dropped',
+  );
 
   // The reference state: the hold is still there, same holder; its lock is still refused to others.
   const st = await statusOf(d);

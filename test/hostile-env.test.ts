@@ -40,7 +40,11 @@ function skipped(t: ExecutionContext, err: Error, what: string): void {
 
 async function lockIsFree(t: ExecutionContext, d: Daemon, root: string, lock: string): Promise<void> {
   const st = await statusOf(d);
-  t.deepEqual(st.locks.filter((l) => l.name === lock), [], `no one holds ${lock}`);
+  t.deepEqual(
+    st.locks.filter((l) => l.name === lock),
+    [],
+    `no one holds ${lock}`,
+  );
   const r = await lockd(d, ['run', '-q', '--root', root, '--runs-root', join(d.dir, 'good-runs'), '--lock', lock, '--wait', '0', '--', 'true']);
   t.is(r.code, 0, `the lock can be taken again: ${r.stderr}`);
 }
@@ -119,7 +123,7 @@ test('the runs root deleted mid-run: the run ends infra_fail / log_write_failed 
   t.is(r.code, 74, r.stderr);
   t.regex(r.stderr, /result.json could not be written: ENOENT/);
   await lockIsFree(t, d, root, 'del');
-  t.false(existsSync(runs), 'nothing was recreated behind the user\'s back');
+  t.false(existsSync(runs), "nothing was recreated behind the user's back");
 });
 
 test('corrupt and truncated result files: lockd runs reports them, lockd result and auto-GC do not crash', async (t) => {
@@ -238,10 +242,14 @@ test('a daemon out of file descriptors keeps running and serves again once conne
     await stopProcess(proc);
     rmSync(dir, { recursive: true, force: true });
   });
-  await within(new Promise<void>((resolve, reject) => {
-    (proc.stdio[3] as NodeJS.ReadableStream).on('data', () => resolve());
-    proc.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-  }), 20_000, 'the daemon to start');
+  await within(
+    new Promise<void>((resolve, reject) => {
+      (proc.stdio[3] as NodeJS.ReadableStream).on('data', () => resolve());
+      proc.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
+    }),
+    20_000,
+    'the daemon to start',
+  );
   const d = { dir, socket: env.LOCKD_SOCKET!, stateDir: env.LOCKD_STATE_DIR!, env, proc, pid: proc.pid!, stop: () => stopProcess(proc) } as Daemon;
   const sockets: Socket[] = [];
   for (let i = 0; i < 400; i++) {
@@ -254,16 +262,25 @@ test('a daemon out of file descriptors keeps running and serves again once conne
   await until(() => (sockets.filter((s) => !s.connecting).length >= 300 ? true : undefined), 20_000, 'the connections to be made');
   t.is(proc.exitCode, null, 'still running at the limit');
   // The daemon really is at its limit (libuv then accepts and drops what it cannot hold; Node may report EMFILE).
-  const open = await until(() => {
-    const n = readdirSync(`/proc/${proc.pid}/fd`).length;
-    return n >= 155 ? n : undefined;
-  }, 10_000, 'the daemon to run out of descriptors');
+  const open = await until(
+    () => {
+      const n = readdirSync(`/proc/${proc.pid}/fd`).length;
+      return n >= 155 ? n : undefined;
+    },
+    10_000,
+    'the daemon to run out of descriptors',
+  );
   t.true(open >= 155);
   for (const s of sockets) s.destroy();
-  const pong = await until(async () => {
-    const r = await lockd(d, ['ping']);
-    return r.code === 0 ? r : undefined;
-  }, 20_000, 'the daemon to answer again', 200);
+  const pong = await until(
+    async () => {
+      const r = await lockd(d, ['ping']);
+      return r.code === 0 ? r : undefined;
+    },
+    20_000,
+    'the daemon to answer again',
+    200,
+  );
   t.regex(pong.stdout, /lockd/);
   const run = await lockd(d, ['run', '-q', '--root', join(dir, 'root'), '--lock', 'fd', '--', 'echo', 'served']);
   t.is(run.stdout, 'served\n');

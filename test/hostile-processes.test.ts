@@ -22,12 +22,8 @@ function hostileScript(pids: string, tail: string): string {
   // The job cgroup is joined right after spawn (the move lands asynchronously); a child forked before it landed
   // stays outside it (docs/crash-safety.md, "Limits"). Waiting (bounded) until the job shell is in its cgroup keeps
   // this test about the cleanup, not about that race.
-  const scrubbed = cgroupsAvailable()
-    ? `env -i /bin/sh -c 'echo $$ >> ${pids}; exec setsid sleep 300' </dev/null >/dev/null 2>&1 &`
-    : '';
-  const inCgroup = cgroupsAvailable()
-    ? "i=0; while ! grep -q '^0::.*/lockd/' /proc/$$/cgroup && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"
-    : '';
+  const scrubbed = cgroupsAvailable() ? `env -i /bin/sh -c 'echo $$ >> ${pids}; exec setsid sleep 300' </dev/null >/dev/null 2>&1 &` : '';
+  const inCgroup = cgroupsAvailable() ? "i=0; while ! grep -q '^0::.*/lockd/' /proc/$$/cgroup && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done" : '';
   return [
     'sleep 0.3',
     inCgroup,
@@ -37,17 +33,23 @@ function hostileScript(pids: string, tail: string): string {
     scrubbed,
     `echo $$ >> ${pids}`,
     tail,
-  ].filter(Boolean).join('\n');
+  ]
+    .filter(Boolean)
+    .join('\n');
 }
 
 const expectedPids = () => (cgroupsAvailable() ? 4 : 3);
 
 async function pidsOf(file: string): Promise<number[]> {
-  return until(() => {
-    if (!existsSync(file)) return undefined;
-    const pids = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number);
-    return pids.length >= expectedPids() ? pids : undefined;
-  }, 10_000, 'the job to start its escapees');
+  return until(
+    () => {
+      if (!existsSync(file)) return undefined;
+      const pids = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number);
+      return pids.length >= expectedPids() ? pids : undefined;
+    },
+    10_000,
+    'the job to start its escapees',
+  );
 }
 
 async function assertNothingLeft(t: import('ava').ExecutionContext, d: Daemon, pids: number[]): Promise<void> {
@@ -131,10 +133,14 @@ test(`no zombie children accumulate in the daemon over ${LONG ? 3000 : 300} runs
   await Promise.all(Array.from({ length: concurrency }, worker));
   t.is(ok, total);
   // Node reaps on SIGCHLD; give the last exits a moment, bounded.
-  const zombies = await until(() => {
-    const z = zombieChildren(d.pid!);
-    return z.length === 0 ? z : undefined;
-  }, 5000, 'the daemon to reap its last children').catch(() => zombieChildren(d.pid!));
+  const zombies = await until(
+    () => {
+      const z = zombieChildren(d.pid!);
+      return z.length === 0 ? z : undefined;
+    },
+    5000,
+    'the daemon to reap its last children',
+  ).catch(() => zombieChildren(d.pid!));
   t.deepEqual(zombies, [], `zombie children of the daemon: ${zombies.map((p) => JSON.stringify(procInfo(p))).join(', ')}`);
   t.deepEqual(await runProcessesUnder(d.dir), []);
   t.is((await lockd(d, ['ping'])).code, 0);

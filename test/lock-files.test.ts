@@ -3,16 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  isUsableDirectory,
-  openLockFile,
-  parseMeta,
-  prepareLockFile,
-  readMeta,
-  removeMeta,
-  writeMeta,
-  type LockMeta,
-} from '../src/daemon/records/lock-files.js';
+import { isUsableDirectory, openLockFile, parseMeta, prepareLockFile, readMeta, removeMeta, writeMeta, type LockMeta } from '../src/daemon/records/lock-files.js';
 
 const MY_UID = process.getuid!();
 const IS_ROOT = MY_UID === 0;

@@ -71,10 +71,7 @@ interface MState {
   entries: MEntry[];
 }
 
-type ModelSubmit =
-  | { kind: 'granted'; grant: Grant<Meta> }
-  | { kind: 'queued' | 'busy'; blockers: Blocker<Meta>[] }
-  | { kind: 'rejected'; code: string; hypothetical?: MState; fam?: MFamily };
+type ModelSubmit = { kind: 'granted'; grant: Grant<Meta> } | { kind: 'queued' | 'busy'; blockers: Blocker<Meta>[] } | { kind: 'rejected'; code: string; hypothetical?: MState; fam?: MFamily };
 
 class Model {
   reqs: MReq[] = []; // present requests, arrival order
@@ -128,12 +125,7 @@ class Model {
   }
 
   topGrantable(r: MReq): boolean {
-    return r.claims.every(
-      (c) =>
-        this.waitersOn(c.key, true).length === 0 &&
-        this.waitersOn(c.key, false).every((w) => w.seq >= r.seq) &&
-        this.fits(c, r),
-    );
+    return r.claims.every((c) => this.waitersOn(c.key, true).length === 0 && this.waitersOn(c.key, false).every((w) => w.seq >= r.seq) && this.fits(c, r));
   }
 
   // --- deadlock: does some non-empty set of families keep itself stuck? ----------------
@@ -150,9 +142,7 @@ class Model {
           const fams = [...new Set(on.map((e) => e.fam))];
           if (fams.length >= (on[0]?.capacity ?? c.slots!)) gs.push({ need: 'any', fams });
         } else {
-          const fams = [
-            ...new Set(on.filter((e) => e.fam !== w.fam && (c.mode === 'exclusive' || e.mode === 'exclusive')).map((e) => e.fam)),
-          ];
+          const fams = [...new Set(on.filter((e) => e.fam !== w.fam && (c.mode === 'exclusive' || e.mode === 'exclusive')).map((e) => e.fam))];
           if (fams.length > 0) gs.push({ need: 'all', fams });
         }
       }
@@ -168,11 +158,7 @@ class Model {
     if (fams.length > 16) throw new Error('model: too many families for brute force');
     for (let mask = 1; mask < 1 << fams.length; mask++) {
       const s = new Set(fams.filter((_, i) => mask & (1 << i)));
-      const selfSustaining = [...s].every((f) =>
-        g.get(f)!.some((gs) =>
-          gs.some((grp) => (grp.need === 'all' ? grp.fams.some((x) => s.has(x)) : grp.fams.every((x) => s.has(x)))),
-        ),
-      );
+      const selfSustaining = [...s].every((f) => g.get(f)!.some((gs) => gs.some((grp) => (grp.need === 'all' ? grp.fams.some((x) => s.has(x)) : grp.fams.every((x) => s.has(x))))));
       if (selfSustaining) return true;
     }
     return false;
@@ -280,11 +266,7 @@ class Model {
       // in the family's own slot only the siblings there are in the way
       const inFamilySlot = c.mode === 'slots' && on.some((e) => e.fam === r.fam);
       holders.push(
-        this.fits(c, r)
-          ? []
-          : on
-              .filter((e) => !anc.has(e.req) && (!inFamilySlot || e.fam === r.fam) && (c.mode !== 'shared' || e.mode === 'exclusive'))
-              .map((e) => b(c.key, 'holder', e.req)),
+        this.fits(c, r) ? [] : on.filter((e) => !anc.has(e.req) && (!inFamilySlot || e.fam === r.fam) && (c.mode !== 'shared' || e.mode === 'exclusive')).map((e) => b(c.key, 'holder', e.req)),
       );
       const ahead = r.nested
         ? this.waitersOn(c.key, true).filter((w) => {
@@ -316,9 +298,7 @@ class Model {
       grant: null,
     };
     const fitsAll = r.claims.every((c) => this.fits(c, r));
-    const grantable = r.nested
-      ? fitsAll && !this.deadlocked(this.withGrant(r))
-      : fitsAll && r.claims.every((c) => this.waitersOn(c.key, true).length + this.waitersOn(c.key, false).length === 0);
+    const grantable = r.nested ? fitsAll && !this.deadlocked(this.withGrant(r)) : fitsAll && r.claims.every((c) => this.waitersOn(c.key, true).length + this.waitersOn(c.key, false).length === 0);
     if (grantable) return { kind: 'granted', grant: this.grant(r) };
     if (tryOnly) return { kind: 'busy', blockers: this.blockers(r) };
     if (r.nested && !fitsAll) {
@@ -376,7 +356,7 @@ class Model {
 
   queuePosition(id: string): number {
     const r = this.reqs.find((x) => x.id === id);
-    if (!r || r.status !== 'waiting') return 0;
+    if (r?.status !== 'waiting') return 0;
     const snap = this.snapshot();
     return Math.max(...r.claims.map((c) => snap.find((s) => s.key === c.key)!.waiters.find((w) => w.requestId === id)!.position));
   }
@@ -387,9 +367,7 @@ class Model {
 // ---------------------------------------------------------------------------------
 
 type ClaimSpec = { key: 'a' | 'b' | 'c' | 'd' | 'q' | 'r'; variant: number };
-type Op =
-  | { t: 'submit' | 'try'; claims: ClaimSpec[]; parentPick: number | null; reuseId: number | null }
-  | { t: 'release' | 'cancel'; pick: number };
+type Op = { t: 'submit' | 'try'; claims: ClaimSpec[]; parentPick: number | null; reuseId: number | null } | { t: 'release' | 'cancel'; pick: number };
 
 const SLOT_KEYS: Record<string, number> = { q: 2, r: 1 };
 
@@ -416,9 +394,7 @@ function toClaim({ key, variant }: ClaimSpec): LockClaim {
  */
 function opsArb(profile: 'mixed' | 'nesting'): fc.Arbitrary<Op[]> {
   const claimSpec: fc.Arbitrary<ClaimSpec> =
-    profile === 'mixed'
-      ? fc.record({ key: fc.constantFrom('a', 'b', 'c', 'q', 'r'), variant: fc.nat(19) })
-      : fc.record({ key: fc.constantFrom('a', 'b', 'c', 'd', 'q'), variant: fc.nat(14) });
+    profile === 'mixed' ? fc.record({ key: fc.constantFrom('a', 'b', 'c', 'q', 'r'), variant: fc.nat(19) }) : fc.record({ key: fc.constantFrom('a', 'b', 'c', 'd', 'q'), variant: fc.nat(14) });
   const submit = fc.record({
     t: fc.constantFrom<'submit' | 'try'>('submit', 'submit', 'submit', 'try'),
     claims: fc.uniqueArray(claimSpec, { minLength: 1, maxLength: 3, selector: (c) => c.key }),
@@ -529,8 +505,16 @@ function runSequence(ops: Op[]): void {
     assertEq(table.snapshot(), model.snapshot(), `${where}: snapshot`);
     assertEq(table.fencingTokens(), Object.fromEntries(model.tokens), `${where}: fencing tokens`);
     for (const id of new Set(everyId)) {
-      assertEq(table.isHolding(id), model.reqs.some((r) => r.id === id && r.status === 'holding'), `${where}: isHolding ${id}`);
-      assertEq(table.isWaiting(id), model.reqs.some((r) => r.id === id && r.status === 'waiting'), `${where}: isWaiting ${id}`);
+      assertEq(
+        table.isHolding(id),
+        model.reqs.some((r) => r.id === id && r.status === 'holding'),
+        `${where}: isHolding ${id}`,
+      );
+      assertEq(
+        table.isWaiting(id),
+        model.reqs.some((r) => r.id === id && r.status === 'waiting'),
+        `${where}: isWaiting ${id}`,
+      );
       assertEq(table.queuePosition(id), model.queuePosition(id), `${where}: queuePosition ${id}`);
       const mr = model.reqs.find((r) => r.id === id && r.status === 'waiting');
       assertEq(table.blockersOf(id), mr ? model.blockers(mr) : [], `${where}: blockersOf ${id}`);
@@ -542,14 +526,34 @@ function runSequence(ops: Op[]): void {
     for (const s of table.snapshot()) {
       assertEq(Object.fromEntries(table.positionsOn(s.key)), Object.fromEntries(s.waiters.map((w) => [w.requestId, w.position])), `${where}: positionsOn ${s.key}`);
       const byWaiter = table.blockerIdsByWaiter(s.key);
-      assertEq(byWaiter, s.waiters.map((w) => table.blockerIdsOf(w.requestId)), `${where}: blockerIdsByWaiter ${s.key}`);
+      assertEq(
+        byWaiter,
+        s.waiters.map((w) => table.blockerIdsOf(w.requestId)),
+        `${where}: blockerIdsByWaiter ${s.key}`,
+      );
       if (s.waiters.length > MAX_WAITER_BLOCKERS + 1) seen.longLines++;
     }
     checkInvariants(table, model, where);
     // a nested waiter nothing holds up is one held back from closing a cycle
     if (model.reqs.some((r) => r.status === 'waiting' && r.nested && r.claims.every((c) => model.fits(c, r)))) seen.heldBack++;
     // a nested waiter kept out only by a sibling of its own family (two runs under one hold)
-    if (model.reqs.some((r) => r.status === 'waiting' && r.nested && r.claims.some((c) => !model.fits(c, r) && model.fits(c, r, model.entries.filter((e) => e.fam !== r.fam || model.ancestors(r).has(e.req)))))) seen.siblingBlocked++;
+    if (
+      model.reqs.some(
+        (r) =>
+          r.status === 'waiting' &&
+          r.nested &&
+          r.claims.some(
+            (c) =>
+              !model.fits(c, r) &&
+              model.fits(
+                c,
+                r,
+                model.entries.filter((e) => e.fam !== r.fam || model.ancestors(r).has(e.req)),
+              ),
+          ),
+      )
+    )
+      seen.siblingBlocked++;
   }
 }
 
@@ -611,9 +615,7 @@ function checkInvariants(table: LockTable<Meta>, model: Model, where: string): v
   // no lost grants: no waiter the rules allow (with head reservation) is left waiting
   for (const r of model.reqs) {
     if (!table.isWaiting(r.id)) continue;
-    const lost = r.nested
-      ? r.claims.every((c) => model.fits(c, r)) && !model.deadlocked(model.withGrant(r))
-      : model.topGrantable(r);
+    const lost = r.nested ? r.claims.every((c) => model.fits(c, r)) && !model.deadlocked(model.withGrant(r)) : model.topGrantable(r);
     if (lost) throw new Error(`${where}: ${r.id} could be granted but waits`);
   }
   // no deadlock
@@ -630,7 +632,23 @@ function assertEq(actual: unknown, expected: unknown, what: string): void {
 const LONG = Boolean(process.env['LOCKD_TEST_LONG']);
 
 function newSeen() {
-  return { ops: 0, queued: 0, granted: 0, releaseGrants: 0, cascade: 0, deadlock: 0, heldBack: 0, heldBackInPump: 0, nestedGrant: 0, reentry: 0, slotsGrant: 0, mismatch: 0, busy: 0, longLines: 0, siblingBlocked: 0 };
+  return {
+    ops: 0,
+    queued: 0,
+    granted: 0,
+    releaseGrants: 0,
+    cascade: 0,
+    deadlock: 0,
+    heldBack: 0,
+    heldBackInPump: 0,
+    nestedGrant: 0,
+    reentry: 0,
+    slotsGrant: 0,
+    mismatch: 0,
+    busy: 0,
+    longLines: 0,
+    siblingBlocked: 0,
+  };
 }
 let seen = newSeen();
 

@@ -1,12 +1,5 @@
 import test from 'ava';
-import {
-  LockTable,
-  type Grant,
-  type LockClaim,
-  type LockRequest,
-  type SubmitResult,
-  type TryResult,
-} from '../src/daemon/locks/lock-table.js';
+import { LockTable, type Grant, type LockClaim, type LockRequest, type SubmitResult, type TryResult } from '../src/daemon/locks/lock-table.js';
 import { isLockdError } from '../src/util/errors.js';
 
 interface Meta {
@@ -236,10 +229,7 @@ test('multi-lock reservation: a waiter reserves every key it names, even free on
   t.is(lt.submit(req('w', [ex('a'), ex('b')])).kind, 'queued');
   const x = lt.submit(req('x', [sh('a')]));
   t.is(x.kind, 'queued');
-  t.deepEqual(
-    x.kind === 'queued' ? x.blockers.map((b) => [b.key, b.kind, b.requestId]) : [],
-    [['a', 'waiter', 'w']],
-  );
+  t.deepEqual(x.kind === 'queued' ? x.blockers.map((b) => [b.key, b.kind, b.requestId]) : [], [['a', 'waiter', 'w']]);
   // unrelated key is still free
   granted(lt.submit(req('y', [ex('c')])));
   t.deepEqual(ids(lt.release('h')), ['w']);
@@ -463,7 +453,10 @@ test('a nested grant that would close a cycle is held back and granted later', (
   // k frees: Z.y arrived first, but giving it k would make X wait for Z while Z waits for X.
   t.deepEqual(ids(lt.release('W')), ['X.n']);
   t.true(lt.isWaiting('Z.y'));
-  t.deepEqual(lt.blockersOf('Z.y').map((b) => [b.kind, b.requestId]), [['holder', 'X.n']]);
+  t.deepEqual(
+    lt.blockersOf('Z.y').map((b) => [b.kind, b.requestId]),
+    [['holder', 'X.n']],
+  );
   t.deepEqual(ids(lt.release('X.n')), ['Z.y']);
   t.deepEqual(ids(lt.release('X')), ['Z.n2']);
 });

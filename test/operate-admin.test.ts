@@ -82,7 +82,10 @@ test('config: the cluster settings follow the same precedence, and a password is
   }
 
   // state-dir lockd.json < build-root lockd.json < env < flag, as for every other setting.
-  writeFileSync(join(d.env.LOCKD_STATE_DIR!, 'lockd.json'), JSON.stringify({ cluster: 'etcd://10.0.0.1:2379/team', cluster_ttl: 6, cluster_user: 'ci', cluster_password: secret, on_lock_lost: 'warn' }));
+  writeFileSync(
+    join(d.env.LOCKD_STATE_DIR!, 'lockd.json'),
+    JSON.stringify({ cluster: 'etcd://10.0.0.1:2379/team', cluster_ttl: 6, cluster_user: 'ci', cluster_password: secret, on_lock_lost: 'warn' }),
+  );
   s = await cfg([]);
   t.like(s.cluster, { value: 'etcd://10.0.0.1:2379/team', source: 'config:state-dir' });
   t.like(s.cluster_prefix, { value: 'team', source: 'default' }, 'the prefix comes from the URL when not set');
@@ -143,13 +146,25 @@ test('clean-stale: a recycled pid (same number, other start time) is stale; a li
   const dj = JSON.parse(dry.stdout) as CleanJson;
   t.true(dj.dry_run);
   t.true(dj.daemon);
-  t.deepEqual(dj.removed.map((r) => [r.path, r.reason, r.pid]), [[`${recycled}.meta`, 'pid_reused', live.pid]]);
+  t.deepEqual(
+    dj.removed.map((r) => [r.path, r.reason, r.pid]),
+    [[`${recycled}.meta`, 'pid_reused', live.pid]],
+  );
   t.true(existsSync(`${recycled}.meta`), 'dry run removes nothing');
 
   const real = await lockd(d, ['clean-stale', '--root', root, '--json']);
   const rj = JSON.parse(real.stdout) as CleanJson;
-  t.deepEqual(rj.removed.map((r) => r.path), [`${recycled}.meta`]);
-  t.deepEqual(rj.kept.map((k) => [k.path, k.reason]).sort(), [[`${alive}.meta`, 'owner_alive'], [`${held}.meta`, 'held_by_daemon']].sort());
+  t.deepEqual(
+    rj.removed.map((r) => r.path),
+    [`${recycled}.meta`],
+  );
+  t.deepEqual(
+    rj.kept.map((k) => [k.path, k.reason]).sort(),
+    [
+      [`${alive}.meta`, 'owner_alive'],
+      [`${held}.meta`, 'held_by_daemon'],
+    ].sort(),
+  );
   t.false(existsSync(`${recycled}.meta`));
   t.true(existsSync(recycled), 'lock files stay');
   t.true(existsSync(`${alive}.meta`));
@@ -209,7 +224,10 @@ test('doctor: all good exits 0; a stale meta in the build root or an unsafe stat
   t.is(stale.code, 1);
   const sj = JSON.parse(stale.stdout) as { ok: boolean; checks: Array<{ name: string; level: string; fix?: string }> };
   t.false(sj.ok);
-  t.like(sj.checks.find((c) => c.name === 'stale-locks'), { level: 'fail', fix: `lockd clean-stale --root ${root}` });
+  t.like(
+    sj.checks.find((c) => c.name === 'stale-locks'),
+    { level: 'fail', fix: `lockd clean-stale --root ${root}` },
+  );
   t.true(existsSync(`${lock}.meta`), 'doctor changes nothing');
 
   t.is((await lockd(d, ['clean-stale', '--root', root])).code, 0);

@@ -13,12 +13,19 @@ test("events: a run's events arrive in order (granted, started, released, exited
   const id = runIdOf(r.stderr);
   await ev.waitFor((e) => e.type === 'exited' && e.id === id, 'exited');
   const mine = ev.all().filter((e) => e.id === id);
-  t.deepEqual(mine.map((e) => e.type), ['granted', 'started', 'released', 'exited']);
+  t.deepEqual(
+    mine.map((e) => e.type),
+    ['granted', 'started', 'released', 'exited'],
+  );
   for (const e of mine) t.deepEqual(e.locks, [join(d.dir, '.locks', 'x.lock')]);
   t.true(typeof mine[1]!.detail?.pid === 'number');
   t.like(mine[3]!.detail, { exit_code: 3, status: 'fail', reason: 'exit_nonzero' });
   const seqs = mine.map((e) => e.seq);
-  t.deepEqual([...seqs].sort((a, b) => a - b), seqs, 'sequence numbers increase');
+  t.deepEqual(
+    [...seqs].sort((a, b) => a - b),
+    seqs,
+    'sequence numbers increase',
+  );
   for (const e of mine) t.false(Number.isNaN(Date.parse(e.time_utc)));
 });
 
@@ -34,7 +41,13 @@ test('events: a queued run is queued first, then granted when the holder release
   h.release();
   t.is((await w.done).code, 0);
   await ev.waitFor((e) => e.type === 'exited' && e.id === id, 'exited');
-  t.deepEqual(ev.all().filter((e) => e.id === id).map((e) => e.type), ['queued', 'granted', 'started', 'released', 'exited']);
+  t.deepEqual(
+    ev
+      .all()
+      .filter((e) => e.id === id)
+      .map((e) => e.type),
+    ['queued', 'granted', 'started', 'released', 'exited'],
+  );
   // The holder released before the waiter was granted.
   const all = ev.all();
   const releasedHolder = all.findIndex((e) => e.type === 'released' && e.id === h.runId);
@@ -76,7 +89,14 @@ test("kill: stops a run's whole tree; result.json says cancelled and who cancell
   t.like(result.signals, { sent_by: 'cancel' });
   const killed = await ev.waitFor((e) => e.type === 'killed' && e.id === id, 'killed');
   t.like(killed.detail, { reason: 'cancel' });
-  t.deepEqual(ev.all().filter((e) => e.id === id).map((e) => e.type).slice(-3), ['killed', 'released', 'exited']);
+  t.deepEqual(
+    ev
+      .all()
+      .filter((e) => e.id === id)
+      .map((e) => e.type)
+      .slice(-3),
+    ['killed', 'released', 'exited'],
+  );
   t.deepEqual((await statusJson(d)).runs, []);
   const again = await lockd(d, ['run', '-q', '--wait', '0', '--root', d.dir, '--lock', 'x', '--', 'echo', 'free']);
   t.is(again.stdout, 'free\n');

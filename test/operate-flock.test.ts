@@ -80,7 +80,10 @@ test('lockd acquire waits for an outside flock(1) holder within --wait and is no
   const r = await waiting.done;
   t.is(r.code, 0);
   t.regex(r.stdout, /^LOCKD_HOLD_ID=hold-/);
-  t.deepEqual((await statusJson(d)).holds.map((h) => h.holder), ['x']);
+  t.deepEqual(
+    (await statusJson(d)).holds.map((h) => h.holder),
+    ['x'],
+  );
 });
 
 test("a run's .meta names the run while it holds the lock and is removed after", async (t) => {

@@ -61,7 +61,10 @@ test('TTL: a hold without heartbeat expires (hold_expired event), its lock is fr
   const expired = await ev.waitFor((e) => e.type === 'hold_expired' && e.id === id, 'hold_expired');
   t.deepEqual(expired.locks, [join(d.dir, '.locks', 'board.lock')]);
   t.like(expired.detail, { holder: 'ci-7', ttl_ms: 1000 });
-  const types = ev.all().filter((e) => e.id === id).map((e) => e.type);
+  const types = ev
+    .all()
+    .filter((e) => e.id === id)
+    .map((e) => e.type);
   t.deepEqual(types, ['granted', 'hold_acquired', 'hold_expired']);
   t.deepEqual((await statusJson(d)).holds, []);
   t.is((await lockd(d, ['inspect', '--root', d.dir, 'board'])).code, 1);
@@ -79,14 +82,20 @@ test('--ttl none (the default) holds until released; LOCKD_TTL sets the default'
   const b = await lockd(d, ['acquire', '--root', d.dir, 'y', '--holder', 'h'], { env: { LOCKD_TTL: '600' } });
   t.is(b.code, 0);
   const holds = (await statusJson(d)).holds;
-  t.like(holds.find((h) => h.hold_id === holdIdOf(a.stdout)), { ttl_ms: null, expires_utc: null });
-  t.like(holds.find((h) => h.hold_id === holdIdOf(b.stdout)), { ttl_ms: 600_000 });
+  t.like(
+    holds.find((h) => h.hold_id === holdIdOf(a.stdout)),
+    { ttl_ms: null, expires_utc: null },
+  );
+  t.like(
+    holds.find((h) => h.hold_id === holdIdOf(b.stdout)),
+    { ttl_ms: 600_000 },
+  );
   const hb = await lockd(d, ['heartbeat', holdIdOf(a.stdout), '--holder', 'h']);
   t.is(hb.code, 0);
   t.regex(hb.stderr, /no ttl/);
 });
 
-test("release by someone else is a no-op that exits 0 with a note; --force breaks it and says who did", async (t) => {
+test('release by someone else is a no-op that exits 0 with a note; --force breaks it and says who did', async (t) => {
   const d = await startDaemon(t);
   const ev = await followEvents(t, d);
   const a = await lockd(d, ['acquire', '--root', d.dir, 'qemu', '--holder', 'alice']);
@@ -97,7 +106,10 @@ test("release by someone else is a no-op that exits 0 with a note; --force break
   const byLock = await lockd(d, ['release', '--root', d.dir, '--lock', 'qemu', '--holder', 'bob']);
   t.is(byLock.code, 0);
   t.regex(byLock.stderr, /not yours/);
-  t.deepEqual((await statusJson(d)).holds.map((h) => h.hold_id), [id]);
+  t.deepEqual(
+    (await statusJson(d)).holds.map((h) => h.hold_id),
+    [id],
+  );
 
   const forced = await lockd(d, ['release', '--root', d.dir, '--lock', 'qemu', '--holder', 'bob', '--force']);
   t.is(forced.code, 0);
@@ -131,7 +143,10 @@ test('a run joins a hold only when it names it (LOCKD_HOLD_ID or --hold); then i
   t.is(manifest.parent_run_id, id, 'the run is nested under the hold');
   t.is((await lockd(d, ['run', '-q', '--wait', '0', '--hold', id, '--root', d.dir, '--lock', 'qemu', '--', 'true'], { env })).code, 0, '--hold works too');
   const snap = await statusJson(d);
-  t.deepEqual(snap.holds.map((h) => h.hold_id), [id]);
+  t.deepEqual(
+    snap.holds.map((h) => h.hold_id),
+    [id],
+  );
   t.is(snap.locks[0]!.holders.length, 1);
   t.is(snap.locks[0]!.holders[0]!.id, id);
   t.true(existsSync(join(d.dir, '.locks', 'qemu.lock.meta')), "the hold's meta stays");
@@ -176,7 +191,11 @@ test('exclusion under a hold: two runs inside one exclusive hold run one at a ti
   t.is((await b.done).code, 0);
   t.is((await c.done).code, 0);
   t.deepEqual(readFileSync(order, 'utf8').trim().split('\n'), ['B start', 'B end', 'C start', 'C end']);
-  t.deepEqual((await statusJson(d)).holds.map((h) => h.hold_id), [id], 'the hold is still there');
+  t.deepEqual(
+    (await statusJson(d)).holds.map((h) => h.hold_id),
+    [id],
+    'the hold is still there',
+  );
   t.is((await lockd(d, ['release', id], { env })).code, 0);
   // A shared hold lets its shared runs in together.
   const s = await lockd(d, ['acquire', '--global', 'docs:shared'], { env });

@@ -70,7 +70,13 @@ test('an exclusive lock: holder, queue in order with what each waits for, blocki
   t.is(lock.estimated_wait_ms, w1!.estimated_wait_ms);
   t.true(w1!.estimated_wait_ms! >= 0 && w1!.estimated_wait_ms! <= typical);
   t.is(w2!.estimated_wait_ms, w1!.estimated_wait_ms! + typical);
-  t.deepEqual(snap.runs.map((r) => [r.run_id, r.state]).sort(), [[holder.runId, 'running'], [w1!.id, 'queued']].sort());
+  t.deepEqual(
+    snap.runs.map((r) => [r.run_id, r.state]).sort(),
+    [
+      [holder.runId, 'running'],
+      [w1!.id, 'queued'],
+    ].sort(),
+  );
 
   // The human table names the same things, without colour codes when not on a terminal.
   const human = await lockd(d, ['status']);
@@ -95,7 +101,10 @@ test('an exclusive lock: holder, queue in order with what each waits for, blocki
   t.is(c.code, 0);
   const holdId = holdIdOf(c.stdout);
   const after = await statusJson(d);
-  t.deepEqual(after.holds.map((x) => [x.hold_id, x.holder, x.locks]), [[holdId, 'carol', ['qemu']]]);
+  t.deepEqual(
+    after.holds.map((x) => [x.hold_id, x.holder, x.locks]),
+    [[holdId, 'carol', ['qemu']]],
+  );
   t.is(after.locks[0]!.holders[0]!.id, holdId);
   t.is((await lockd(d, ['release', holdId, '--holder', 'carol'])).code, 0);
   const free = await lockd(d, ['inspect', '--root', root, '--arch', 'riscv64', 'qemu']);
@@ -113,7 +122,13 @@ test('a shared lock: every shared holder listed; an exclusive waiter is blocked 
   await w.waitForStderr('waiting for img');
   const lock = (await statusJson(d)).locks[0]!;
   t.is(lock.mode, 'shared');
-  t.deepEqual(lock.holders.map((h) => [h.id, h.mode]).sort(), [[a.runId, 'shared'], [b.runId, 'shared']].sort());
+  t.deepEqual(
+    lock.holders.map((h) => [h.id, h.mode]).sort(),
+    [
+      [a.runId, 'shared'],
+      [b.runId, 'shared'],
+    ].sort(),
+  );
   t.is(lock.waiters.length, 1);
   t.like(lock.waiters[0], { mode: 'exclusive', position: 1 });
   t.deepEqual([...lock.waiters[0]!.blocked_by].sort(), [a.runId, b.runId].sort());
@@ -160,9 +175,15 @@ test('--root narrows status to that build root; global locks stay; runs and hold
   t.is(g.code, 0);
   const snap = await statusJson(d, ['--root', one]);
   t.deepEqual(snap.locks.map((l) => l.name).sort(), ['deps', 'x']);
-  t.true(snap.locks.find((l) => l.name === 'x')!.key.startsWith(one + '/'));
-  t.deepEqual(snap.runs.map((r) => r.run_id), [a.runId]);
-  t.deepEqual(snap.holds.map((h) => h.hold_id), [holdIdOf(g.stdout)]);
+  t.true(snap.locks.find((l) => l.name === 'x')!.key.startsWith(`${one}/`));
+  t.deepEqual(
+    snap.runs.map((r) => r.run_id),
+    [a.runId],
+  );
+  t.deepEqual(
+    snap.holds.map((h) => h.hold_id),
+    [holdIdOf(g.stdout)],
+  );
   t.is((await statusJson(d)).locks.length, 3);
   const gi = await lockd(d, ['inspect', '--global', 'deps', '--json']);
   t.is(gi.code, 0);

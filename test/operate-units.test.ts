@@ -25,12 +25,28 @@ test('estimateWaits: shared waiters start together after an exclusive holder; an
 });
 
 test('estimateWaits: an exclusive waiter behind shared holders waits for the last of them', (t) => {
-  const w = estimateWaits(null, [{ mode: 'shared', remainingMs: 100 }, { mode: 'shared', remainingMs: 700 }], [{ mode: 'exclusive' }], T);
+  const w = estimateWaits(
+    null,
+    [
+      { mode: 'shared', remainingMs: 100 },
+      { mode: 'shared', remainingMs: 700 },
+    ],
+    [{ mode: 'exclusive' }],
+    T,
+  );
   t.deepEqual(w, [700]);
 });
 
 test('estimateWaits: slot waiters take the first slot that frees, in FIFO order', (t) => {
-  const w = estimateWaits(2, [{ mode: 'slots', remainingMs: 500 }, { mode: 'slots', remainingMs: 100 }], [{ mode: 'slots' }, { mode: 'slots' }, { mode: 'slots' }], T);
+  const w = estimateWaits(
+    2,
+    [
+      { mode: 'slots', remainingMs: 500 },
+      { mode: 'slots', remainingMs: 100 },
+    ],
+    [{ mode: 'slots' }, { mode: 'slots' }, { mode: 'slots' }],
+    T,
+  );
   // slot B frees at 100 → waiter 1 (ends 1100); slot A at 500 → waiter 2 (ends 1500); then slot B at 1100.
   t.deepEqual(w, [100, 500, 1100]);
   t.deepEqual(estimateWaits(3, [{ mode: 'slots', remainingMs: 500 }], [{ mode: 'slots' }], T), [0]);
@@ -40,7 +56,18 @@ test('estimateWaits: unknown without recorded runs, or when an explicit hold is 
   t.deepEqual(estimateWaits(null, [{ mode: 'exclusive', remainingMs: 10 }], [{ mode: 'exclusive' }, { mode: 'shared' }], null), [null, null]);
   t.deepEqual(estimateWaits(null, [{ mode: 'exclusive', remainingMs: null }], [{ mode: 'exclusive' }], T), [null]);
   // A slot held by a hold is unknown, but the other slot's run still gives an answer.
-  t.deepEqual(estimateWaits(2, [{ mode: 'slots', remainingMs: null }, { mode: 'slots', remainingMs: 300 }], [{ mode: 'slots' }, { mode: 'slots' }], T), [300, 1300]);
+  t.deepEqual(
+    estimateWaits(
+      2,
+      [
+        { mode: 'slots', remainingMs: null },
+        { mode: 'slots', remainingMs: 300 },
+      ],
+      [{ mode: 'slots' }, { mode: 'slots' }],
+      T,
+    ),
+    [300, 1300],
+  );
   t.deepEqual(estimateWaits(1, [{ mode: 'slots', remainingMs: null }], [{ mode: 'slots' }, { mode: 'slots' }], T), [null, null]);
   t.deepEqual(estimateWaits(null, [], [], T), []);
 });
@@ -151,5 +178,14 @@ test('human formats: durations, estimates, colour only on a TTY without NO_COLOR
   const red = makeStyle(true).red('x');
   t.not(red, 'x');
   t.is(visibleLength(red), 1);
-  t.is(table([[makeStyle(true).bold('A'), 'B'], ['long', 'c']], ''), `${makeStyle(true).bold('A')}     B\nlong  c\n`);
+  t.is(
+    table(
+      [
+        [makeStyle(true).bold('A'), 'B'],
+        ['long', 'c'],
+      ],
+      '',
+    ),
+    `${makeStyle(true).bold('A')}     B\nlong  c\n`,
+  );
 });

@@ -69,7 +69,10 @@ test('after-rename: every write of a burst reports durability; one removed meanw
   );
   // Possibly gone before its fsync: then there is nothing left to make durable, which is not an error.
   await rm(files[39]!);
-  t.deepEqual(await Promise.all(results), files.map(() => null));
+  t.deepEqual(
+    await Promise.all(results),
+    files.map(() => null),
+  );
   t.is((await readdir(dir)).length, 39);
 });
 

@@ -61,7 +61,6 @@ function spinUntil(cond: () => boolean, timeoutMs = 10_000): boolean {
   return cond();
 }
 
-
 /** Ticks since boot now (Linux), to bound a parsed start time from above. */
 function nowTicks(): bigint {
   const uptimeSeconds = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
@@ -171,7 +170,7 @@ test('a zombie whose parent does not reap it shows as Z in the table and is not 
     if (zstart !== null && isSameProcessAlive(zpid, zstart)) process.kill(zpid, 'SIGKILL');
   });
   if (!IS_LINUX) return;
-  t.true(await pollUntil(() => readProcStatSync(parent)?.comm === 'sleep'), 'the parent exec\'d sleep');
+  t.true(await pollUntil(() => readProcStatSync(parent)?.comm === 'sleep'), "the parent exec'd sleep");
   (child.stdio[3] as NodeJS.WritableStream).write('go\n');
   t.true(await pollUntil(() => readProcStatSync(zpid)?.state === 'Z'), 'the child became a zombie');
   t.false(isSameProcessAlive(zpid, zstart!));

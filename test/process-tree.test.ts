@@ -120,7 +120,6 @@ async function assertAllGone(t: ExecutionContext, job: Job): Promise<void> {
   t.true(await job.tree.isEmpty());
 }
 
-
 const modes: boolean[] = cgroupsAvailable() ? [true, false] : [false];
 const label = (useCgroup: boolean): string => (useCgroup ? 'cgroup' : 'no cgroup');
 
@@ -210,7 +209,11 @@ for (const useCgroup of modes) {
     const [escB] = await b.lines(1);
     await Promise.all([a.exited, b.exited, clean.exited]);
     const found = await sweepTrees([a.tree, b.tree, clean.tree]);
-    t.deepEqual(found.map((f) => f.tree), [a.tree, b.tree, clean.tree], 'one answer per tree, in order');
+    t.deepEqual(
+      found.map((f) => f.tree),
+      [a.tree, b.tree, clean.tree],
+      'one answer per tree, in order',
+    );
     t.deepEqual(found[0]!.members, [escA]);
     t.deepEqual(found[1]!.members, [escB]);
     t.deepEqual(found[2]!.members, []);
@@ -303,7 +306,11 @@ if (cgroupsAvailable()) {
     t.true(tree2.groupEmptySync(), 'the process group is empty');
     await tree2.cgroupSettled();
     t.is(tree2.cgroupPath, null);
-    t.deepEqual(readdirSync(dirname(dir!)).filter((n) => n.startsWith(runId2)), [], 'no cgroup of the dead leader is left');
+    t.deepEqual(
+      readdirSync(dirname(dir!)).filter((n) => n.startsWith(runId2)),
+      [],
+      'no cgroup of the dead leader is left',
+    );
     t.deepEqual(await tree2.members(), []);
   });
 }
@@ -355,7 +362,9 @@ if (cgroupsAvailable()) {
     });
     const dir = tree.cgroupPath!;
     t.regex(dir, /\/lockd\/d-\d+-\d+\/weird_id_\.\._x-\d+$/);
-    const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'))!;
+    const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'))!;
     t.true(dir.endsWith(own.slice(3)), 'the child was moved into it');
     t.false(tree.dispose(), 'a populated cgroup is not removed');
   });

@@ -46,7 +46,10 @@ test('streamData: however the stream is cut, the JSON frames come whole and the 
       const streamed = decodeAll(stream, cuts, true);
       const whole = decodeAll(stream, cuts, false);
       // Without streamData: exactly the frames sent.
-      t.deepEqual(whole.map((f) => ({ kind: f.kind, hex: f.payload.toString('hex') })), items.map((i) => ({ kind: i.kind, hex: i.bytes.toString('hex') })));
+      t.deepEqual(
+        whole.map((f) => ({ kind: f.kind, hex: f.payload.toString('hex') })),
+        items.map((i) => ({ kind: i.kind, hex: i.bytes.toString('hex') })),
+      );
       // With it: JSON frames identical, data the same bytes of the same kinds in the same order, never an empty piece.
       t.deepEqual(normalize(streamed.map((f) => ({ kind: f.kind, bytes: f.payload }))), normalize(items));
       for (const f of streamed) if (f.kind !== FrameKind.Json) t.true(f.payload.length > 0 || items.some((i) => i.kind === f.kind && i.bytes.length === 0));
@@ -65,7 +68,13 @@ test('streamData: a data frame split over reads is handed over as it arrives, wi
   t.is(first[0]!.payload.length, 65_536 - 5);
   t.is(dec.pendingBytes, 0, 'nothing is held back');
   const rest = dec.push(stream.subarray(65_536));
-  t.deepEqual(rest.map((f) => [f.kind, f.payload.length]), [[FrameKind.Stdout, 100_000 - (65_536 - 5)], [FrameKind.Json, 13]]);
+  t.deepEqual(
+    rest.map((f) => [f.kind, f.payload.length]),
+    [
+      [FrameKind.Stdout, 100_000 - (65_536 - 5)],
+      [FrameKind.Json, 13],
+    ],
+  );
 });
 
 test('streamData: the limits and kinds are still checked from the header, before any byte is delivered', (t) => {
@@ -73,7 +82,17 @@ test('streamData: the limits and kinds are still checked from the header, before
   const big = Buffer.alloc(5);
   big.writeUInt32BE(MAX_DATA_FRAME + 1, 0);
   big.writeUInt8(FrameKind.Stdout, 4);
-  t.true(isLockdError(t.throws(() => dec.push(big)), 'protocol_error'));
+  t.true(
+    isLockdError(
+      t.throws(() => dec.push(big)),
+      'protocol_error',
+    ),
+  );
   const bad = Buffer.from([0, 0, 0, 1, 9, 0]);
-  t.true(isLockdError(t.throws(() => new FrameDecoder(MAX_JSON_FRAME, MAX_DATA_FRAME, { streamData: true }).push(bad)), 'protocol_error'));
+  t.true(
+    isLockdError(
+      t.throws(() => new FrameDecoder(MAX_JSON_FRAME, MAX_DATA_FRAME, { streamData: true }).push(bad)),
+      'protocol_error',
+    ),
+  );
 });

@@ -11,6 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { lockd, lockdSpawn, printedPaths, readJson, startDaemon, waitForFile, type CliResult, type Daemon } from './helpers/lockd.js';
 import { assertValidResult } from './runs-helpers.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON records read back from disk are walked loosely by the assertions
 type Json = Record<string, any>;
 
 function run(d: Daemon, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
@@ -23,7 +24,11 @@ function gatedRun(t: ExecutionContext, d: Daemon, gate: string, args: string[]) 
 }
 
 function runDirsIn(root: string): string[] {
-  return existsSync(root) ? readdirSync(root).filter((n) => !n.startsWith('.')).sort() : [];
+  return existsSync(root)
+    ? readdirSync(root)
+        .filter((n) => !n.startsWith('.'))
+        .sort()
+    : [];
 }
 
 test.serial('logs -f follows a live run from another terminal until it ends', async (t) => {
@@ -144,18 +149,34 @@ test.serial('runs lists newest first with status, reason, duration and command; 
   t.is(text.code, 0);
   const lines = text.stdout.trimEnd().split('\n');
   t.regex(lines[0]!, /^RUN ID\s+STATUS\s+REASON\s+DURATION\s+COMMAND$/);
-  t.deepEqual(lines.slice(1).map((l) => l.split(/\s+/)[0]), ['three', 'two', 'one']);
+  t.deepEqual(
+    lines.slice(1).map((l) => l.split(/\s+/)[0]),
+    ['three', 'two', 'one'],
+  );
   t.regex(lines[1]!, /^three\s+running\s+-\s+-\s+sh -c /);
   t.regex(lines[2]!, /^two\s+fail\s+exit_nonzero\s+\d+(ms|\.\ds)\s+sh -c 'exit 1'$/);
   t.regex(lines[3]!, /^one\s+pass\s+exit_zero\s+\S+\s+true$/);
 
   const json = JSON.parse((await lockd(d, ['runs', '--json'])).stdout) as Json[];
-  t.deepEqual(json.map((r) => [r.run_id, r.status]), [['three', 'running'], ['two', 'fail'], ['one', 'pass']]);
+  t.deepEqual(
+    json.map((r) => [r.run_id, r.status]),
+    [
+      ['three', 'running'],
+      ['two', 'fail'],
+      ['one', 'pass'],
+    ],
+  );
   t.is(json[2]!.dir, join(d.stateDir, 'runs', 'one'));
   const failed = JSON.parse((await lockd(d, ['runs', '--json', '--status', 'fail,error'])).stdout) as Json[];
-  t.deepEqual(failed.map((r) => r.run_id), ['two']);
+  t.deepEqual(
+    failed.map((r) => r.run_id),
+    ['two'],
+  );
   const limited = JSON.parse((await lockd(d, ['runs', '--json', '--limit', '1'])).stdout) as Json[];
-  t.deepEqual(limited.map((r) => r.run_id), ['three']);
+  t.deepEqual(
+    limited.map((r) => r.run_id),
+    ['three'],
+  );
   t.is((await lockd(d, ['runs', '--status', 'bogus'])).code, 2);
   const empty = await lockd(d, ['runs', '--runs-root', join(d.dir, 'nothing-here')]);
   t.is(empty.code, 0);
@@ -215,11 +236,16 @@ test.serial('gc --max-bytes removes the oldest until the root fits', async (t) =
   const d = await startDaemon(t);
   const root = join(d.dir, 'r');
   for (const id of ['a1', 'a2', 'a3']) {
-    await run(d, ['-q', '--runs-root', root, '--run-id', id, '--', 'sh', '-c', 'i=0; while [ $i -lt 400 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done'], { env: { LOCKD_RUNS_KEEP: '0' } });
+    await run(d, ['-q', '--runs-root', root, '--run-id', id, '--', 'sh', '-c', 'i=0; while [ $i -lt 400 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done'], {
+      env: { LOCKD_RUNS_KEEP: '0' },
+    });
   }
   // Each run is ~16 KiB of log: 40 KiB fits two of them.
   const report = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--keep', '0', '--max-bytes', '40K', '--json'])).stdout) as Json;
-  t.deepEqual(report.removed.map((r: Json) => r.run_id), ['a1']);
+  t.deepEqual(
+    report.removed.map((r: Json) => r.run_id),
+    ['a1'],
+  );
   t.deepEqual(runDirsIn(root), ['a2', 'a3']);
 });
 
@@ -233,12 +259,18 @@ test.serial('gc without a daemon (LOCKD_NO_AUTOSTART) collects locally; pinned r
   t.is(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout) as Json;
   t.is(report.collected_by, 'local');
-  t.deepEqual(report.removed.map((x: Json) => x.run_id), ['b2']);
+  t.deepEqual(
+    report.removed.map((x: Json) => x.run_id),
+    ['b2'],
+  );
   t.deepEqual(report.skipped, [{ run_id: 'b1', why: 'pinned' }]);
   t.deepEqual(runDirsIn(root), ['b1', 'b3']);
   // The records stay readable without a daemon too.
   t.is(JSON.parse((await lockd(d, ['result', '--runs-root', root, 'b3'])).stdout).status, 'pass');
-  t.deepEqual((JSON.parse((await lockd(d, ['runs', '--runs-root', root, '--json'])).stdout) as Json[]).map((x) => x.run_id), ['b3', 'b1']);
+  t.deepEqual(
+    (JSON.parse((await lockd(d, ['runs', '--runs-root', root, '--json'])).stdout) as Json[]).map((x) => x.run_id),
+    ['b3', 'b1'],
+  );
 });
 
 test.serial('auto-GC spares pinned runs', async (t) => {

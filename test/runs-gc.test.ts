@@ -86,7 +86,10 @@ test('keeps exactly the newest N and removes the rest, oldest first', async (t) 
   const root = await tempDir(t);
   const ids = await makeRuns(t, root, 30);
   const report = await gcRuns(root, { keep: 20, now: NOW });
-  t.deepEqual(report.removed.map((r) => r.run_id), ids.slice(0, 10));
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    ids.slice(0, 10),
+  );
   t.true(report.removed.every((r) => r.bytes > 0));
   t.is(report.kept, 20);
   t.deepEqual(report.skipped, []);
@@ -103,7 +106,10 @@ test('default keep is 20', async (t) => {
   const root = await tempDir(t);
   const ids = await makeRuns(t, root, 23);
   const report = await gcRuns(root, { now: NOW });
-  t.deepEqual(report.removed.map((r) => r.run_id), ids.slice(0, 3));
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    ids.slice(0, 3),
+  );
 });
 
 test('caller-chosen ids are ordered by mtime', async (t) => {
@@ -111,7 +117,10 @@ test('caller-chosen ids are ordered by mtime', async (t) => {
   await makeRun(t, root, 'old-custom', NOW.getTime() - 3 * DAY);
   await makeRun(t, root, 'new-custom', NOW.getTime() - DAY);
   const report = await gcRuns(root, { keep: 1, now: NOW });
-  t.deepEqual(report.removed.map((r) => r.run_id), ['old-custom']);
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    ['old-custom'],
+  );
 });
 
 test("pinning and unpinning leave the run directory's mtime alone (GC's age of a caller-named run)", async (t) => {
@@ -133,7 +142,10 @@ test('never removes live or pinned runs, and reports them as skipped', async (t)
   t.true(await isPinned(path.join(root, ids[1]!)));
   const live = new Set([ids[0]!, ids[6]!]); // ids[6] is inside keep: never even considered
   const report = await gcRuns(root, { keep: 3, isLive: (id) => live.has(id), now: NOW });
-  t.deepEqual(report.removed.map((r) => r.run_id), [ids[2]!, ids[3]!, ids[4]!]);
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    [ids[2]!, ids[3]!, ids[4]!],
+  );
   t.deepEqual(report.skipped, [
     { run_id: ids[0]!, why: 'live' },
     { run_id: ids[1]!, why: 'pinned' },
@@ -144,7 +156,10 @@ test('never removes live or pinned runs, and reports them as skipped', async (t)
   await unpinRun(path.join(root, ids[1]!));
   t.false(await isPinned(path.join(root, ids[1]!)));
   const second = await gcRuns(root, { keep: 3, isLive: (id) => live.has(id), now: NOW });
-  t.deepEqual(second.removed.map((r) => r.run_id), [ids[1]!]);
+  t.deepEqual(
+    second.removed.map((r) => r.run_id),
+    [ids[1]!],
+  );
 });
 
 test("runs without result.json are someone's live run until quiet for the grace period (shared runs roots)", async (t) => {
@@ -156,7 +171,11 @@ test("runs without result.json are someone's live run until quiet for the grace 
   // A long run elsewhere: its directory is old, but its log was written a minute ago.
   const growing = await makeRun(t, root, 'long-running', NOW.getTime() - 3 * DAY, { result: false });
   // The records were written just now by the wall clock: date their files like their runs.
-  for (const [dir, at] of [[foreign, NOW.getTime() - 60_000], [dead, NOW.getTime() - 2 * DAY], [growing, NOW.getTime() - 3 * DAY]] as const) {
+  for (const [dir, at] of [
+    [foreign, NOW.getTime() - 60_000],
+    [dead, NOW.getTime() - 2 * DAY],
+    [growing, NOW.getTime() - 3 * DAY],
+  ] as const) {
     await utimes(path.join(dir, 'manifest.json'), new Date(at), new Date(at));
   }
   const logAt = new Date(NOW.getTime() - 60_000);
@@ -180,11 +199,17 @@ test('age filter: only runs beyond keep that are also older than the limit go', 
   const old = await makeRuns(t, root, 5, { startMs: NOW.getTime() - 30 * DAY });
   const recent = await makeRuns(t, root, 5, { startMs: NOW.getTime() - DAY });
   const report = await gcRuns(root, { keep: 2, olderThanMs: parseDuration('7d'), now: NOW });
-  t.deepEqual(report.removed.map((r) => r.run_id), old);
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    old,
+  );
   t.deepEqual(await runIdsOnDisk(root), recent);
   // keep still wins over age.
   const all = await gcRuns(root, { keep: 2, olderThanMs: 0, now: NOW });
-  t.deepEqual(all.removed.map((r) => r.run_id), recent.slice(0, 3));
+  t.deepEqual(
+    all.removed.map((r) => r.run_id),
+    recent.slice(0, 3),
+  );
 });
 
 test('age uses the last activity: an old id touched recently (dir mtime) is not old', async (t) => {
@@ -208,13 +233,22 @@ test('size filter: removes oldest first until the total fits, never inside keep'
   let k = 0;
   let remaining = total;
   while (remaining > limit) remaining -= sizes[k++]!;
-  t.deepEqual(report.removed.map((r) => r.run_id), ids.slice(0, k));
-  t.deepEqual(report.removed.map((r) => r.bytes), sizes.slice(0, k));
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    ids.slice(0, k),
+  );
+  t.deepEqual(
+    report.removed.map((r) => r.bytes),
+    sizes.slice(0, k),
+  );
   t.true(remaining <= limit);
   t.true(remaining + sizes[k - 1]! > limit);
   // A limit nothing can meet stops at keep.
   const tight = await gcRuns(root, { keep: 2, maxBytes: 1, now: NOW });
-  t.deepEqual(tight.removed.map((r) => r.run_id), ids.slice(k, 8));
+  t.deepEqual(
+    tight.removed.map((r) => r.run_id),
+    ids.slice(k, 8),
+  );
   t.deepEqual(await runIdsOnDisk(root), ids.slice(8));
 });
 
@@ -224,14 +258,20 @@ test('age and size together: both rules remove (union)', async (t) => {
   const recent = await makeRuns(t, root, 4, { startMs: NOW.getTime() - DAY, logBytes: 100_000 });
   const report = await gcRuns(root, { keep: 1, olderThanMs: 7 * DAY, maxBytes: 250_000, now: NOW });
   // Age takes the two old ones; size then needs two of the recent ones gone (4 × ~100 KB > 250 KB).
-  t.deepEqual(report.removed.map((r) => r.run_id), [...old, recent[0]!, recent[1]!]);
+  t.deepEqual(
+    report.removed.map((r) => r.run_id),
+    [...old, recent[0]!, recent[1]!],
+  );
 });
 
 test('dry run reports without touching anything', async (t) => {
   const root = await tempDir(t);
   const ids = await makeRuns(t, root, 6);
   const dry = await gcRuns(root, { keep: 2, dryRun: true, now: NOW });
-  t.deepEqual(dry.removed.map((r) => r.run_id), ids.slice(0, 4));
+  t.deepEqual(
+    dry.removed.map((r) => r.run_id),
+    ids.slice(0, 4),
+  );
   t.deepEqual(await runIdsOnDisk(root), ids);
   const real = await gcRuns(root, { keep: 2, now: NOW });
   t.deepEqual(real.removed, dry.removed);
@@ -296,10 +336,7 @@ test('concurrent run creation during GC: new runs survive, only old ones go', as
     for (let i = 0; i < 50; i++) {
       const { runId, dir } = await createRunDir(root);
       // The window between mkdir and manifest is exactly what GC must tolerate.
-      await writeManifest(
-        dir,
-        buildManifest({ runId, command: ['x'], cwd: root, holder: 't', clientPid: 1, queuedAt: new Date(), lockdVersion: '0', env: {} }),
-      );
+      await writeManifest(dir, buildManifest({ runId, command: ['x'], cwd: root, holder: 't', clientPid: 1, queuedAt: new Date(), lockdVersion: '0', env: {} }));
       created.push(runId);
     }
   })();
@@ -307,7 +344,10 @@ test('concurrent run creation during GC: new runs survive, only old ones go', as
   const report = reports[0];
   t.deepEqual(report.failed, []);
   const removed = report.removed.map((r) => r.run_id);
-  t.true(removed.every((id) => old.includes(id)), `removed: ${removed.join(',')}`);
+  t.true(
+    removed.every((id) => old.includes(id)),
+    `removed: ${removed.join(',')}`,
+  );
   const onDisk = new Set(await readdir(root));
   t.true(created.every((id) => onDisk.has(id)));
   t.is(created.length, 50);

@@ -11,7 +11,6 @@ import type { ExecutionContext } from 'ava';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-
 async function loadSchema(name: string): Promise<object> {
   return JSON.parse(await readFile(path.join(repoRoot, 'docs', 'schemas', name), 'utf8')) as object;
 }

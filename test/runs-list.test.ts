@@ -81,9 +81,18 @@ test('lists runs newest first with status, reason, duration and command line', a
 
 test('filters by status, one or several, and limits', async (t) => {
   const root = await fixture(t);
-  t.deepEqual((await listRuns(root, { status: 'fail' })).map((r) => r.run_id), ['250222-1001-bbbb']);
-  t.deepEqual((await listRuns(root, { status: ['pass', 'running'] })).map((r) => r.run_id), ['250222-1004-eeee', '250222-1000-aaaa']);
-  t.deepEqual((await listRuns(root, { limit: 2 })).map((r) => r.run_id), ['250222-1004-eeee', '250222-1003-dddd']);
+  t.deepEqual(
+    (await listRuns(root, { status: 'fail' })).map((r) => r.run_id),
+    ['250222-1001-bbbb'],
+  );
+  t.deepEqual(
+    (await listRuns(root, { status: ['pass', 'running'] })).map((r) => r.run_id),
+    ['250222-1004-eeee', '250222-1000-aaaa'],
+  );
+  t.deepEqual(
+    (await listRuns(root, { limit: 2 })).map((r) => r.run_id),
+    ['250222-1004-eeee', '250222-1003-dddd'],
+  );
   t.deepEqual(await listRuns(root, { status: 'infra_fail' }), []);
 });
 

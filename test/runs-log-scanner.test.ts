@@ -123,7 +123,7 @@ test('every byte boundary: a tag cut anywhere is still found, once no marker is 
 
 test('long runs of lines without tags are counted, including lines over the cap', (t) => {
   const lines = Array.from({ length: 1000 }, (_, i) => (i % 97 === 0 ? 'y'.repeat(300) : `line ${i}`));
-  const bytes = Buffer.from(lines.join('\n') + `\n${SUMMARY_TAG} failed=1\n`, 'utf8');
+  const bytes = Buffer.from(`${lines.join('\n')}\n${SUMMARY_TAG} failed=1\n`, 'utf8');
   const scan = scanInChunks(bytes, {}, 256, [100, 4096, 4097, 9000]);
   t.deepEqual(scan, reference(bytes, {}, 256));
   t.is(scan.lines, 1001);

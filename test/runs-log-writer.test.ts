@@ -9,7 +9,7 @@ import { tempDir } from './runs-helpers.js';
 /** Deterministic, position-dependent bytes so misplaced data is detectable. */
 function pattern(offset: number, length: number): Buffer {
   const b = Buffer.alloc(length);
-  for (let i = 0; i < length; i++) b[i] = 33 + ((offset + i) * 7919 % 94);
+  for (let i = 0; i < length; i++) b[i] = 33 + (((offset + i) * 7919) % 94);
   return b;
 }
 
@@ -209,7 +209,12 @@ test('openSync: the same log as open, capped or not; a missing directory or a ba
 
   const missing = t.throws(() => RunLogWriter.openSync(path.join(dir, 'nope', 'output.log')));
   t.true(isLockdError(missing, 'log_write_failed'));
-  t.true(isLockdError(t.throws(() => RunLogWriter.openSync(path.join(dir, 'x.log'), { maxBytes: -1 })), 'usage'));
+  t.true(
+    isLockdError(
+      t.throws(() => RunLogWriter.openSync(path.join(dir, 'x.log'), { maxBytes: -1 })),
+      'usage',
+    ),
+  );
   if (existsSync('/dev/full')) {
     const full = RunLogWriter.openSync('/dev/full');
     full.write('x');

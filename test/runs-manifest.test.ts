@@ -11,11 +11,12 @@ import { assertValidManifest, manifestSchemaAccepts, readJson, tempDir } from '.
 
 /** Run git with an isolated config, so the tester's own settings (signing, hooks) do not interfere. */
 function git(cwd: string, ...args: string[]): string {
-  return execFileSync(
-    'git',
-    ['-c', 'user.name=lockd test', '-c', 'user.email=test@lockd.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args],
-    { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' }, timeout: 30_000 },
-  ).trim();
+  return execFileSync('git', ['-c', 'user.name=lockd test', '-c', 'user.email=test@lockd.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
+    timeout: 30_000,
+  }).trim();
 }
 
 async function repoWithCommits(t: Parameters<typeof tempDir>[0], commits = 1): Promise<string> {
@@ -87,7 +88,13 @@ test('shellQuote produces a POSIX command line that round-trips through sh', (t)
   const line = shellQuote(argv);
   t.is(shellQuote(['make', '-j4', 'ARCH=riscv64', './out/x.bin']), 'make -j4 ARCH=riscv64 ./out/x.bin');
   const out = execFileSync('sh', ['-c', line], { encoding: 'utf8', timeout: 10_000 });
-  t.is(out, argv.slice(2).map((a) => `${a}|`).join(''));
+  t.is(
+    out,
+    argv
+      .slice(2)
+      .map((a) => `${a}|`)
+      .join(''),
+  );
 });
 
 test('env digest is order-independent, counts variables and stores no names or values', (t) => {

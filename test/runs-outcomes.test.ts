@@ -16,6 +16,7 @@ import { request } from '../src/client/connection.js';
 import { digestEnv } from '../src/runs/env-digest.js';
 import { isValidRunId } from '../src/runs/run-id.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON records read back from disk are walked loosely by the assertions
 type Json = Record<string, any>;
 
 interface Records {
@@ -423,7 +424,17 @@ test.serial('logs: output.log holds both streams in arrival order; --log PATH; -
   t.is(readFileSync(custom, 'utf8'), 'custom\n');
   t.false(existsSync(join(cr.dir, 'output.log')));
 
-  const big = await run(d, ['-q', '--log-max-bytes', '4K', '--run-id', 'big', '--', 'sh', '-c', 'echo HEAD-START; i=0; while [ $i -lt 2000 ]; do echo "line $i padding padding"; i=$((i+1)); done; echo TAIL-END']);
+  const big = await run(d, [
+    '-q',
+    '--log-max-bytes',
+    '4K',
+    '--run-id',
+    'big',
+    '--',
+    'sh',
+    '-c',
+    'echo HEAD-START; i=0; while [ $i -lt 2000 ]; do echo "line $i padding padding"; i=$((i+1)); done; echo TAIL-END',
+  ]);
   t.is(big.code, 0);
   t.true(big.stdout.includes('line 1999'));
   const log = readFileSync(join(d.stateDir, 'runs', 'big', 'output.log'), 'utf8');
@@ -465,7 +476,11 @@ test.serial('--result-fd N writes the final result JSON to fd N, also when the l
 });
 
 function runDirsIn(root: string): string[] {
-  return existsSync(root) ? readdirSync(root).filter((n) => !n.startsWith('.')).sort() : [];
+  return existsSync(root)
+    ? readdirSync(root)
+        .filter((n) => !n.startsWith('.'))
+        .sort()
+    : [];
 }
 
 /** Bounded wait for a condition on the filesystem that the daemon's auto-GC brings about. */

@@ -67,9 +67,7 @@ test('1,000 concurrent createRunDir calls within one minute all get distinct ids
   const root = await tempDir(t);
   const minute = new Date('2025-02-22T23:15:30Z');
   // All in flight at once, in the same root and the same minute.
-  const results = await Promise.all(
-    Array.from({ length: 1000 }, (_, i) => createRunDir(root, undefined, { now: () => (i % 2 ? minute : new Date(minute.getTime() + 20_000)) })),
-  );
+  const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => createRunDir(root, undefined, { now: () => (i % 2 ? minute : new Date(minute.getTime() + 20_000)) })));
   const ids = new Set(results.map((r) => r.runId));
   t.is(ids.size, 1000);
   for (const id of ids) t.regex(id, /^250222-2315-([0-9a-f]{4}|[0-9a-f]{6}|[0-9a-f]{8})$/);

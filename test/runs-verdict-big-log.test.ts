@@ -63,6 +63,9 @@ test('a 200 MB log is scanned with bounded memory and the verdict comes from its
   const v = decideVerdict({ kind: 'exited', code: 0 }, scan, opts);
   t.is(v.status, 'pass');
   t.is(v.reason, 'structured_passed');
-  t.deepEqual(v.markers.required_all.map((m) => m.matched), [true, true]);
+  t.deepEqual(
+    v.markers.required_all.map((m) => m.matched),
+    [true, true],
+  );
   t.false(v.markers.forbidden[0]!.matched);
 });

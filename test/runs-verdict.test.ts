@@ -157,13 +157,9 @@ test('structured: summary failed ≠ JSON failed → infra_fail/summary_result_m
 });
 
 test('structured: the last TEST_RESULT_JSON and TEST_SUMMARY lines win, prefixes and CRLF are fine', (t) => {
-  const text = [
-    json({ schema_version: 1, failed: 5, done: false }),
-    'TEST_SUMMARY: failed=5',
-    `[  12.345] cpu0: ${GOOD}\r`,
-    '[  12.346] TEST_SUMMARY: passed=40 failed=0\r',
-    'shutting down',
-  ].join('\n');
+  const text = [json({ schema_version: 1, failed: 5, done: false }), 'TEST_SUMMARY: failed=5', `[  12.345] cpu0: ${GOOD}\r`, '[  12.346] TEST_SUMMARY: passed=40 failed=0\r', 'shutting down'].join(
+    '\n',
+  );
   const v = judge(text, EXIT3, S);
   assertVerdict(t, v, 'pass', 'structured_passed', 0);
   t.is(v.summary.raw, 'passed=40 failed=0');
@@ -174,13 +170,7 @@ test('structured: the last TEST_RESULT_JSON and TEST_SUMMARY lines win, prefixes
 
 test('structured: order of checks: done false beats a missing summary, mismatch beats failed>0', (t) => {
   assertVerdict(t, judge(`${json({ schema_version: 1, failed: 0, done: false })}\n`, EXIT0, S), 'infra_fail', 'structured_done_false', 2);
-  assertVerdict(
-    t,
-    judge(`${json({ schema_version: 1, failed: 2, done: true })}\nTEST_SUMMARY: failed=1\n`, EXIT0, S),
-    'infra_fail',
-    'summary_result_mismatch',
-    2,
-  );
+  assertVerdict(t, judge(`${json({ schema_version: 1, failed: 2, done: true })}\nTEST_SUMMARY: failed=1\n`, EXIT0, S), 'infra_fail', 'summary_result_mismatch', 2);
 });
 
 // --- markers --------------------------------------------------------------
@@ -201,7 +191,10 @@ test('--require-all: every pattern must match some line', (t) => {
   assertVerdict(t, judge('stage 2 ok\nstage 1 ok\n', EXIT0, opts), 'pass', 'exit_zero', 0, 'unstructured');
   const v = judge('stage 1 ok\n', EXIT0, opts);
   assertVerdict(t, v, 'fail', 'required_markers_missing', 1);
-  t.deepEqual(v.markers.required_all.map((m) => m.matched), [true, false]);
+  t.deepEqual(
+    v.markers.required_all.map((m) => m.matched),
+    [true, false],
+  );
 });
 
 test('markers match per line, not across line breaks', (t) => {

@@ -178,7 +178,6 @@ if (HAS_ANALYZE) {
     writeFileSync(path, renderSystemdUnit('test.service', '[Service]\nExecStart=/usr/local/bin/lockd daemon\n', { ...ctx, nodePath: join(odd, 'missing') }));
     t.not(verify([path]).status, 0);
   });
-
 } else {
   test(`systemd-analyze is not installed, so the units are not verified (install: ${INSTALL_HINT})`, (t) => {
     t.false(HAS_ANALYZE);
@@ -221,7 +220,7 @@ if (HAS_SOCKET_ACTIVATE) {
     const log = readFileSync(join(env.LOCKD_STATE_DIR!, 'daemon.log'), 'utf8');
     t.regex(log, /"inherited_socket":true/);
     await stopProcess(proc);
-    t.true(proc.exitCode !== null || proc.signalCode !== null, "the daemon exited on SIGTERM");
+    t.true(proc.exitCode !== null || proc.signalCode !== null, 'the daemon exited on SIGTERM');
   });
 } else {
   test(`systemd-socket-activate is not installed, so socket activation is not exercised (install: ${INSTALL_HINT})`, (t) => {
@@ -303,7 +302,10 @@ test('install --dry-run shows the paths, the files and the next commands, and wr
 test('system scope goes to /etc/systemd/system and asks for the lockd group (plan only: nothing is written)', (t) => {
   const plan = planService({ manager: 'systemd', scope: 'system', uid: 0, env: { HOME: '/root' } });
   t.is(plan.dir, '/etc/systemd/system');
-  t.deepEqual(plan.files.map((f) => f.path), ['/etc/systemd/system/lockd.socket', '/etc/systemd/system/lockd.service']);
+  t.deepEqual(
+    plan.files.map((f) => f.path),
+    ['/etc/systemd/system/lockd.socket', '/etc/systemd/system/lockd.service'],
+  );
   t.true(plan.afterInstall.some((l) => l.includes('groupadd --system lockd')));
   t.true(plan.afterInstall.some((l) => l.startsWith('systemctl daemon-reload && systemctl enable --now lockd.socket')));
   // Scope defaults: root gets the system daemon, anyone else their own.
@@ -346,7 +348,10 @@ test('launchd daemon: rendered plist is valid and runs `daemon --system` from /L
   t.is(p.UserName, 'root');
   t.deepEqual(p.KeepAlive, { SuccessfulExit: false });
   const plan = planService({ manager: 'launchd', scope: 'system', uid: 0, env: { HOME: '/var/root' } });
-  t.deepEqual(plan.files.map((f) => f.path), ['/Library/LaunchDaemons/com.lockd.daemon.plist']);
+  t.deepEqual(
+    plan.files.map((f) => f.path),
+    ['/Library/LaunchDaemons/com.lockd.daemon.plist'],
+  );
   t.true(plan.afterInstall.some((l) => l.includes('launchctl bootstrap system /Library/LaunchDaemons/com.lockd.daemon.plist')));
 });
 

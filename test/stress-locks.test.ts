@@ -37,14 +37,29 @@ test(`${CLIENTS} concurrent clients × ${ROUNDS} run(s) with random lock sets: n
       const n = 1 + Math.floor(rand() * 3);
       const names = new Set<string>();
       while (names.size < n) names.add(pick(all));
-      const claims: Claim[] = [...names].map((name) =>
-        SLOTS[name] ? { lock: name, mode: 'slots', slots: SLOTS[name] } : { lock: name, mode: rand() < 0.4 ? 'shared' : 'exclusive' },
-      );
+      const claims: Claim[] = [...names].map((name) => (SLOTS[name] ? { lock: name, mode: 'slots', slots: SLOTS[name] } : { lock: name, mode: rand() < 0.4 ? 'shared' : 'exclusive' }));
       const lockArgs = claims.flatMap((cl) => ['--lock', cl.mode === 'slots' ? `${cl.lock}:slots=${cl.slots}` : cl.mode === 'shared' ? `${cl.lock}:shared` : cl.lock]);
       // Most wait as long as it takes; some give up at once, so refusals are exercised (and must be recorded).
       const wait0 = rand() < 0.1;
       const work = `sleep 0.0${Math.floor(rand() * 5)}`;
-      const run = await apiRun(d, ['-q', '--root', root, '--keep', '0', ...lockArgs, '--wait', wait0 ? '0' : 'inf', '--', 'sh', '-c', timelineScript(timeline, work, claims.filter((x) => x.mode === 'slots').map((x) => x.lock))]);
+      const run = await apiRun(d, [
+        '-q',
+        '--root',
+        root,
+        '--keep',
+        '0',
+        ...lockArgs,
+        '--wait',
+        wait0 ? '0' : 'inf',
+        '--',
+        'sh',
+        '-c',
+        timelineScript(
+          timeline,
+          work,
+          claims.filter((x) => x.mode === 'slots').map((x) => x.lock),
+        ),
+      ]);
       const named = await within(run.named, 120_000, `client ${c} to be queued`).catch(() => null);
       if (named) plans.set(named.runId, claims);
       const outcome = await within(run.done, 300_000, `client ${c} to finish`);
@@ -73,7 +88,7 @@ test(`${CLIENTS} concurrent clients × ${ROUNDS} run(s) with random lock sets: n
   const { starts, ends } = parseTimeline(timeline);
   const intervals: Interval[] = [];
   for (const { outcome } of outcomes) {
-    if (!outcome || outcome.exit_code !== 0) continue;
+    if (outcome?.exit_code !== 0) continue;
     const s = starts.get(outcome.run_id);
     const e = ends.get(outcome.run_id);
     t.truthy(s && e, `the job of ${outcome.run_id} logged its start and end`);

@@ -62,7 +62,11 @@ function userInfo(name: string): TestUser {
     uid: Number(line[2]),
     gid: Number(line[3]),
     home: line[5]!,
-    groups: run('id', ['-G', name]).trim().split(/\s+/).map(Number).sort((x, y) => x - y),
+    groups: run('id', ['-G', name])
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+      .sort((x, y) => x - y),
   };
 }
 

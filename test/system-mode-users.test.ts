@@ -9,18 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CLI, printedPaths, readJson } from './helpers/lockd.js';
-import {
-  acquireRequest,
-  createFixture,
-  lockdAs,
-  rawAs,
-  removeFixture,
-  runRequest,
-  spawnAsUser,
-  startSystemDaemon,
-  systemTestsUnavailable,
-  type Fixture,
-} from './system-mode-helpers.js';
+import { acquireRequest, createFixture, lockdAs, rawAs, removeFixture, runRequest, spawnAsUser, startSystemDaemon, systemTestsUnavailable, type Fixture } from './system-mode-helpers.js';
 
 const unavailable = systemTestsUnavailable();
 
@@ -89,7 +78,14 @@ if (unavailable) {
     const [uid, gid, groups, home, user, logname, cwd] = r.stdout.trim().split('\n');
     t.is(Number(uid), fx.a.uid);
     t.is(Number(gid), fx.a.gid);
-    t.deepEqual(groups!.trim().split(/\s+/).map(Number).sort((x, y) => x - y), fx.a.groups);
+    t.deepEqual(
+      groups!
+        .trim()
+        .split(/\s+/)
+        .map(Number)
+        .sort((x, y) => x - y),
+      fx.a.groups,
+    );
     t.is(home, fx.a.home);
     t.is(user, fx.a.name);
     t.is(logname, fx.a.name);
@@ -169,7 +165,10 @@ if (unavailable) {
     t.is(errorOf(await rawAs(fx, fx.admin, d, null, [kill(false)]))?.code, 'not_owner');
     t.is(job.proc.exitCode, null, 'the run survived the refused attempts');
     const forced = await rawAs(fx, fx.admin, d, null, [kill(true)]);
-    t.truthy(forced.replies.find((r) => r.type === 'ok'), JSON.stringify(forced.replies));
+    t.truthy(
+      forced.replies.find((r) => r.type === 'ok'),
+      JSON.stringify(forced.replies),
+    );
     const r = await job.done;
     const result = readJson(printedPaths(r.stderr).result!);
     t.is(result.reason, 'cancelled');
@@ -208,7 +207,7 @@ if (unavailable) {
     t.true(log.split('\n').some((l) => l.includes('hold broken with --force') && l.includes(holdId) && l.includes(fx.admin.name)));
   });
 
-  test('garbage collection removes runs with the rights of the caller (or of the run\'s user for auto-GC), never as root', async (t) => {
+  test("garbage collection removes runs with the rights of the caller (or of the run's user for auto-GC), never as root", async (t) => {
     const d = await startSystemDaemon(t, fx);
     const root = join(fx.a.home, `gc-${rand()}`);
     for (let i = 0; i < 3; i++) {

@@ -7,20 +7,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { connectDaemon, request, requestJsonField, type ConnectOptions } from '../client/connection.js';
 import { currentUser, holderString, defaultWaitSeconds } from '../client/holder.js';
-import type {
-  AcquireRequest,
-  ClientMessage,
-  DaemonInfo,
-  ForwardSignal,
-  GrantInfo,
-  HolderInfo,
-  LockRef,
-  LockdEvent,
-  LockStatus,
-  RunOutcome,
-  RunRequest,
-  StatusSnapshot,
-} from '../protocol/messages.js';
+import type { AcquireRequest, ClientMessage, DaemonInfo, ForwardSignal, GrantInfo, HolderInfo, LockRef, LockdEvent, LockStatus, RunOutcome, RunRequest, StatusSnapshot } from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
 import { resolveSocket, resolveStateDir } from '../util/paths.js';
 import { EventStream } from './events.js';
@@ -291,4 +278,3 @@ export class LockdClient {
 export async function connect(opts: ClientOptions = {}): Promise<LockdClient> {
   return new LockdClient(opts);
 }
-

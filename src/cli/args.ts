@@ -31,7 +31,11 @@ export function splitCommand(args: string[], options: OptionsConfig): { optionAr
   return { optionArgs: args, command: [] };
 }
 
-export function parse<O extends OptionsConfig>(args: string[], options: O, allowPositionals = false): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>> {
+export function parse<O extends OptionsConfig>(
+  args: string[],
+  options: O,
+  allowPositionals = false,
+): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>> {
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (e) {

@@ -181,7 +181,7 @@ async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | nu
       let frames: Frame[];
       try {
         frames = decoder.push(chunk);
-      } catch (e) {
+      } catch {
         socket.destroy();
         return;
       }

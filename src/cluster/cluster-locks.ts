@@ -24,18 +24,7 @@ import type { Owner } from '../daemon/locks/owner.js';
 import type { HolderInfo, LockStatus } from '../protocol/messages.js';
 import type { ClusterConfig } from './config.js';
 import { errorText } from './etcd-client.js';
-import {
-  contendersPrefix,
-  decodeValue,
-  encodeValue,
-  isClusterKey,
-  nameOfClusterKey,
-  prefixRangeEnd,
-  requestKey,
-  slotKey,
-  slotsPrefix,
-  type ClusterKeyValue,
-} from '../daemon/locks/cluster-keys.js';
+import { contendersPrefix, decodeValue, encodeValue, isClusterKey, nameOfClusterKey, prefixRangeEnd, requestKey, slotKey, slotsPrefix, type ClusterKeyValue } from '../daemon/locks/cluster-keys.js';
 import { NameWatches } from './name-watch.js';
 import { blockingEntries, classifyQueue, grantable, type Claim } from './queue-rules.js';
 import { entryOf, holderInfoOf, lockStatusOf, readClusterStatus, type ClusterEntry } from './cluster-status.js';
@@ -218,7 +207,7 @@ export class ClusterLocks implements ClusterService {
 
   protect(runId: string, pid: number, stopOnLoss: boolean): void {
     const a = this.attempts.get(runId);
-    if (!a || a.state !== 'held') return;
+    if (a?.state !== 'held') return;
     if (stopOnLoss && a.parts.some((p) => !p.nestedOf)) this.watchdog.protect(runId, pid);
     this.annotate(a, pid);
   }
@@ -279,7 +268,11 @@ export class ClusterLocks implements ClusterService {
     if (this.stale(a, round)) {
       // Withdrawn while the put was in flight (its delete may have overtaken it), or queued again under a new
       // lease: these keys are nobody's now. Never touch them when a newer round reuses them (same lease).
-      if ((a.state as AttemptState) === 'done' || a.lease !== lease) void this.deleteKeys(lease, own.map((p) => requestKey(this.prefix, p.name, lease.hex, a.id)));
+      if ((a.state as AttemptState) === 'done' || a.lease !== lease)
+        void this.deleteKeys(
+          lease,
+          own.map((p) => requestKey(this.prefix, p.name, lease.hex, a.id)),
+        );
       return;
     }
     a.unavailable = null;

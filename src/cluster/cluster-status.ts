@@ -31,7 +31,18 @@ export function holderInfoOf(e: ClusterEntry): HolderInfo & { host: string | nul
   const v = e.value;
   if (!v) {
     // Someone else's key (etcdctl lock, another tool using etcd's mutex recipe).
-    return { kind: 'hold', id: e.key, pid: null, holder: `etcd key ${e.key} (lease ${BigInt(e.lease || '0').toString(16)})`, user: '', uid: null, command_line: null, since_utc: '', cwd: null, host: null };
+    return {
+      kind: 'hold',
+      id: e.key,
+      pid: null,
+      holder: `etcd key ${e.key} (lease ${BigInt(e.lease || '0').toString(16)})`,
+      user: '',
+      uid: null,
+      command_line: null,
+      since_utc: '',
+      cwd: null,
+      host: null,
+    };
   }
   return {
     kind: v.kind,
@@ -115,5 +126,12 @@ export async function readClusterStatus(client: Etcd3, prefix: string, names: st
   const now = Date.now();
   return [...byName.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([name, list]) => lockStatusOf(prefix, name, list.sort((a, b) => a.createRevision - b.createRevision), now));
+    .map(([name, list]) =>
+      lockStatusOf(
+        prefix,
+        name,
+        list.sort((a, b) => a.createRevision - b.createRevision),
+        now,
+      ),
+    );
 }

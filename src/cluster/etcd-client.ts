@@ -67,5 +67,5 @@ export function isLeaseGone(e: unknown): boolean {
 
 export function errorText(e: unknown): string {
   const msg = (e as Error)?.message ?? String(e);
-  return msg.length > 300 ? msg.slice(0, 297) + '...' : msg;
+  return msg.length > 300 ? `${msg.slice(0, 297)}...` : msg;
 }

@@ -227,12 +227,15 @@ export class LeaseSession extends EventEmitter<SessionEvents> {
     const lease = this.lease;
     if (!lease) return;
     const at = lease.validUntil - this.timing.safetyMarginMs;
-    this.deadlineTimer = setTimeout(() => {
-      this.deadlineTimer = null;
-      if (this.lease === lease && Date.now() >= lease.validUntil - this.timing.safetyMarginMs) {
-        this.markLost(lease, `no lease renewal acknowledged by etcd for ${Math.round((Date.now() - (lease.validUntil - lease.grantedTtlMs)) / 100) / 10} s`);
-      } else this.armDeadline();
-    }, Math.max(0, at - Date.now()));
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.deadlineTimer = null;
+        if (this.lease === lease && Date.now() >= lease.validUntil - this.timing.safetyMarginMs) {
+          this.markLost(lease, `no lease renewal acknowledged by etcd for ${Math.round((Date.now() - (lease.validUntil - lease.grantedTtlMs)) / 100) / 10} s`);
+        } else this.armDeadline();
+      },
+      Math.max(0, at - Date.now()),
+    );
   }
 
   /** Give up on this lease (renewal deadline, or etcd said it is gone). Idempotent. */

@@ -30,13 +30,16 @@ function arm(): void {
   if (timer) clearTimeout(timer);
   timer = null;
   if (!Number.isFinite(deadline)) return;
-  timer = setTimeout(() => {
-    timer = null;
-    if (Date.now() >= deadline) {
-      killAll('SIGKILL');
-      groups.clear();
-    } else arm();
-  }, Math.max(0, deadline - Date.now()));
+  timer = setTimeout(
+    () => {
+      timer = null;
+      if (Date.now() >= deadline) {
+        killAll('SIGKILL');
+        groups.clear();
+      } else arm();
+    },
+    Math.max(0, deadline - Date.now()),
+  );
 }
 
 function daemonGone(): void {
@@ -44,10 +47,13 @@ function daemonGone(): void {
   killAll('SIGTERM');
   // SIGKILL after a short grace, and never later than the deadline.
   const at = Math.min(Date.now() + graceMs, deadline);
-  setTimeout(() => {
-    killAll('SIGKILL');
-    process.exit(0);
-  }, Math.max(0, at - Date.now()));
+  setTimeout(
+    () => {
+      killAll('SIGKILL');
+      process.exit(0);
+    },
+    Math.max(0, at - Date.now()),
+  );
 }
 
 let buf = '';

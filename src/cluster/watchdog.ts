@@ -32,7 +32,7 @@ export class Watchdog {
 
   private send(line: string): void {
     const stdin = this.proc?.stdin;
-    if (stdin && !stdin.destroyed) stdin.write(line + '\n');
+    if (stdin && !stdin.destroyed) stdin.write(`${line}\n`);
   }
 
   deadline(epochMs: number): void {

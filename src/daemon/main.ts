@@ -68,12 +68,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = createLogger(opts.stateDir);
   installSafetyNet(log);
   log.info('job launcher', { launcher: launch.launcher.name, detail: launch.launcher.detail, reason: launch.reason });
-  const flock: FlockHolder | null = process.platform === 'win32' ? null : await FlockHolder.open({
-    onLost: (paths) => log.error('flock helper died; outside flock users are no longer excluded until the locks are retaken', { paths }),
-  });
-  const system = opts.system
-    ? new SystemMode({ stateDir: opts.stateDir, log, adminGroup: opts.adminGroup, socketGroup: opts.socketGroup === undefined ? 'lockd' : opts.socketGroup })
-    : null;
+  const flock: FlockHolder | null =
+    process.platform === 'win32'
+      ? null
+      : await FlockHolder.open({
+          onLost: (paths) => log.error('flock helper died; outside flock users are no longer excluded until the locks are retaken', { paths }),
+        });
+  const system = opts.system ? new SystemMode({ stateDir: opts.stateDir, log, adminGroup: opts.adminGroup, socketGroup: opts.socketGroup === undefined ? 'lockd' : opts.socketGroup }) : null;
   let ready = false;
   const early: Socket[] = [];
   const onConnection = (socket: Socket) => {
@@ -83,12 +84,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     early.push(socket);
   };
   const fd = inheritedListenFd();
-  const server = fd !== null
-    ? await listenOnFd(fd, onConnection)
-    : await listenOnSocket(
-        { socketPath: opts.socketPath, socketMode: opts.system ? 0o660 : 0o600, dirMode: opts.system ? 0o755 : 0o700, requirePrivateDir: true },
-        onConnection,
-      );
+  const server =
+    fd !== null
+      ? await listenOnFd(fd, onConnection)
+      : await listenOnSocket({ socketPath: opts.socketPath, socketMode: opts.system ? 0o660 : 0o600, dirMode: opts.system ? 0o755 : 0o700, requirePrivateDir: true }, onConnection);
   // System mode: root:lockd 0660, so members of the socket group (and only they) can connect.
   if (system && fd === null) system.applySocketGroup(opts.socketPath);
   // One daemon per state dir, and the socket claimed, BEFORE the journal is read: a second daemon started by
@@ -118,11 +117,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
   journal.onError = (message) => log.error(message);
   if (report.writeError) log.error('journal cannot be written; running from memory', { error: report.writeError });
-  const guard = new LockGuard(flock, {
-    prepareLockFile: (p, o) => lockFiles.prepareLockFile(p, o),
-    writeMeta: (p, m) => lockFiles.writeMeta(p, m as unknown as lockFiles.LockMeta),
-    removeMeta: (p) => lockFiles.removeMeta(p),
-  }, log);
+  const guard = new LockGuard(
+    flock,
+    {
+      prepareLockFile: (p, o) => lockFiles.prepareLockFile(p, o),
+      writeMeta: (p, m) => lockFiles.writeMeta(p, m as unknown as lockFiles.LockMeta),
+      removeMeta: (p) => lockFiles.removeMeta(p),
+    },
+    log,
+  );
 
   const core = new DaemonCore({
     socketPath: opts.socketPath,

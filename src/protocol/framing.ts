@@ -65,7 +65,11 @@ export class FrameDecoder {
   private dataLeft = 0;
   private dataKind: FrameKind = FrameKind.Stdout;
 
-  constructor(private readonly maxJson = MAX_JSON_FRAME, private readonly maxData = MAX_DATA_FRAME, options: FrameDecoderOptions = {}) {
+  constructor(
+    private readonly maxJson = MAX_JSON_FRAME,
+    private readonly maxData = MAX_DATA_FRAME,
+    options: FrameDecoderOptions = {},
+  ) {
     this.streamData = options.streamData ?? false;
   }
 

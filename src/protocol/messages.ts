@@ -120,7 +120,17 @@ export interface LockStatus {
 export interface StatusSnapshot {
   daemon: { version: string; pid: number; uptime_ms: number; mode: 'user' | 'system'; socket: string; state_dir: string; launcher?: LauncherInfo };
   locks: LockStatus[];
-  runs: Array<{ run_id: string; pid: number | null; holder: string; user: string; command_line: string; state: 'queued' | 'running' | 'stopping'; since_utc: string; locks: string[]; detach: boolean }>;
+  runs: Array<{
+    run_id: string;
+    pid: number | null;
+    holder: string;
+    user: string;
+    command_line: string;
+    state: 'queued' | 'running' | 'stopping';
+    since_utc: string;
+    locks: string[];
+    detach: boolean;
+  }>;
   holds: Array<{ hold_id: string; holder: string; user: string; locks: string[]; since_utc: string; ttl_ms: number | null; expires_utc: string | null }>;
   /** Present when the daemon has a cluster configured. */
   cluster?: ClusterStatusInfo;
@@ -138,18 +148,7 @@ export interface ClusterStatusInfo {
   last_error: string | null;
 }
 
-export type EventType =
-  | 'queued'
-  | 'granted'
-  | 'released'
-  | 'started'
-  | 'exited'
-  | 'cancelled'
-  | 'hold_acquired'
-  | 'hold_released'
-  | 'hold_expired'
-  | 'killed'
-  | 'not_obtained';
+export type EventType = 'queued' | 'granted' | 'released' | 'started' | 'exited' | 'cancelled' | 'hold_acquired' | 'hold_released' | 'hold_expired' | 'killed' | 'not_obtained';
 
 export interface LockdEvent {
   seq: number;

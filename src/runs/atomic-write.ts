@@ -142,11 +142,7 @@ async function drainSyncQueue(): Promise<void> {
 }
 
 /** Atomically replace `target` with `data`. Leaves no temp file behind on failure. */
-export async function writeFileAtomic(
-  target: string,
-  data: string | Uint8Array,
-  options: AtomicWriteOptions = {},
-): Promise<void> {
+export async function writeFileAtomic(target: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   const mode = options.mode ?? 0o644;
   if (options.sync === 'after-rename') {
     // Write, rename, return; file and directory are fsynced afterwards (see syncInBackground).

@@ -180,11 +180,12 @@ export async function gcRuns(runsRoot: string, options: GcOptions = {}): Promise
     report.skipped.push({ run_id: e.runId, why });
   };
   const oldestFirst = [...older].reverse();
-  const byAge = options.olderThanMs === undefined && options.maxBytes === undefined
-    ? oldestFirst
-    : options.olderThanMs === undefined
-      ? []
-      : oldestFirst.filter((e) => now - lastActivity(e) >= options.olderThanMs!);
+  const byAge =
+    options.olderThanMs === undefined && options.maxBytes === undefined
+      ? oldestFirst
+      : options.olderThanMs === undefined
+        ? []
+        : oldestFirst.filter((e) => now - lastActivity(e) >= options.olderThanMs!);
   const chosen = new Set<string>();
   for (const e of byAge) {
     const why = await protection(e);

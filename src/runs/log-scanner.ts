@@ -210,11 +210,7 @@ export class LogScanner {
  * Stream a log file through a LogScanner. Memory stays bounded by the read
  * chunk size plus maxLineBytes, whatever the file size.
  */
-export async function scanLogFile(
-  file: string,
-  options: Pick<CompiledVerdictOptions, 'requireMarker' | 'requireAll' | 'forbidMarker'>,
-  scannerOptions: LogScannerOptions = {},
-): Promise<ScanResult> {
+export async function scanLogFile(file: string, options: Pick<CompiledVerdictOptions, 'requireMarker' | 'requireAll' | 'forbidMarker'>, scannerOptions: LogScannerOptions = {}): Promise<ScanResult> {
   const scanner = new LogScanner(options, scannerOptions);
   const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
   for await (const chunk of stream) scanner.push(chunk as Buffer);

@@ -54,18 +54,13 @@ function pad2(n: number): string {
 
 /** `YYMMDD-HHMM` of `now` in UTC. */
 export function runIdMinutePrefix(now: Date): string {
-  return (
-    pad2(now.getUTCFullYear() % 100) +
-    pad2(now.getUTCMonth() + 1) +
-    pad2(now.getUTCDate()) +
-    '-' +
-    pad2(now.getUTCHours()) +
-    pad2(now.getUTCMinutes())
-  );
+  return `${pad2(now.getUTCFullYear() % 100) + pad2(now.getUTCMonth() + 1) + pad2(now.getUTCDate())}-${pad2(now.getUTCHours())}${pad2(now.getUTCMinutes())}`;
 }
 
 function randomHex(digits: number, source: (size: number) => Buffer): string {
-  return source(Math.ceil(digits / 2)).toString('hex').slice(0, digits);
+  return source(Math.ceil(digits / 2))
+    .toString('hex')
+    .slice(0, digits);
 }
 
 /** A fresh run id `YYMMDD-HHMM-xxxx` (UTC). `suffixHex` widens the random part. */
@@ -126,11 +121,7 @@ function errnoCode(err: unknown): string | undefined {
  * (`invalid_run_id` / `run_id_exists`). Otherwise an id is generated and
  * regenerated on EEXIST until a free one is found.
  */
-export async function createRunDir(
-  runsRoot: string,
-  requestedId?: string,
-  options: CreateRunDirOptions = {},
-): Promise<CreatedRunDir> {
+export async function createRunDir(runsRoot: string, requestedId?: string, options: CreateRunDirOptions = {}): Promise<CreatedRunDir> {
   const root = path.resolve(runsRoot);
   await mkdir(root, { recursive: true });
 

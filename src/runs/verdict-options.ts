@@ -92,11 +92,5 @@ export function compileVerdictOptions(options: Partial<VerdictOptions> = {}): Co
 
 /** True when any verdict option is in force, which switches lockd's exit code to 0 pass / 1 fail / 2 error. */
 export function hasVerdictOptions(policy: VerdictPolicy): boolean {
-  return (
-    policy.requireStructured ||
-    policy.expectTimeout ||
-    policy.requireMarker.length > 0 ||
-    policy.requireAll.length > 0 ||
-    policy.forbidMarker.length > 0
-  );
+  return policy.requireStructured || policy.expectTimeout || policy.requireMarker.length > 0 || policy.requireAll.length > 0 || policy.forbidMarker.length > 0;
 }

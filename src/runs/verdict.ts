@@ -49,15 +49,7 @@
 import os from 'node:os';
 import { LockdError } from '../util/errors.js';
 import type { ScanResult } from './log-scanner.js';
-import type {
-  MarkersOutcome,
-  RunReason,
-  RunStatus,
-  SignalSender,
-  StructuredOutcome,
-  SummaryOutcome,
-  VerdictSource,
-} from './result.js';
+import type { MarkersOutcome, RunReason, RunStatus, SignalSender, StructuredOutcome, SummaryOutcome, VerdictSource } from './result.js';
 import { hasVerdictOptions, type VerdictPolicy } from './verdict-options.js';
 
 export { compileVerdictOptions, hasVerdictOptions, NO_VERDICT_OPTIONS } from './verdict-options.js';
@@ -158,8 +150,7 @@ function checkStructured(scan: ScanResult | null): StructuredCheck {
 
 /** Marker outcomes when no output was scanned: every marker unmatched. */
 function unmatchedMarkers(policy: VerdictPolicy): MarkersOutcome {
-  const list = (items: readonly unknown[]) =>
-    items.map((item) => ({ pattern: typeof item === 'string' ? item : String((item as { pattern?: unknown }).pattern), matched: false }));
+  const list = (items: readonly unknown[]) => items.map((item) => ({ pattern: typeof item === 'string' ? item : String((item as { pattern?: unknown }).pattern), matched: false }));
   return { required: list(policy.requireMarker), required_all: list(policy.requireAll), forbidden: list(policy.forbidMarker) };
 }
 

@@ -81,7 +81,7 @@ function nextSteps(manager: ServiceManager, scope: ServiceScope, files: PlannedF
           ]
         : [
             'getent group lockd || groupadd --system lockd   # who may use the daemon: root and members of lockd',
-            'getent group lockd-admin || groupadd --system lockd-admin   # who may kill or release other users\' runs and holds',
+            "getent group lockd-admin || groupadd --system lockd-admin   # who may kill or release other users' runs and holds",
             'usermod -aG lockd USERNAME   # for each user of the daemon (effective at their next login)',
             `${sc} daemon-reload && ${sc} enable --now lockd.socket`,
             'lockd ping   # as a member of lockd: answers in system mode',
@@ -92,20 +92,12 @@ function nextSteps(manager: ServiceManager, scope: ServiceScope, files: PlannedF
   const plist = files[0]!.path;
   if (scope === 'user') {
     return {
-      afterInstall: [
-        `launchctl bootout gui/${uid}/com.lockd.agent 2>/dev/null   # only when upgrading an agent that is already loaded`,
-        `launchctl bootstrap gui/${uid} ${plist}`,
-        'lockd ping',
-      ],
+      afterInstall: [`launchctl bootout gui/${uid}/com.lockd.agent 2>/dev/null   # only when upgrading an agent that is already loaded`, `launchctl bootstrap gui/${uid} ${plist}`, 'lockd ping'],
       afterUninstall: [`launchctl bootout gui/${uid}/com.lockd.agent`],
     };
   }
   return {
-    afterInstall: [
-      'sudo launchctl bootout system/com.lockd.daemon 2>/dev/null   # only when upgrading a daemon that is already loaded',
-      `sudo launchctl bootstrap system ${plist}`,
-      'lockd ping',
-    ],
+    afterInstall: ['sudo launchctl bootout system/com.lockd.daemon 2>/dev/null   # only when upgrading a daemon that is already loaded', `sudo launchctl bootstrap system ${plist}`, 'lockd ping'],
     afterUninstall: ['sudo launchctl bootout system/com.lockd.daemon'],
   };
 }

@@ -21,7 +21,5 @@ export function isLockdError(err: unknown, code?: string): err is LockdError {
 
 /** The errno code (`ENOENT`, `EACCES`, …) of a Node system error, or undefined. */
 export function errnoCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string'
-    ? (err as { code: string }).code
-    : undefined;
+  return typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
 }

@@ -22,7 +22,7 @@ function uid(): number {
 export function defaultUserSocket(env: NodeJS.ProcessEnv = process.env): string {
   if (process.platform === 'win32') return `\\\\.\\pipe\\lockd-${env.USERNAME ?? 'user'}`;
   const runtime = env.XDG_RUNTIME_DIR;
-  if (runtime && runtime.startsWith('/')) return join(runtime, 'lockd', 'lockd.sock');
+  if (runtime?.startsWith('/')) return join(runtime, 'lockd', 'lockd.sock');
   return join(tmpdir(), `lockd-${uid()}`, 'lockd.sock');
 }
 
@@ -48,17 +48,14 @@ export function checkSocketPathLength(path: string): void {
   if (process.platform === 'win32') return;
   const n = Buffer.byteLength(path);
   if (n > MAX_SOCKET_PATH_BYTES) {
-    throw new LockdError(
-      'socket_path_too_long',
-      `socket path ${path} is ${n} bytes, over the ${MAX_SOCKET_PATH_BYTES}-byte limit of Unix sockets; set LOCKD_SOCKET (or --socket) to a shorter path`,
-    );
+    throw new LockdError('socket_path_too_long', `socket path ${path} is ${n} bytes, over the ${MAX_SOCKET_PATH_BYTES}-byte limit of Unix sockets; set LOCKD_SOCKET (or --socket) to a shorter path`);
   }
 }
 
 /** The per-user state directory: $XDG_STATE_HOME/lockd, else ~/.local/state/lockd. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_STATE_HOME;
-  if (xdg && xdg.startsWith('/')) return join(xdg, 'lockd');
+  if (xdg?.startsWith('/')) return join(xdg, 'lockd');
   return join(env.HOME || homedir(), '.local', 'state', 'lockd');
 }
 

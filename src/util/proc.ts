@@ -67,7 +67,10 @@ export function parseProcStat(text: string): ProcStat | null {
   const pid = Number(text.slice(0, open).trim());
   const comm = text.slice(open + 1, close);
   // Fields 3.. (1-based, as in proc(5)) follow the ')' separated by single spaces.
-  const rest = text.slice(close + 1).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   // rest[0] is field 3 (state), so field N is rest[N - 3]; starttime is field 22.
   if (rest.length < 20) return null;
   const state = rest[0]!;
@@ -254,7 +257,11 @@ export function readStatusField(pid: number, field: string): string[] | null {
   const prefix = `${field}:`;
   const line = text.split('\n').find((l) => l.startsWith(prefix));
   if (line === undefined) return null;
-  return line.slice(prefix.length).trim().split(/\s+/).filter((s) => s !== '');
+  return line
+    .slice(prefix.length)
+    .trim()
+    .split(/\s+/)
+    .filter((s) => s !== '');
 }
 
 /**

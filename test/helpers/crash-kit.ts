@@ -49,8 +49,14 @@ export async function apiRun(d: Pick<Daemon, 'socket' | 'stateDir' | 'env'>, arg
   let resolveNamed!: (v: { runId: string; resultPath: string }) => void;
   let rejectNamed!: (e: Error) => void;
   let resolveDone!: (v: RunOutcome | null) => void;
-  const started = new Promise<{ runId: string; pid: number; resultPath: string }>((a, b) => ((resolveStarted = a), (rejectStarted = b)));
-  const named = new Promise<{ runId: string; resultPath: string }>((a, b) => ((resolveNamed = a), (rejectNamed = b)));
+  const started = new Promise<{ runId: string; pid: number; resultPath: string }>((a, b) => {
+    resolveStarted = a;
+    rejectStarted = b;
+  });
+  const named = new Promise<{ runId: string; resultPath: string }>((a, b) => {
+    resolveNamed = a;
+    rejectNamed = b;
+  });
   const done = new Promise<RunOutcome | null>((a) => (resolveDone = a));
   started.catch(() => undefined);
   named.catch(() => undefined);

@@ -29,10 +29,16 @@ export interface Etcd {
 }
 
 export function etcdAvailability(): { ok: true } | { ok: false; reason: string } {
-  for (const [bin, arg] of [['etcd', '--version'], ['etcdctl', 'version']] as const) {
+  for (const [bin, arg] of [
+    ['etcd', '--version'],
+    ['etcdctl', 'version'],
+  ] as const) {
     const r = spawnSync(bin, [arg], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, ETCDCTL_API: '3' } });
     if (r.error || r.status !== 0) {
-      return { ok: false, reason: `${bin} is not installed (${r.error?.message ?? `exit ${r.status}`}); install etcd-server and etcd-client (apt-get install -y etcd-server etcd-client) to run the cluster tests` };
+      return {
+        ok: false,
+        reason: `${bin} is not installed (${r.error?.message ?? `exit ${r.status}`}); install etcd-server and etcd-client (apt-get install -y etcd-server etcd-client) to run the cluster tests`,
+      };
     }
   }
   return { ok: true };
@@ -63,15 +69,24 @@ export async function startEtcd(t: ExecutionContext | null, opts: { timeoutMs?: 
     const proc = spawn(
       'etcd',
       [
-        '--name', 'lockd-test',
-        '--data-dir', dataDir,
-        '--listen-client-urls', `http://${endpoint}`,
-        '--advertise-client-urls', `http://${endpoint}`,
-        '--listen-peer-urls', peer,
-        '--initial-advertise-peer-urls', peer,
-        '--initial-cluster', `lockd-test=${peer}`,
-        '--initial-cluster-state', 'new',
-        '--log-level', 'error',
+        '--name',
+        'lockd-test',
+        '--data-dir',
+        dataDir,
+        '--listen-client-urls',
+        `http://${endpoint}`,
+        '--advertise-client-urls',
+        `http://${endpoint}`,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `lockd-test=${peer}`,
+        '--initial-cluster-state',
+        'new',
+        '--log-level',
+        'error',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'arm64' ? 'arm64' : '' } },
     );

@@ -58,7 +58,7 @@ export async function statusJson(d: Pick<Daemon, 'env'>, args: string[] = [], en
   if (r.code !== 0) throw new Error(`lockd status failed (${r.code}): ${r.stderr}`);
   const snap = JSON.parse(r.stdout) as StatusSnapshot;
   // The CLI passes the daemon's bytes through unparsed: they must be exactly what serializing the snapshot gives.
-  if (r.stdout !== JSON.stringify(snap) + '\n') throw new Error(`lockd status --json printed non-canonical JSON: ${r.stdout.slice(0, 200)}`);
+  if (r.stdout !== `${JSON.stringify(snap)}\n`) throw new Error(`lockd status --json printed non-canonical JSON: ${r.stdout.slice(0, 200)}`);
   return snap;
 }
 

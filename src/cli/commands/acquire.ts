@@ -90,8 +90,7 @@ export async function acquireCommand(args: string[]): Promise<number> {
   };
   const names = locks.map((l) => l.name).join(', ');
   const started = Date.now();
-  const github = (status: string, lockId: string, waitMs: number | null, summary: string) =>
-    reportToGithub({ status, lockId, queueWaitMs: waitMs, summary: `**lockd**: ${summary}` });
+  const github = (status: string, lockId: string, waitMs: number | null, summary: string) => reportToGithub({ status, lockId, queueWaitMs: waitMs, summary: `**lockd**: ${summary}` });
 
   let m;
   try {
@@ -104,7 +103,7 @@ export async function acquireCommand(args: string[]): Promise<number> {
     if (typeof e.details?.exitCode === 'number') {
       // Not obtained (busy, wait timed out, deadlock): the daemon's exit code already honours --conflict-exit-code.
       process.stderr.write(`lockd: ${e.code}: ${e.message}\n`);
-      if (values.json) process.stdout.write(JSON.stringify({ type: 'not_obtained', code: e.code, message: e.message, blockers: e.details.blockers, exit_code: e.details.exitCode }) + '\n');
+      if (values.json) process.stdout.write(`${JSON.stringify({ type: 'not_obtained', code: e.code, message: e.message, blockers: e.details.blockers, exit_code: e.details.exitCode })}\n`);
       github('not_obtained', '', Date.now() - started, summary);
       return e.details.exitCode;
     }
@@ -114,7 +113,7 @@ export async function acquireCommand(args: string[]): Promise<number> {
     return code === EXIT.NOT_OBTAINED ? conflictExit : code;
   }
   const ttl = m.ttl_ms === null ? 'no ttl: held until released' : `ttl ${secondsText(m.ttl_ms)} s: renew with lockd heartbeat ${m.hold_id}`;
-  if (values.json) process.stdout.write(JSON.stringify(m) + '\n');
+  if (values.json) process.stdout.write(`${JSON.stringify(m)}\n`);
   else process.stdout.write(`LOCKD_HOLD_ID=${m.hold_id}\n`);
   say(`holding ${names} as ${m.hold_id} after ${secondsText(m.queue_wait_ms)} s (${ttl}); release with: lockd release ${m.hold_id}`);
   github('acquired', m.hold_id, m.queue_wait_ms, `acquired ${mdCode(names)} as ${mdCode(m.hold_id)} after ${secondsText(m.queue_wait_ms)} s (holder ${mdCode(renderHolder(m.holder))})`);

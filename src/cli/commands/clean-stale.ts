@@ -55,7 +55,10 @@ export interface CleanStaleRun {
   globalDir: string;
 }
 
-export async function runCleanStale(values: { socket?: string | undefined; 'state-dir'?: string | undefined; root?: string[] | undefined; 'global-dir'?: string | undefined }, dryRun: boolean): Promise<CleanStaleRun> {
+export async function runCleanStale(
+  values: { socket?: string | undefined; 'state-dir'?: string | undefined; root?: string[] | undefined; 'global-dir'?: string | undefined },
+  dryRun: boolean,
+): Promise<CleanStaleRun> {
   const settings = new Settings({ socket: values.socket, state_dir: values['state-dir'], global_dir: values['global-dir'] });
   const roots = asArray(values.root).length ? asArray(values.root).map((r) => resolve(r)) : [resolve(settings.value('build_root')!)];
   const gd = settings.value('global_dir');
@@ -66,7 +69,12 @@ export async function runCleanStale(values: { socket?: string | undefined; 'stat
 }
 
 const REMOVED_WHY: Record<string, string> = { owner_dead: 'owner is gone', pid_reused: 'pid now belongs to another process', unreadable_meta: 'unreadable meta, nobody holds the lock' };
-const KEPT_WHY: Record<string, string> = { held_by_daemon: 'held by the lockd daemon', owner_alive: 'owner is alive', flock_held: 'someone holds its flock', unreadable_meta: 'unreadable meta (cannot prove nobody holds it)' };
+const KEPT_WHY: Record<string, string> = {
+  held_by_daemon: 'held by the lockd daemon',
+  owner_alive: 'owner is alive',
+  flock_held: 'someone holds its flock',
+  unreadable_meta: 'unreadable meta (cannot prove nobody holds it)',
+};
 
 export async function cleanStaleCommand(args: string[]): Promise<number> {
   const { values } = parse(args, OPTIONS);
@@ -74,12 +82,14 @@ export async function cleanStaleCommand(args: string[]): Promise<number> {
   const run = await runCleanStale(values, dryRun);
   const { result } = run;
   if (values.json) {
-    process.stdout.write(JSON.stringify({ dry_run: dryRun, daemon: run.daemon, roots: run.roots, global_dir: run.globalDir, ...result }) + '\n');
+    process.stdout.write(`${JSON.stringify({ dry_run: dryRun, daemon: run.daemon, roots: run.roots, global_dir: run.globalDir, ...result })}\n`);
     return EXIT.OK;
   }
   const style = styleFor(process.stdout);
   for (const r of result.removed) {
-    process.stdout.write(`${dryRun ? 'would remove' : style.green('removed')} ${r.path} (${REMOVED_WHY[r.reason] ?? r.reason}${r.pid !== null ? `, pid ${r.pid}` : ''}${r.holder ? `, ${r.holder}` : ''})\n`);
+    process.stdout.write(
+      `${dryRun ? 'would remove' : style.green('removed')} ${r.path} (${REMOVED_WHY[r.reason] ?? r.reason}${r.pid !== null ? `, pid ${r.pid}` : ''}${r.holder ? `, ${r.holder}` : ''})\n`,
+    );
   }
   for (const k of result.kept) process.stdout.write(`${style.dim('kept')} ${k.path} (${KEPT_WHY[k.reason] ?? k.reason}${k.pid !== null ? `, pid ${k.pid}` : ''})\n`);
   for (const s of result.skipped) process.stdout.write(`${style.yellow('skipped')} ${s.path}: ${s.reason}\n`);

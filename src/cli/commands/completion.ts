@@ -87,7 +87,7 @@ export function helpOptions(help: string): OptionsConfig {
       for (const m of line.matchAll(new RegExp(String.raw`(?<![\w-])--([a-z][a-z0-9-]*)${VALUE}`, 'g'))) add(m[1]!, m[2] !== undefined);
     } else if (/^\s+-/.test(line)) {
       for (const seg of line.trim().split(/\s{2,}/)) {
-        const m = new RegExp(String.raw`^(?:-[A-Za-z](?:, |/))?--([a-z][a-z0-9-]*)${VALUE}`).exec(seg);
+        const m = new RegExp(`^(?:-[A-Za-z](?:, |/))?--([a-z][a-z0-9-]*)${VALUE}`).exec(seg);
         if (m) add(m[1]!, m[2] !== undefined);
       }
     }
@@ -102,7 +102,7 @@ function optionSpecs(options: OptionsConfig, help: string): OptionSpec[] {
     ...(o.short ? { short: o.short } : {}),
     kind: kindFor(long, o.type === 'string'),
     multiple: o.multiple === true,
-    description: described.get(long) ?? (long === 'help' ? 'show this command\'s help' : long === 'socket' ? 'daemon socket path' : long === 'state-dir' ? 'daemon state directory' : ''),
+    description: described.get(long) ?? (long === 'help' ? "show this command's help" : long === 'socket' ? 'daemon socket path' : long === 'state-dir' ? 'daemon state directory' : ''),
   }));
 }
 

@@ -45,7 +45,11 @@ export const MASKED = '********';
 const OPTIONS = {
   ...COMMON_OPTIONS,
   json: { type: 'boolean' },
-  ...Object.fromEntries(Object.values(FLAGS).filter((f) => f !== 'socket' && f !== 'state-dir').map((f) => [f, { type: 'string' }])),
+  ...Object.fromEntries(
+    Object.values(FLAGS)
+      .filter((f) => f !== 'socket' && f !== 'state-dir')
+      .map((f) => [f, { type: 'string' }]),
+  ),
 } as Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
 export const CONFIG_HELP = `Usage: lockd config [--json] [SETTING FLAGS...]
@@ -73,7 +77,10 @@ export interface ConfigEntry {
   description: string;
 }
 
-export function effectiveConfig(flags: Partial<Record<SettingName, string | undefined>>, env: NodeJS.ProcessEnv = process.env): { settings: Record<string, ConfigEntry>; files: Record<string, { path: string; exists: boolean }> } {
+export function effectiveConfig(
+  flags: Partial<Record<SettingName, string | undefined>>,
+  env: NodeJS.ProcessEnv = process.env,
+): { settings: Record<string, ConfigEntry>; files: Record<string, { path: string; exists: boolean }> } {
   const s = new Settings(flags, env);
   const settings: Record<string, ConfigEntry> = {};
   for (const name of Object.keys(SETTINGS) as SettingName[]) {
@@ -105,13 +112,13 @@ export async function configCommand(args: string[]): Promise<number> {
   }
   const cfg = effectiveConfig(flags);
   if (v.json) {
-    process.stdout.write(JSON.stringify(cfg) + '\n');
+    process.stdout.write(`${JSON.stringify(cfg)}\n`);
     return EXIT.OK;
   }
   const style = styleFor(process.stdout);
   const rows = [['SETTING', 'VALUE', 'SOURCE', 'FLAG / ENV'].map((h) => style.dim(h))];
   for (const [name, e] of Object.entries(cfg.settings)) {
-    rows.push([name, e.value ?? style.dim('(none)'), e.source === 'default' ? style.dim(e.source) : style.bold(e.source), `${e.flag ? e.flag + ' / ' : ''}${e.env}`]);
+    rows.push([name, e.value ?? style.dim('(none)'), e.source === 'default' ? style.dim(e.source) : style.bold(e.source), `${e.flag ? `${e.flag} / ` : ''}${e.env}`]);
   }
   process.stdout.write(table(rows, ''));
   process.stdout.write(`\nconfig files (highest first):\n`);

@@ -65,7 +65,8 @@ async function checkPrivateDir(name: string, dir: string, what: string): Promise
   if (!st.isDirectory()) return { name, level: 'fail', message: `${what} ${dir} is not a directory`, fix: `remove it, or point lockd elsewhere` };
   const uid = myUid();
   const mode = (st.mode & 0o777).toString(8);
-  if (uid !== null && st.uid !== uid) return { name, level: 'fail', message: `${what} ${dir} belongs to uid ${st.uid}, not to you (uid ${uid})`, fix: `chown ${uid} ${dir}, or use a directory of your own` };
+  if (uid !== null && st.uid !== uid)
+    return { name, level: 'fail', message: `${what} ${dir} belongs to uid ${st.uid}, not to you (uid ${uid})`, fix: `chown ${uid} ${dir}, or use a directory of your own` };
   if ((st.mode & 0o022) !== 0) return { name, level: 'fail', message: `${what} ${dir} is writable by others (mode ${mode})`, fix: `chmod 700 ${dir}` };
   return { name, level: 'ok', message: `${what} ${dir} (mode ${mode}, yours)` };
 }
@@ -77,7 +78,12 @@ async function checkSocketDir(socketPath: string): Promise<Check> {
       await fsp.access(socketPath, 6 /* R_OK | W_OK */);
       return { name: 'socket', level: 'ok', message: `system socket ${socketPath} is usable` };
     } catch (e) {
-      return { name: 'socket', level: 'fail', message: `system socket ${socketPath}: ${(e as Error).message}`, fix: `add yourself to the lockd group: sudo usermod -aG lockd ${currentUser()} (then log in again)` };
+      return {
+        name: 'socket',
+        level: 'fail',
+        message: `system socket ${socketPath}: ${(e as Error).message}`,
+        fix: `add yourself to the lockd group: sudo usermod -aG lockd ${currentUser()} (then log in again)`,
+      };
     }
   }
   return checkPrivateDir('socket', dirname(socketPath), 'socket directory');
@@ -87,17 +93,44 @@ async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart:
   try {
     const pong = await request({ ...opts, autostart: false }, { type: 'ping' }, ['pong']);
     if (pong.protocol !== PROTOCOL_VERSION) {
-      return { running: true, check: { name: 'daemon', level: 'fail', message: `the daemon (lockd ${pong.version}, pid ${pong.pid}) speaks protocol ${pong.protocol}, this client ${PROTOCOL_VERSION}`, fix: 'restart it: lockd shutdown (a new one starts on first use)' } };
+      return {
+        running: true,
+        check: {
+          name: 'daemon',
+          level: 'fail',
+          message: `the daemon (lockd ${pong.version}, pid ${pong.pid}) speaks protocol ${pong.protocol}, this client ${PROTOCOL_VERSION}`,
+          fix: 'restart it: lockd shutdown (a new one starts on first use)',
+        },
+      };
     }
     if (pong.version !== LOCKD_VERSION) {
-      return { running: true, check: { name: 'daemon', level: 'fail', message: `the daemon is lockd ${pong.version} (pid ${pong.pid}), this client is ${LOCKD_VERSION}`, fix: 'restart it when idle: lockd shutdown (a new one starts on first use)' } };
+      return {
+        running: true,
+        check: {
+          name: 'daemon',
+          level: 'fail',
+          message: `the daemon is lockd ${pong.version} (pid ${pong.pid}), this client is ${LOCKD_VERSION}`,
+          fix: 'restart it when idle: lockd shutdown (a new one starts on first use)',
+        },
+      };
     }
     const launcher = pong.launcher ? `; jobs start with the ${pong.launcher.name} launcher (${pong.launcher.detail}; ${pong.launcher.reason})` : '';
-    return { running: true, check: { name: 'daemon', level: 'ok', message: `daemon lockd ${pong.version} (protocol ${pong.protocol}), pid ${pong.pid}, ${pong.mode} mode, same as this client${launcher}` } };
+    return {
+      running: true,
+      check: { name: 'daemon', level: 'ok', message: `daemon lockd ${pong.version} (protocol ${pong.protocol}), pid ${pong.pid}, ${pong.mode} mode, same as this client${launcher}` },
+    };
   } catch (e) {
     if (isLockdError(e, 'daemon_not_running')) {
       return noAutostart
-        ? { running: false, check: { name: 'daemon', level: 'warn', message: `no daemon answers on ${opts.socketPath} and auto-start is off (LOCKD_NO_AUTOSTART)`, fix: 'start one: lockd daemon (or install the service)' } }
+        ? {
+            running: false,
+            check: {
+              name: 'daemon',
+              level: 'warn',
+              message: `no daemon answers on ${opts.socketPath} and auto-start is off (LOCKD_NO_AUTOSTART)`,
+              fix: 'start one: lockd daemon (or install the service)',
+            },
+          }
         : { running: false, check: { name: 'daemon', level: 'ok', message: `no daemon running on ${opts.socketPath}; one starts on first use` } };
     }
     if (isLockdError(e)) return { running: false, check: { name: 'daemon', level: 'fail', message: e.message, fix: 'check the socket path and permissions (lockd config)' } };
@@ -119,7 +152,8 @@ async function checkLinger(): Promise<Check> {
   const user = currentUser();
   const r = await run('loginctl', ['show-user', user, '-p', 'Linger']);
   const m = /^Linger=(yes|no)$/m.exec(r.stdout);
-  if (!r.ok || !m) return { name, level: 'skip', message: installed ? `cannot ask loginctl whether ${user} lingers (no systemd login manager?)` : 'no lockd user service installed; lingering does not matter' };
+  if (!r.ok || !m)
+    return { name, level: 'skip', message: installed ? `cannot ask loginctl whether ${user} lingers (no systemd login manager?)` : 'no lockd user service installed; lingering does not matter' };
   if (m[1] === 'yes') return { name, level: 'ok', message: `lingering is enabled for ${user}: user services survive logout` };
   if (!installed) return { name, level: 'ok', message: `lingering is off for ${user}, but no lockd user service is installed (auto-started daemons are not affected)` };
   return { name, level: 'fail', message: `lingering is off for ${user}: the lockd user service stops at logout, killing the runs it supervises`, fix: `loginctl enable-linger ${user}` };
@@ -131,10 +165,24 @@ async function checkStale(values: { socket?: string | undefined; 'state-dir'?: s
     const { result, globalDir } = await runCleanStale({ socket: values.socket, 'state-dir': values['state-dir'], root: [root] }, true);
     const where = `${root} and ${globalDir}`;
     if (result.removed.length) {
-      return { name, level: 'fail', message: `${result.removed.length} stale lock meta file(s) under ${where}: ${result.removed.slice(0, 3).map((r) => r.path).join(', ')}${result.removed.length > 3 ? ', …' : ''}`, fix: `lockd clean-stale --root ${root}` };
+      return {
+        name,
+        level: 'fail',
+        message: `${result.removed.length} stale lock meta file(s) under ${where}: ${result.removed
+          .slice(0, 3)
+          .map((r) => r.path)
+          .join(', ')}${result.removed.length > 3 ? ', …' : ''}`,
+        fix: `lockd clean-stale --root ${root}`,
+      };
     }
     const unreadable = result.kept.filter((k) => k.reason === 'unreadable_meta');
-    if (unreadable.length) return { name, level: 'warn', message: `unreadable lock meta file(s) whose lock someone may hold: ${unreadable.map((k) => k.path).join(', ')}`, fix: 'look at them; lockd clean-stale removes them once nobody holds the lock' };
+    if (unreadable.length)
+      return {
+        name,
+        level: 'warn',
+        message: `unreadable lock meta file(s) whose lock someone may hold: ${unreadable.map((k) => k.path).join(', ')}`,
+        fix: 'look at them; lockd clean-stale removes them once nobody holds the lock',
+      };
     return { name, level: 'ok', message: `no stale lock metadata under ${where}` };
   } catch (e) {
     return { name, level: 'fail', message: `cannot check for stale locks: ${(e as Error).message}` };
@@ -179,7 +227,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
 
   const failed = checks.some((c) => c.level === 'fail');
   if (values.json) {
-    process.stdout.write(JSON.stringify({ ok: !failed, checks }) + '\n');
+    process.stdout.write(`${JSON.stringify({ ok: !failed, checks })}\n`);
   } else {
     const style = styleFor(process.stdout);
     const tag: Record<CheckLevel, string> = { ok: style.green('ok  '), warn: style.yellow('warn'), fail: style.red('FAIL'), skip: style.dim('skip') };

@@ -46,7 +46,7 @@ export async function eventsCommand(args: string[]): Promise<number> {
   // A reader that goes away (`lockd events | head`) ends the stream quietly.
   process.stdout.on('error', stop);
   try {
-    for await (const event of stream) process.stdout.write(values.json ? JSON.stringify(event) + '\n' : renderEvent(event, style));
+    for await (const event of stream) process.stdout.write(values.json ? `${JSON.stringify(event)}\n` : renderEvent(event, style));
   } catch (e) {
     if (stopped) return EXIT.OK;
     if (isLockdError(e, 'daemon_lost')) {

@@ -85,11 +85,7 @@ export async function gcCommand(args: string[]): Promise<number> {
   let report: Report;
   try {
     // Without an explicit root the daemon uses its own state dir (it differs from ours for a system daemon).
-    const reply = await request(
-      connect,
-      { type: 'gc', runs_root: runsRoot.explicit ? runsRoot.root : null, keep, older_than_ms: olderThanMs, max_bytes: maxBytes, dry_run: dryRun },
-      ['gc_done'],
-    );
+    const reply = await request(connect, { type: 'gc', runs_root: runsRoot.explicit ? runsRoot.root : null, keep, older_than_ms: olderThanMs, max_bytes: maxBytes, dry_run: dryRun }, ['gc_done']);
     report = { ...(reply.report as unknown as GcReport & { runs_root: string }), collected_by: 'daemon' };
   } catch (e) {
     if (!isLockdError(e, 'daemon_not_running')) throw e;
@@ -103,7 +99,7 @@ export async function gcCommand(args: string[]): Promise<number> {
   }
 
   if (values.json) {
-    process.stdout.write(JSON.stringify(report) + '\n');
+    process.stdout.write(`${JSON.stringify(report)}\n`);
   } else {
     for (const r of report.removed) process.stdout.write(`${r.run_id}\n`);
     const bytes = report.removed.reduce((sum, r) => sum + r.bytes, 0);

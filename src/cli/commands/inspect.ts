@@ -57,7 +57,7 @@ export async function inspectCommand(args: string[]): Promise<number> {
   }
   const held = lock !== null && lock.holders.length > 0;
   if (values.json) {
-    process.stdout.write(JSON.stringify({ key, held, daemon, lock }) + '\n');
+    process.stdout.write(`${JSON.stringify({ key, held, daemon, lock })}\n`);
   } else if (!daemon) {
     process.stdout.write(`${name}: free (no lockd daemon is running; nothing is held)\n`);
   } else if (lock === null) {

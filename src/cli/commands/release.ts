@@ -59,10 +59,10 @@ export async function releaseCommand(args: string[]): Promise<number> {
     }
     throw e;
   }
-  if (values.json) process.stdout.write(JSON.stringify(reply) + '\n');
+  if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
   for (const id of reply.hold_ids) say(`released ${id}`);
   if (reply.note) say(reply.note);
-  const status = reply.released ? 'released' : reply.note && reply.note.includes('not yours') ? 'not_owner' : 'not_held';
+  const status = reply.released ? 'released' : reply.note?.includes('not yours') ? 'not_owner' : 'not_held';
   const lockId = reply.hold_ids.join(',') || holdId || '';
   const summary = reply.released
     ? `released ${reply.hold_ids.map(mdCode).join(', ')}${reply.note ? ` (${reply.note})` : ''}`

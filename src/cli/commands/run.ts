@@ -265,7 +265,7 @@ export async function runCommand(args: string[]): Promise<number> {
     say(`result -> ${o.result_path}`);
     if (resultFd !== null) {
       try {
-        writeSync(resultFd, JSON.stringify(o.result) + '\n');
+        writeSync(resultFd, `${JSON.stringify(o.result)}\n`);
       } catch (e) {
         process.stderr.write(`lockd: cannot write the result to fd ${resultFd}: ${(e as Error).message}\n`);
       }

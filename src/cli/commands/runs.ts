@@ -136,8 +136,12 @@ function table(runs: RunSummary[]): string {
   const rows = runs.map((r) => [r.run_id, r.status ?? '?', r.reason ?? '-', formatDuration(r.duration_ms), r.command_line ?? '?']);
   const header = ['RUN ID', 'STATUS', 'REASON', 'DURATION', 'COMMAND'];
   const widths = header.slice(0, 4).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n') + '\n';
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c))
+      .join('  ')
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
 
 export async function runsCommand(args: string[]): Promise<number> {
@@ -154,7 +158,7 @@ export async function runsCommand(args: string[]): Promise<number> {
     ...(statuses.length ? { status: statuses } : {}),
     ...(values.limit !== undefined ? { limit: parseIntOption(values.limit, '--limit') } : {}),
   });
-  if (values.json) process.stdout.write(JSON.stringify(runs) + '\n');
+  if (values.json) process.stdout.write(`${JSON.stringify(runs)}\n`);
   else if (runs.length === 0) process.stderr.write(`lockd: no runs in ${root}\n`);
   else process.stdout.write(table(runs));
   return EXIT.OK;

@@ -116,7 +116,9 @@ export async function serviceCommand(args: string[]): Promise<number> {
   }
   const { uninstallServiceFiles } = await import('../../service/install.js');
   const done = uninstallServiceFiles(plan);
-  out(`Uninstalled the ${describe(plan)}:\n${done.map((d) => `  ${d.action === 'kept_not_ours' ? 'kept     ' : d.action.padEnd(9)} ${d.path}${d.action === 'kept_not_ours' ? '   (not written by lockd service install; remove it yourself)' : ''}`).join('\n')}\n`);
+  out(
+    `Uninstalled the ${describe(plan)}:\n${done.map((d) => `  ${d.action === 'kept_not_ours' ? 'kept     ' : d.action.padEnd(9)} ${d.path}${d.action === 'kept_not_ours' ? '   (not written by lockd service install; remove it yourself)' : ''}`).join('\n')}\n`,
+  );
   out(commands('Next:', plan.afterUninstall));
   // 1, like a partial failure: the user has a file left to deal with.
   return done.some((d) => d.action === 'kept_not_ours') ? 1 : EXIT.OK;

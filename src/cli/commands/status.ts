@@ -43,7 +43,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     process.stdout.write(renderStatus(snapshot, styleFor(process.stdout)));
   } catch (e) {
     if (!isLockdError(e, 'daemon_not_running')) throw e;
-    if (values.json) process.stdout.write(JSON.stringify({ daemon: null, locks: [], runs: [], holds: [] }) + '\n');
+    if (values.json) process.stdout.write(`${JSON.stringify({ daemon: null, locks: [], runs: [], holds: [] })}\n`);
     else process.stdout.write(`${(await import('../render/status.js')).NO_DAEMON_TEXT}\n`);
   }
   return EXIT.OK;

@@ -25,5 +25,5 @@ export function renderEvent(e: LockdEvent, style: Style, now = new Date()): stri
   // Lock files by name: <root>/.locks/qemu.lock → qemu.lock; the full paths are in --json.
   const locks = e.locks.length ? e.locks.map((k) => basename(k)).join(',') : '-';
   const detail = detailText(e.detail);
-  return `${style.dim(formatClock(e.time_utc, now))} ${type} ${e.id || '-'} ${locks}${detail ? ' ' + style.dim(detail) : ''}\n`;
+  return `${style.dim(formatClock(e.time_utc, now))} ${type} ${e.id || '-'} ${locks}${detail ? ` ${style.dim(detail)}` : ''}\n`;
 }

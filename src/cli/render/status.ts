@@ -42,7 +42,7 @@ function describeId(id: string, lock: LockStatus, snap: StatusSnapshot | null): 
 }
 
 export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot | null = null, now = new Date()): string {
-  const kind = lock.capacity !== null ? `slots=${lock.capacity}` : (lock.mode ?? (lock.waiters[0]?.mode ?? 'exclusive'));
+  const kind = lock.capacity !== null ? `slots=${lock.capacity}` : (lock.mode ?? lock.waiters[0]?.mode ?? 'exclusive');
   const state = lock.holders.length ? style.red('held') : style.yellow('waited on');
   let out = `${style.bold(lock.name)}  ${lock.scope} ${kind}, ${state}  ${style.dim(lock.key)}\n`;
   // Cluster locks are held and waited on from every host: say which one (its daemon's --cluster-host).
@@ -73,7 +73,12 @@ export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot 
         `${w.kind} ${w.id}`,
         w.wants.join(' '),
         `${formatClock(w.since_utc, now)} (${formatDuration(w.waiting_ms)})`,
-        w.blocked_by.length ? w.blocked_by.slice(0, 2).map((id) => describeId(id, lock, snap)).join(', ') + (w.blocked_by.length > 2 ? ` +${w.blocked_by.length - 2}` : '') : '-',
+        w.blocked_by.length
+          ? w.blocked_by
+              .slice(0, 2)
+              .map((id) => describeId(id, lock, snap))
+              .join(', ') + (w.blocked_by.length > 2 ? ` +${w.blocked_by.length - 2}` : '')
+          : '-',
         formatEstimate(w.estimated_wait_ms),
       ]);
     }
@@ -91,7 +96,7 @@ export function renderStatus(snap: StatusSnapshot, style: Style, now = new Date(
     const health = c.healthy ? style.green('healthy') : style.red(`unhealthy${c.last_error ? `: ${c.last_error}` : ''}`);
     out += `cluster: this host ${style.bold(c.host)}, etcd ${c.endpoints.join(',')}, prefix ${c.prefix || '(none)'}, lease ${c.lease ?? 'none'}, ${health}\n`;
   }
-  if (snap.locks.length === 0 && snap.runs.length === 0 && snap.holds.length === 0) return out + '\nnothing is held or waited on\n';
+  if (snap.locks.length === 0 && snap.runs.length === 0 && snap.holds.length === 0) return `${out}\nnothing is held or waited on\n`;
   if (snap.locks.length) {
     out += `\n${style.bold('LOCKS')}\n`;
     out += snap.locks.map((l) => renderLock(l, style, snap, now)).join('\n');
@@ -101,15 +106,7 @@ export function renderStatus(snap: StatusSnapshot, style: Style, now = new Date(
     const rows = [['RUN ID', 'STATE', 'PID', 'WHO', 'SINCE', 'LOCKS', 'COMMAND'].map((h) => style.dim(h))];
     for (const r of snap.runs) {
       const state = r.state === 'running' ? style.green(r.state) : r.state === 'queued' ? style.yellow(r.state) : style.red(r.state);
-      rows.push([
-        r.run_id + (r.detach ? ' (detached)' : ''),
-        state,
-        r.pid === null ? '-' : String(r.pid),
-        who(r),
-        formatClock(r.since_utc, now),
-        r.locks.join(' ') || '-',
-        clip(r.command_line, 60),
-      ]);
+      rows.push([r.run_id + (r.detach ? ' (detached)' : ''), state, r.pid === null ? '-' : String(r.pid), who(r), formatClock(r.since_utc, now), r.locks.join(' ') || '-', clip(r.command_line, 60)]);
     }
     out += table(rows);
   }

@@ -26,11 +26,14 @@ export class QuietTimer {
     if (this.timer) clearTimeout(this.timer);
     else this.firstPokeAt = now;
     const due = Math.max(this.lastRunAt + this.minIntervalMs, Math.min(now + this.quietMs, this.firstPokeAt + this.maxMs));
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.lastRunAt = Date.now();
-      this.fn();
-    }, Math.max(0, due - now));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.lastRunAt = Date.now();
+        this.fn();
+      },
+      Math.max(0, due - now),
+    );
   }
 }
 

@@ -37,17 +37,7 @@ import { readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
-import {
-  compareStartTimes,
-  isExitedState,
-  isSameProcessAlive,
-  isValidPid,
-  listProcesses,
-  processGroupAlive,
-  processStartTimeSync,
-  readProcStat,
-  type ProcessEntry,
-} from '../../util/proc.js';
+import { compareStartTimes, isExitedState, isSameProcessAlive, isValidPid, listProcesses, processGroupAlive, processStartTimeSync, readProcStat, type ProcessEntry } from '../../util/proc.js';
 import { LockdError } from '../../util/errors.js';
 import { JobCgroup } from './cgroup.js';
 

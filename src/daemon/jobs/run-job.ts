@@ -176,7 +176,12 @@ export class RunJob {
 
   /** Write the queued manifest, then ask the lock table. */
   async enqueue(): Promise<void> {
-    const request = { id: this.runId, claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: this.owner, ...(this.parent ? { parent: this.parent } : {}) };
+    const request = {
+      id: this.runId,
+      claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })),
+      meta: this.owner,
+      ...(this.parent ? { parent: this.parent } : {}),
+    };
     // Cluster locks: take the place in the etcd queues now, while the git sha is read and the manifest written,
     // so the etcd round trip is off the start path. What the cluster says is acted on once the manifest is there
     // (see enqueueCluster); every way this run can end before that (client gone, records unwritable) withdraws it.
@@ -318,7 +323,11 @@ export class RunJob {
     const holder = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
     const msg = holder ? describeBlocker(lockNameOf(this.locks, holder.key), holder.meta) : 'locks were not granted in time';
     this.ctx.gate.cancel(this.runId);
-    await this.finishNotObtained('lock_wait_timeout', `waited ${fmtSeconds(this.req.wait_ms ?? 0)}: ${msg}`, blockers.map((b) => holderInfo(b.meta)));
+    await this.finishNotObtained(
+      'lock_wait_timeout',
+      `waited ${fmtSeconds(this.req.wait_ms ?? 0)}: ${msg}`,
+      blockers.map((b) => holderInfo(b.meta)),
+    );
   }
 
   /** The table granted every lock: take the files, spawn the child. */
@@ -413,7 +422,15 @@ export class RunJob {
     const env = this.childEnv(grant);
     const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
     const child = this.ctx.launcher.launch(
-      { runId: this.runId, file: plan.file, args: plan.args, cwd: plan.cwd, env: plan.env, stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore', output: this.directLog ? this.directLog.fd : 'pipe' },
+      {
+        runId: this.runId,
+        file: plan.file,
+        args: plan.args,
+        cwd: plan.cwd,
+        env: plan.env,
+        stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore',
+        output: this.directLog ? this.directLog.fd : 'pipe',
+      },
       (e) => void this.spawnFailed(e),
     );
     // The child has its own copy of the log descriptor now.
@@ -554,10 +571,7 @@ export class RunJob {
     await this.finishNotObtained(reason, message, []);
   }
 
-  private async afterExit(
-    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
-    outputDone: Promise<unknown>,
-  ): Promise<void> {
+  private async afterExit(exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>, outputDone: Promise<unknown>): Promise<void> {
     const { code, signal } = await exited;
     this.childExited = true;
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);

@@ -4,7 +4,6 @@
  */
 import type { Grant, LockClaim, LockMode, LockRequest } from './lock-table-types.js';
 
-
 /** A top-level request and all nested requests under it; acts as one lock owner. */
 export interface Family {
   /** The top-level request's id (it may have left the table while nested ones remain). */

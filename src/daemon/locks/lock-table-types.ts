@@ -55,15 +55,9 @@ export interface Blocker<M> {
   meta: M;
 }
 
-export type SubmitResult<M> =
-  | { kind: 'granted'; grant: Grant<M> }
-  | { kind: 'queued'; blockers: Blocker<M>[] }
-  | Rejection;
+export type SubmitResult<M> = { kind: 'granted'; grant: Grant<M> } | { kind: 'queued'; blockers: Blocker<M>[] } | Rejection;
 
-export type TryResult<M> =
-  | { kind: 'granted'; grant: Grant<M> }
-  | { kind: 'busy'; blockers: Blocker<M>[] }
-  | Rejection;
+export type TryResult<M> = { kind: 'granted'; grant: Grant<M> } | { kind: 'busy'; blockers: Blocker<M>[] } | Rejection;
 
 export interface HolderSnapshot<M> {
   requestId: string;

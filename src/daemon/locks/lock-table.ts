@@ -64,13 +64,43 @@
  */
 
 import { LockdError } from '../../util/errors.js';
-import type { LockMode, LockClaim, LockRequest, GrantedClaim, Grant, RejectCode, Rejection, Blocker, SubmitResult, TryResult, HolderSnapshot, WaiterSnapshot, LockSnapshot, LockTableOptions } from './lock-table-types.js';
-import { KeyState, MinHeap, type BlockGroup, type Entry, type Family, type FamilyTally, type QueueNode, type Req, type VirtualGrant } from './lock-table-state.js';
+import type {
+  LockMode,
+  LockClaim,
+  LockRequest,
+  GrantedClaim,
+  Grant,
+  RejectCode,
+  Rejection,
+  Blocker,
+  SubmitResult,
+  TryResult,
+  HolderSnapshot,
+  WaiterSnapshot,
+  LockSnapshot,
+  LockTableOptions,
+} from './lock-table-types.js';
+import { KeyState, MinHeap, type BlockGroup, type Entry, type Family, type QueueNode, type Req, type VirtualGrant } from './lock-table-state.js';
 
 const DEFAULT_MAX_WAITER_BLOCKERS = 8;
 const MODES: ReadonlySet<string> = new Set<LockMode>(['exclusive', 'shared', 'slots']);
 
-export type { LockMode, LockClaim, LockRequest, GrantedClaim, Grant, RejectCode, Rejection, Blocker, SubmitResult, TryResult, HolderSnapshot, WaiterSnapshot, LockSnapshot, LockTableOptions } from './lock-table-types.js';
+export type {
+  LockMode,
+  LockClaim,
+  LockRequest,
+  GrantedClaim,
+  Grant,
+  RejectCode,
+  Rejection,
+  Blocker,
+  SubmitResult,
+  TryResult,
+  HolderSnapshot,
+  WaiterSnapshot,
+  LockSnapshot,
+  LockTableOptions,
+} from './lock-table-types.js';
 
 // ---------------------------------------------------------------------------------
 // The table
@@ -130,9 +160,7 @@ export class LockTable<M = unknown> {
     const admitted = this.#admit(request);
     if ('kind' in admitted) return admitted;
     const r = admitted;
-    const grantable = r.nested
-      ? this.#holderCompatible(r) && !this.#grantWouldDeadlock(r)
-      : this.#freshTopGrantable(r);
+    const grantable = r.nested ? this.#holderCompatible(r) && !this.#grantWouldDeadlock(r) : this.#freshTopGrantable(r);
     if (grantable) return { kind: 'granted', grant: this.#grant(r) };
     return { kind: 'busy', blockers: this.#blockers(r) };
   }
@@ -144,7 +172,7 @@ export class LockTable<M = unknown> {
    */
   cancel(requestId: string): Grant<M>[] {
     const r = this.#requests.get(requestId);
-    if (!r || r.state !== 'waiting') return [];
+    if (r?.state !== 'waiting') return [];
     return this.#withdraw(r);
   }
 
@@ -256,7 +284,7 @@ export class LockTable<M = unknown> {
    */
   queuePosition(requestId: string): number {
     const r = this.#requests.get(requestId);
-    if (!r || r.state !== 'waiting') return 0;
+    if (r?.state !== 'waiting') return 0;
     let worst = 0;
     for (const node of r.nodes) worst = Math.max(worst, this.#positionOf(node));
     return worst;
@@ -310,9 +338,7 @@ export class LockTable<M = unknown> {
       family: nested ? parent.family : { name: request.id },
       nested,
       parentReq: nested ? parent : null,
-      claims: request.claims.map((c) =>
-        c.mode === 'slots' ? { key: c.key, mode: c.mode, slots: c.slots } : { key: c.key, mode: c.mode },
-      ),
+      claims: request.claims.map((c) => (c.mode === 'slots' ? { key: c.key, mode: c.mode, slots: c.slots } : { key: c.key, mode: c.mode })),
       state: 'waiting',
       nodes: [],
       entries: [],
@@ -351,22 +377,13 @@ export class LockTable<M = unknown> {
       const ks = this.#keys.get(c.key);
       if (!ks) continue;
       if (ks.capacity === null && c.mode === 'slots') {
-        return reject(
-          'bad_claim',
-          `${c.key} is in use as an exclusive/shared lock; it cannot be claimed as slots until it is free`,
-        );
+        return reject('bad_claim', `${c.key} is in use as an exclusive/shared lock; it cannot be claimed as slots until it is free`);
       }
       if (ks.capacity !== null && c.mode !== 'slots') {
-        return reject(
-          'bad_claim',
-          `${c.key} is in use as a ${ks.capacity}-slot lock; it cannot be claimed ${c.mode} until it is free`,
-        );
+        return reject('bad_claim', `${c.key} is in use as a ${ks.capacity}-slot lock; it cannot be claimed ${c.mode} until it is free`);
       }
       if (ks.capacity !== null && c.slots !== ks.capacity) {
-        return reject(
-          'slots_mismatch',
-          `${c.key} is in use with ${ks.capacity} slots; request ${request.id} asks for ${c.slots}`,
-        );
+        return reject('slots_mismatch', `${c.key} is in use with ${ks.capacity} slots; request ${request.id} asks for ${c.slots}`);
       }
     }
     return null;
@@ -644,8 +661,7 @@ export class LockTable<M = unknown> {
       }
     }
     const stuck = new Set(blockedBy.keys());
-    const satisfied = (g: BlockGroup): boolean =>
-      g.need === 'all' ? g.families.every((f) => !stuck.has(f)) : g.families.some((f) => !stuck.has(f));
+    const satisfied = (g: BlockGroup): boolean => (g.need === 'all' ? g.families.every((f) => !stuck.has(f)) : g.families.some((f) => !stuck.has(f)));
     for (let changed = true; changed; ) {
       changed = false;
       for (const f of stuck) {

@@ -35,6 +35,6 @@ export function holderInfo(o: Owner): HolderInfo {
 export function describeBlocker(lockName: string, o: Owner): string {
   const what = o.kind === 'run' ? `run ${o.id}` : `hold ${o.id}`;
   const pid = o.pid !== null ? `pid ${o.pid}, ` : '';
-  const cmd = o.commandLine ? `: ${o.commandLine.length > 80 ? o.commandLine.slice(0, 77) + '...' : o.commandLine}` : '';
+  const cmd = o.commandLine ? `: ${o.commandLine.length > 80 ? `${o.commandLine.slice(0, 77)}...` : o.commandLine}` : '';
   return `${lockName} is held by ${what} (${pid}${o.holder}${cmd}) since ${new Date(o.since).toISOString()}`;
 }

@@ -122,7 +122,12 @@ export class AdoptedRuns {
     const run: AdoptedRun = { rec, tree, owner, locks, grant, ending: null };
     this.runs.set(rec.run_id, run);
     if (grant) await this.retakeFiles(run, grant);
-    this.ctx.events.emit('started', rec.run_id, locks.map((l) => l.key), { pid: rec.pid, adopted: true });
+    this.ctx.events.emit(
+      'started',
+      rec.run_id,
+      locks.map((l) => l.key),
+      { pid: rec.pid, adopted: true },
+    );
     this.log.info('re-adopted a detached run after a daemon restart', { run_id: rec.run_id, pid: rec.pid });
     this.delayMs = POLL_FIRST_MS;
     this.schedule();
@@ -262,7 +267,11 @@ export class AdoptedRuns {
       if (run.grant && this.filesTaken.delete(run.rec.run_id)) {
         await this.ctx.guard.give(run.grant.claims.map((c) => c.key)).catch(() => undefined);
       }
-      this.ctx.events.emit('released', run.rec.run_id, run.locks.map((l) => l.key));
+      this.ctx.events.emit(
+        'released',
+        run.rec.run_id,
+        run.locks.map((l) => l.key),
+      );
       await recordLost(run.rec, how, this.log);
       this.ctx.journal.append({ t: 'run_end', run_id: run.rec.run_id });
       this.runs.delete(run.rec.run_id);
@@ -270,7 +279,12 @@ export class AdoptedRuns {
         clearTimeout(this.timer);
         this.timer = null;
       }
-      this.ctx.events.emit('exited', run.rec.run_id, run.locks.map((l) => l.key), { status: 'infra_fail', reason: 'daemon_lost', adopted: true });
+      this.ctx.events.emit(
+        'exited',
+        run.rec.run_id,
+        run.locks.map((l) => l.key),
+        { status: 'infra_fail', reason: 'daemon_lost', adopted: true },
+      );
       this.log.info('re-adopted run ended', { run_id: run.rec.run_id });
       for (const w of [...this.settledWaiters]) w();
     })();

@@ -178,10 +178,7 @@ class PerlBackend implements Backend {
     const backend = new PerlBackend(child, onDeath);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new LockdError('flock_unavailable', `the perl flock helper did not answer within ${HELPER_START_TIMEOUT_MS} ms`)),
-        HELPER_START_TIMEOUT_MS,
-      );
+      timer = setTimeout(() => reject(new LockdError('flock_unavailable', `the perl flock helper did not answer within ${HELPER_START_TIMEOUT_MS} ms`)), HELPER_START_TIMEOUT_MS);
     });
     try {
       await Promise.race([backend.request('P'), timeout]);
@@ -317,7 +314,11 @@ export class FlockHolder {
     await Promise.allSettled([...this.held.keys()].map((key) => this.unlock(key)));
     const backend = this.backend;
     this.backend = null;
-    if (backend) await backend.then((b) => b.close(), () => undefined);
+    if (backend)
+      await backend.then(
+        (b) => b.close(),
+        () => undefined,
+      );
   }
 
   private getBackend(): Promise<Backend> {
@@ -340,12 +341,15 @@ export class FlockHolder {
 
   /** The helper died: its flocks are gone. Forget them, tell the owner, start afresh on the next tryLock. */
   private onHelperDeath(dead: Promise<Backend>, why: LockdError): void {
-    void dead.then((backend) => {
-      const lost = [...this.held].filter(([, h]) => h.backend === backend).map(([key]) => key);
-      for (const key of lost) this.held.delete(key);
-      if (this.backend === dead) this.backend = null;
-      if (lost.length > 0) this.options.onLost?.(lost, why);
-    }, () => undefined);
+    void dead.then(
+      (backend) => {
+        const lost = [...this.held].filter(([, h]) => h.backend === backend).map(([key]) => key);
+        for (const key of lost) this.held.delete(key);
+        if (this.backend === dead) this.backend = null;
+        if (lost.length > 0) this.options.onLost?.(lost, why);
+      },
+      () => undefined,
+    );
   }
 
   private serial<T>(key: string, op: () => Promise<T>): Promise<T> {

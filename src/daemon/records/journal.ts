@@ -193,7 +193,10 @@ function emptyState(): JournalState {
 
 /** A file name stamp that sorts by time and has no ':' (which some tools dislike in names). */
 function stamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 export class Journal {
@@ -323,7 +326,7 @@ export class Journal {
       }
       return;
     }
-    const line = (this.torn ? '\n' : '') + JSON.stringify(e) + '\n';
+    const line = `${(this.torn ? '\n' : '') + JSON.stringify(e)}\n`;
     if (!this.writeAll(line)) return;
     if (this.size > COMPACT_AT_BYTES) this.compact();
   }
@@ -386,7 +389,7 @@ export class Journal {
     let tfd: number | null = null;
     try {
       tfd = openSync(tmp, 'w', 0o600);
-      const buf = Buffer.from(lines.length ? lines.join('\n') + '\n' : '', 'utf8');
+      const buf = Buffer.from(lines.length ? `${lines.join('\n')}\n` : '', 'utf8');
       let off = 0;
       while (off < buf.length) off += writeSync(tfd, buf, off, buf.length - off);
       fsyncSync(tfd);

@@ -18,9 +18,7 @@ import type { HoldRecord, JournalState, RunRecord } from './journal.js';
 import type { Logger } from '../server/logger.js';
 import { JobTree } from '../jobs/process-tree.js';
 import { isSameProcessAlive, listProcesses, compareStartTimes, isExitedState, type ProcessEntry } from '../../util/proc.js';
-import { writeResult, readResult } from '../../runs/result.js';
-import { buildResult } from '../../runs/build-result.js';
-import { decideWithoutChild, NO_VERDICT_OPTIONS } from '../../runs/verdict.js';
+import { readResult } from '../../runs/result.js';
 import { RESULT_FILE } from '../../runs/run-files.js';
 import { resolvedFromJournal, type AdoptedRuns } from './adopt.js';
 import { recordLost } from './lost-run.js';
@@ -46,7 +44,10 @@ export interface ReconcileReport {
 const RECONCILE_GRACE_MS = 5000;
 
 function stamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** A result.json that cannot be parsed is moved aside (result.json.corrupt-<time>) so a true one can be written. */
@@ -224,11 +225,7 @@ export async function reconcile(ctx: ReconcileContext, prev: JournalState, log: 
     // Settled either way: the record must not be replayed by every later start.
     ctx.journal.append({ t: 'run_end', run_id: rec.run_id });
   };
-  await Promise.all([
-    ...notStarted.map((r) => settle(r, 'not_started')),
-    ...toStop.map((r) => settle(r, 'alive')),
-    ...gone.map((r) => settle(r, 'gone')),
-  ]);
+  await Promise.all([...notStarted.map((r) => settle(r, 'not_started')), ...toStop.map((r) => settle(r, 'alive')), ...gone.map((r) => settle(r, 'gone'))]);
 
   // 3. Holds keep their remaining TTL; `--ttl none` holds survive.
   for (const h of prev.holds.values()) {
@@ -252,7 +249,7 @@ export async function reconcile(ctx: ReconcileContext, prev: JournalState, log: 
     }
   }
   if (report.lost.length + report.stopped.length + report.adopted.length + report.holdsRestored.length + report.holdsDropped.length > 0) {
-    log.info('reconciled the previous daemon\'s journal', {
+    log.info("reconciled the previous daemon's journal", {
       lost: report.lost.length,
       stopped: report.stopped.length,
       adopted: report.adopted.length,

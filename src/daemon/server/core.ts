@@ -15,7 +15,7 @@ import type { Owner } from '../locks/owner.js';
 import { EventBus } from '../services/events.js';
 import type { Journal } from '../records/journal.js';
 import type { Logger } from './logger.js';
-import { LockGuard } from '../records/lock-guard.js';
+import type { LockGuard } from '../records/lock-guard.js';
 import { resolveLocks } from '../records/lock-resolve.js';
 import { RunJob, type JobContext } from '../jobs/run-job.js';
 import { createRunDir } from '../../runs/run-id.js';
@@ -365,7 +365,15 @@ export class DaemonCore implements StatusSource {
       locks: job.locks.map((l) => {
         const g = job.grantInfo().find((x) => x.path === l.key);
         // slot_index lets a re-adopted run keep its slot (adopt.ts).
-        return { key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: g?.fencing_token ?? 0, ...(g && g.slot_index !== null ? { slot_index: g.slot_index } : {}) };
+        return {
+          key: l.key,
+          name: l.name,
+          scope: l.scope,
+          mode: l.mode,
+          ...(l.slots ? { slots: l.slots } : {}),
+          fencing_token: g?.fencing_token ?? 0,
+          ...(g && g.slot_index !== null ? { slot_index: g.slot_index } : {}),
+        };
       }),
       client_pid: job.req.client_pid,
       detach: job.req.detach,

@@ -33,7 +33,11 @@ export class DaemonLockGate implements LockGate {
   /** Start whatever the table granted as a consequence of a release or cancel. */
   dispatch(grants: Grant<Owner>[]): void {
     for (const g of grants) {
-      this.events.emit('granted', g.request.id, g.claims.map((c) => c.key));
+      this.events.emit(
+        'granted',
+        g.request.id,
+        g.claims.map((c) => c.key),
+      );
       this.router.granted(g);
     }
     if (grants.length === 0) return;

@@ -9,9 +9,7 @@ import { join } from 'node:path';
 export type Logger = winston.Logger;
 
 export function createLogger(stateDir: string, opts: { alsoStderr?: boolean } = {}): Logger {
-  const transports: winston.transport[] = [
-    new winston.transports.File({ filename: join(stateDir, 'daemon.log'), maxsize: 20 * 1024 * 1024, maxFiles: 3, tailable: true }),
-  ];
+  const transports: winston.transport[] = [new winston.transports.File({ filename: join(stateDir, 'daemon.log'), maxsize: 20 * 1024 * 1024, maxFiles: 3, tailable: true })];
   if (opts.alsoStderr) transports.push(new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] }));
   return winston.createLogger({
     level: process.env.LOCKD_LOG_LEVEL || 'info',

@@ -70,9 +70,7 @@ export interface CleanStaleResult {
   skipped: Array<{ path: string; reason: string }>;
 }
 
-type Verdict =
-  | { stale: false; reason: Exclude<KeptReason, 'held_by_daemon' | 'flock_held'>; meta: StoredMeta | null }
-  | { stale: true; reason: RemovedReason; meta: StoredMeta | null };
+type Verdict = { stale: false; reason: Exclude<KeptReason, 'held_by_daemon' | 'flock_held'>; meta: StoredMeta | null } | { stale: true; reason: RemovedReason; meta: StoredMeta | null };
 
 /** Is the owner named by this lock's meta gone? Reads the meta now; nothing is cached across the flock. */
 async function judge(lockPath: string): Promise<Verdict | null> {

@@ -60,10 +60,20 @@ export class HoldManager {
     const locks = resolveLocks(req.locks, { globalDir: this.ctx.globalDir, callerUid: uid, clusterPrefix: this.ctx.cluster?.prefix ?? null });
     if (locks.length === 0) throw new LockdError('usage', 'acquire needs at least one lock');
     // The holder asking again for what it holds (or already queues for) would wait behind itself for good.
-    const mine = this.ownHoldOn(req.holder, uid, locks.map((l) => l.key));
+    const mine = this.ownHoldOn(
+      req.holder,
+      uid,
+      locks.map((l) => l.key),
+    );
     if (mine) {
-      const names = mine.locks.filter((l) => locks.some((x) => x.key === l.key)).map((l) => l.name).join(', ');
-      throw new LockdError('already_held', `you already ${mine.grant ? 'hold' : 'wait for'} ${names} as ${mine.id} (since ${new Date(mine.queuedAt).toISOString()}); run under it with LOCKD_HOLD_ID=${mine.id}, or lockd release ${mine.id} first`);
+      const names = mine.locks
+        .filter((l) => locks.some((x) => x.key === l.key))
+        .map((l) => l.name)
+        .join(', ');
+      throw new LockdError(
+        'already_held',
+        `you already ${mine.grant ? 'hold' : 'wait for'} ${names} as ${mine.id} (since ${new Date(mine.queuedAt).toISOString()}); run under it with LOCKD_HOLD_ID=${mine.id}, or lockd release ${mine.id} first`,
+      );
     }
     const id = newHoldId();
     const now = Date.now();
@@ -93,7 +103,11 @@ export class HoldManager {
     }
     const res = req.wait_ms === 0 ? this.ctx.gate.table.tryOnly(request) : this.ctx.gate.table.submit(request);
     if (res.kind === 'granted') {
-      this.ctx.events.emit('granted', id, locks.map((l) => l.key));
+      this.ctx.events.emit(
+        'granted',
+        id,
+        locks.map((l) => l.key),
+      );
       await this.onGranted(res.grant);
       return;
     }
@@ -106,7 +120,12 @@ export class HoldManager {
       this.notObtained(hold, res.blockers, 'lock_busy');
       return;
     }
-    this.ctx.events.emit('queued', id, locks.map((l) => l.key), { position: this.ctx.gate.table.queuePosition(id) });
+    this.ctx.events.emit(
+      'queued',
+      id,
+      locks.map((l) => l.key),
+      { position: this.ctx.gate.table.queuePosition(id) },
+    );
     conn.send({ type: 'queued', run_id: id, position: this.ctx.gate.table.queuePosition(id), blockers: res.blockers.map((b) => holderInfo(b.meta)), manifest_path: '', result_path: '' });
     if (req.wait_ms !== null) {
       hold.waitTimer = setTimeout(() => {
@@ -173,14 +192,24 @@ export class HoldManager {
     hold.conn = null;
     // release() withdraws a waiter and drops a table grant alike.
     this.ctx.gate.release(hold.id);
-    this.ctx.events.emit('cancelled', hold.id, hold.locks.map((l) => l.key), { reason: 'client_lost' });
+    this.ctx.events.emit(
+      'cancelled',
+      hold.id,
+      hold.locks.map((l) => l.key),
+      { reason: 'client_lost' },
+    );
   }
 
   private notObtained(hold: Hold, blockers: Array<{ key: string; meta: Owner; kind: string }>, code: string, message?: string): void {
     const first = blockers.find((b) => b.kind === 'holder') ?? blockers[0];
     const name = first ? (hold.locks.find((l) => l.key === first.key)?.name ?? first.key) : '';
     const text = message ?? (first ? describeBlocker(name, first.meta) : 'lock is busy');
-    this.ctx.events.emit('not_obtained', hold.id, hold.locks.map((l) => l.key), { reason: code });
+    this.ctx.events.emit(
+      'not_obtained',
+      hold.id,
+      hold.locks.map((l) => l.key),
+      { reason: code },
+    );
     const conn = hold.conn;
     hold.conn = null;
     conn?.end({ type: 'not_obtained', code, message: text, blockers: blockers.map((b) => holderInfo(b.meta)) as HolderInfo[], exit_code: hold.req?.conflict_exit_code ?? 75 });
@@ -229,20 +258,38 @@ export class HoldManager {
     hold.grant = grant;
     const now = Date.now();
     this.arm(hold, now);
-    this.ctx.journal.append({ t: 'hold', hold_id: hold.id, locks: this.journalLocks(hold, grant), holder: hold.owner.holder, user: hold.owner.user, uid: hold.owner.uid, since: now, ttl_ms: hold.ttlMs, expires_at: hold.expiresAt });
-    // Written before the client hears "acquired": whoever looks at the lock file after `lockd acquire` sees the hold.
-    await this.ctx.guard.describe(grant.claims.filter((c) => !c.nested).map((c) => c.key), {
-      pid: hold.owner.pid,
-      pid_start_time: null,
-      start_utc: new Date(now).toISOString(),
-      start_epoch: Math.floor(now / 1000),
-      cwd: hold.owner.cwd,
-      cmd: `lockd acquire ${hold.locks.map((l) => l.name).join(' ')}`,
+    this.ctx.journal.append({
+      t: 'hold',
       hold_id: hold.id,
+      locks: this.journalLocks(hold, grant),
       holder: hold.owner.holder,
-      lockd_pid: process.pid,
+      user: hold.owner.user,
+      uid: hold.owner.uid,
+      since: now,
+      ttl_ms: hold.ttlMs,
+      expires_at: hold.expiresAt,
     });
-    this.ctx.events.emit('hold_acquired', hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ttl_ms: hold.ttlMs });
+    // Written before the client hears "acquired": whoever looks at the lock file after `lockd acquire` sees the hold.
+    await this.ctx.guard.describe(
+      grant.claims.filter((c) => !c.nested).map((c) => c.key),
+      {
+        pid: hold.owner.pid,
+        pid_start_time: null,
+        start_utc: new Date(now).toISOString(),
+        start_epoch: Math.floor(now / 1000),
+        cwd: hold.owner.cwd,
+        cmd: `lockd acquire ${hold.locks.map((l) => l.name).join(' ')}`,
+        hold_id: hold.id,
+        holder: hold.owner.holder,
+        lockd_pid: process.pid,
+      },
+    );
+    this.ctx.events.emit(
+      'hold_acquired',
+      hold.id,
+      hold.locks.map((l) => l.key),
+      { holder: hold.owner.holder, ttl_ms: hold.ttlMs },
+    );
     const conn = hold.conn;
     hold.conn = null;
     hold.req = null;
@@ -263,7 +310,15 @@ export class HoldManager {
     return hold.locks.map((l) => {
       const c = grant.claims.find((x) => x.key === l.key);
       // slot_index lets a restored hold keep its slot (grant-again.ts).
-      return { key: l.key, name: l.name, scope: l.scope, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}), fencing_token: c?.fencingToken ?? 0, ...(c?.slotIndex !== undefined ? { slot_index: c.slotIndex } : {}) };
+      return {
+        key: l.key,
+        name: l.name,
+        scope: l.scope,
+        mode: l.mode,
+        ...(l.slots ? { slots: l.slots } : {}),
+        fencing_token: c?.fencingToken ?? 0,
+        ...(c?.slotIndex !== undefined ? { slot_index: c.slotIndex } : {}),
+      };
     });
   }
 
@@ -290,7 +345,12 @@ export class HoldManager {
     if (hold.timer) clearTimeout(hold.timer);
     const grant = hold.grant;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
-    this.ctx.events.emit(event, hold.id, hold.locks.map((l) => l.key), { holder: hold.owner.holder, ...(event === 'hold_expired' ? { ttl_ms: hold.ttlMs } : {}), ...(by ? { by } : {}) });
+    this.ctx.events.emit(
+      event,
+      hold.id,
+      hold.locks.map((l) => l.key),
+      { holder: hold.owner.holder, ...(event === 'hold_expired' ? { ttl_ms: hold.ttlMs } : {}), ...(by ? { by } : {}) },
+    );
     this.ctx.gate.release(hold.id);
     if (grant) await this.ctx.guard.give(grant.claims.map((c) => c.key));
     this.ctx.journal.append({ t: 'hold_end', hold_id: hold.id });
@@ -305,7 +365,7 @@ export class HoldManager {
 
   async heartbeat(conn: Connection, holdId: string, holder: string): Promise<void> {
     const hold = this.holds.get(holdId);
-    if (!hold || !hold.grant) throw new LockdError('no_such_hold', `no active hold ${holdId} (it may have expired or been released)`);
+    if (!hold?.grant) throw new LockdError('no_such_hold', `no active hold ${holdId} (it may have expired or been released)`);
     if (!this.owns(hold, holder, this.ctx.callers.uidOf(conn))) throw new LockdError('not_owner', `hold ${holdId} belongs to ${hold.owner.holder}`);
     const now = Date.now();
     this.arm(hold, now);
@@ -319,7 +379,7 @@ export class HoldManager {
     if (msg.hold_id) {
       const h = this.holds.get(msg.hold_id);
       // A hold still waiting is its acquiring client's to cancel (Ctrl+C), not release's.
-      if (h && h.grant) targets = [h];
+      if (h?.grant) targets = [h];
     } else {
       const keys = new Set(resolveLocks(msg.locks, { globalDir: this.ctx.globalDir, callerUid: uid, clusterPrefix: this.ctx.cluster?.prefix ?? null }).map((l) => l.key));
       targets = [...this.holds.values()].filter((h) => h.grant && h.locks.some((l) => keys.has(l.key)));
@@ -359,7 +419,7 @@ export class HoldManager {
    */
   joinable(holdId: string, holder: string, uid: number | null): string {
     const h = this.holds.get(holdId);
-    if (!h || !h.grant) {
+    if (!h?.grant) {
       throw new LockdError('no_such_hold', `hold ${holdId} (from --hold or LOCKD_HOLD_ID) is not active: released, expired or never taken; unset LOCKD_HOLD_ID or take a new hold`);
     }
     if (!this.owns(h, holder, uid)) throw new LockdError('not_owner', `hold ${holdId} belongs to ${h.owner.holder}; only its holder may run under it`);
@@ -375,11 +435,27 @@ export class HoldManager {
   }
 
   /** Restore a hold from the journal after a restart (its locks are re-granted before new work is accepted). */
-  restore(rec: { hold_id: string; holder: string; user: string; uid: number | null; since: number; ttl_ms: number | null; expires_at: number | null; locks: JournalLock[] }, locks: ResolvedLock[]): boolean {
+  restore(
+    rec: { hold_id: string; holder: string; user: string; uid: number | null; since: number; ttl_ms: number | null; expires_at: number | null; locks: JournalLock[] },
+    locks: ResolvedLock[],
+  ): boolean {
     // A cluster lock died with the previous daemon's lease: such a hold cannot be restored.
     if (locks.some((l) => isClusterKey(l.key))) return false;
     const owner: Owner = { kind: 'hold', id: rec.hold_id, holder: rec.holder, user: rec.user, uid: rec.uid, pid: null, commandLine: null, cwd: null, since: rec.since, locks };
-    const hold: Hold = { id: rec.hold_id, owner, locks, ttlMs: rec.ttl_ms, expiresAt: rec.expires_at, timer: null, grant: null, queuedAt: rec.since, conn: null, waitTimer: null, deadline: null, req: null };
+    const hold: Hold = {
+      id: rec.hold_id,
+      owner,
+      locks,
+      ttlMs: rec.ttl_ms,
+      expiresAt: rec.expires_at,
+      timer: null,
+      grant: null,
+      queuedAt: rec.since,
+      conn: null,
+      waitTimer: null,
+      deadline: null,
+      req: null,
+    };
     // On the slots it had: its owner was told LOCKD_SLOT_<name> and may be using that board now.
     const res = grantAgain(this.ctx.gate.table, { id: hold.id, claims: rec.locks, meta: owner });
     if (res.kind !== 'granted') return false;

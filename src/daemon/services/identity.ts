@@ -62,15 +62,28 @@ export function parseGroupLine(line: string): GroupEntry | null {
   if (f.length < 4) return null;
   const gid = Number(f[2]);
   if (!f[0] || !/^\d+$/.test(f[2]!) || !isId(gid)) return null;
-  return { name: f[0], gid, members: (f[3] ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '') };
+  return {
+    name: f[0],
+    gid,
+    members: (f[3] ?? '')
+      .split(',')
+      .map((m) => m.trim())
+      .filter((m) => m !== ''),
+  };
 }
 
 export function parsePasswd(text: string): PasswdEntry[] {
-  return text.split('\n').map((l) => parsePasswdLine(l.replace(/\r$/, ''))).filter((e): e is PasswdEntry => e !== null);
+  return text
+    .split('\n')
+    .map((l) => parsePasswdLine(l.replace(/\r$/, '')))
+    .filter((e): e is PasswdEntry => e !== null);
 }
 
 export function parseGroup(text: string): GroupEntry[] {
-  return text.split('\n').map((l) => parseGroupLine(l.replace(/\r$/, ''))).filter((e): e is GroupEntry => e !== null);
+  return text
+    .split('\n')
+    .map((l) => parseGroupLine(l.replace(/\r$/, '')))
+    .filter((e): e is GroupEntry => e !== null);
 }
 
 /** A parsed file, re-read only when its mtime or size changes. */

@@ -122,7 +122,7 @@ export function isoOf(ms: number): string {
     isoPrefix = iso.slice(0, -4);
   }
   const frac = ms - second * 1000;
-  return isoPrefix + (frac < 10 ? '00' : frac < 100 ? '0' : '') + frac + 'Z';
+  return `${isoPrefix + (frac < 10 ? '00' : frac < 100 ? '0' : '') + frac}Z`;
 }
 
 /** What a waiter asked for, as the user wrote it: `name`, `name:shared`, `name:slots=N`. */
@@ -152,31 +152,41 @@ export function buildStatus(core: StatusSource, root: string | null): StatusSnap
   const adopted = (core.adopted?.list() ?? []).filter((a) => inScope?.(a.rec.locks.map((l) => l.key)) ?? true);
   const info = core.info();
   return {
-    daemon: { version: info.version, pid: process.pid, uptime_ms: now - core.startedAt, mode: info.mode, socket: info.socket, state_dir: info.state_dir, ...(info.launcher ? { launcher: info.launcher } : {}) },
+    daemon: {
+      version: info.version,
+      pid: process.pid,
+      uptime_ms: now - core.startedAt,
+      mode: info.mode,
+      socket: info.socket,
+      state_dir: info.state_dir,
+      ...(info.launcher ? { launcher: info.launcher } : {}),
+    },
     locks,
-    runs: runs.map((j): StatusSnapshot['runs'][number] => ({
-      run_id: j.runId,
-      pid: j.pid,
-      holder: j.req.holder,
-      user: j.req.user,
-      command_line: j.owner.commandLine ?? j.req.argv.join(' '),
-      state: j.state === 'queued' || j.state === 'starting' ? 'queued' : j.state === 'running' ? 'running' : 'stopping',
-      since_utc: new Date(j.startedAt ?? j.queuedAt).toISOString(),
-      locks: j.locks.map((l) => l.name),
-      detach: j.detached,
-    })).concat(
-      adopted.map((a) => ({
-        run_id: a.rec.run_id,
-        pid: a.rec.pid,
-        holder: a.rec.holder,
-        user: a.rec.user,
-        command_line: a.rec.command_line,
-        state: 'running' as const,
-        since_utc: new Date(a.rec.started_at ?? a.rec.queued_at).toISOString(),
-        locks: a.rec.locks.map((l) => l.name),
-        detach: true,
-      })),
-    ),
+    runs: runs
+      .map((j): StatusSnapshot['runs'][number] => ({
+        run_id: j.runId,
+        pid: j.pid,
+        holder: j.req.holder,
+        user: j.req.user,
+        command_line: j.owner.commandLine ?? j.req.argv.join(' '),
+        state: j.state === 'queued' || j.state === 'starting' ? 'queued' : j.state === 'running' ? 'running' : 'stopping',
+        since_utc: new Date(j.startedAt ?? j.queuedAt).toISOString(),
+        locks: j.locks.map((l) => l.name),
+        detach: j.detached,
+      }))
+      .concat(
+        adopted.map((a) => ({
+          run_id: a.rec.run_id,
+          pid: a.rec.pid,
+          holder: a.rec.holder,
+          user: a.rec.user,
+          command_line: a.rec.command_line,
+          state: 'running' as const,
+          since_utc: new Date(a.rec.started_at ?? a.rec.queued_at).toISOString(),
+          locks: a.rec.locks.map((l) => l.name),
+          detach: true,
+        })),
+      ),
     holds: holds.map((h) => ({
       hold_id: h.id,
       holder: h.owner.holder,

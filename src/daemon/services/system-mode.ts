@@ -170,7 +170,7 @@ export class SystemMode {
     this.ioDir = join(opts.stateDir, 'io');
     if (this.switching) this.prepareIoDir();
     else {
-      this.log.warn('system mode without user switching: jobs run only for the daemon\'s own uid', {
+      this.log.warn("system mode without user switching: jobs run only for the daemon's own uid", {
         reason: daemonUid() !== 0 ? 'not running as root' : process.platform !== 'linux' ? `unsupported on ${process.platform}` : 'setpriv(1), env(1), sh or rm not found',
       });
     }
@@ -268,8 +268,7 @@ export class SystemMode {
     const id = this.identityOf(conn);
     const by = this.describeCaller(conn);
     if (job.uid === id.uid) return by;
-    const notOwner = () =>
-      new LockdError('not_owner', `run ${job.runId} belongs to ${job.req.user} (uid ${job.uid ?? '?'}); only its owner, or an admin with --force, can stop it`);
+    const notOwner = () => new LockdError('not_owner', `run ${job.runId} belongs to ${job.req.user} (uid ${job.uid ?? '?'}); only its owner, or an admin with --force, can stop it`);
     if (!this.isAdmin(conn)) {
       if (!force) throw notOwner();
       throw new LockdError('not_authorized', `run ${job.runId} belongs to ${job.req.user}; only members of ${this.adminGroup ?? 'the admin group'} (or root) can stop others' runs`);
@@ -309,7 +308,10 @@ export class SystemMode {
     const id = this.identityOf(conn);
     if (!this.switching) {
       if (id.uid === daemonUid()) return null;
-      throw new LockdError('cannot_switch_user', `this system lockd daemon runs as uid ${daemonUid()} without the means to switch users (root on Linux with setpriv), so it cannot run jobs for ${id.name}`);
+      throw new LockdError(
+        'cannot_switch_user',
+        `this system lockd daemon runs as uid ${daemonUid()} without the means to switch users (root on Linux with setpriv), so it cannot run jobs for ${id.name}`,
+      );
     }
     const root = resolve(runsRoot);
     if (root === this.defaultRunsRoot(conn)) this.ensureUserRunsRoot(id, root);
