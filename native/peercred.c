@@ -14,6 +14,10 @@
 #define _GNU_SOURCE /* struct ucred on glibc */
 #include <node_api.h>
 
+#ifdef LOCKD_HAVE_LAUNCHER
+#include "launcher.h"
+#endif
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -197,6 +201,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+#ifdef LOCKD_HAVE_LAUNCHER
+  NAPI_OK(lockd_launcher_init(env, exports));
+#endif
   return exports;
 }
 

@@ -4,7 +4,7 @@
  * Membership is inherited by every fork and cannot be left without write access to a cgroup.procs file, so the
  * cgroup sees a job's escapees that the process group and the ppid chain lose; `cgroup.kill` ends them all at once.
  */
-import { mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync, accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSameProcessAlive, isValidPid, processStartTimeSync } from '../../util/proc.js';
@@ -98,8 +98,9 @@ export class JobCgroup {
     const base = cgroupBase();
     if (base === null) return null;
     const dir = join(base, JobCgroup.nameOf(runId, pid));
-    // A restarted daemon re-adopting a run finds its cgroup in the old daemon's subtree.
-    const earlier = moveLeader ? null : findJobCgroup(JobCgroup.nameOf(runId, pid));
+    // A restarted daemon re-adopting a run finds its cgroup in the old daemon's subtree (named by run and pid by the
+    // portable launcher, by run alone by the native one, which creates it before the job has a pid).
+    const earlier = moveLeader ? null : (findJobCgroup(JobCgroup.nameOf(runId, pid)) ?? findJobCgroup(JobCgroup.birthNameOf(runId)));
     if (earlier) return new JobCgroup(earlier);
     let created = false;
     try {
@@ -136,6 +137,32 @@ export class JobCgroup {
       return null;
     }
     return new JobCgroup(dir);
+  }
+
+  /**
+   * The cgroup a job is born into (native launcher: clone3 with CLONE_INTO_CGROUP), created now, before the job has a
+   * pid, so it is named by the run alone; with a descriptor open on it for the clone. Null when cgroups are unusable.
+   */
+  static forBirth(runId: string): { cgroup: JobCgroup; fd: number } | null {
+    const base = cgroupBase();
+    if (base === null) return null;
+    const dir = join(base, JobCgroup.birthNameOf(runId));
+    try {
+      mkdirSync(dir);
+    } catch {
+      // EEXIST: another life's cgroup of this run; a new job is never put with whatever is in it.
+      return null;
+    }
+    try {
+      return { cgroup: new JobCgroup(dir), fd: openSync(dir, 'r') };
+    } catch {
+      rmdirQuietly(dir);
+      return null;
+    }
+  }
+
+  static birthNameOf(runId: string): string {
+    return runId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);
   }
 
   static nameOf(runId: string, pid: number): string {

@@ -70,6 +70,18 @@ export interface JobTreeOptions {
    * `cgroupSettled`.
    */
   cgroupMove?: 'sync' | 'async';
+  /**
+   * The cgroup the job was born in (the native launcher's clone3 with CLONE_INTO_CGROUP): every process of the job
+   * has been in it from its first instruction, so it is the exact membership — no environment scan, no move, and an
+   * empty cgroup after the leader's exit means nothing of the job is left (no later sweep needed).
+   */
+  bornIn?: JobCgroup;
+  /** Signals the leader through its pidfd (native launcher): false once it is reaped, never another process. */
+  leader?: LeaderSignal;
+}
+
+export interface LeaderSignal {
+  signal(sig: NodeJS.Signals): boolean;
 }
 
 export interface KillOptions {
@@ -101,6 +113,9 @@ export class JobTree {
   readonly envTag: string;
   private readonly envNeedle: Buffer;
   private cgroup: JobCgroup | null;
+  /** Membership is the cgroup's, exactly (see JobTreeOptions.bornIn). */
+  readonly exact: boolean;
+  private readonly leader: LeaderSignal | null;
   /** An asynchronous move into the cgroup in flight ('async' mode); cleared once it has landed or failed. */
   private cgroupJoin: Promise<void> | null = null;
   /** dispose() was asked while the move was in flight: done once it settles. */
@@ -128,7 +143,10 @@ export class JobTree {
     // where cgroup.kill would reach it); the job's existing cgroup is reattached even without it
     // (a restarted daemon finding a dead leader's escapees).
     const leaderAlive = this.startTime !== null && isSameProcessAlive(this.pid, this.startTime);
-    if (opts.useCgroup === false) this.cgroup = null;
+    this.exact = opts.bornIn !== undefined;
+    this.leader = opts.leader ?? null;
+    if (opts.bornIn) this.cgroup = opts.bornIn;
+    else if (opts.useCgroup === false) this.cgroup = null;
     else if (opts.cgroupMove === 'async' && leaderAlive) {
       this.cgroup = null;
       this.cgroupJoin = this.join(opts.runId).catch(() => {
@@ -226,7 +244,8 @@ export class JobTree {
     const outsidePids = new Set(outside.map((e) => e.pid));
     const roots = outside.filter((e) => !outsidePids.has(e.ppid));
     const reached = new Set<number>();
-    if (psAvailable()) {
+    // Born in its cgroup, every descendant is in the scan already: tree-kill (a `ps` per level) adds nothing.
+    if (!this.exact && psAvailable()) {
       await Promise.all(
         roots.map(async (root) => {
           if (!isSameProcessAlive(root.pid, root.startTime)) return;
@@ -290,7 +309,7 @@ export class JobTree {
         const key = identityKey(e);
         if (signalled.has(key)) continue;
         signalled.add(key);
-        signalIfSame(e, firstSignal);
+        this.signalMember(e, firstSignal);
       }
     }
     if (entries.length === 0) {
@@ -303,7 +322,7 @@ export class JobTree {
     for (;;) {
       this.cgroup?.killAll();
       this.signalGroup('SIGKILL');
-      for (const e of entries) signalIfSame(e, 'SIGKILL');
+      for (const e of entries) this.signalMember(e, 'SIGKILL');
       await sleep(Math.min(delay, Math.max(1, killEnd - Date.now())));
       delay = Math.min(delay * 2, POLL_MAX_MS);
       entries = await this.scan();
@@ -313,8 +332,18 @@ export class JobTree {
     return { escalated: true, remaining: entries.length };
   }
 
-  /** kill(-pgid, sig) if the group is still ours; errors other than "no such group" are not ours to handle here. */
+  /** One member: the leader through its pidfd when there is one (never a reused pid), anyone else after an identity check. */
+  private signalMember(e: ProcessEntry, sig: NodeJS.Signals): void {
+    if (this.leader !== null && e.pid === this.pid && e.startTime === this.startTime) this.leader.signal(sig);
+    else signalIfSame(e, sig);
+  }
+
+  /**
+   * The leader through its pidfd (if any), then kill(-pgid, sig) if the group is still ours; errors other than
+   * "no such group" are not ours to handle here.
+   */
   private signalGroup(sig: NodeJS.Signals): void {
+    this.leader?.signal(sig);
     if (!this.groupIsOursSync()) return;
     try {
       process.kill(-this.pid, sig);
@@ -370,7 +399,8 @@ export class JobTree {
         add(byPid.get(pid) ?? (await readProcStat(pid)));
       }
     }
-    if (IS_LINUX) {
+    // Born in its cgroup, a job cannot have members the cgroup does not show: the costly environment scan is skipped.
+    if (IS_LINUX && !this.exact) {
       const candidates = table.filter((e) => !found.has(e.pid) && this.couldBeMember(e));
       const reading = snapshot ?? null;
       const tagged = await Promise.all(candidates.map(async (e) => this.carriesEnvTag(reading ? await reading.environ(e.pid) : await readEnviron(e.pid))));

@@ -429,6 +429,8 @@ export class DaemonCore implements StatusSource {
    * the process table shared by all of them (sweepTrees).
    */
   sweepLater(tree: JobTree): void {
+    // Born in its cgroup (native launcher), a job whose cgroup is empty has left nothing anywhere: no sweep needed.
+    if (tree.exact && tree.groupEmptySync()) return;
     this.sweepQueue.push(tree);
     this.sweepTimer.poke();
   }
