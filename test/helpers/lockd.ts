@@ -29,7 +29,9 @@ export function tempDir(prefix = 'ld'): string {
 
 export function baseEnv(dir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('LOCKD_') || k === 'CI' || k.startsWith('GITHUB_') || k.startsWith('GITLAB') || k === 'BUILD_TAG' || k === 'JENKINS_URL') delete env[k];
+  // LOCKD_LAUNCHER stays: .ci/run runs the whole suite once per launcher.
+  for (const k of Object.keys(env))
+    if ((k.startsWith('LOCKD_') && k !== 'LOCKD_LAUNCHER') || k === 'CI' || k.startsWith('GITHUB_') || k.startsWith('GITLAB') || k === 'BUILD_TAG' || k === 'JENKINS_URL') delete env[k];
   env.LOCKD_SOCKET = join(dir, 's.sock');
   env.LOCKD_STATE_DIR = join(dir, 'state');
   env.LOCKD_NO_AUTOSTART = '1';
