@@ -47,6 +47,13 @@ export interface StartOptions {
   daemonEnv?: NodeJS.ProcessEnv;
 }
 
+/** The launcher every bench daemon uses (LOCKD_LAUNCHER), set by main.ts per pass; null: the daemon's own choice. */
+let benchLauncher: 'native' | 'portable' | null = null;
+
+export function setBenchLauncher(l: 'native' | 'portable' | null): void {
+  benchLauncher = l;
+}
+
 export async function startBenchDaemon(opts: StartOptions = {}): Promise<BenchDaemon> {
   const dir = benchTempDir();
   const env = cleanEnv();
@@ -54,7 +61,7 @@ export async function startBenchDaemon(opts: StartOptions = {}): Promise<BenchDa
   env.LOCKD_STATE_DIR = join(dir, 'state');
   env.LOCKD_NO_AUTOSTART = '1';
   const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'daemon', '--ready-fd', '3'], {
-    env: { ...env, ...(opts.daemonEnv ?? {}) },
+    env: { ...env, ...(benchLauncher ? { LOCKD_LAUNCHER: benchLauncher } : {}), ...(opts.daemonEnv ?? {}) },
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
   });

@@ -9,7 +9,8 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { REPO, stopAllStarted } from './bench-daemon.js';
+import { REPO, setBenchLauncher, stopAllStarted } from './bench-daemon.js';
+import { loadNativeLauncher } from '../src/daemon/jobs/launcher-native.js';
 import { openFilesLimit } from './procfs.js';
 import { renderTable, type ScenarioResult } from './report.js';
 import { SIZES, type Mode, type Sizes } from './sizes.js';
@@ -22,11 +23,11 @@ import { idleScenario } from './scenario-idle.js';
 import { clusterScenario } from './scenario-cluster.js';
 import { SCENARIO_NAMES, type ScenarioName } from './scenario-names.js';
 
-type Runner = (sizes: Sizes) => Promise<Omit<ScenarioResult, 'seconds'>>;
+type Runner = (sizes: Sizes, launcher: string) => Promise<Omit<ScenarioResult, 'seconds'>>;
 
 const RUNNERS: Record<ScenarioName, Runner> = {
   wrapper_overhead: (s) => wrapperScenario(s.wrapper),
-  handoff_latency: (s) => handoffScenario(s.handoff),
+  handoff_latency: (s, l) => handoffScenario(s.handoff, l),
   serialized_throughput: (s) => throughputScenario(s.throughput),
   output_streaming: (s) => streamingScenario(s.streaming),
   scale: (s) => scaleScenario(s.scale),
@@ -34,6 +35,8 @@ const RUNNERS: Record<ScenarioName, Runner> = {
   cluster: (s) => clusterScenario(s.cluster),
 };
 const SCENARIOS: Array<[ScenarioName, Runner]> = SCENARIO_NAMES.map((n) => [n, RUNNERS[n]]);
+/** What the launcher shapes: job start cost, handoff, and queued throughput. */
+const LAUNCHER_SHAPED = new Set<ScenarioName>(['wrapper_overhead', 'handoff_latency', 'serialized_throughput']);
 
 /** File descriptors the scale scenario needs in this process (one socket per waiter) plus headroom. */
 function fdsWanted(sizes: Sizes): number {
@@ -97,8 +100,16 @@ async function main(): Promise<number> {
   const client = mode === 'smoke' || values['no-bundle'] ? { bundle: 'left as is (smoke or --no-bundle)' } : { bundle: await ensureBundle() };
   const out = resolve(values.out ?? join(REPO, 'bench', 'results.json'));
   const results: ScenarioResult[] = [];
-  for (const [name, run] of SCENARIOS) {
-    if (only && !only.has(name)) continue;
+  // The scenarios a job launcher shapes run once per launcher, side by side: native (when it loads here) and portable.
+  const native = loadNativeLauncher();
+  const launchers: Array<'native' | 'portable'> = native.ok ? ['native', 'portable'] : ['portable'];
+  const passes: Array<[ScenarioName, Runner, 'native' | 'portable' | null]> = SCENARIOS.flatMap(([name, run]) =>
+    LAUNCHER_SHAPED.has(name) ? launchers.map((l): [ScenarioName, Runner, 'native' | 'portable' | null] => [name, run, l]) : [[name, run, null]],
+  );
+  for (const [scenario, run, launcher] of passes) {
+    if (only && !only.has(scenario)) continue;
+    const name = launcher === 'portable' && launchers.length > 1 ? `${scenario}@portable` : scenario;
+    setBenchLauncher(launcher);
     process.stderr.write(`bench: ${name} (${mode})…\n`);
     const t0 = performance.now();
     const loadBefore = loadavg()[0]!;
@@ -106,9 +117,11 @@ async function main(): Promise<number> {
     // Every figure here is wall-clock time on a shared machine: say how busy it was (the 1-minute load average).
     const load = () => ({ before: Math.round(loadBefore * 100) / 100, after: Math.round(loadavg()[0]! * 100) / 100 });
     try {
-      const r = await run(sizes);
+      const r = await run(sizes, launcher ?? 'default');
       const l = load();
-      results.push({ ...r, notes: [...r.notes, `load average ${l.before} → ${l.after} on ${cpus().length} CPUs`], load_1m: l, seconds: seconds() });
+      const launcherNote = launcher ? [`launcher: ${launcher}${native.ok ? '' : ` (native unavailable: ${native.reason})`}`] : [];
+      const title = launcher && !r.title.includes('launcher') ? `${r.title} (${launcher} launcher)` : r.title;
+      results.push({ ...r, name, title, notes: [...r.notes, ...launcherNote, `load average ${l.before} → ${l.after} on ${cpus().length} CPUs`], load_1m: l, seconds: seconds() });
     } catch (e) {
       results.push({ name, title: name, size: {}, metrics: {}, rows: [], targets: [], notes: [], error: (e as Error).stack ?? String(e), load_1m: load(), seconds: seconds() });
     }

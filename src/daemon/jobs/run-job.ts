@@ -35,6 +35,7 @@ import type { JobTree } from './process-tree.js';
 
 import type { LockParts } from '../ports.js';
 import type { Launcher } from './launcher.js';
+import { markPhase } from './phase-marks.js';
 import { JobIo } from './job-io.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
@@ -334,6 +335,7 @@ export class RunJob {
   async start(grant: Grant<Owner>): Promise<void> {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimer = null;
+    markPhase('granted', this.runId);
     this.grant = grant;
     this.grantedAt = Date.now();
     this.state = 'starting';
@@ -342,6 +344,7 @@ export class RunJob {
     try {
       ok = await this.ctx.guard.take(grant.claims, this.uid);
       this.filesTaken = ok;
+      markPhase('files_taken', this.runId);
     } catch (e) {
       this.startInFlight = false;
       await this.releaseLocks();
@@ -421,6 +424,7 @@ export class RunJob {
     // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
     const env = this.childEnv(grant);
     const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
+    markPhase('launch', this.runId);
     const child = this.ctx.launcher.launch(
       {
         runId: this.runId,
@@ -437,6 +441,7 @@ export class RunJob {
     void this.directLog?.close().catch(() => undefined);
     this.directLog = null;
     if (!child) return;
+    markPhase('launched', this.runId, child.pid);
 
     this.pid = child.pid;
     this.owner.pid = child.pid;
@@ -573,6 +578,7 @@ export class RunJob {
 
   private async afterExit(exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>, outputDone: Promise<unknown>): Promise<void> {
     const { code, signal } = await exited;
+    markPhase('exit_seen', this.runId, this.pid);
     this.childExited = true;
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     const tree = this.tree!;
@@ -598,6 +604,7 @@ export class RunJob {
     this.grant = null;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
     this.ctx.events.emit('released', this.runId, this.lockNames());
+    markPhase('released', this.runId);
     this.ctx.gate.release(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
     if (grant && this.filesTaken) await this.ctx.guard.give(grant.claims.map((c) => c.key));
