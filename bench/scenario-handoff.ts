@@ -102,7 +102,9 @@ function phaseBreakdownAll(marks: PhaseMark[], batches: Stamp[][]): Array<{ phas
   const merged = PHASES.map(([phase]) => ({ phase, values: [] as number[] }));
   for (const stamps of batches) {
     const one = phaseBreakdownRaw(marks, stamps);
-    one.forEach((v, i) => merged[i]!.values.push(...v));
+    one.forEach((v, i) => {
+      merged[i]!.values.push(...v);
+    });
   }
   return merged.map((m) => ({ phase: m.phase, ms: roundSummary(summarize(m.values)) }));
 }
