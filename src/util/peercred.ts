@@ -1,8 +1,9 @@
 /**
- * Loader for the optional native addon `lockd_native` (native/peercred.c, built by `node-gyp rebuild` into
- * build/Release/lockd_native.node) and the peer-credential lookup built on it.
+ * Loader for the optional native addon `lockd_native` (native/peercred.c, and on Linux native/launcher.c: the job
+ * launcher), found by node-gyp-build: a local build in build/Release, else the prebuilt binary the package ships in
+ * prebuilds/linux-x64/, and the peer-credential lookup built on it.
  *
- * The addon is optional: a machine without a compiler, or an install where npm did not run the install script,
+ * The addon is optional: another platform without a compiler, or a stale build for another ABI,
  * has no addon. Every function here then returns null and the caller falls back (the daemon to the pid the
  * client claims, the flock holder to its perl helper). The addon is loaded lazily, once, on first use, so the
  * client's start-up never pays for it.
@@ -29,40 +30,57 @@ export interface LockdNative {
   flock(fd: number, mode: NativeFlockMode, nonblocking: boolean): boolean;
 }
 
-const ADDON_RELATIVE = join('build', 'Release', 'lockd_native.node');
-
-let cached: LockdNative | null | undefined;
-
 /**
- * Where the addon is: node-gyp builds it under the package root, and this module runs either from src/util
- * (tsx, tests) or from dist/src/util (compiled), so walk up from here until a build/Release holds it.
+ * The package root (the directory holding binding.gyp): this module runs either from src/util (tsx, tests) or from
+ * dist/src/util (compiled), so walk up from here.
  */
-function findAddon(): string | null {
+function packageRoot(): string | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    const candidate = join(dir, ADDON_RELATIVE);
-    if (existsSync(candidate)) return candidate;
+    if (existsSync(join(dir, 'binding.gyp'))) return dir;
     const parent = dirname(dir);
     if (parent === dir) return null;
     dir = parent;
   }
 }
 
-/** The addon, or null when it is not built (or does not load on this platform/Node). Cached after the first call. */
+let cached: LockdNative | null | undefined;
+let loadedFrom: string | null = null;
+let loadError: string | null = null;
+
+/**
+ * The addon, or null when none loads (cached after the first call). node-gyp-build picks a local build
+ * (build/Release, from `npm run build:native` or an install-time compile) before the prebuilt binary shipped in the
+ * package (prebuilds/<platform>-<arch>/, N-API, so one file serves Node 20, 22 and 24).
+ */
 export function loadNative(): LockdNative | null {
   if (cached !== undefined) return cached;
   cached = null;
-  const file = findAddon();
-  if (file) {
-    try {
-      const mod = createRequire(import.meta.url)(file) as Partial<LockdNative>;
-      if (typeof mod.peerCred === 'function' && typeof mod.flock === 'function') cached = mod as LockdNative;
-    } catch {
-      // A stale build for another Node ABI or platform: behave as if it were not built.
-      cached = null;
-    }
+  const root = packageRoot();
+  if (root === null) {
+    loadError = 'the package root (binding.gyp) was not found';
+    return null;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    const file = nodeGypBuild.path(root);
+    const mod = require(file) as Partial<LockdNative>;
+    if (typeof mod.peerCred === 'function' && typeof mod.flock === 'function') {
+      cached = mod as LockdNative;
+      loadedFrom = file;
+    } else loadError = `${file} is not lockd's addon`;
+  } catch (e) {
+    // No build and no prebuilt binary for this platform, or one for another ABI: behave as if it were not built.
+    loadError = (e as Error).message.split('\n')[0] ?? String(e);
   }
   return cached;
+}
+
+/** Where the loaded addon came from (a build or a prebuilt binary), or why none loaded: for doctor and the log. */
+export function nativeOrigin(): { file: string | null; error: string | null } {
+  loadNative();
+  return { file: loadedFrom, error: loadError };
 }
 
 /** Peer credentials of a connected Unix-socket fd, or null when the addon is not built. Throws on a bad fd. */

@@ -7,6 +7,13 @@ import { LockdError } from '../../util/errors.js';
 import type { Launcher } from './launcher.js';
 import { PortableLauncher } from './launcher-portable.js';
 import { loadNativeLauncher } from './launcher-native.js';
+import { nativeOrigin } from '../../util/peercred.js';
+
+/** A prebuilt binary or a local build, named by its last path parts. */
+function addonOrigin(): string {
+  const file = nativeOrigin().file ?? 'an unknown place';
+  return file.split(/[\\/]/).slice(-3).join('/');
+}
 
 export interface LauncherChoice {
   launcher: Launcher;
@@ -25,6 +32,6 @@ export function selectLauncher(env: NodeJS.ProcessEnv = process.env): LauncherCh
     if (!native.ok) throw new LockdError('launcher_unavailable', `LOCKD_LAUNCHER=native, but the native launcher cannot be used here: ${native.reason}`);
     return { launcher: native.launcher, reason: 'LOCKD_LAUNCHER=native' };
   }
-  if (native.ok) return { launcher: native.launcher, reason: 'the native addon loaded' };
+  if (native.ok) return { launcher: native.launcher, reason: `the native addon loaded from ${addonOrigin()}` };
   return { launcher: new PortableLauncher(), reason: `native launcher unavailable: ${native.reason}` };
 }
