@@ -102,6 +102,7 @@ function templates(dir: string): Array<Record<string, unknown>> {
     { type: 'release', hold_id: null, locks: [lock], cwd: dir, holder: 'fuzz', force: false },
     { type: 'kill', run_id: 'xnope', signal: 'TERM', force: false },
     { type: 'watch_run', run_id: 'xnope' },
+    { type: 'metrics', holders: true },
     { type: 'acquire', req: { ...caller, locks: [lock], cwd: dir, wait_ms: 0, ttl_ms: 1000, conflict_exit_code: 75 } },
     {
       type: 'run',
@@ -130,7 +131,7 @@ function templates(dir: string): Array<Record<string, unknown>> {
   ];
 }
 
-const TYPES = ['hello', 'ping', 'run', 'signal', 'stdin_end', 'acquire', 'heartbeat', 'release', 'status', 'inspect', 'events', 'kill', 'watch_run'];
+const TYPES = ['hello', 'ping', 'run', 'signal', 'stdin_end', 'acquire', 'heartbeat', 'release', 'status', 'inspect', 'events', 'kill', 'watch_run', 'metrics'];
 
 function mutateObject(g: Gen, o: Record<string, unknown>): void {
   const keys = Object.keys(o);

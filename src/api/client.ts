@@ -7,7 +7,21 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { connectDaemon, request, requestJsonField, type ConnectOptions } from '../client/connection.js';
 import { currentUser, holderString, defaultWaitSeconds } from '../client/holder.js';
-import type { AcquireRequest, ClientMessage, DaemonInfo, ForwardSignal, GrantInfo, HolderInfo, LockRef, LockdEvent, LockStatus, RunOutcome, RunRequest, StatusSnapshot } from '../protocol/messages.js';
+import type {
+  AcquireRequest,
+  ClientMessage,
+  DaemonInfo,
+  ForwardSignal,
+  GrantInfo,
+  HolderInfo,
+  LockRef,
+  LockdEvent,
+  LockStatus,
+  MetricsSnapshot,
+  RunOutcome,
+  RunRequest,
+  StatusSnapshot,
+} from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
 import { resolveSocket, resolveStateDir } from '../util/paths.js';
 import { EventStream } from './events.js';
@@ -15,6 +29,7 @@ import { startRun, type RunHandle, type RunIo, type RunMessage } from './run.js'
 
 export { LockdError };
 export { EventStream };
+export type { MetricsSnapshot };
 export type { LockRef, StatusSnapshot, LockStatus, LockdEvent, RunOutcome, GrantInfo, HolderInfo, DaemonInfo, ForwardSignal, RunHandle, RunIo, RunMessage, RunRequest, AcquireRequest };
 
 export interface ClientOptions {
@@ -133,6 +148,24 @@ export class LockdClient {
    */
   async statusJson(root: string | null = null): Promise<Buffer> {
     return await requestJsonField(this.connectOptions, { type: 'status', root }, 'status', 'snapshot');
+  }
+
+  /**
+   * The daemon's metrics: per-lock wait, hold and handoff histograms, holders and queue depth now, runs per verdict,
+   * the daemon process. Render with renderPrometheus (src/metrics/prometheus.ts). `holders: true` also names who
+   * holds each lock. Never auto-starts a daemon (rejects with daemon_not_running); a daemon from before the request
+   * existed rejects with daemon_too_old.
+   */
+  async metrics(opts: { holders?: boolean } = {}): Promise<MetricsSnapshot> {
+    try {
+      return (await request({ ...this.connectOptions, autostart: false }, { type: 'metrics', holders: opts.holders ?? false }, ['metrics'])).snapshot;
+    } catch (e) {
+      // Requests are additive within protocol 1: an older daemon knows the protocol but not this message.
+      if (e instanceof LockdError && e.code === 'bad_request' && e.message.includes('unknown message type')) {
+        throw new LockdError('daemon_too_old', 'the running lockd daemon does not serve metrics (it predates them); restart it with this version of lockd');
+      }
+      throw e;
+    }
   }
 
   /**

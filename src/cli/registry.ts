@@ -44,6 +44,11 @@ export const COMMANDS: CommandTable = {
     load: async () => (await import('./commands/inspect.js')).inspectCommand,
     help: async () => (await import('./commands/inspect.js')).INSPECT_HELP,
   },
+  metrics: {
+    summary: 'print lock wait/hold/handoff metrics in the Prometheus text format',
+    load: async () => (await import('./commands/metrics.js')).metricsCommand,
+    help: async () => (await import('./commands/metrics.js')).METRICS_HELP,
+  },
   events: {
     summary: 'follow lock, run and hold events live',
     load: async () => (await import('./commands/events.js')).eventsCommand,

@@ -176,7 +176,9 @@ export type ClientMessage =
   | { type: 'kill'; run_id: string; signal: string; force: boolean }
   | { type: 'watch_run'; run_id: string }
   | { type: 'gc'; runs_root: string | null; keep: number; older_than_ms: number | null; max_bytes: number | null; dry_run: boolean }
-  | { type: 'shutdown'; force: boolean };
+  | { type: 'shutdown'; force: boolean }
+  // holders: also list who holds each lock (off by default: scrapers see counts, not names; see MetricsSnapshot).
+  | { type: 'metrics'; holders: boolean };
 
 export type ForwardSignal = 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' | 'SIGKILL';
 export const FORWARD_SIGNALS: readonly ForwardSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL'];
@@ -236,4 +238,66 @@ export type DaemonMessage =
   | { type: 'event'; event: LockdEvent }
   | { type: 'run_state'; run_id: string; live: boolean; result_path: string | null; log_path: string | null }
   | { type: 'run_ended'; run_id: string }
-  | { type: 'gc_done'; report: Record<string, unknown> };
+  | { type: 'gc_done'; report: Record<string, unknown> }
+  | { type: 'metrics'; snapshot: MetricsSnapshot };
+
+// ---- metrics (the `metrics` request; src/metrics/prometheus.ts renders it) ---------------------------
+
+/**
+ * A histogram as the daemon counts it: `counts[i]` observations fell at or below `buckets[i]` and above the bound
+ * before it (per bucket, not cumulative); the last entry of `counts` (one more than `buckets`) is what fell above the
+ * largest bound (+Inf). `sum` is in the same unit as the bounds (seconds).
+ */
+export interface HistogramSnapshot {
+  buckets: number[];
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** One lock's series: counted since the daemon started (or since it last saw the lock, see docs/operations.md). */
+export interface LockMetrics {
+  /** The lock's identity: its lock file's canonical path, or its cluster key. */
+  key: string;
+  name: string;
+  scope: LockScope | 'cluster';
+  /** Top-level holders now (a family's nested re-entries count once); slots in use for a slots lock. */
+  holders: number;
+  /** Requests waiting now. */
+  queue_depth: number;
+  /** Slot count of a slots lock; null for exclusive and shared ones (and while nobody uses the lock). */
+  capacity: number | null;
+  /** Seconds from queued to granted, per grant (0 for a grant without waiting). */
+  wait_seconds: HistogramSnapshot;
+  /** Seconds from granted to released, per holder. */
+  hold_seconds: HistogramSnapshot;
+  /** Seconds from a holder's release to the start of the waiting request it let in (its child spawned, its hold taken). */
+  handoff_seconds: HistogramSnapshot;
+  /** Who holds it now; only when the request asked for holders. */
+  holder_names?: Array<{ kind: 'run' | 'hold'; id: string; holder: string; user: string }>;
+}
+
+export interface MetricsSnapshot {
+  daemon: { version: string; mode: 'user' | 'system'; launcher: string | null; pid: number; start_time_seconds: number };
+  /** The daemon process itself (Prometheus' standard process_* series); null where the platform does not say. */
+  process: {
+    cpu_user_seconds: number;
+    cpu_system_seconds: number;
+    resident_memory_bytes: number;
+    virtual_memory_bytes: number | null;
+    heap_used_bytes: number;
+    heap_total_bytes: number;
+    open_fds: number | null;
+    max_fds: number | null;
+  };
+  /** Every lock seen since start (bounded, least recently used forgotten first), sorted by key. */
+  locks: LockMetrics[];
+  /** Finished runs per verdict (result.json `status`), every status present. */
+  runs_total: Record<string, number>;
+  /** Live runs by state now (re-adopted --detach runs count as running). */
+  runs: { queued: number; running: number; stopping: number };
+  /** Explicit holds now: taken, and still waiting. */
+  holds: { held: number; waiting: number };
+  /** True when holder_names were asked for (and filled). */
+  holder_names: boolean;
+}

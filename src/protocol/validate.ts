@@ -197,6 +197,9 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
       };
     case 'shutdown':
       return { type, force: bool(m, 'force', 'shutdown') };
+    case 'metrics':
+      // holders is optional on the wire (absent = false), so a client that only wants counts can send {type} alone.
+      return { type, holders: m.holders === undefined ? false : bool(m, 'holders', 'metrics') };
     default:
       throw new LockdError('bad_request', `invalid request: unknown message type ${JSON.stringify(String(type)).slice(0, 80)}`);
   }

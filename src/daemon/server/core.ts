@@ -36,6 +36,7 @@ import { DurationStats, DURATIONS_FILE } from '../records/duration-stats.js';
 import { userNameOf } from '../services/user-name.js';
 import type { SystemMode } from '../services/system-mode.js';
 import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst.js';
+import { MetricsCollector } from '../services/metrics.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -74,6 +75,8 @@ export class DaemonCore implements StatusSource {
   readonly runs = new Map<string, RunJob>();
   readonly holds: HoldManager;
   readonly durations = new DurationStats();
+  /** Waits, holds, handoffs and run verdicts, counted from the event bus's tap (services/metrics.ts). */
+  readonly metrics: MetricsCollector;
   readonly log: Logger;
   readonly guard: LockGuard;
   readonly socketPath: string;
@@ -130,6 +133,9 @@ export class DaemonCore implements StatusSource {
       },
     };
     this.holds = new HoldManager(holdContext);
+    // Tapped before any request can arrive, so the counts cover every transition since start.
+    this.metrics = new MetricsCollector(this);
+    this.events.tap(this.metrics.onEvent);
     this.jobContext = {
       ...lockParts,
       get cluster() {
@@ -248,6 +254,9 @@ export class DaemonCore implements StatusSource {
         return;
       case 'inspect':
         return buildInspect(this, conn, msg.lock);
+      case 'metrics':
+        conn.end({ type: 'metrics', snapshot: this.metrics.snapshot({ holders: msg.holders }) });
+        return;
       case 'events': {
         const unsubscribe = this.events.subscribe((event) => conn.send({ type: 'event', event }));
         conn.attachment.onClose = unsubscribe;
@@ -393,6 +402,7 @@ export class DaemonCore implements StatusSource {
     this.runs.delete(job.runId);
     this.journal.append({ t: 'run_end', run_id: job.runId });
     this.system?.runFinished(job, result);
+    this.metrics.runFinished(result.status);
     if (job.startedAt !== null && result.duration_ms !== null) {
       for (const l of job.locks) this.durations.record(l.key, result.duration_ms);
     }
