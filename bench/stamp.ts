@@ -1,5 +1,6 @@
 /**
- * The handoff probe: a child that appends "S <pid> <ns>" as its first act and "E <pid> <ns>" as its last, so the gap
+ * The handoff probe: a child that appends "S <pid> <ns>" (CLOCK_MONOTONIC, the clock of the daemon's phase marks;
+ * the sh fallback's `date` is wall-clock) as its first act and "E <pid> <ns>" as its last, so the gap
  * between one child's E and the next child's S is the daemon's handoff (exit noticed → locks released → next child
  * granted, spawned and running). A tiny C program when a compiler is around (static if possible: no dynamic loader
  * in the measured gap), else `sh -c 'date'`, whose own start-up (sh + fork/exec of date) then inflates the gap.
@@ -15,7 +16,7 @@ const SOURCE = `#define _GNU_SOURCE
 #include <unistd.h>
 static void stamp(int fd, char what) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   char buf[64];
   int n = snprintf(buf, sizeof buf, "%c %d %lld\\n", what, (int)getpid(), (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
   if (write(fd, buf, (size_t)n) != n) _exit(3);

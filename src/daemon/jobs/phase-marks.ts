@@ -11,12 +11,12 @@ export interface PhaseMark {
   phase: JobPhase;
   run_id: string;
   pid: number | null;
-  /** Wall-clock ms with sub-ms precision (performance.timeOrigin + performance.now()). */
+  /** CLOCK_MONOTONIC in ms (process.hrtime), the clock of the bench's stamp probe. */
   t: number;
 }
 
 const phases = channel('lockd:job-phase');
 
 export function markPhase(phase: JobPhase, runId: string, pid: number | null = null): void {
-  if (phases.hasSubscribers) phases.publish({ phase, run_id: runId, pid, t: performance.timeOrigin + performance.now() } satisfies PhaseMark);
+  if (phases.hasSubscribers) phases.publish({ phase, run_id: runId, pid, t: Number(process.hrtime.bigint()) / 1e6 } satisfies PhaseMark);
 }
