@@ -2,7 +2,8 @@
 /**
  * The import rules of src/, checked in CI (`npm run lint`): no import circle anywhere (static imports, `import type`
  * and dynamic `import()` alike), and the daemon's dependency on the cluster backend points one way (src/cluster/
- * may import src/daemon/, never the reverse: the daemon owns the interface, daemon/locks/cluster-port.ts).
+ * may import src/daemon/, never the reverse: the daemon owns the interface, daemon/locks/cluster-port.ts), and the
+ * optional etcd3 is loaded only through src/cluster/etcd-module.ts.
  * Prints every circle and every broken rule, one per line, and exits 1 if there is any.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -55,6 +56,27 @@ for (const [f, outs] of edges) {
     if (to.startsWith('src/daemon/server/') && !SHARED_SERVER.has(to)) problems.push(`rule: ${from} imports ${to} (only main.ts may use server/; take what you need as a context from ports.ts)`);
     if (part === 'locks' && /^src\/daemon\/(jobs|services)\//.test(to)) problems.push(`rule: ${from} imports ${to} (locks/ is the pure lock table)`);
     if (part === 'locks' && to.startsWith('src/daemon/records/') && to !== 'src/daemon/records/lock-resolve.ts') problems.push(`rule: ${from} imports ${to} (locks/ is the pure lock table)`);
+  }
+}
+
+// etcd3 is an optional package (src/cluster/etcd-module.ts): only cluster mode may load it. So outside src/cluster/,
+// nothing imports src/cluster/ statically except its etcd3-free files, which import neither etcd3 nor the rest of
+// src/cluster/ statically themselves. (`import type` is erased, and `import()` is what loadClusterBackend does.)
+const ETCD_FREE = new Set(['src/cluster/config.ts', 'src/cluster/etcd-module.ts']);
+const STATIC_VALUE = /^\s*(?:import|export)\s+(?!type\b)[^'";]*?\bfrom\s*['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]/gm;
+for (const f of files) {
+  const from = rel(f);
+  const inCluster = from.startsWith('src/cluster/');
+  if (inCluster && !ETCD_FREE.has(from)) continue;
+  for (const m of readFileSync(f, 'utf8').matchAll(STATIC_VALUE)) {
+    const spec = m[1] ?? m[2];
+    if (spec === 'etcd3' || spec.startsWith('etcd3/')) {
+      problems.push(`rule: ${from} imports etcd3 statically (an optional package: load it through src/cluster/etcd-module.ts)`);
+      continue;
+    }
+    if (!spec.startsWith('.')) continue;
+    const to = rel(resolve(dirname(f), spec).replace(/\.js$/, '.ts'));
+    if (to.startsWith('src/cluster/') && !ETCD_FREE.has(to)) problems.push(`rule: ${from} imports ${to} statically (it may load etcd3, an optional package: use src/cluster/etcd-module.ts)`);
   }
 }
 

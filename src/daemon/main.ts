@@ -21,6 +21,7 @@ import { selectLauncher } from './jobs/select-launcher.js';
 import { removeEmptyJobCgroups, removeOwnCgroupSubtree } from './jobs/cgroup.js';
 import { SystemMode } from './services/system-mode.js';
 import type { ClusterFactory } from './locks/cluster-port.js';
+import type { LockBackendInfo } from '../protocol/messages.js';
 
 /** Bound on stdin buffered for a run that does not exist yet (see onStdin). */
 const EARLY_STDIN_MAX_BYTES = 1024 * 1024;
@@ -42,6 +43,8 @@ export interface DaemonOptions {
    * loads src/cluster/ lazily); null/absent keeps every lock on this host. The daemon only knows the interface.
    */
   openCluster?: ClusterFactory | null;
+  /** What `openCluster` (or its absence) means, and why: reported to clients (`lockd doctor`); omitted when not given. */
+  lockBackend?: LockBackendInfo;
 }
 
 export interface RunningDaemon {
@@ -68,6 +71,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = createLogger(opts.stateDir);
   installSafetyNet(log);
   log.info('job launcher', { launcher: launch.launcher.name, detail: launch.launcher.detail, reason: launch.reason });
+  if (opts.lockBackend) log.info('lock backend', { ...opts.lockBackend });
   const flock: FlockHolder | null =
     process.platform === 'win32'
       ? null
@@ -139,6 +143,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     initialFencing: fencingFrom(previous),
     launcher: launch.launcher,
     launcherReason: launch.reason,
+    lockBackend: opts.lockBackend,
   });
   journal.fenceSource = () => core.table.fencingTokens();
   if (system) {

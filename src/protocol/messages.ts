@@ -195,6 +195,24 @@ export interface DaemonInfo {
   state_dir: string;
   /** How this daemon starts jobs (added in 0.2; absent from older daemons). */
   launcher?: LauncherInfo;
+  /** Where this daemon keeps its locks, and why (added in 0.2; absent from older daemons). */
+  lock_backend?: LockBackendInfo;
+}
+
+/**
+ * The daemon's lock backend: `local` (every lock is a lock file on this host) or `cluster` (--global locks live in
+ * etcd; build-root and --host-only locks stay lock files on this host).
+ */
+export interface LockBackendInfo {
+  kind: 'local' | 'cluster';
+  /** The etcd endpoints (host:port), cluster only. */
+  endpoints?: string[];
+  /** The etcd key prefix, cluster only. */
+  prefix?: string;
+  /** TLS to etcd, cluster only. */
+  tls?: boolean;
+  /** What chose it: the setting and where its value came from (`--cluster`, `LOCKD_CLUSTER`, a lockd.json), or that nothing set one. */
+  reason: string;
 }
 
 /** The daemon's job launcher: `native` (the addon: no fork, born in its cgroup, pidfd) or `portable` (execa). */

@@ -3,9 +3,10 @@ import { COMMON_OPTIONS, parse, parseIntOption } from '../args.js';
 import { Settings } from '../settings.js';
 import { resolveSocket, resolveStateDir, SYSTEM_SOCKET, SYSTEM_STATE_DIR } from '../../util/paths.js';
 import { resolve } from 'node:path';
-import { hostname } from 'node:os';
-import { parseClusterConfig, type ClusterConfig } from '../../cluster/config.js';
+import type { ClusterConfig } from '../../cluster/config.js';
+import { loadClusterBackend } from '../../cluster/etcd-module.js';
 import type { ClusterFactory } from '../../daemon/locks/cluster-port.js';
+import { lockBackendOf } from '../lock-backend.js';
 
 const OPTIONS = {
   ...COMMON_OPTIONS,
@@ -50,6 +51,9 @@ export async function daemonCommand(args: string[]): Promise<number> {
   const settings = new Settings({ socket: values.socket, state_dir: values['state-dir'], global_dir: values['global-dir'], keep: values.keep });
   const socketPath = system && !values.socket ? SYSTEM_SOCKET : resolveSocket(settings.value('socket') ?? undefined).path;
   const stateDir = system && !values['state-dir'] ? SYSTEM_STATE_DIR : resolveStateDir(settings.value('state_dir') ?? undefined);
+  // A configured cluster whose client (the optional package etcd3) cannot load fails here, before anything is claimed.
+  const backend = lockBackendOf(values, stateDir);
+  const openCluster = await clusterFactory(backend.cluster);
   const { startDaemon } = await import('../../daemon/main.js');
   const gd = settings.value('global_dir');
   const d = await startDaemon({
@@ -61,7 +65,8 @@ export async function daemonCommand(args: string[]): Promise<number> {
     defaultKeep: parseIntOption(settings.value('keep')!, '--keep'),
     adminGroup: values['admin-group'] ?? (system ? 'lockd-admin' : null),
     socketGroup: values['socket-group'] ?? (system ? 'lockd' : null),
-    openCluster: clusterFactory(clusterFromOptions(values, stateDir)),
+    openCluster,
+    lockBackend: backend.info,
   });
   await new Promise<void>((done) => {
     const graceful = (sig: string) => {
@@ -77,44 +82,11 @@ export async function daemonCommand(args: string[]): Promise<number> {
 }
 
 /**
- * --cluster and its companions, each resolved like every other setting (flag > LOCKD_CLUSTER_* > build-root
- * lockd.json > state-dir lockd.json > default; what `lockd config` shows); null without a cluster.
+ * The daemon's cluster backend: etcd3 is loaded only here, and only with a cluster configured; a missing etcd3 is
+ * `cluster_client_missing` (src/cluster/etcd-module.ts).
  */
-/** The daemon's cluster backend, opened lazily (etcd3 is loaded only here, and only with a cluster configured). */
-function clusterFactory(cfg: ClusterConfig | null): ClusterFactory | null {
+async function clusterFactory(cfg: ClusterConfig | null): Promise<ClusterFactory | null> {
   if (!cfg) return null;
-  return async (host, log) => (await import('../../cluster/open.js')).openCluster(cfg, host, log);
-}
-
-export function clusterFromOptions(values: Record<string, string | boolean | undefined>, stateDir: string, env: NodeJS.ProcessEnv = process.env) {
-  const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
-  const settings = new Settings(
-    {
-      socket: flag('socket'),
-      state_dir: stateDir, // the daemon's own (the system one with --system): its lockd.json
-      cluster: flag('cluster'),
-      cluster_prefix: flag('cluster-prefix'),
-      cluster_ttl: flag('cluster-ttl'),
-      cluster_ca: flag('cluster-ca'),
-      cluster_cert: flag('cluster-cert'),
-      cluster_key: flag('cluster-key'),
-      cluster_user: flag('cluster-user'),
-      cluster_password: flag('cluster-password'),
-      cluster_host: flag('cluster-host'),
-      on_lock_lost: flag('on-lock-lost'),
-    },
-    env,
-  );
-  return parseClusterConfig({
-    cluster: settings.explicit('cluster'),
-    prefix: settings.explicit('cluster_prefix'),
-    ttl: settings.explicit('cluster_ttl'),
-    ca: settings.explicit('cluster_ca'),
-    cert: settings.explicit('cluster_cert'),
-    key: settings.explicit('cluster_key'),
-    user: settings.explicit('cluster_user'),
-    password: settings.explicit('cluster_password'),
-    onLockLost: settings.explicit('on_lock_lost'),
-    hostName: settings.value('cluster_host') ?? hostname(),
-  });
+  const backend = await loadClusterBackend();
+  return async (host, log) => backend.openCluster(cfg, host, log);
 }

@@ -15,6 +15,9 @@ import { currentUser } from '../../client/holder.js';
 import { errnoCode, isLockdError } from '../../util/errors.js';
 import { SYSTEM_SOCKET } from '../../util/paths.js';
 import { LOCKD_VERSION, PROTOCOL_VERSION } from '../../protocol/version.js';
+import type { DaemonInfo } from '../../protocol/messages.js';
+import { CLUSTER_CLIENT_MISSING, requireEtcd3 } from '../../cluster/etcd-module.js';
+import { describeLockBackend, lockBackendOf } from '../lock-backend.js';
 import { EXIT } from '../exit-codes.js';
 import { styleFor } from '../render/style.js';
 import { runCleanStale } from './clean-stale.js';
@@ -25,7 +28,9 @@ export const DOCTOR_HELP = `Usage: lockd doctor [--root DIR] [--json]
 
 Check this machine's lockd setup and print what to fix:
   - the socket directory and the state directory: yours, not writable by others
-  - the daemon (if one runs): same version and protocol as this client
+  - the daemon (if one runs): same version and protocol as this client, and its job launcher
+  - the lock backend (lock files on this host, or an etcd cluster for --global locks) and what chose
+    it; with a cluster configured and no daemon running, that its client (etcd3) is installed
   - user services: lingering enabled (loginctl), so the daemon survives logout
   - stale lock metadata (a clean-stale dry run over the global locks and the build root, default .)
   - free disk space in the runs root
@@ -89,7 +94,7 @@ async function checkSocketDir(socketPath: string): Promise<Check> {
   return checkPrivateDir('socket', dirname(socketPath), 'socket directory');
 }
 
-async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart: boolean): Promise<{ check: Check; running: boolean }> {
+async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart: boolean): Promise<{ check: Check; running: boolean; info?: DaemonInfo }> {
   try {
     const pong = await request({ ...opts, autostart: false }, { type: 'ping' }, ['pong']);
     if (pong.protocol !== PROTOCOL_VERSION) {
@@ -117,6 +122,7 @@ async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart:
     const launcher = pong.launcher ? `; jobs start with the ${pong.launcher.name} launcher (${pong.launcher.detail}; ${pong.launcher.reason})` : '';
     return {
       running: true,
+      info: pong,
       check: { name: 'daemon', level: 'ok', message: `daemon lockd ${pong.version} (protocol ${pong.protocol}), pid ${pong.pid}, ${pong.mode} mode, same as this client${launcher}` },
     };
   } catch (e) {
@@ -136,6 +142,35 @@ async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart:
     if (isLockdError(e)) return { running: false, check: { name: 'daemon', level: 'fail', message: e.message, fix: 'check the socket path and permissions (lockd config)' } };
     throw e;
   }
+}
+
+/**
+ * Which lock backend is in use, and why: the running daemon's own answer; with none running, what a daemon started
+ * now (same environment and lockd.json files) would use, and whether it could load its cluster client (etcd3).
+ */
+async function checkLockBackend(daemon: { running: boolean; info?: DaemonInfo }, stateDir: string): Promise<Check> {
+  const name = 'locks';
+  if (daemon.running) {
+    const lb = daemon.info?.lock_backend;
+    if (!lb) return { name, level: 'skip', message: 'the daemon does not say which lock backend it uses (an older lockd)' };
+    return { name, level: 'ok', message: `the running daemon (pid ${daemon.info!.pid}) uses ${describeLockBackend(lb)}; why: ${lb.reason}` };
+  }
+  let backend;
+  try {
+    backend = lockBackendOf({}, stateDir);
+  } catch (e) {
+    return { name, level: 'fail', message: `the cluster settings are wrong: ${(e as Error).message}`, fix: 'lockd config shows each setting and where it comes from' };
+  }
+  const lb = backend.info;
+  if (lb.kind === 'cluster') {
+    try {
+      await requireEtcd3();
+    } catch (e) {
+      if (!isLockdError(e, CLUSTER_CLIENT_MISSING)) throw e;
+      return { name, level: 'fail', message: `${e.message} (${lb.reason}: a daemon would not start)`, fix: 'npm install etcd3 (next to lockd), or unset the cluster setting' };
+    }
+  }
+  return { name, level: 'ok', message: `a daemon started now would use ${describeLockBackend(lb)}; why: ${lb.reason}` };
 }
 
 function run(cmd: string, args: string[]): Promise<{ ok: boolean; stdout: string }> {
@@ -220,7 +255,9 @@ export async function doctorCommand(args: string[]): Promise<number> {
   const checks: Check[] = [];
   checks.push(await checkSocketDir(opts.socketPath));
   checks.push(await checkPrivateDir('state-dir', opts.stateDir, 'state directory'));
-  checks.push((await checkDaemon(opts, noAuto)).check);
+  const daemon = await checkDaemon(opts, noAuto);
+  checks.push(daemon.check);
+  checks.push(await checkLockBackend(daemon, opts.stateDir));
   checks.push(await checkLinger());
   checks.push(await checkStale(values, root));
   checks.push(await checkDisk(runsRoot));

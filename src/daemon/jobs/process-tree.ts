@@ -32,14 +32,12 @@
  * a child that exited and left nothing behind — is `groupEmptySync()`: one
  * kill(-pgid, 0) plus, with a cgroup, one small file read.
  */
-import { accessSync, constants as fsConstants } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import treeKill from 'tree-kill';
 import { compareStartTimes, isExitedState, isSameProcessAlive, isValidPid, listProcesses, processGroupAlive, processStartTimeSync, readProcStat, type ProcessEntry } from '../../util/proc.js';
 import { LockdError } from '../../util/errors.js';
 import { JobCgroup } from './cgroup.js';
+import { TREE_KILL_PLATFORM, treeKillVerified } from './tree-kill-verified.js';
 
 export { cgroupsAvailable } from './cgroup.js';
 
@@ -103,8 +101,6 @@ export interface KillResult {
 /** First poll interval while a kill is in progress, and its cap (doubling in between). */
 const POLL_FIRST_MS = 5;
 const POLL_MAX_MS = 100;
-/** Bound on one tree-kill run (it spawns `ps` per tree level). */
-const TREE_KILL_TIMEOUT_MS = 3000;
 
 export class JobTree {
   readonly pid: number;
@@ -226,10 +222,10 @@ export class JobTree {
 
   /**
    * Send `sig` to the whole job: to the process group, then to every member
-   * outside it. Escaped subtrees (members that left the group) are signalled
-   * with tree-kill from their root, which also catches children forked since
-   * our scan; members tree-kill could not reach get the signal one by one,
-   * each after an identity check. Returns the number of members found.
+   * outside it, one by one, each after an identity check (pid + start time).
+   * On Windows only, an escaped subtree is ended with tree-kill (`taskkill /T`)
+   * from its root, verified just before (tree-kill-verified.ts says why not on
+   * Linux and macOS). Returns the number of members found.
    */
   async signal(sig: NodeJS.Signals = 'SIGTERM'): Promise<number> {
     return (await this.signalAll(sig)).length;
@@ -244,12 +240,11 @@ export class JobTree {
     const outsidePids = new Set(outside.map((e) => e.pid));
     const roots = outside.filter((e) => !outsidePids.has(e.ppid));
     const reached = new Set<number>();
-    // Born in its cgroup, every descendant is in the scan already: tree-kill (a `ps` per level) adds nothing.
-    if (!this.exact && psAvailable()) {
+    // Windows only (tree-kill's taskkill /T); born in its cgroup, a job's descendants are all in the scan anyway.
+    if (TREE_KILL_PLATFORM && !this.exact) {
       await Promise.all(
         roots.map(async (root) => {
-          if (!isSameProcessAlive(root.pid, root.startTime)) return;
-          if (await treeKillBounded(root.pid, sig)) for (const pid of subtreeOf(root.pid, outside)) reached.add(pid);
+          if (await treeKillVerified(root.pid, root.startTime, sig)) for (const pid of subtreeOf(root.pid, outside)) reached.add(pid);
         }),
       );
     }
@@ -525,43 +520,4 @@ function subtreeOf(root: number, entries: ProcessEntry[]): Set<number> {
     }
   }
   return out;
-}
-
-/**
- * tree-kill, bounded in time. It resolves true when tree-kill reported success.
- * tree-kill walks the tree by spawning `ps` per level and attaches no 'error'
- * listener to those spawns, so it is only called when `ps` is on PATH (see
- * psAvailable) — a missing `ps` would otherwise become an uncaught exception.
- */
-function treeKillBounded(pid: number, sig: NodeJS.Signals): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), TREE_KILL_TIMEOUT_MS);
-    timer.unref();
-    try {
-      treeKill(pid, sig, (err) => {
-        clearTimeout(timer);
-        resolve(err === undefined || err === null);
-      });
-    } catch {
-      clearTimeout(timer);
-      resolve(false);
-    }
-  });
-}
-
-let psAvailableCache: boolean | null = null;
-
-function psAvailable(): boolean {
-  if (psAvailableCache === null) {
-    const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d !== '');
-    psAvailableCache = dirs.some((d) => {
-      try {
-        accessSync(join(d, 'ps'), fsConstants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-  }
-  return psAvailableCache;
 }

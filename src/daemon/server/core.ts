@@ -7,7 +7,7 @@
 import { hostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Connection } from './connection.js';
-import type { ClientMessage, DaemonInfo, LauncherInfo, RunRequest } from '../../protocol/messages.js';
+import type { ClientMessage, DaemonInfo, LauncherInfo, LockBackendInfo, RunRequest } from '../../protocol/messages.js';
 import { LOCKD_VERSION, PROTOCOL_VERSION } from '../../protocol/version.js';
 import { LockdError, isLockdError } from '../../util/errors.js';
 import { LockTable } from '../locks/lock-table.js';
@@ -52,6 +52,8 @@ export interface CoreOptions {
   launcher: Launcher;
   /** Why that launcher, for status and doctor. */
   launcherReason: string;
+  /** The lock backend and why, for doctor (absent when the caller did not say). */
+  lockBackend?: LockBackendInfo | undefined;
 }
 
 /**
@@ -95,6 +97,7 @@ export class DaemonCore implements StatusSource {
   /** What runs, holds and re-adopted runs are given (ports.ts), built once. */
   readonly jobContext: JobContext;
   readonly launcherInfo: LauncherInfo;
+  readonly lockBackend: LockBackendInfo | undefined;
   readonly adoptContext: AdoptContext;
 
   constructor(opts: CoreOptions) {
@@ -108,6 +111,7 @@ export class DaemonCore implements StatusSource {
     this.globalDir = opts.globalDir;
     this.defaultKeep = opts.defaultKeep;
     this.launcherInfo = { name: opts.launcher.name, detail: opts.launcher.detail, reason: opts.launcherReason };
+    this.lockBackend = opts.lockBackend;
     this.gate = new DaemonLockGate(this.table, this.events, {
       granted: (g) => {
         const job = this.runs.get(g.request.id);
@@ -185,6 +189,7 @@ export class DaemonCore implements StatusSource {
       socket: this.socketPath,
       state_dir: this.stateDir,
       launcher: this.launcherInfo,
+      ...(this.lockBackend ? { lock_backend: this.lockBackend } : {}),
     };
   }
 
