@@ -21,7 +21,7 @@ import { streamingScenario } from './scenario-streaming.js';
 import { scaleScenario } from './scenario-scale.js';
 import { idleScenario } from './scenario-idle.js';
 import { clusterScenario } from './scenario-cluster.js';
-import { SCENARIO_NAMES, type ScenarioName } from './scenario-names.js';
+import { entryName, LAUNCHER_SHAPED, SCENARIO_NAMES, type ScenarioName } from './scenario-names.js';
 
 type Runner = (sizes: Sizes, launcher: string) => Promise<Omit<ScenarioResult, 'seconds'>>;
 
@@ -36,7 +36,6 @@ const RUNNERS: Record<ScenarioName, Runner> = {
 };
 const SCENARIOS: Array<[ScenarioName, Runner]> = SCENARIO_NAMES.map((n) => [n, RUNNERS[n]]);
 /** What the launcher shapes: job start cost, handoff, and queued throughput. */
-const LAUNCHER_SHAPED = new Set<ScenarioName>(['wrapper_overhead', 'handoff_latency', 'serialized_throughput']);
 
 /** File descriptors the scale scenario needs in this process (one socket per waiter) plus headroom. */
 function fdsWanted(sizes: Sizes): number {
@@ -108,7 +107,7 @@ async function main(): Promise<number> {
   );
   for (const [scenario, run, launcher] of passes) {
     if (only && !only.has(scenario)) continue;
-    const name = launcher === 'portable' && launchers.length > 1 ? `${scenario}@portable` : scenario;
+    const name = entryName(scenario, launcher, launchers);
     setBenchLauncher(launcher);
     process.stderr.write(`bench: ${name} (${mode})…\n`);
     const t0 = performance.now();
@@ -130,6 +129,7 @@ async function main(): Promise<number> {
   const report = {
     generated_utc: new Date().toISOString(),
     mode,
+    launchers,
     command: `npm run bench${mode === 'full' ? '' : ` -- --${mode}`}`,
     client,
     host: {

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from './helpers/lockd.js';
-import { SCENARIO_NAMES } from '../bench/scenario-names.js';
+import { entryNames } from '../bench/scenario-names.js';
 import { etcdAvailability } from './helpers/etcd.js';
 
 const BENCH = join(REPO, 'dist', 'bench', 'main.js');
@@ -39,12 +39,14 @@ test('bench --smoke runs every scenario and records each in results.json', async
   const code = await new Promise<number | null>((resolve) => proc.once('close', (c) => resolve(c)));
   t.is(code, 0, `bench failed:\n${stdout}\n${stderr}`);
 
-  const report = JSON.parse(readFileSync(out, 'utf8')) as { mode: string; scenarios: Record<string, ScenarioEntry> };
+  const report = JSON.parse(readFileSync(out, 'utf8')) as { mode: string; launchers: Array<'native' | 'portable'>; scenarios: Record<string, ScenarioEntry> };
   t.is(report.mode, 'smoke');
-  t.deepEqual(Object.keys(report.scenarios).sort(), [...SCENARIO_NAMES].sort());
+  // The portable launcher always runs; native runs too where the addon loads (then the portable passes are `@portable`).
+  t.true(report.launchers.includes('portable'));
+  t.deepEqual(Object.keys(report.scenarios).sort(), entryNames(report.launchers).sort());
   // The cluster scenario needs etcd: without it, it must say so (skipped, with the reason), never fail.
   const etcd = etcdAvailability();
-  for (const name of SCENARIO_NAMES) {
+  for (const name of entryNames(report.launchers)) {
     const s = report.scenarios[name]!;
     t.is(s.error, undefined, `${name} failed: ${s.error ?? ''}`);
     if (name === 'cluster' && !etcd.ok) {
@@ -58,5 +60,5 @@ test('bench --smoke runs every scenario and records each in results.json', async
     t.true(s.targets.length > 0, `${name} has no target`);
   }
   // The table names every scenario.
-  for (const name of SCENARIO_NAMES) t.true(stdout.includes(name), `${name} missing from the printed table`);
+  for (const name of entryNames(report.launchers)) t.true(stdout.includes(name), `${name} missing from the printed table`);
 });

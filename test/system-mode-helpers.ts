@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { loadNative, nativeOrigin } from '../src/util/peercred.js';
 import { CLI, REPO, startDaemon, stopProcess, type Daemon } from './helpers/lockd.js';
 
 export interface TestUser {
@@ -38,7 +39,8 @@ export function systemTestsUnavailable(): string | null {
   if (process.platform !== 'linux') return `system mode user switching is Linux-only (this is ${process.platform})`;
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'the system-mode tests create users and run a root daemon: run them as root (CI does)';
   if (!SETPRIV) return 'setpriv(1) (util-linux) is not installed';
-  if (!existsSync(join(REPO, 'build', 'Release', 'lockd_native.node'))) return 'the native addon is not built (npx node-gyp rebuild --nodedir=/usr): system mode needs SO_PEERCRED';
+  // The addon as the daemon finds it (a local build or the shipped prebuilt): system mode needs its SO_PEERCRED.
+  if (loadNative() === null) return `the native addon does not load (${nativeOrigin().error ?? 'unknown'}): system mode needs SO_PEERCRED`;
   for (const tool of ['useradd', 'userdel', 'groupadd', 'groupdel']) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
