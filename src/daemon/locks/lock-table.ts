@@ -513,7 +513,8 @@ export class LockTable<M = unknown> {
         const disabled = matching.filter((m) => m.disabled).map((m) => m.name);
         const listed = enabled.length > 0 ? `only ${enabled.length} can be granted: ${enabled.map((m) => m.name).join(', ')}` : 'none can be granted';
         const off = disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : '';
-        const what = matching.length === 0 && filter !== '' ? `no member of pool ${pc.pool} matches ${filter}` : `pool ${pc.pool}: ${pc.count} wanted${filter ? ` matching ${filter}` : ''}, ${listed}${off}`;
+        const what =
+          matching.length === 0 && filter !== '' ? `no member of pool ${pc.pool} matches ${filter}` : `pool ${pc.pool}: ${pc.count} wanted${filter ? ` matching ${filter}` : ''}, ${listed}${off}`;
         return reject('pool_unsatisfiable', what);
       }
     }
