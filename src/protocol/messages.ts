@@ -23,6 +23,14 @@ export interface LockRef {
   host_only?: boolean;
 }
 
+/** COUNT members of a pool (lockd.json "pools"), each matching every `where` KEY=VALUE, or the one `member` named. */
+export interface PoolRef {
+  pool: string;
+  count: number;
+  where: Record<string, string>;
+  member: string | null;
+}
+
 export interface VerdictSpec {
   require_structured: boolean;
   require_marker: string[];
@@ -69,6 +77,10 @@ export interface RunRequest extends CallerInfo {
    * lock's own mode. Only the hold's holder may name it. Absent or null: an ordinary run, which waits for a hold.
    */
   hold_id?: string | null;
+  /** Pool members to take with the locks, all or nothing (additive within protocol 1; absent = none). */
+  pools?: PoolRef[];
+  /** Queue priority: higher first, FIFO within one priority (additive within protocol 1; absent = 0). */
+  priority?: number;
 }
 
 export interface AcquireRequest extends CallerInfo {
@@ -103,6 +115,10 @@ export interface GrantInfo {
   slot_index: number | null;
   fencing_token: number;
   wait_ms: number;
+  /** For a pool member (name is POOL/MEMBER): the pool, the member and its properties. */
+  pool?: string;
+  member?: string;
+  properties?: Record<string, string>;
 }
 
 export interface LockStatus {
@@ -112,9 +128,14 @@ export interface LockStatus {
   mode: LockMode | null;
   capacity: number | null;
   holders: Array<HolderInfo & { mode: LockMode; slot_index: number | null; nested: boolean; elapsed_ms: number; fencing_token: number }>;
-  waiters: Array<HolderInfo & { position: number; mode: LockMode; wants: string[]; waiting_ms: number; blocked_by: string[]; estimated_wait_ms: number | null }>;
+  waiters: Array<HolderInfo & { position: number; mode: LockMode; wants: string[]; waiting_ms: number; blocked_by: string[]; estimated_wait_ms: number | null; priority?: number }>;
   /** Estimated ms until the head waiter is granted, from recorded durations of past runs; null when unknown. */
   estimated_wait_ms: number | null;
+  /** For a pool member (name POOL/MEMBER): its pool, name, properties (null once removed from lockd.json) and state. */
+  pool?: string;
+  member?: string;
+  properties?: Record<string, string> | null;
+  disabled?: boolean;
 }
 
 export interface StatusSnapshot {

@@ -4,7 +4,7 @@
  * field. Nothing here throws anything else, so one bad connection can never take the daemon down.
  */
 import { LockdError } from '../util/errors.js';
-import { FORWARD_SIGNALS, type ClientMessage, type LockRef, type VerdictSpec } from './messages.js';
+import { FORWARD_SIGNALS, type ClientMessage, type LockRef, type PoolRef, type VerdictSpec } from './messages.js';
 
 type Obj = Record<string, unknown>;
 
@@ -73,6 +73,27 @@ function lockRefs(o: Obj, k: string, path: string): LockRef[] {
   if (v.length > 256) fail(`${path}.${k}`, 'names more than 256 locks');
   return v.map((x, i) => lockRef(x, `${path}.${k}[${i}]`));
 }
+/** Pool and member names: they name lock files, so a conservative character set. */
+const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+function poolRefs(o: Obj, k: string, path: string): PoolRef[] {
+  const v = o[k];
+  if (!Array.isArray(v)) fail(`${path}.${k}`, 'must be an array');
+  if (v.length > 16) fail(`${path}.${k}`, 'names more than 16 pools');
+  return v.map((x, i) => {
+    const p = `${path}.${k}[${i}]`;
+    const r = obj(x, p);
+    const pool = str(r, 'pool', p, 128);
+    if (!POOL_NAME.test(pool)) fail(`${p}.pool`, 'must be a pool name (letters, digits, . _ -)');
+    const where = obj(r.where, `${p}.where`);
+    const entries = Object.entries(where);
+    if (entries.length > 64) fail(`${p}.where`, 'has more than 64 conditions');
+    for (const [wk, wv] of entries) if (typeof wv !== 'string' || wv.length > 1024) fail(`${p}.where.${wk}`, 'must be a string');
+    const member = strOrNull(r, 'member', p);
+    if (member !== null && !POOL_NAME.test(member)) fail(`${p}.member`, 'must be a member name (letters, digits, . _ -)');
+    return { pool, count: int(r, 'count', p, 1, 100_000), where: where as Record<string, string>, member };
+  });
+}
+
 function env(o: Obj, k: string, path: string): Record<string, string> {
   const e = obj(o[k], `${path}.${k}`);
   const out: Record<string, string> = {};
@@ -147,6 +168,8 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           conflict_exit_code: int(r, 'conflict_exit_code', p, 0, 255),
           ...(r.on_lock_lost !== undefined && r.on_lock_lost !== null ? { on_lock_lost: oneOf(r, 'on_lock_lost', p, ['stop', 'warn'] as const) } : {}),
           ...(r.hold_id !== undefined && r.hold_id !== null ? { hold_id: str(r, 'hold_id', p, 128) } : {}),
+          ...(r.pools !== undefined ? { pools: poolRefs(r, 'pools', p) } : {}),
+          ...(r.priority !== undefined ? { priority: int(r, 'priority', p, -1_000_000, 1_000_000) } : {}),
         },
       };
     }

@@ -49,6 +49,8 @@ export interface RunManifest {
   env_digest: EnvDigest;
   detach: boolean;
   parent_run_id: string | null;
+  /** Pool members granted, by pool, with their properties (set when the run starts; absent without pools). */
+  members?: Record<string, Array<{ name: string; properties: Record<string, string> }>>;
 }
 
 export interface ManifestInput {

@@ -14,6 +14,7 @@ import { lockRefs, LOCK_OPTIONS } from '../locks-arg.js';
 import { LockdClient, type RunMessage } from '../../api/client.js';
 import { holderString, currentUser } from '../../client/holder.js';
 import type { ForwardSignal, HolderInfo, RunRequest } from '../../protocol/messages.js';
+import { poolRefs } from '../pools-arg.js';
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { parseSize } from '../../runs/units.js';
@@ -42,6 +43,10 @@ export const RUN_OPTIONS = {
   'result-fd': { type: 'string' },
   'on-lock-lost': { type: 'string' },
   hold: { type: 'string' },
+  pool: { type: 'string', multiple: true },
+  where: { type: 'string', multiple: true },
+  member: { type: 'string' },
+  priority: { type: 'string' },
 } as const;
 
 export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
@@ -55,6 +60,12 @@ Locks (any mix; granted all at once or not at all):
   --arch ARCH         per-arch lock directory under the root
   --global-dir DIR    directory of global lock files (default <state-dir>/locks)
   --host-only         with a cluster configured (docs/cluster.md): keep --global locks per host
+Pools (named members defined in <state-dir>/lockd.json "pools"; see lockd pool --help):
+  --pool NAME[:COUNT] COUNT (default 1) free members of pool NAME, with the locks (repeatable); the job
+                      gets LOCKD_MEMBERS_<NAME>=a,b and LOCKD_MEMBERS_FILE (their properties, JSON)
+  --where KEY=VALUE   only members whose property KEY is VALUE (repeatable; needs exactly one --pool)
+  --member NAME       that one member (needs exactly one --pool)
+  --priority N        queue priority, higher first, FIFO within one priority (default 0)
 Waiting:
   --wait SECONDS|inf  how long to queue (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
@@ -77,6 +88,8 @@ Examples:
   lockd run --root build --arch riscv64 --lock qemu -- ./scripts/run-qemu-session.sh
   lockd run --global deps-fetch --wait 600 -- make deps
   lockd run --lock board:slots=4 -- ./flash.sh    # the job sees LOCKD_SLOT_board=0..3
+  lockd run --pool boards --where arch=arm64 --wait 600 -- ./flash.sh   # any free arm64 board
+  lockd run --pool boards:2 --priority 10 -- ./pair-test.sh
 `;
 
 export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process.env): { req: RunRequest; quiet: boolean; resultFd: number | null; connect: ReturnType<typeof connectOptions> } {
@@ -161,6 +174,9 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
     if (onLockLost !== 'stop' && onLockLost !== 'warn') throw new LockdError('usage', `--on-lock-lost must be stop or warn, not ${JSON.stringify(onLockLost)}`);
     req.on_lock_lost = onLockLost;
   }
+  const pools = poolRefs(asArray(values.pool), asArray(values.where), values.member);
+  if (pools.length > 0) req.pools = pools;
+  if (values.priority !== undefined) req.priority = parseIntOption(values.priority, '--priority', -1_000_000, 1_000_000);
   return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
 }
 

@@ -10,14 +10,14 @@
  * costs one kill(-pgid, 0)); a tree that outlives its leader is killed first. Everything slow (result.json, auto-GC)
  * happens after the release, off the handoff path.
  */
-import { statSync, createReadStream } from 'node:fs';
+import { statSync, createReadStream, writeFileSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Connection } from '../server/connection.js';
 import type { Owner } from '../locks/owner.js';
 import { describeBlocker, holderInfo } from '../locks/owner.js';
 import type { ResolvedLock } from '../records/lock-resolve.js';
-import type { RunRequest, GrantInfo, RunOutcome, HolderInfo } from '../../protocol/messages.js';
+import type { RunRequest, GrantInfo, RunOutcome, HolderInfo, PoolRef } from '../../protocol/messages.js';
 
 import { LOCKD_VERSION } from '../../protocol/version.js';
 import { buildManifest, writeManifest, withStartTime, type RunManifest } from '../../runs/manifest.js';
@@ -38,7 +38,7 @@ import type { Launcher } from './launcher.js';
 import { markPhase } from './phase-marks.js';
 import { JobIo } from './job-io.js';
 import type { SystemMode } from '../services/system-mode.js';
-import type { Grant, LockRequest } from '../locks/lock-table.js';
+import type { Grant, LockRequest, PoolClaim } from '../locks/lock-table.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
@@ -177,11 +177,13 @@ export class RunJob {
 
   /** Write the queued manifest, then ask the lock table. */
   async enqueue(): Promise<void> {
-    const request = {
+    const request: LockRequest<Owner> = {
       id: this.runId,
       claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })),
       meta: this.owner,
       ...(this.parent ? { parent: this.parent } : {}),
+      ...(this.req.pools?.length ? { pools: this.req.pools.map(toPoolClaim) } : {}),
+      ...(this.req.priority ? { priority: this.req.priority } : {}),
     };
     // Cluster locks: take the place in the etcd queues now, while the git sha is read and the manifest written,
     // so the etcd round trip is off the start path. What the cluster says is acted on once the manifest is there
@@ -203,7 +205,7 @@ export class RunJob {
     if (this.finished) return; // the client went away while we wrote
     this.ctx.journalRun(this);
 
-    if (this.locks.length === 0) {
+    if (this.locks.length === 0 && !request.pools) {
       // Nothing to hold: the run is supervised and recorded like any other, with no trip through the table.
       void this.start({ request, claims: [], grantedAt: Date.now() });
       return;
@@ -409,7 +411,25 @@ export class RunJob {
       if (lock) env[`LOCKD_FENCING_TOKEN_${lock.name.replace(/[^A-Za-z0-9_]/g, '_')}`] = String(c.fencingToken);
     }
     env.LOCKD_FENCING_TOKEN = String(maxToken);
+    const members = this.membersOf(grant);
+    if (members) {
+      for (const [pool, list] of Object.entries(members)) env[`LOCKD_MEMBERS_${pool.replace(/[^A-Za-z0-9_]/g, '_')}`] = list.map((m) => m.name).join(',');
+      env.LOCKD_MEMBERS_FILE = join(this.dir, MEMBERS_FILE);
+    }
     return env;
+  }
+
+  /** The pool members of a grant with their properties, by pool; null when it has none. */
+  membersOf(grant: Grant<Owner> | null = this.grant): Record<string, Array<{ name: string; properties: Record<string, string> }>> | null {
+    const claims = grant?.claims.filter((c) => c.member !== undefined) ?? [];
+    if (claims.length === 0) return null;
+    const defs = this.ctx.gate.table.pools();
+    const out: Record<string, Array<{ name: string; properties: Record<string, string> }>> = {};
+    for (const c of claims) {
+      const props = defs.find((d) => d.name === c.pool)?.members.find((m) => m.name === c.member)?.properties ?? {};
+      (out[c.pool!] ??= []).push({ name: c.member!, properties: { ...props } });
+    }
+    return out;
   }
 
   private spawnChild(grant: Grant<Owner>): void {
@@ -423,6 +443,15 @@ export class RunJob {
     this.scanner = new LogScanner(this.verdict);
     // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
     const env = this.childEnv(grant);
+    const members = this.membersOf(grant);
+    if (members) {
+      try {
+        writeFileSync(join(this.ioDir, MEMBERS_FILE), `${JSON.stringify(members, null, 2)}\n`, { mode: 0o644 });
+      } catch (e) {
+        void this.spawnFailed({ code: 'EMEMBERS', message: `cannot write ${MEMBERS_FILE} in ${this.dir}: ${(e as Error).message}` });
+        return;
+      }
+    }
     const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
     markPhase('launch', this.runId);
     const child = this.ctx.launcher.launch(
@@ -472,6 +501,11 @@ export class RunJob {
         const c = grant.claims.find((x) => x.key === l.path);
         return c ? { ...l, fencing_token: c.fencingToken } : l;
       });
+      for (const c of grant.claims) {
+        if (c.member === undefined) continue;
+        m.locks.push({ name: `${c.pool}/${c.member}`, scope: 'local', mode: 'exclusive', path: c.key, fencing_token: c.fencingToken });
+      }
+      if (members) m.members = members;
       this.manifest = m;
       this.manifestRewrite = writeManifest(this.ioDir, m, this.syncLater('manifest.json')).then(
         () => undefined,
@@ -500,7 +534,23 @@ export class RunJob {
 
   grantInfo(grant: Grant<Owner> | null = this.grant): GrantInfo[] {
     if (!grant) return [];
-    return grant.claims.map((c) => {
+    const defs = grant.claims.some((c) => c.member !== undefined) ? this.ctx.gate.table.pools() : [];
+    return grant.claims.map((c): GrantInfo => {
+      if (c.member !== undefined) {
+        const props = defs.find((d) => d.name === c.pool)?.members.find((m) => m.name === c.member)?.properties ?? {};
+        return {
+          name: `${c.pool}/${c.member}`,
+          scope: 'local',
+          mode: c.mode,
+          path: c.key,
+          slot_index: null,
+          fencing_token: c.fencingToken,
+          wait_ms: (this.grantedAt ?? this.queuedAt) - this.queuedAt,
+          pool: c.pool!,
+          member: c.member,
+          properties: { ...props },
+        };
+      }
       const l = this.locks.find((x) => x.key === c.key)!;
       return {
         name: l.name,
@@ -791,6 +841,12 @@ export class RunJob {
     this.conn.end({ type: 'detached', run_id: this.runId, pid: this.pid ?? 0, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath });
     this.conn = null;
   }
+}
+
+const MEMBERS_FILE = 'members.json';
+
+function toPoolClaim(p: PoolRef): PoolClaim {
+  return { pool: p.pool, count: p.count, ...(Object.keys(p.where).length > 0 ? { where: p.where } : {}), ...(p.member !== null ? { member: p.member } : {}) };
 }
 
 function lockNameOf(locks: ResolvedLock[], key: string): string {

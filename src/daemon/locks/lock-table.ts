@@ -151,6 +151,8 @@ export class LockTable<M = unknown> {
   readonly #heldBack = new Set<Req<M>>();
   #seq = 0;
   #pools = new Map<string, PoolDefinition>();
+  /** Which pool member each member key is (of every definition seen, so a removed member still names itself). */
+  readonly #memberOfKey = new Map<string, { pool: string; member: string }>();
 
   constructor(opts: LockTableOptions = {}) {
     this.#now = opts.now ?? Date.now;
@@ -161,7 +163,24 @@ export class LockTable<M = unknown> {
       }
       this.#lastToken.set(key, token);
     }
-    if (opts.pools) this.#pools = validatePools(opts.pools);
+    if (opts.pools) this.#usePools(opts.pools);
+  }
+
+  #usePools(defs: PoolDefinition[]): void {
+    this.#pools = validatePools(defs);
+    for (const d of this.#pools.values()) for (const m of d.members) this.#memberOfKey.set(m.key!, { pool: d.name, member: m.name });
+    // Forget members nobody uses any more (bounded by the members defined plus those held).
+    for (const key of this.#memberOfKey.keys()) if (!this.#keys.has(key) && !this.#isDefinedMember(key)) this.#memberOfKey.delete(key);
+  }
+
+  #isDefinedMember(key: string): boolean {
+    const at = this.#memberOfKey.get(key);
+    return at !== undefined && this.#pools.get(at.pool)?.members.some((m) => m.key === key) === true;
+  }
+
+  /** The pool and member a member key stands for (a removed one too, while held), or null for any other key. */
+  memberOf(key: string): { pool: string; member: string } | null {
+    return this.#memberOfKey.get(key) ?? null;
   }
 
   /** The pool definitions in force. */
@@ -174,7 +193,7 @@ export class LockTable<M = unknown> {
    * their members; every waiting pool claim is re-queued on its new candidates, keeping its place in line.
    */
   setPools(defs: PoolDefinition[]): PoolsChange<M> {
-    this.#pools = validatePools(defs);
+    this.#usePools(defs);
     const dirty = new Set<KeyState<M>>();
     const unsatisfiable: string[] = [];
     const waiting = [...this.#requests.values()].filter((r) => r.state === 'waiting' && r.pools.length > 0).sort((a, b) => a.seq - b.seq);
@@ -550,7 +569,7 @@ export class LockTable<M = unknown> {
       const keys: string[] = [];
       for (const m of this.#candidates(pc)) {
         if (keys.length === pc.count) break;
-        const key = poolMemberKey(pc.pool, m.name);
+        const key = m.key!;
         const ks = this.#keys.get(key);
         if (!ks || (ks.holders.size === 0 && ks.nestedQueue.size === 0 && !(ks.topQueue.head && ks.topQueue.head.req.priority >= r.priority))) keys.push(key);
       }
@@ -658,7 +677,7 @@ export class LockTable<M = unknown> {
   #queueMembers(r: Req<M>): QueueNode<M>[][] {
     return r.pools.map((pc) =>
       this.#candidates(pc).map((m) => {
-        const claim: LockClaim = { key: poolMemberKey(pc.pool, m.name), mode: 'exclusive' };
+        const claim: LockClaim = { key: m.key!, mode: 'exclusive' };
         return this.#ensureKey(claim).topQueue.insertOrdered(r, claim);
       }),
     );
@@ -715,10 +734,10 @@ export class LockTable<M = unknown> {
       claims: r.entries.map((e, i) => {
         const g: GrantedClaim = { key: e.keyState.key, mode: e.mode, fencingToken: e.fencingToken, nested: e.nested };
         if (e.slotIndex !== undefined) g.slotIndex = e.slotIndex;
-        if (i >= r.claims.length) {
-          const at = e.keyState.key.indexOf('/');
-          g.pool = e.keyState.key.slice('pool:'.length, at);
-          g.member = e.keyState.key.slice(at + 1);
+        const member = i >= r.claims.length ? this.#memberOfKey.get(e.keyState.key) : undefined;
+        if (member) {
+          g.pool = member.pool;
+          g.member = member.member;
         }
         return g;
       }),
@@ -958,7 +977,7 @@ export class LockTable<M = unknown> {
   #visitPoolBlockers(r: Req<M>, onHolder: (key: string, who: Req<M>) => void, onWaiter: (key: string, who: Req<M>) => void): void {
     const queued = r.state === 'waiting' && this.#requests.get(r.id) === r;
     r.pools.forEach((pc, i) => {
-      const keys = queued ? r.memberNodes[i]!.map((n) => n.claim.key) : this.#candidates(pc).map((m) => poolMemberKey(pc.pool, m.name));
+      const keys = queued ? r.memberNodes[i]!.map((n) => n.claim.key) : this.#candidates(pc).map((m) => m.key!);
       const ahead = new Set<Req<M>>();
       for (const key of keys) {
         const ks = this.#keys.get(key);
@@ -1117,7 +1136,8 @@ function validatePools(defs: PoolDefinition[]): Map<string, PoolDefinition> {
       if (typeof props !== 'object' || props === null || Object.values(props).some((v) => typeof v !== 'string')) {
         bad(`pool ${d.name}: member ${m.name}'s properties must be strings`);
       }
-      const copy: PoolMember = { name: m.name, properties: { ...props } };
+      const copy: PoolMember = { name: m.name, properties: { ...props }, key: m.key ?? poolMemberKey(d.name, m.name) };
+      if (typeof copy.key !== 'string' || copy.key === '') bad(`pool ${d.name}: member ${m.name} has an empty key`);
       if (m.disabled) copy.disabled = true;
       return copy;
     });

@@ -37,6 +37,7 @@ import { userNameOf } from '../services/user-name.js';
 import type { SystemMode } from '../services/system-mode.js';
 import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst.js';
 import { MetricsCollector } from '../services/metrics.js';
+import { PoolConfig } from '../services/pools.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -72,6 +73,8 @@ export class DaemonCore implements StatusSource {
   readonly table: LockTable<Owner>;
   /** The table's way out: releases and cancels hand the locks on (to runs, holds and the cluster). */
   readonly gate: DaemonLockGate;
+  /** The pools of <state-dir>/lockd.json, re-read when it changed (services/pools.ts). */
+  readonly pools: PoolConfig;
   readonly callers = new DaemonCallers();
   readonly events = new EventBus();
   readonly runs = new Map<string, RunJob>();
@@ -120,6 +123,8 @@ export class DaemonCore implements StatusSource {
       },
       queuesMoved: (keys) => this.notifyWaiters(keys),
     });
+    this.pools = new PoolConfig(this.stateDir, this.table, (grants) => this.gate.dispatch(grants), this.log);
+    this.pools.refresh();
     // Getters, not copies: the cluster and system mode are attached after construction (main.ts).
     const core = this;
     const lockParts = { gate: this.gate, events: this.events, guard: this.guard, log: this.log };
@@ -254,6 +259,7 @@ export class DaemonCore implements StatusSource {
       case 'release':
         return this.holds.release(conn, msg);
       case 'status':
+        this.pools.refresh();
         if (this.cluster) return addClusterStatus(buildStatus(this, msg.root), this.cluster, msg.root).then((snapshot) => conn.end({ type: 'status', snapshot }));
         conn.end({ type: 'status', snapshot: buildStatus(this, msg.root) });
         return;
@@ -314,6 +320,7 @@ export class DaemonCore implements StatusSource {
   private async startRun(conn: Connection, req: RunRequest): Promise<void> {
     if (this.shuttingDown) throw new LockdError('shutting_down', 'the lockd daemon is shutting down');
     const uid = this.callers.uidOf(conn);
+    if (req.pools?.length) this.pools.refresh();
     const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid, clusterPrefix: this.cluster?.prefix ?? null });
     const verdict = compileVerdictOptions({
       requireStructured: req.verdict.require_structured,

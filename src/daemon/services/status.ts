@@ -91,7 +91,30 @@ function lockStatus(core: StatusSource, snap: LockSnapshot<Owner>, now: number):
       // Holders in its way first (on any of its locks), then waiters ahead of it; each once.
       blocked_by: blockedBy[i] ?? core.table.blockerIdsOf(w.requestId),
       estimated_wait_ms: etas[i] ?? null,
+      priority: w.priority ?? 0,
     });
+  }
+  const member = core.table.memberOf(snap.key);
+  if (member) {
+    const def = core.table
+      .pools()
+      .find((d) => d.name === member.pool)
+      ?.members.find((m) => m.name === member.member);
+    return {
+      key: snap.key,
+      name: `${member.pool}/${member.member}`,
+      scope: 'local',
+      mode: snap.mode,
+      capacity: snap.capacity,
+      holders,
+      waiters,
+      estimated_wait_ms: etas[0] ?? null,
+      pool: member.pool,
+      member: member.member,
+      // A member removed from lockd.json while held has no properties any more; it goes once released.
+      properties: def ? { ...def.properties } : null,
+      disabled: def?.disabled === true,
+    };
   }
   return {
     key: snap.key,
