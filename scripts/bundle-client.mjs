@@ -75,7 +75,8 @@ export async function bundleClient({ quiet = false, inputsOnly = false } = {}) {
   };
   try {
     const result = await esbuild.build({
-      entryPoints: [target],
+      // Listing inputs of an already bundled tree: start from the plain build kept beside it.
+      entryPoints: [inputsOnly && isBundled() ? join(cliDir, 'main.unbundled.js') : target],
       outfile: tmp,
       bundle: true,
       platform: 'node',
