@@ -35,6 +35,7 @@ import type { JobTree } from './process-tree.js';
 
 import type { LockParts } from '../ports.js';
 import type { Launcher } from './launcher.js';
+import { faultPoint } from './fault-point.js';
 import { markPhase } from './phase-marks.js';
 import { JobIo } from './job-io.js';
 import type { SystemMode } from '../services/system-mode.js';
@@ -43,6 +44,15 @@ import type { Grant, LockRequest } from '../locks/lock-table.js';
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
 /** What a run needs of the daemon, given at construction: the lock parts, and the daemon's run bookkeeping. */
+/** How long a finished job's records wait, at most, for the launches its release set off (see afterExit). */
+const RECORDS_AFTER_LAUNCH_MAX_MS = 50;
+
+/** True when `p` settles within `ms`, false when the time ran out first; the timer does not outlive it. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export interface JobContext extends LockParts {
   /** Starts the job (jobs/launcher.ts: native or portable). */
   readonly launcher: Launcher;
@@ -594,21 +604,37 @@ export class RunJob {
     }
     const endedAt = Date.now();
     this.state = 'done';
-    await this.releaseLocks();
+    const { handedOn } = await this.releaseLocks();
     this.ctx.sweepLater(tree);
+    // Nothing but the grant and the launch between this job's exit and the next one's exec: this run's records
+    // (log close, verdict, result.json, .meta, events, the `finished` frame) wait until the runs it handed its locks
+    // to are launched. Bounded, so a next run stuck on an outside flock(1) holder does not hold this result back.
+    // The journal still says `running` meanwhile, so a crash here leaves a result for this run (reconcile).
+    let startedNext = 0;
+    if (
+      (await settledWithin(
+        handedOn.then((n) => (startedNext = n)),
+        RECORDS_AFTER_LAUNCH_MAX_MS,
+      )) &&
+      startedNext > 0
+    )
+      faultPoint('records_after_next_launch');
     await this.finishExited(code, signal, endedAt);
   }
 
-  private async releaseLocks(): Promise<void> {
+  /** Gives the locks back; returns the starts that release set off (see afterExit). */
+  private async releaseLocks(): Promise<{ handedOn: Promise<number> }> {
     const grant = this.grant;
     this.grant = null;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
     this.ctx.events.emit('released', this.runId, this.lockNames());
     markPhase('released', this.runId);
-    this.ctx.gate.release(this.runId);
+    const handedOn = this.ctx.gate.release(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
     if (grant && this.filesTaken) await this.ctx.guard.give(grant.claims.map((c) => c.key));
     this.filesTaken = false;
+    // Wrapped: a promise returned from an async function would be awaited by the caller's own await.
+    return { handedOn };
   }
 
   /** A cancel that arrived while start() was awaiting: undo what start() has taken and record it. */

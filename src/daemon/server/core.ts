@@ -115,8 +115,9 @@ export class DaemonCore implements StatusSource {
     this.gate = new DaemonLockGate(this.table, this.events, {
       granted: (g) => {
         const job = this.runs.get(g.request.id);
-        if (job) void job.start(g);
-        else void this.holds.onGranted(g);
+        if (job) return job.start(g);
+        void this.holds.onGranted(g);
+        return undefined;
       },
       queuesMoved: (keys) => this.notifyWaiters(keys),
     });
