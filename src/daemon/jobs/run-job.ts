@@ -187,6 +187,8 @@ export class RunJob {
 
   /** Write the queued manifest, then ask the lock table. */
   async enqueue(): Promise<void> {
+    // Prepared while the run waits, not between the previous job's exit and this one's exec (issue 14 pt 3).
+    this.scanner = new LogScanner(this.verdict);
     const request = {
       id: this.runId,
       claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })),
@@ -430,7 +432,6 @@ export class RunJob {
       void this.spawnFailed({ code: 'ENOENT_CWD', message: `working directory ${this.req.cwd} does not exist` });
       return;
     }
-    this.scanner = new LogScanner(this.verdict);
     // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
     const env = this.childEnv(grant);
     const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
