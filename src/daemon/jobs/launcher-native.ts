@@ -20,7 +20,15 @@ import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from 
 export interface NativeLauncherApi {
   pipe(): [number, number];
   spawn(
-    opts: { candidates: string[]; argv: string[]; envp: string[]; cwd: [string]; stdio: [number, number, number]; cgroupFd: number },
+    opts: {
+      candidates: string[];
+      argv: string[];
+      envp: string[];
+      cwd: [string];
+      stdio: [number, number, number];
+      cgroupFd: number;
+      ids?: { uid: number; gid: number; groups: number[] };
+    },
     onExit: (code: number | null, signo: number | null) => void,
   ): { pid: number; handle: object; inCgroup: boolean; via: string };
   signal(handle: object, signo: number): boolean;
@@ -42,6 +50,7 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.
 
 export class NativeLauncher implements Launcher {
   readonly name = 'native' as const;
+  readonly setsIds = true;
   readonly detail: string;
 
   constructor(private readonly api: NativeLauncherApi) {
@@ -98,6 +107,7 @@ export class NativeLauncher implements Launcher {
           cwd: [spec.cwd],
           stdio: [stdin, out, err],
           cgroupFd: birth?.fd ?? -1,
+          ...(spec.identity ? { ids: { uid: spec.identity.uid, gid: spec.identity.gid, groups: [...spec.identity.groups] } } : {}),
         },
         (code, signo) => end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null) }),
       );
@@ -105,9 +115,12 @@ export class NativeLauncher implements Launcher {
       for (const fd of Object.values(parentEnds)) if (fd !== null) close(fd);
       parentEnds = { stdin: null, stdout: null, stderr: null };
       if (birth) birth.cgroup.remove();
-      const failure = e as NodeJS.ErrnoException;
+      const failure = e as NodeJS.ErrnoException & { stage?: string };
+      // Only an exec failure's errno says "not found" (127) or "not executable" (126); a chdir as the job's user
+      // that is refused, or an id switch that fails, is lockd's failure to start it (spawn_failed).
+      const code = failure.stage === undefined || failure.stage === 'exec' ? failure.code : undefined;
       // Reported after this call returns, as the portable launcher's spawn errors are.
-      queueMicrotask(() => failed({ code: failure.code, message: failure.message }));
+      queueMicrotask(() => failed({ ...(code ? { code } : {}), message: failure.message }));
       return null;
     } finally {
       for (const fd of opened) close(fd);

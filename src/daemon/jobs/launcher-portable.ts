@@ -10,6 +10,8 @@ import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from 
 
 export class PortableLauncher implements Launcher {
   readonly name = 'portable' as const;
+  // execa can set a uid and gid but not the supplementary groups: system mode wraps the job in setpriv instead.
+  readonly setsIds = false;
   readonly detail = process.platform === 'linux' ? 'execa (fork+exec), process group, cgroup joined after start' : 'execa, process group';
 
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null {

@@ -434,7 +434,7 @@ export class RunJob {
     }
     // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
     const env = this.childEnv(grant);
-    const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
+    const plan = this.ctx.system?.jobSpawn(this, file, args, env, this.ctx.launcher.setsIds) ?? { file, args, cwd: this.req.cwd, env };
     markPhase('launch', this.runId);
     const child = this.ctx.launcher.launch(
       {
@@ -445,6 +445,7 @@ export class RunJob {
         env: plan.env,
         stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore',
         output: this.directLog ? this.directLog.fd : 'pipe',
+        ...(plan.identity ? { identity: plan.identity } : {}),
       },
       (e) => void this.spawnFailed(e),
     );
