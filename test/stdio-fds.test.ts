@@ -110,8 +110,20 @@ for (const path of PATHS) {
     t.is(r.stderr.toString(), expect('err'));
     // The log holds both, each stream in its own order.
     const log = readFileSync(join(runDirs(d)[0]!, 'output.log'), 'utf8');
-    t.is(log.split('\n').filter((l) => l.startsWith('out')).join('\n'), expect('out').trimEnd());
-    t.is(log.split('\n').filter((l) => l.startsWith('err')).join('\n'), expect('err').trimEnd());
+    t.is(
+      log
+        .split('\n')
+        .filter((l) => l.startsWith('out'))
+        .join('\n'),
+      expect('out').trimEnd(),
+    );
+    t.is(
+      log
+        .split('\n')
+        .filter((l) => l.startsWith('err'))
+        .join('\n'),
+      expect('err').trimEnd(),
+    );
   });
 
   test(`${path}: 100 MiB through a pipe reader, output.log equal by sha256`, async (t) => {

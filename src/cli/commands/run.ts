@@ -72,6 +72,8 @@ Records:
 Verdict (exit 0 pass, 1 fail/timeout, 2 error/infra_fail when any is given):
   --require-structured  --require-marker RE  --require-all RE  --forbid-marker RE  --expect-timeout
 Identity:  --holder H (default: CI-aware, e.g. ci:github:org/repo#123-1/test@runner-3:4242)
+Output: on Linux your own stdout/stderr are passed to the daemon, which relays the job's output to them in the
+  kernel (and into output.log); LOCKD_STDIO=framed forces the framed stream through this process instead.
 
 Examples:
   lockd run --root build --arch riscv64 --lock qemu -- ./scripts/run-qemu-session.sh
