@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync, createReadStream } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { CLI, startDaemon, stopProcess, pidAlive, lockd, type Daemon } from './helpers/lockd.js';
 
 type Path = 'fds' | 'framed';
@@ -276,7 +276,7 @@ test('fds: a reader that goes away ends the job as under flock (yes | head -c 5)
   // The run is over (result.json written): yes died of the closed pipe instead of running for ever.
   const [dir] = runDirs(d);
   const result = JSON.parse(readFileSync(join(dir!, 'result.json'), 'utf8')) as { run_id: string };
-  t.is(result.run_id, dir!.split('/').pop());
+  t.is(result.run_id, basename(dir!));
 });
 
 test('fds: under a real pty (script) the output reaches the terminal; the child sees a pipe (documented)', async (t) => {
