@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync, createReadStream } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CLI, startDaemon, stopProcess, pidAlive, lockd, type Daemon } from './helpers/lockd.js';
+import { kill9, within } from './helpers/crash-kit.js';
 
 type Path = 'fds' | 'framed';
 const PATHS: Path[] = ['fds', 'framed'];
@@ -290,4 +291,35 @@ test('fds: under a real pty (script) the output reaches the terminal; the child 
   t.is(code, 0, out);
   t.regex(out, /CHILD-PIPE/);
   t.is(manifestStdio(runDirs(d)[0]!).path, 'fds');
+});
+
+test('fds: kill -9 of the daemon mid-stream: the job dies of the lost pipe, and the next daemon records the run', async (t) => {
+  const d = await startDaemon(t);
+  const first = run(t, d, 'fds', ['--', 'sh', '-c', 'echo pid=$$; exec yes']);
+  let seen = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no output from the job')), 20_000);
+    first.proc.stdout!.on('data', (b: Buffer) => {
+      if (seen.length < 4096) seen += b.toString();
+      if (seen.length > 1000) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const jobPid = Number(/pid=(\d+)/.exec(seen)?.[1]);
+  t.true(jobPid > 0);
+  const [dir] = runDirs(d);
+  t.is(manifestStdio(dir!).path, 'fds');
+  await kill9(d);
+  const r = await within(first, 15_000, 'the client to see the daemon gone');
+  t.is(r.code, 125);
+  // The relay died with the daemon: the job's next write has no reader (SIGPIPE), as on the framed path.
+  await until(() => !pidAlive(jobPid), 'the job to die of its lost pipe', 15_000);
+  // The next daemon settles the journal before it serves: the run gets its result.json.
+  const d2 = await startDaemon(t, { dir: d.dir });
+  t.truthy(d2.pid);
+  const result = JSON.parse(readFileSync(join(dir!, 'result.json'), 'utf8')) as { status: string; reason: string };
+  t.is(result.status, 'infra_fail');
+  t.is(result.reason, 'daemon_lost');
 });
