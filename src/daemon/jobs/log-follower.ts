@@ -45,6 +45,8 @@ export class LogFollower {
           continue;
         }
         if (stopping) return;
+        // finish() came while that read was in flight: read once more (to the end), do not sleep.
+        if (this.stopRequested) continue;
         await new Promise<void>((r) => {
           const t = setTimeout(r, IDLE_MS);
           this.wake = () => {
