@@ -240,8 +240,10 @@ static void *stream_main(void *arg) {
       s->where = "tee";
       break;
     }
-    int d = deliver(s, (size_t)n);
+    /* The log first: it never waits on the caller, so output.log (and `lockd logs -f`) is never behind what the
+       caller has seen, even while the caller is not reading. */
     log_copy(s, (size_t)n);
+    int d = deliver(s, (size_t)n);
     if (d == CANCELLED) {
       drain_to_log(s);
       break;
