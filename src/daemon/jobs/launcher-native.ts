@@ -72,7 +72,9 @@ export class NativeLauncher implements Launcher {
     const end = deferred<ChildEnd>();
     try {
       let stdin: number;
-      if (spec.stdin === 'pipe') {
+      if (typeof spec.stdin === 'number') {
+        stdin = spec.stdin;
+      } else if (spec.stdin === 'pipe') {
         const [r, w] = this.api.pipe();
         opened.push(r);
         parentEnds.stdin = w;
@@ -92,9 +94,12 @@ export class NativeLauncher implements Launcher {
         parentEnds.stderr = r2;
         out = w1;
         err = w2;
-      } else {
+      } else if (typeof spec.output === 'number') {
         out = spec.output;
         err = spec.output;
+      } else {
+        out = spec.output.stdout;
+        err = spec.output.stderr;
       }
       birth = JobCgroup.forBirth(spec.runId);
       result = this.api.spawn(

@@ -21,10 +21,10 @@ export class PortableLauncher implements Launcher {
         cwd: spec.cwd,
         env: { ...spec.env },
         extendEnv: false,
-        stdin: spec.stdin,
-        // (typed as 'pipe': with a direct log the streams are null, which the callers allow)
-        stdout: (spec.output === 'pipe' ? 'pipe' : spec.output) as 'pipe',
-        stderr: (spec.output === 'pipe' ? 'pipe' : spec.output) as 'pipe',
+        stdin: spec.stdin as 'pipe',
+        // (typed as 'pipe': with a direct log or the relay's pipes the streams are null, which the callers allow)
+        stdout: (spec.output === 'pipe' || typeof spec.output === 'number' ? spec.output : spec.output.stdout) as 'pipe',
+        stderr: (spec.output === 'pipe' || typeof spec.output === 'number' ? spec.output : spec.output.stderr) as 'pipe',
         buffer: false,
         reject: false,
         detached: true, // its own process group: signals and cleanup address the whole job
