@@ -6,11 +6,17 @@
 import { execa, type ResultPromise } from 'execa';
 import { processStartTimeSync } from '../../util/proc.js';
 import { JobTree } from './process-tree.js';
+import { WindowsJobTree } from './process-tree-windows.js';
 import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from './launcher.js';
 
 export class PortableLauncher implements Launcher {
   readonly name = 'portable' as const;
-  readonly detail = process.platform === 'linux' ? 'execa (fork+exec), process group, cgroup joined after start' : 'execa, process group';
+  readonly detail =
+    process.platform === 'linux'
+      ? 'execa (fork+exec), process group, cgroup joined after start'
+      : process.platform === 'win32'
+        ? 'execa, tree ended with taskkill /T (or a parent-pid walk) from the handle-held leader'
+        : 'execa, process group';
 
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null {
     let child: ResultPromise;
@@ -40,6 +46,26 @@ export class PortableLauncher implements Launcher {
       return null;
     }
     const pid = child.pid;
+    if (process.platform === 'win32') {
+      // No process groups, signals or start times: the tree is judged by the leader's held handle (process-tree-windows.ts).
+      let alive = true;
+      const exited = new Promise<ChildEnd>((resolve) =>
+        child.once('exit', (code, signal) => {
+          alive = false;
+          resolve({ code, signal });
+        }),
+      );
+      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
+      return {
+        pid,
+        startTime: '',
+        stdin: child.stdin,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        exited,
+        tree: new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader }),
+      };
+    }
     const startTime = processStartTimeSync(pid) ?? '';
     const exited = new Promise<ChildEnd>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     return {
