@@ -6,13 +6,19 @@
 import { execa, type ResultPromise } from 'execa';
 import { processStartTimeSync } from '../../util/proc.js';
 import { JobTree } from './process-tree.js';
+import { WindowsJobTree } from './process-tree-windows.js';
 import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from './launcher.js';
 
 export class PortableLauncher implements Launcher {
   readonly name = 'portable' as const;
   // execa can set a uid and gid but not the supplementary groups: system mode wraps the job in setpriv instead.
   readonly setsIds = false;
-  readonly detail = process.platform === 'linux' ? 'execa (fork+exec), process group, cgroup joined after start' : 'execa, process group';
+  readonly detail =
+    process.platform === 'linux'
+      ? 'execa (fork+exec), process group, cgroup joined after start'
+      : process.platform === 'win32'
+        ? 'execa, tree ended with taskkill /T (or a parent-pid walk) from the handle-held leader'
+        : 'execa, process group';
 
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null {
     let child: ResultPromise;
@@ -42,6 +48,26 @@ export class PortableLauncher implements Launcher {
       return null;
     }
     const pid = child.pid;
+    if (process.platform === 'win32') {
+      // No process groups, signals or start times: the tree is judged by the leader's held handle (process-tree-windows.ts).
+      let alive = true;
+      const exited = new Promise<ChildEnd>((resolve) =>
+        child.once('exit', (code, signal) => {
+          alive = false;
+          resolve({ code, signal });
+        }),
+      );
+      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
+      return {
+        pid,
+        startTime: '',
+        stdin: child.stdin,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        exited,
+        tree: new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader }),
+      };
+    }
     const startTime = processStartTimeSync(pid) ?? '';
     const exited = new Promise<ChildEnd>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     return {
