@@ -52,10 +52,10 @@ export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 /** How long a finished job's records wait, at most, for the launches its release set off (see afterExit). */
 const RECORDS_AFTER_LAUNCH_MAX_MS = 50;
 
-/** True when `p` settles within `ms`, false when the time ran out first; the timer does not outlive it. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+/** How many runs `p` says were started, or 0 when `ms` ran out first; the timer does not outlive it. */
+function startsWithin(p: Promise<number>, ms: number): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<number>((resolve) => (timer = setTimeout(() => resolve(0), ms)))]).finally(() => clearTimeout(timer));
 }
 
 export interface JobContext extends LockParts {
@@ -666,15 +666,7 @@ export class RunJob {
     // (log close, verdict, result.json, .meta, events, the `finished` frame) wait until the runs it handed its locks
     // to are launched. Bounded, so a next run stuck on an outside flock(1) holder does not hold this result back.
     // The journal still says `running` meanwhile, so a crash here leaves a result for this run (reconcile).
-    let startedNext = 0;
-    if (
-      (await settledWithin(
-        handedOn.then((n) => (startedNext = n)),
-        RECORDS_AFTER_LAUNCH_MAX_MS,
-      )) &&
-      startedNext > 0
-    )
-      faultPoint('records_after_next_launch');
+    if ((await startsWithin(handedOn, RECORDS_AFTER_LAUNCH_MAX_MS)) > 0) faultPoint('records_after_next_launch');
     await this.finishExited(code, signal, endedAt);
   }
 
