@@ -71,3 +71,22 @@ test('without a crash, the finished run is recorded after the next launch: its r
   t.deepEqual(results.map((r) => r.exit_code).sort(), [3, 4], 'both runs recorded with their own exit codes');
   for (const r of results) t.is(r.status, 'fail');
 });
+
+test('a daemon killed right after a launch, before the started frame: the client never retries the run and names its result', async (t) => {
+  const d = await startDaemon(t, { env: { LOCKD_FAULT_POINT: 'after_launch' } });
+  cleanupRunsUnder(t, d.dir);
+  const ran = join(d.dir, 'ran');
+  const daemonGone = new Promise<void>((resolve) => d.proc!.once('exit', () => resolve()));
+  const a = lockdSpawn(t, d, ['run', '--root', join(d.dir, 'root'), '--lock', 'once', '--', 'sh', '-c', `echo x >> ${ran}`]);
+  await within(daemonGone, 20_000, 'the daemon to stop itself at the fault point');
+  t.is(d.proc!.signalCode, 'SIGKILL', 'the daemon died at the fault point');
+  const r = await within(a.done, 15_000, 'the client to exit');
+  t.notRegex(r.stderr, /retrying/, 'a launched run is never sent again');
+  const resultPath = /the run's result will be at (\S+)/.exec(r.stderr)?.[1];
+  t.truthy(resultPath, `the client says where the result will be: ${r.stderr}`);
+  t.not(r.code, 0);
+  // The next daemon settles the run it had journaled at enqueue: a true record at the path the client named.
+  await startDaemon(t, { dir: d.dir });
+  const res = readJson(resultPath!);
+  t.is(res.reason, 'daemon_lost');
+});

@@ -174,6 +174,10 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
               case 'waiting':
                 handle.emit('waiting', m);
                 return;
+              case 'launching':
+                started = true;
+                resultPath = m.result_path;
+                return;
               case 'started':
                 started = true;
                 resultPath = m.result_path;

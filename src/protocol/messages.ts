@@ -248,6 +248,11 @@ export type DaemonMessage =
   | ({ type: 'pong' } & DaemonInfo)
   | { type: 'queued'; run_id: string; position: number; blockers: HolderInfo[]; manifest_path: string; result_path: string }
   | { type: 'waiting'; position: number; blockers: HolderInfo[] }
+  /**
+   * Sent just before the job is launched, so a client that loses the daemon after this never retries the run (its
+   * command may be running or have run). Clients that predate it ignore it.
+   */
+  | { type: 'launching'; run_id: string; result_path: string }
   | { type: 'started'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null; locks: GrantInfo[] }
   | { type: 'finished'; outcome: RunOutcome }
   | { type: 'detached'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null }

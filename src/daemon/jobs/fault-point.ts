@@ -4,7 +4,7 @@
  * otherwise a fraction of a millisecond wide. It can only end the daemon (what kill -9 does anyway), never change
  * what a run does; unset, a check is one comparison. Names are listed in docs/crash-safety.md.
  */
-export type FaultPointName = 'records_after_next_launch';
+export type FaultPointName = 'records_after_next_launch' | 'after_launch';
 
 const armed = process.env.LOCKD_FAULT_POINT ?? '';
 

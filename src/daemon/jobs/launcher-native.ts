@@ -70,6 +70,9 @@ export class NativeLauncher implements Launcher {
     let birth: { cgroup: JobCgroup; fd: number } | null = null;
     let result: ReturnType<NativeLauncherApi['spawn']>;
     const end = deferred<ChildEnd>();
+    // Set once the launch returns; the exit callback is asynchronous, so it always finds it (checked anyway).
+    let tree: JobTree | undefined;
+    let reapedEarly = false;
     try {
       let stdin: number;
       if (typeof spec.stdin === 'number') {
@@ -114,7 +117,12 @@ export class NativeLauncher implements Launcher {
           cgroupFd: birth?.fd ?? -1,
           ...(spec.identity ? { ids: { uid: spec.identity.uid, gid: spec.identity.gid, groups: [...spec.identity.groups] } } : {}),
         },
-        (code, signo) => end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null) }),
+        (code, signo) => {
+          // The addon has reaped the leader by now; the tree must stop treating its pid as ours before anyone awaits the exit.
+          if (tree) tree.leaderReaped();
+          else reapedEarly = true;
+          end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null) });
+        },
       );
     } catch (e) {
       for (const fd of Object.values(parentEnds)) if (fd !== null) close(fd);
@@ -136,6 +144,8 @@ export class NativeLauncher implements Launcher {
     const leader = { signal: (sig: NodeJS.Signals): boolean => this.api.signal(handle, osConstants.signals[sig]) };
     if (birth && !result.inCgroup) birth.cgroup.remove();
     const bornIn = birth && result.inCgroup ? birth.cgroup : undefined;
+    tree = new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, useCgroup: bornIn !== undefined, bornIn, leader });
+    if (reapedEarly) tree.leaderReaped();
     return {
       pid,
       startTime,
@@ -143,7 +153,7 @@ export class NativeLauncher implements Launcher {
       stdout: parentEnds.stdout === null ? null : (new Socket({ fd: parentEnds.stdout, readable: true, writable: false }) as Readable),
       stderr: parentEnds.stderr === null ? null : (new Socket({ fd: parentEnds.stderr, readable: true, writable: false }) as Readable),
       exited: end.promise,
-      tree: new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, useCgroup: bornIn !== undefined, bornIn, leader }),
+      tree,
     };
   }
 }

@@ -69,7 +69,14 @@ export class PortableLauncher implements Launcher {
       };
     }
     const startTime = processStartTimeSync(pid) ?? '';
-    const exited = new Promise<ChildEnd>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const tree = new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, cgroupMove: 'async' });
+    // libuv has reaped the leader when 'exit' is emitted (see JobTree.leaderReaped).
+    const exited = new Promise<ChildEnd>((resolve) =>
+      child.once('exit', (code, signal) => {
+        tree.leaderReaped();
+        resolve({ code, signal });
+      }),
+    );
     return {
       pid,
       startTime,
@@ -77,7 +84,7 @@ export class PortableLauncher implements Launcher {
       stdout: child.stdout,
       stderr: child.stderr,
       exited,
-      tree: new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, cgroupMove: 'async' }),
+      tree,
     };
   }
 }

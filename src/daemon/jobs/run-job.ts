@@ -456,6 +456,9 @@ export class RunJob {
     const env = this.childEnv(grant);
     const plan = this.ctx.system?.jobSpawn(this, file, args, env, this.ctx.launcher.setsIds) ?? { file, args, cwd: this.req.cwd, env };
     markPhase('launch', this.runId);
+    // Written to the socket before the child exists: if the daemon dies from here on, the client must not run the
+    // command a second time (its output may already be on the caller's terminal through the passed descriptors).
+    if (this.conn && !this.detached) this.conn.send({ type: 'launching', run_id: this.runId, result_path: this.resultPath });
     const passed = this.passed;
     let relayPipes: { stdout: [number, number]; stderr: [number, number] } | null = null;
     if (passed) {
@@ -500,6 +503,7 @@ export class RunJob {
       }
     }
     if (!child) return;
+    faultPoint('after_launch');
     markPhase('launched', this.runId, child.pid);
 
     this.pid = child.pid;
