@@ -170,6 +170,7 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           ...(r.hold_id !== undefined && r.hold_id !== null ? { hold_id: str(r, 'hold_id', p, 128) } : {}),
           ...(r.pools !== undefined ? { pools: poolRefs(r, 'pools', p) } : {}),
           ...(r.priority !== undefined ? { priority: int(r, 'priority', p, -1_000_000, 1_000_000) } : {}),
+          ...(r.stdio !== undefined && r.stdio !== null ? { stdio: oneOf(r, 'stdio', p, ['fds', 'framed'] as const) } : {}),
         },
       };
     }

@@ -51,6 +51,16 @@ export interface RunManifest {
   parent_run_id: string | null;
   /** Pool members granted, by pool, with their properties (set when the run starts; absent without pools). */
   members?: Record<string, Array<{ name: string; properties: Record<string, string> }>>;
+  /**
+   * How the job's output reaches the caller: 'fds' (the caller's descriptors, relayed in the kernel) or 'framed'
+   * (data frames over the socket), and why framed when the client asked for descriptors. Absent in older manifests.
+   */
+  stdio?: ManifestStdio;
+}
+
+export interface ManifestStdio {
+  path: 'fds' | 'framed';
+  reason: string | null;
 }
 
 export interface ManifestInput {
@@ -74,6 +84,7 @@ export interface ManifestInput {
   env: Readonly<Record<string, string | undefined>>;
   detach?: boolean;
   parentRunId?: string | null;
+  stdio?: ManifestStdio;
 }
 
 function currentUser(): string {
@@ -114,6 +125,7 @@ export function buildManifest(input: ManifestInput): RunManifest {
     env_digest: digestEnv(input.env),
     detach: input.detach ?? false,
     parent_run_id: input.parentRunId ?? null,
+    ...(input.stdio ? { stdio: { path: input.stdio.path, reason: input.stdio.reason } } : {}),
   };
 }
 
