@@ -8,6 +8,8 @@ import { resolve } from 'node:path';
 import { connectDaemon, request, requestJsonField, type ConnectOptions } from '../client/connection.js';
 import { currentUser, holderString, defaultWaitSeconds } from '../client/holder.js';
 import type {
+  PoolAdminRequest,
+  PoolInfo,
   AcquireRequest,
   ClientMessage,
   DaemonInfo,
@@ -166,6 +168,15 @@ export class LockdClient {
       }
       throw e;
     }
+  }
+
+  /**
+   * Read (list, show) or change (add, remove, disable, enable) the daemon's pools; the reply lists the pool(s)
+   * concerned. A daemon without pools rejects with daemon_too_old (checked from hello_ok's features).
+   */
+  async pool(req: PoolAdminRequest): Promise<{ pools: PoolInfo[]; note: string | null }> {
+    const r = await request(this.connectOptions, { type: 'pool', req }, ['pools']);
+    return { pools: r.pools, note: r.note };
   }
 
   /**

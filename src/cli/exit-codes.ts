@@ -25,6 +25,10 @@ export function exitCodeFor(code: string): number {
     // caller already holds: what was asked names something that cannot be done that way
     case 'no_such_hold':
     case 'already_held':
+    // lockd pool naming a pool or member that does not exist (or, for add, already does)
+    case 'unknown_pool':
+    case 'unknown_member':
+    case 'pool_exists':
       return EXIT.USAGE;
     case 'lock_busy':
     case 'lock_wait_timeout':

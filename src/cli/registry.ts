@@ -44,6 +44,11 @@ export const COMMANDS: CommandTable = {
     load: async () => (await import('./commands/inspect.js')).inspectCommand,
     help: async () => (await import('./commands/inspect.js')).INSPECT_HELP,
   },
+  pool: {
+    summary: 'list, show, add, remove, disable or enable pools and their members',
+    load: async () => (await import('./commands/pool.js')).poolCommand,
+    help: async () => (await import('./commands/pool.js')).POOL_HELP,
+  },
   metrics: {
     summary: 'print lock wait/hold/handoff metrics in the Prometheus text format',
     load: async () => (await import('./commands/metrics.js')).metricsCommand,

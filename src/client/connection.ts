@@ -97,6 +97,7 @@ async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | nu
   let hadReply = false;
   let gotBytes = false;
   let info: DaemonInfo | null = null;
+  const needs = featuresNeeded(first);
   return await new Promise<DaemonConnection>((resolve, reject) => {
     // Frames that arrive before the caller installs its handlers (a reply in the same chunk as hello_ok) are kept
     // and delivered when it does.
@@ -163,7 +164,19 @@ async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | nu
       }
       if (!info) {
         if (msg.type === 'hello_ok') {
+          const missing = needs.filter((f) => !(msg.features ?? []).includes(f));
+          if (missing.length > 0) {
+            reject(
+              new LockdError(
+                'daemon_too_old',
+                `the running lockd daemon (${msg.version}, pid ${msg.pid}) does not support ${missing.join(', ')}; restart it with this version of lockd (lockd shutdown)`,
+              ),
+            );
+            socket.destroy();
+            return;
+          }
           info = msg;
+          if (needs.length > 0) socket.write(encodeJson(first!));
           resolve(conn);
           return;
         }
@@ -195,7 +208,9 @@ async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | nu
       else closedEarly = true;
     });
     const hello: ClientMessage = { type: 'hello', protocol: PROTOCOL_VERSION, client_version: LOCKD_VERSION, pid: process.pid };
-    socket.write(first ? Buffer.concat([encodeJson(hello), encodeJson(first)]) : encodeJson(hello));
+    // A request the daemon must not half-understand (an older daemon ignores unknown fields) waits for hello_ok's
+    // features instead of being pipelined: one round trip more, only for such requests.
+    socket.write(first && needs.length === 0 ? Buffer.concat([encodeJson(hello), encodeJson(first)]) : encodeJson(hello));
   });
 }
 
@@ -252,4 +267,15 @@ export async function requestJsonField(opts: ConnectOptions, msg: ClientMessage,
     };
     conn.onClose = () => reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection before answering'));
   });
+}
+
+/** Features (hello_ok `features`) a daemon must have for this request to mean what it says. */
+export function featuresNeeded(msg: ClientMessage | null): string[] {
+  if (!msg) return [];
+  if (msg.type === 'pool') return ['pools'];
+  if (msg.type === 'run' || msg.type === 'acquire') {
+    const r = msg.req as { pools?: unknown[]; priority?: number };
+    if ((r.pools?.length ?? 0) > 0 || (r.priority ?? 0) !== 0) return ['pools'];
+  }
+  return [];
 }

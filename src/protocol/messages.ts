@@ -205,7 +205,20 @@ export type ClientMessage =
   | { type: 'gc'; runs_root: string | null; keep: number; older_than_ms: number | null; max_bytes: number | null; dry_run: boolean }
   | { type: 'shutdown'; force: boolean }
   // holders: also list who holds each lock (off by default: scrapers see counts, not names; see MetricsSnapshot).
-  | { type: 'metrics'; holders: boolean };
+  | { type: 'metrics'; holders: boolean }
+  // lockd pool …: read or change the pools (added within protocol 1; an older daemon answers bad_request).
+  | { type: 'pool'; req: PoolAdminRequest };
+
+export type PoolAdminAction = 'list' | 'show' | 'add' | 'remove' | 'disable' | 'enable';
+
+/** `lockd pool ACTION [NAME[/MEMBER]]`; properties only with add, reason only with disable (and remove). */
+export interface PoolAdminRequest {
+  action: PoolAdminAction;
+  pool: string | null;
+  member: string | null;
+  properties: Record<string, string>;
+  reason: string | null;
+}
 
 export type ForwardSignal = 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' | 'SIGKILL';
 export const FORWARD_SIGNALS: readonly ForwardSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL'];
@@ -224,6 +237,11 @@ export interface DaemonInfo {
   launcher?: LauncherInfo;
   /** Where this daemon keeps its locks, and why (added in 0.2; absent from older daemons). */
   lock_backend?: LockBackendInfo;
+  /**
+   * What this daemon understands beyond protocol 1 as first shipped ('pools': run/acquire `pools`, `priority`, the
+   * `pool` request). A client that needs one checks it before sending its request; absent from older daemons.
+   */
+  features?: string[];
 }
 
 /**
@@ -294,7 +312,26 @@ export type DaemonMessage =
   | { type: 'run_state'; run_id: string; live: boolean; result_path: string | null; log_path: string | null }
   | { type: 'run_ended'; run_id: string }
   | { type: 'gc_done'; report: Record<string, unknown> }
-  | { type: 'metrics'; snapshot: MetricsSnapshot };
+  | { type: 'metrics'; snapshot: MetricsSnapshot }
+  | { type: 'pools'; pools: PoolInfo[]; note: string | null };
+
+/** One pool as `lockd pool list|show` shows it. */
+export interface PoolInfo {
+  name: string;
+  members: PoolMemberInfo[];
+  /** Why lockd.json was not used (the last good pools stay in force), or null. */
+  config_error: string | null;
+}
+
+export interface PoolMemberInfo {
+  name: string;
+  properties: Record<string, string>;
+  /** free, held, disabled (never granted; a holder keeps it until release), removed (held; goes at release). */
+  state: 'free' | 'held' | 'disabled' | 'removed';
+  disabled_reason: string | null;
+  holder: (HolderInfo & { request_id: string }) | null;
+  waiters: number;
+}
 
 // ---- metrics (the `metrics` request; src/metrics/prometheus.ts renders it) ---------------------------
 

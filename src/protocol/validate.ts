@@ -224,6 +224,21 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
     case 'metrics':
       // holders is optional on the wire (absent = false), so a client that only wants counts can send {type} alone.
       return { type, holders: m.holders === undefined ? false : bool(m, 'holders', 'metrics') };
+    case 'pool': {
+      const r = obj(m.req, 'pool.req');
+      const pool = strOrNull(r, 'pool', 'pool.req');
+      if (pool !== null && !POOL_NAME.test(pool)) fail('pool.req.pool', 'must be a pool name (letters, digits, . _ -)');
+      const member = strOrNull(r, 'member', 'pool.req');
+      if (member !== null && !POOL_NAME.test(member)) fail('pool.req.member', 'must be a member name (letters, digits, . _ -)');
+      const props = r.properties === undefined ? {} : obj(r.properties, 'pool.req.properties');
+      for (const [k, v] of Object.entries(props)) if (typeof v !== 'string' || v.length > 4096 || k.length > 256) fail(`pool.req.properties.${k}`, 'must be a string');
+      const reason = strOrNull(r, 'reason', 'pool.req');
+      if (reason !== null && reason.length > 1024) fail('pool.req.reason', 'is longer than 1024 characters');
+      return {
+        type,
+        req: { action: oneOf(r, 'action', 'pool.req', ['list', 'show', 'add', 'remove', 'disable', 'enable'] as const), pool, member, properties: props as Record<string, string>, reason },
+      };
+    }
     default:
       throw new LockdError('bad_request', `invalid request: unknown message type ${JSON.stringify(String(type)).slice(0, 80)}`);
   }

@@ -25,6 +25,8 @@ export interface PoolMember {
   name: string;
   properties: Record<string, string>;
   disabled?: boolean;
+  /** Why it is disabled (named in the rejection of a request that cannot be granted without it). */
+  disabledReason?: string;
   /** The member's lock-table key (the daemon uses its lock file's path); default poolMemberKey(pool, name). */
   key?: string;
 }

@@ -529,7 +529,7 @@ export class LockTable<M = unknown> {
       const enabled = matching.filter((m) => !m.disabled);
       if (enabled.length < pc.count) {
         const filter = describeFilter(pc);
-        const disabled = matching.filter((m) => m.disabled).map((m) => m.name);
+        const disabled = matching.filter((m) => m.disabled).map((m) => (m.disabledReason ? `${m.name}: ${m.disabledReason}` : m.name));
         const listed = enabled.length > 0 ? `only ${enabled.length} can be granted: ${enabled.map((m) => m.name).join(', ')}` : 'none can be granted';
         const off = disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : '';
         const what =
@@ -1139,6 +1139,7 @@ function validatePools(defs: PoolDefinition[]): Map<string, PoolDefinition> {
       const copy: PoolMember = { name: m.name, properties: { ...props }, key: m.key ?? poolMemberKey(d.name, m.name) };
       if (typeof copy.key !== 'string' || copy.key === '') bad(`pool ${d.name}: member ${m.name} has an empty key`);
       if (m.disabled) copy.disabled = true;
+      if (m.disabled && m.disabledReason) copy.disabledReason = m.disabledReason;
       return copy;
     });
     out.set(d.name, { name: d.name, members });

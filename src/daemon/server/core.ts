@@ -40,6 +40,7 @@ import type { SystemMode } from '../services/system-mode.js';
 import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst.js';
 import { MetricsCollector } from '../services/metrics.js';
 import { PoolConfig } from '../services/pools.js';
+import { checkPriority, handlePoolRequest } from '../services/pools-admin.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -198,6 +199,7 @@ export class DaemonCore implements StatusSource {
       state_dir: this.stateDir,
       launcher: this.launcherInfo,
       ...(this.lockBackend ? { lock_backend: this.lockBackend } : {}),
+      features: ['pools'],
     };
   }
 
@@ -291,6 +293,9 @@ export class DaemonCore implements StatusSource {
         conn.end({ type: 'ok', note: this.busy ? `stopping ${this.runs.size} run(s)` : null });
         this.onShutdownRequested?.();
         return;
+      case 'pool':
+        conn.end(handlePoolRequest(this, conn, msg.req));
+        return;
       case 'hello':
         return;
     }
@@ -335,7 +340,8 @@ export class DaemonCore implements StatusSource {
 
   private async startRunWith(conn: Connection, req: RunRequest, io: StdioChoice): Promise<void> {
     const uid = this.callers.uidOf(conn);
-    if (req.pools?.length) this.pools.refresh();
+    if (req.pools?.length || req.priority) this.pools.refresh();
+    checkPriority(this, conn, req.priority);
     const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid, clusterPrefix: this.cluster?.prefix ?? null });
     const verdict = compileVerdictOptions({
       requireStructured: req.verdict.require_structured,

@@ -6,6 +6,7 @@
  * The file is read again when it changed (its mtime, size and inode), checked before each request that names a pool
  * and before status: a lockd.json edited while jobs run takes effect at the next such request. A malformed file
  * changes nothing: the last good pools stay in force and the daemon logs why, once per version of the file.
+ * `lockd pool add|remove|disable|enable` edits are laid over the file (pools-overlay.ts) and survive restarts.
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import type { LockTable, PoolDefinition } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
 import type { Grant } from '../locks/lock-table.js';
 import { LockdError } from '../../util/errors.js';
+import { PoolOverlay, type RawPool } from './pools-overlay.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -23,7 +25,14 @@ interface Log {
 
 export class PoolConfig {
   readonly path: string;
+  readonly overlay: PoolOverlay;
   #version: string | null = null;
+  /** lockd.json's pools as last read successfully. */
+  #base: Record<string, RawPool> = {};
+  /** The pools in force: #base with the run-time edits. */
+  #effective: Record<string, RawPool> = {};
+  /** System mode: the highest --priority a non-admin may ask for (lockd.json "max_user_priority", default 0). */
+  maxUserPriority = 0;
   /** Why the current file was not used (null when it was, or there is none). */
   lastError: string | null = null;
 
@@ -34,6 +43,14 @@ export class PoolConfig {
     private readonly log: Log,
   ) {
     this.path = join(stateDir, 'lockd.json');
+    this.overlay = new PoolOverlay(stateDir);
+    const bad = this.overlay.load();
+    if (bad) this.log.warn('pool edits not loaded', { error: bad });
+  }
+
+  /** The pools in force (lockd.json with the run-time edits). */
+  effective(): Record<string, RawPool> {
+    return this.#effective;
   }
 
   /** Re-read lockd.json if it changed; apply its pools, or keep the last good ones and say why. */
@@ -47,23 +64,51 @@ export class PoolConfig {
     }
     if (version === this.#version) return;
     this.#version = version;
-    let defs: PoolDefinition[];
     try {
-      defs = version === 'absent' ? [] : this.parse(readFileSync(this.path, 'utf8'));
-      for (const d of defs) mkdirSync(join(this.stateDir, 'pools', d.name), { recursive: true, mode: 0o755 });
-      const change = this.table.setPools(defs);
+      const text = version === 'absent' ? '{}' : readFileSync(this.path, 'utf8');
+      const base = this.parse(text);
+      const max = (JSON.parse(text) as Record<string, unknown>)['max_user_priority'] ?? 0;
+      if (!Number.isSafeInteger(max)) throw new LockdError('bad_config', `${this.path}: "max_user_priority" must be an integer`);
+      this.#install(base);
+      this.maxUserPriority = max as number;
       this.lastError = null;
-      this.log.info('pools loaded', { path: this.path, pools: defs.map((d) => `${d.name}(${d.members.length})`) });
-      if (change.unsatisfiable.length > 0) this.log.warn('waiting runs can no longer get enough pool members', { ids: change.unsatisfiable });
-      this.dispatch(change.grants);
+      this.log.info('pools loaded', { path: this.path, pools: Object.entries(this.#effective).map(([n, p]) => `${n}(${Object.keys(p.members).length})`) });
     } catch (e) {
       this.lastError = (e as Error).message;
       this.log.warn('lockd.json pools not loaded; the last good pools stay in force', { path: this.path, error: this.lastError });
     }
   }
 
-  /** lockd.json text → pool definitions; throws LockdError bad_config naming the first problem. */
-  parse(text: string): PoolDefinition[] {
+  /** One `lockd pool` change: checked, saved, then in force (waiters queued for a member enabled or added get it). */
+  edit(action: 'add' | 'remove' | 'disable' | 'enable', pool: string, member: string | null, properties: Record<string, string>, reason: string | null): void {
+    this.refresh();
+    this.overlay.edit(this.#effective, action, pool, member, properties, reason);
+    this.#install(this.#base);
+    this.log.info('pool changed', { action, pool, member, reason });
+  }
+
+  /** Make `base` with the edits the pools in force; throws (changing nothing) when they are malformed. */
+  #install(base: Record<string, RawPool>): void {
+    const effective = this.overlay.apply(base);
+    const defs: PoolDefinition[] = Object.entries(effective).map(([name, p]) => ({
+      name,
+      members: Object.entries(p.members).map(([member, properties]) => ({
+        name: member,
+        properties: { ...properties },
+        key: join(this.stateDir, 'pools', name, `${member}.lock`),
+        ...(member in p.disabled ? { disabled: true, ...(p.disabled[member] ? { disabledReason: p.disabled[member] } : {}) } : {}),
+      })),
+    }));
+    for (const d of defs) mkdirSync(join(this.stateDir, 'pools', d.name), { recursive: true, mode: 0o755 });
+    const change = this.table.setPools(defs);
+    this.#base = base;
+    this.#effective = effective;
+    if (change.unsatisfiable.length > 0) this.log.warn('waiting runs can no longer get enough pool members', { ids: change.unsatisfiable });
+    this.dispatch(change.grants);
+  }
+
+  /** lockd.json text → its pools; throws LockdError bad_config naming the first problem. */
+  parse(text: string): Record<string, RawPool> {
     const bad = (what: string): never => {
       throw new LockdError('bad_config', `${this.path}: ${what}`);
     };
@@ -75,9 +120,10 @@ export class PoolConfig {
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return bad('must be a JSON object');
     const pools = (raw as Record<string, unknown>)['pools'];
-    if (pools === undefined) return [];
+    if (pools === undefined) return {};
     if (typeof pools !== 'object' || pools === null || Array.isArray(pools)) return bad('"pools" must be an object of pools');
-    return Object.entries(pools as Record<string, unknown>).map(([name, def]) => {
+    const out: Record<string, RawPool> = {};
+    for (const [name, def] of Object.entries(pools as Record<string, unknown>)) {
       if (!NAME.test(name)) bad(`pool name ${JSON.stringify(name)} must be letters, digits, . _ - (it names a directory)`);
       if (typeof def !== 'object' || def === null || Array.isArray(def)) bad(`pool ${name} must be an object with "members"`);
       const d = def as Record<string, unknown>;
@@ -85,22 +131,21 @@ export class PoolConfig {
       if (typeof members !== 'object' || members === null || Array.isArray(members)) bad(`pool ${name}: "members" must be an object of members`);
       const disabled = d['disabled'] ?? {};
       if (typeof disabled !== 'object' || disabled === null || Array.isArray(disabled)) bad(`pool ${name}: "disabled" must map members to reasons`);
-      return {
-        name,
-        members: Object.entries(members as Record<string, unknown>).map(([member, props]) => {
-          if (!NAME.test(member)) bad(`pool ${name}: member name ${JSON.stringify(member)} must be letters, digits, . _ -`);
-          if (typeof props !== 'object' || props === null || Array.isArray(props)) bad(`pool ${name}: member ${member} must be an object of properties`);
-          for (const [k, v] of Object.entries(props as Record<string, unknown>)) {
-            if (typeof v !== 'string') bad(`pool ${name}: member ${member}: property ${k} must be a string`);
-          }
-          return {
-            name: member,
-            properties: { ...(props as Record<string, string>) },
-            key: join(this.stateDir, 'pools', name, `${member}.lock`),
-            ...(member in (disabled as Record<string, unknown>) ? { disabled: true } : {}),
-          };
-        }),
-      };
-    });
+      const pool: RawPool = { members: {}, disabled: {} };
+      for (const [member, props] of Object.entries(members as Record<string, unknown>)) {
+        if (!NAME.test(member)) bad(`pool ${name}: member name ${JSON.stringify(member)} must be letters, digits, . _ -`);
+        if (typeof props !== 'object' || props === null || Array.isArray(props)) bad(`pool ${name}: member ${member} must be an object of properties`);
+        for (const [k, v] of Object.entries(props as Record<string, unknown>)) {
+          if (typeof v !== 'string') bad(`pool ${name}: member ${member}: property ${k} must be a string`);
+        }
+        pool.members[member] = { ...(props as Record<string, string>) };
+      }
+      for (const [member, reason] of Object.entries(disabled as Record<string, unknown>)) {
+        if (!(member in pool.members)) bad(`pool ${name}: "disabled" names ${member}, which is not a member`);
+        pool.disabled[member] = typeof reason === 'string' ? reason : '';
+      }
+      out[name] = pool;
+    }
+    return out;
   }
 }

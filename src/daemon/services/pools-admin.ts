@@ -1,0 +1,106 @@
+/**
+ * The `pool` request (`lockd pool list|show|add|remove|disable|enable`): everyone may read the pools; in system mode
+ * only admins (root or the admin group) change them, because a pool member is a shared device and disabling one
+ * stops everybody's jobs on it. Changes go through PoolConfig, which saves them (pools-overlay.ts) before they are
+ * in force, so a daemon restarted right after an answer still has them.
+ */
+import type { Connection } from '../server/connection.js';
+import type { DaemonMessage, PoolAdminRequest, PoolInfo, PoolMemberInfo } from '../../protocol/messages.js';
+import type { LockTable } from '../locks/lock-table.js';
+import { holderInfo, type Owner } from '../locks/owner.js';
+import type { SystemMode } from './system-mode.js';
+import type { PoolConfig } from './pools.js';
+import { unknownPool } from './pools-overlay.js';
+import { LockdError } from '../../util/errors.js';
+
+export interface PoolAdminContext {
+  readonly pools: PoolConfig;
+  readonly table: LockTable<Owner>;
+  readonly system: SystemMode | null;
+}
+
+export function handlePoolRequest(ctx: PoolAdminContext, conn: Connection, req: PoolAdminRequest): Extract<DaemonMessage, { type: 'pools' }> {
+  ctx.pools.refresh();
+  if (req.action === 'list') return { type: 'pools', pools: poolInfos(ctx), note: null };
+  if (req.pool === null) throw new LockdError('usage', `lockd pool ${req.action} needs NAME or NAME/MEMBER`);
+  if (req.action === 'show') {
+    const one = poolInfos(ctx).filter((p) => p.name === req.pool);
+    if (one.length === 0) throw unknownPool(req.pool, ctx.pools.effective());
+    if (req.member !== null) {
+      one[0]!.members = one[0]!.members.filter((m) => m.name === req.member);
+      if (one[0]!.members.length === 0) {
+        throw new LockdError('unknown_member', `pool ${req.pool} has no member ${req.member} (members: ${Object.keys(ctx.pools.effective()[req.pool]?.members ?? {}).join(', ') || 'none'})`);
+      }
+    }
+    return { type: 'pools', pools: one, note: null };
+  }
+  if (ctx.system && !ctx.system.isAdmin(conn)) {
+    throw new LockdError('not_authorized', `only root or an admin of the system lockd daemon can ${req.action} pools; everyone may read them (lockd pool list)`);
+  }
+  const who = req.member === null ? `pool ${req.pool}` : `${req.pool}/${req.member}`;
+  ctx.pools.edit(req.action, req.pool, req.member, req.properties, req.reason);
+  const held = req.member !== null && (req.action === 'remove' || req.action === 'disable') && isHeld(ctx, req.pool, req.member);
+  const note = held ? `${who} ${req.action === 'remove' ? 'removed' : 'disabled'}; its holder keeps it until it is released` : `${who} ${pastTense(req.action)}`;
+  const shown = poolInfos(ctx).filter((p) => p.name === req.pool);
+  return { type: 'pools', pools: shown, note };
+}
+
+/**
+ * System mode: a user may ask for a priority up to lockd.json's `max_user_priority` (default 0, so only admins put
+ * a request ahead of others unless the file allows it); admins any. Lower priorities are always allowed. Per user a
+ * daemon serves one user, who may order their own queue as they like.
+ */
+export function checkPriority(ctx: PoolAdminContext, conn: Connection, priority: number | undefined): void {
+  if (!ctx.system || priority === undefined || priority <= ctx.pools.maxUserPriority) return;
+  if (ctx.system.isAdmin(conn)) return;
+  throw new LockdError('not_authorized', `--priority ${priority} is above max_user_priority ${ctx.pools.maxUserPriority} (${ctx.pools.path}); only root or an admin may ask for more`);
+}
+
+function pastTense(a: 'add' | 'remove' | 'disable' | 'enable'): string {
+  return a === 'add' ? 'added' : a === 'remove' ? 'removed' : `${a}d`;
+}
+
+function isHeld(ctx: PoolAdminContext, pool: string, member: string): boolean {
+  for (const s of ctx.table.snapshot()) {
+    const m = ctx.table.memberOf(s.key);
+    if (m && m.pool === pool && m.member === member && s.holders.length > 0) return true;
+  }
+  return false;
+}
+
+/** Every pool in force with each member's state; members removed while held are listed until released. */
+export function poolInfos(ctx: PoolAdminContext): PoolInfo[] {
+  const effective = ctx.pools.effective();
+  const byPool = new Map<string, Map<string, PoolMemberInfo>>();
+  for (const [name, p] of Object.entries(effective)) {
+    const members = new Map<string, PoolMemberInfo>();
+    for (const [member, properties] of Object.entries(p.members)) {
+      const disabled = member in p.disabled;
+      members.set(member, { name: member, properties: { ...properties }, state: disabled ? 'disabled' : 'free', disabled_reason: disabled ? p.disabled[member]! : null, holder: null, waiters: 0 });
+    }
+    byPool.set(name, members);
+  }
+  for (const s of ctx.table.snapshot()) {
+    const at = ctx.table.memberOf(s.key);
+    if (!at) continue;
+    let members = byPool.get(at.pool);
+    let info = members?.get(at.member);
+    if (!info) {
+      if (s.holders.length === 0) continue;
+      if (!members) byPool.set(at.pool, (members = new Map()));
+      info = { name: at.member, properties: {}, state: 'removed', disabled_reason: null, holder: null, waiters: 0 };
+      members.set(at.member, info);
+    }
+    const h = s.holders[0];
+    if (h) {
+      info.holder = { ...holderInfo(h.meta), request_id: h.requestId };
+      if (info.state === 'free') info.state = 'held';
+    }
+    info.waiters = s.waiters.length;
+  }
+  return [...byPool.entries()].map(([name, members]) => ({
+    name,
+    members: [...members.values()],
+    config_error: ctx.pools.lastError,
+  }));
+}
