@@ -2,7 +2,7 @@
 import test from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, lockd, lockdSpawn, readJson, tempDir } from './helpers/lockd.js';
+import { startDaemon, lockd, lockdSpawn, printedPaths, readJson, tempDir } from './helpers/lockd.js';
 import { detachedHolder, waitForWaiters } from './helpers/operate.js';
 import type { PoolInfo } from '../src/protocol/messages.js';
 
@@ -26,7 +26,7 @@ function memberOf(ps: PoolInfo[], pool: string, member: string) {
 }
 
 function errorLines(stderr: string): string[] {
-  return stderr.split('\n').filter((l) => l.startsWith('lockd:') && !/manifest ->|result ->/.test(l));
+  return stderr.split('\n').filter((l) => l.startsWith('lockd:') && !/manifest ->|result ->|waiting for/.test(l));
 }
 
 test('a disabled member is never granted and shows its reason, a request that needs it fails at once naming why', async (t) => {
@@ -147,4 +147,22 @@ test('removing a held member takes effect at release: the holder keeps it, list 
   t.is(memberOf(await pools(d), 'boards', 'rpi4-a'), undefined);
   const r = await lockd(d, ['run', '--pool', 'boards', '--where', 'arch=arm64', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"']);
   t.is(r.stdout, 'rpi4-b\n');
+});
+
+test('a run queued for a member that is then removed ends at once with one clear line (exit 2, reason pool_gone)', async (t) => {
+  const d = await startDaemon(t, { dir: poolDir() });
+  const h = await detachedHolder(d, 'h', ['--pool', 'boards', '--member', 'rpi4-a']);
+  const named = lockdSpawn(t, d, ['run', '--wait', 'inf', '--pool', 'boards', '--member', 'rpi4-a', '--', 'true']);
+  const both = lockdSpawn(t, d, ['run', '--wait', 'inf', '--pool', 'boards:2', '--where', 'arch=arm64', '--', 'true']);
+  await waitForWaiters(d, 'boards/rpi4-a', 2);
+  t.is((await lockd(d, ['pool', 'remove', 'boards/rpi4-a'])).code, 0);
+  const [a, b] = await Promise.all([named.done, both.done]);
+  t.is(a.code, 2, a.stderr);
+  t.regex(a.stderr, /lockd: waiting for boards\/rpi4-a \(position 1\)/);
+  t.deepEqual(errorLines(a.stderr), ['lockd: member boards/rpi4-a was removed while this run waited for it']);
+  t.is(b.code, 2, b.stderr);
+  t.deepEqual(errorLines(b.stderr), ['lockd: pool boards changed while this run waited: 2 wanted, 1 member(s) match now (rpi4-b)']);
+  const result = readJson<{ reason: string; exit_code: number }>(printedPaths(a.stderr).result!);
+  t.like(result, { reason: 'pool_gone', exit_code: 2 });
+  h.release();
 });

@@ -50,6 +50,9 @@ export const RUN_REASONS = [
   'lock_lost',
   'log_write_failed',
   'shutdown',
+  // added with pools (issue 16): the pool members a queued run asked for were removed; a newer run superseded it
+  'pool_gone',
+  'superseded',
 ] as const;
 export type RunReason = (typeof RUN_REASONS)[number];
 

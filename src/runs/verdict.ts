@@ -245,6 +245,8 @@ export const NO_CHILD_OUTCOMES = {
   shutdown: { status: 'infra_fail', exitCode: 125 },
   cluster_unavailable: { status: 'infra_fail', exitCode: 69 }, // EX_UNAVAILABLE
   log_write_failed: { status: 'infra_fail', exitCode: 74 }, // EX_IOERR
+  pool_gone: { status: 'error', exitCode: 2 }, // what it asked for no longer exists: like a bad request
+  superseded: { status: 'error', exitCode: 77 }, // a newer run with the same --supersede KEY took its place
 } as const satisfies Partial<Record<RunReason, { status: RunStatus; exitCode: number }>>;
 
 export type NoChildReason = keyof typeof NO_CHILD_OUTCOMES;

@@ -182,11 +182,29 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
   return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
 }
 
+/** A pool request as the waiting line names it: boards:2[arch=arm64] or boards/rpi4-a. */
+function poolLabel(p: NonNullable<RunRequest['pools']>[number]): string {
+  const where = Object.entries(p.where).map(([k, v]) => `${k}=${v}`);
+  return `${p.pool}${p.member !== null ? `/${p.member}` : `:${p.count}`}${where.length > 0 ? `[${where.join(',')}]` : ''}`;
+}
+
 /** Output we let queue up in our stdout/stderr before pausing the daemon's stream (RunIo.backlogBytes). */
 const OUTPUT_BACKLOG_BYTES = 1024 * 1024;
 
 /** Reasons whose message the user needs to see (the others are the child's own doing, or said by the verdict). */
-const SAY_REASON = new Set(['command_not_found', 'command_not_executable', 'spawn_failed', 'log_write_failed', 'deadlock', 'client_lost', 'shutdown', 'cancelled', 'lock_lost']);
+const SAY_REASON = new Set([
+  'command_not_found',
+  'command_not_executable',
+  'spawn_failed',
+  'log_write_failed',
+  'deadlock',
+  'client_lost',
+  'shutdown',
+  'cancelled',
+  'lock_lost',
+  'pool_gone',
+  'superseded',
+]);
 
 function describeBlockers(blockers: HolderInfo[]): string {
   const b = blockers[0];
@@ -205,7 +223,7 @@ export async function runCommand(args: string[]): Promise<number> {
   };
   // isatty(2), not process.stderr.isTTY: the latter builds the stderr stream, which a quiet run never writes to.
   const tty = isatty(2) && !req.detach;
-  const names = req.locks.map((l) => l.name).join(', ');
+  const names = [...req.locks.map((l) => l.name), ...(req.pools ?? []).map(poolLabel)].join(', ');
   // Our own descriptors go to the daemon where it can take them (the job's output then never passes through this
   // process). The streams are getters: created only if the run falls back to the framed stream, because creating
   // process.stdout/stdin for a pipe changes its flags (O_NONBLOCK), which the job and the caller share.

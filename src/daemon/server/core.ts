@@ -41,6 +41,7 @@ import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst
 import { MetricsCollector } from '../services/metrics.js';
 import { PoolConfig } from '../services/pools.js';
 import { checkPriority, handlePoolRequest } from '../services/pools-admin.js';
+import { endHopelessWaiters } from '../services/pools-waiters.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -127,7 +128,13 @@ export class DaemonCore implements StatusSource {
       },
       queuesMoved: (keys) => this.notifyWaiters(keys),
     });
-    this.pools = new PoolConfig(this.stateDir, this.table, (grants) => this.gate.dispatch(grants), this.log);
+    this.pools = new PoolConfig(
+      this.stateDir,
+      this.table,
+      (grants) => this.gate.dispatch(grants),
+      this.log,
+      (effective) => endHopelessWaiters(this.runs.values(), effective),
+    );
     this.pools.refresh();
     // Getters, not copies: the cluster and system mode are attached after construction (main.ts).
     const core = this;

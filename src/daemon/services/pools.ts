@@ -41,6 +41,8 @@ export class PoolConfig {
     private readonly table: LockTable<Owner>,
     private readonly dispatch: (grants: Grant<Owner>[]) => void,
     private readonly log: Log,
+    /** Called after the pools in force changed (queued runs whose members are gone are ended there). */
+    private readonly changed: (effective: Record<string, RawPool>) => void = () => undefined,
   ) {
     this.path = join(stateDir, 'lockd.json');
     this.overlay = new PoolOverlay(stateDir);
@@ -105,6 +107,7 @@ export class PoolConfig {
     this.#effective = effective;
     if (change.unsatisfiable.length > 0) this.log.warn('waiting runs can no longer get enough pool members', { ids: change.unsatisfiable });
     this.dispatch(change.grants);
+    this.changed(effective);
   }
 
   /** lockd.json text → its pools; throws LockdError bad_config naming the first problem. */
