@@ -6,7 +6,6 @@
 import test from 'ava';
 import { createServer, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { FrameDecoder, FrameKind, encodeJson } from '../src/protocol/framing.js';
 import { baseEnv, lockd, tempDir } from './helpers/lockd.js';
 

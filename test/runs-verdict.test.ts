@@ -314,6 +314,8 @@ test('decideWithoutChild: every no-child reason has a status and exit code; 2 un
     shutdown: ['infra_fail', 125],
     cluster_unavailable: ['infra_fail', 69],
     log_write_failed: ['infra_fail', 74],
+    pool_gone: ['error', 2],
+    superseded: ['error', 77],
   };
   t.deepEqual(Object.keys(NO_CHILD_OUTCOMES).sort(), Object.keys(expected).sort());
   for (const [reason, [status, code]] of Object.entries(expected) as [NoChildReason, [string, number]][]) {
