@@ -21,6 +21,8 @@ export interface ResultInput {
   message?: string | null;
   cancelledBy?: string | null;
   holder: string;
+  members?: RunResult['members'];
+  supersededBy?: string | null;
 }
 
 function childExitCode(exit: ChildExit | null | undefined): number | null {
@@ -55,5 +57,7 @@ export function buildResult(input: ResultInput): RunResult {
     message: input.message ?? null,
     cancelled_by: input.cancelledBy ?? null,
     holder: input.holder,
+    ...(input.members && Object.keys(input.members).length > 0 ? { members: input.members } : {}),
+    ...(input.supersededBy ? { superseded_by: input.supersededBy } : {}),
   };
 }

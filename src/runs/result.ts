@@ -131,6 +131,10 @@ export interface RunResult {
   /** Who cancelled the run (holder string of the canceller). */
   cancelled_by: string | null;
   holder: string;
+  /** Pool members the run held, by pool, with their properties (absent without pools; added within schema 1). */
+  members?: Record<string, Array<{ name: string; properties: Record<string, string> }>>;
+  /** For reason superseded: the run that took its place (--supersede; added within schema 1). */
+  superseded_by?: string;
 }
 
 export function isRunStatus(s: unknown): s is RunStatus {

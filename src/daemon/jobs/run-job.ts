@@ -106,6 +106,8 @@ export class RunJob {
   private filesTaken = false;
   /** start() is awaiting (files, log): a cancel waits for it, see cancelQueued. */
   private startInFlight = false;
+  /** --supersede: the run that ended this one (named in result.json). */
+  supersededBy: string | null = null;
   private pendingCancel: { reason: NoChildReason; message: string } | null = null;
   private directLog: FileHandle | null = null;
   readonly manifestPath: string;
@@ -242,7 +244,12 @@ export class RunJob {
     if (inCluster) return; // queued in the cluster above
     const res = this.req.wait_ms === 0 ? this.ctx.gate.table.tryOnly(request) : this.ctx.gate.table.submit(request);
     if (res.kind === 'granted') {
-      this.ctx.events.emit('granted', this.runId, this.lockNames());
+      // The grant's keys, as the gate's dispatch names them: pool members included (their lock files).
+      this.ctx.events.emit(
+        'granted',
+        this.runId,
+        res.grant.claims.map((c) => c.key),
+      );
       void this.start(res.grant);
       return;
     }
@@ -272,7 +279,16 @@ export class RunJob {
   }
 
   lockNames(): string[] {
-    return this.locks.map((l) => l.key);
+    // Pool members once granted (their member lock files), so events name the board a run holds.
+    return this.locks.map((l) => l.key).concat(this.memberLocks().map((l) => l.path));
+  }
+
+  /** The pool members' locks, as the started manifest lists them (the grant itself is gone once released). */
+  private memberLocks(): RunManifest['locks'] {
+    const members = this.manifest?.members;
+    if (!members) return [];
+    const names = new Set(Object.entries(members).flatMap(([p, ms]) => ms.map((m) => `${p}/${m.name}`)));
+    return this.manifest!.locks.filter((l) => names.has(l.name));
   }
 
   /**
@@ -786,6 +802,7 @@ export class RunJob {
     // Waited until granted, or until the end for a run that never was.
     const waitMs = Math.max(0, (this.grantedAt ?? endedAt) - this.queuedAt);
     const locks: ResultLock[] = this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: waitMs }));
+    for (const l of this.memberLocks()) locks.push({ name: l.name, scope: 'local', mode: 'exclusive', path: l.path, wait_ms: waitMs });
     return buildResult({
       runId: this.runId,
       verdict,
@@ -800,6 +817,8 @@ export class RunJob {
       // Only a cancellation names a canceller; a lost client or a log failure is not one.
       cancelledBy: verdict.reason === 'cancelled' ? this.cancelledBy : null,
       holder: this.req.holder,
+      members: this.manifest?.members,
+      supersededBy: verdict.reason === 'superseded' ? this.supersededBy : null,
     });
   }
 

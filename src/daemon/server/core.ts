@@ -13,7 +13,7 @@ import { LockdError, isLockdError } from '../../util/errors.js';
 import { LockTable } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
 import { EventBus } from '../services/events.js';
-import type { Journal } from '../records/journal.js';
+import type { Journal, JournalLock } from '../records/journal.js';
 import type { Logger } from './logger.js';
 import type { LockGuard } from '../records/lock-guard.js';
 import { resolveLocks } from '../records/lock-resolve.js';
@@ -42,6 +42,7 @@ import { MetricsCollector } from '../services/metrics.js';
 import { PoolConfig } from '../services/pools.js';
 import { checkPriority, handlePoolRequest } from '../services/pools-admin.js';
 import { endHopelessWaiters } from '../services/pools-waiters.js';
+import { memberJournalLocks } from '../records/pool-members.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -411,19 +412,21 @@ export class DaemonCore implements StatusSource {
       pid: job.pid,
       pgid: job.pid,
       start_time: job.tree?.startTime ?? null,
-      locks: job.locks.map((l) => {
-        const g = job.grantInfo().find((x) => x.path === l.key);
-        // slot_index lets a re-adopted run keep its slot (adopt.ts).
-        return {
-          key: l.key,
-          name: l.name,
-          scope: l.scope,
-          mode: l.mode,
-          ...(l.slots ? { slots: l.slots } : {}),
-          fencing_token: g?.fencing_token ?? 0,
-          ...(g && g.slot_index !== null ? { slot_index: g.slot_index } : {}),
-        };
-      }),
+      locks: job.locks
+        .map((l): JournalLock => {
+          const g = job.grantInfo().find((x) => x.path === l.key);
+          // slot_index lets a re-adopted run keep its slot (adopt.ts).
+          return {
+            key: l.key,
+            name: l.name,
+            scope: l.scope,
+            mode: l.mode,
+            ...(l.slots ? { slots: l.slots } : {}),
+            fencing_token: g?.fencing_token ?? 0,
+            ...(g && g.slot_index !== null ? { slot_index: g.slot_index } : {}),
+          };
+        })
+        .concat(memberJournalLocks(job.grantInfo())),
       client_pid: job.req.client_pid,
       detach: job.req.detach,
       dir: job.dir,
