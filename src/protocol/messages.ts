@@ -96,6 +96,9 @@ export interface AcquireRequest extends CallerInfo {
   /** null = hold until released. */
   ttl_ms: number | null;
   conflict_exit_code: number;
+  /** Pool members to hold with the locks (additive within protocol 1, needs hello_ok feature 'pools'). */
+  pools?: PoolRef[];
+  priority?: number;
 }
 
 /** Who holds or waits, as status and error lines show it. */

@@ -188,6 +188,8 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           wait_ms: intOrNull(r, 'wait_ms', p),
           ttl_ms: intOrNull(r, 'ttl_ms', p, 1),
           conflict_exit_code: int(r, 'conflict_exit_code', p, 0, 255),
+          ...(r.pools !== undefined ? { pools: poolRefs(r, 'pools', p) } : {}),
+          ...(r.priority !== undefined ? { priority: int(r, 'priority', p, -1_000_000, 1_000_000) } : {}),
         },
       };
     }

@@ -1,4 +1,5 @@
 /** `lockd acquire LOCK...`: take locks as an explicit hold that outlives this command, until released or expired. */
+import { poolRefs } from '../pools-arg.js';
 import { COMMON_OPTIONS, parse, parseIntOption, parseSeconds } from '../args.js';
 import { apiClient } from '../common.js';
 import { callerIdentity, holdSettings, lockRefsFrom, LOCK_OPTIONS } from '../hold-args.js';
@@ -20,6 +21,10 @@ const OPTIONS = {
   'conflict-exit-code': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
+  pool: { type: 'string', multiple: true },
+  where: { type: 'string', multiple: true },
+  member: { type: 'string' },
+  priority: { type: 'string' },
 } as const;
 
 export const ACQUIRE_HELP = `Usage: lockd acquire LOCK... [options]
@@ -35,6 +40,9 @@ Locks (as in lockd run; granted all at once or not at all):
   LOCK, --lock NAME[:shared|:slots=N]   local lock <root>[/<arch>]/.locks/NAME.lock (repeatable)
   --global NAME[:shared|:slots=N]       host-wide lock <global-dir>/global-NAME.lock (repeatable)
   --root DIR  --arch ARCH  --global-dir DIR  --host-only
+  --pool NAME[:COUNT] [--where KEY=VALUE]... [--member NAME]   pool members, as in lockd run; their names are
+                      printed as LOCKD_MEMBERS_<NAME>=a,b after LOCKD_HOLD_ID
+  --priority N        queue priority, higher first (default 0; --priority=-N for a negative one)
 Waiting:
   --wait SECONDS|inf      how long to queue (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
@@ -55,6 +63,8 @@ Examples:
   lockd run --root build --arch riscv64 --lock qemu -- ./flash.sh   # runs under the hold (LOCKD_HOLD_ID)
   lockd heartbeat                       # from a long step: keeps the hold alive
   lockd release                         # the hold in LOCKD_HOLD_ID
+  eval "$(lockd acquire --pool boards --member rpi4-a --ttl 7200)"   # reserve a named board for two hours
+  eval "$(lockd acquire --pool boards --where arch=arm64 --wait 600)"; echo "got $LOCKD_MEMBERS_boards"
 `;
 
 function blockerLine(b: HolderInfo | undefined): string {
@@ -62,11 +72,19 @@ function blockerLine(b: HolderInfo | undefined): string {
   return ` behind ${b.kind} ${b.id} (${renderHolder(b.holder)}${b.pid ? `, pid ${b.pid}` : ''}${b.command_line ? `: ${b.command_line.slice(0, 60)}` : ''})`;
 }
 
+/** `LOCKD_MEMBERS_<pool>=a,b` lines (eval-able) for the pool members of a hold. */
+function membersLines(locks: Array<{ pool?: string; member?: string }>): string {
+  const byPool = new Map<string, string[]>();
+  for (const l of locks) if (l.pool !== undefined && l.member !== undefined) byPool.set(l.pool, [...(byPool.get(l.pool) ?? []), l.member]);
+  return [...byPool].map(([p, ms]) => `LOCKD_MEMBERS_${p.replace(/[^A-Za-z0-9_]/g, '_')}=${ms.join(',')}\n`).join('');
+}
+
 export async function acquireCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, OPTIONS, true);
   const settings = holdSettings(values);
   const locks = lockRefsFrom(values, settings, positionals);
-  if (locks.length === 0) throw new LockdError('usage', 'lockd acquire needs at least one lock: lockd acquire LOCK... (or --lock / --global)');
+  const pools = poolRefs(values.pool ?? [], values.where ?? [], values.member);
+  if (locks.length === 0 && pools.length === 0) throw new LockdError('usage', 'lockd acquire needs at least one lock: lockd acquire LOCK... (or --lock / --global / --pool)');
   const waitS = parseSeconds(settings.value('wait')!, '--wait');
   // A hold taken at a terminal is a person's; one who walks away must not block the board for good, so it gets
   // a TTL unless one is set (scripts and CI, which have no terminal, keep "none": they release explicitly).
@@ -84,11 +102,13 @@ export async function acquireCommand(args: string[]): Promise<number> {
     wait_ms: waitS === null ? null : Math.round(waitS * 1000),
     ttl_ms: ttlS === null ? null : Math.max(1, Math.round(ttlS * 1000)),
     conflict_exit_code: conflictExit,
+    ...(pools.length > 0 ? { pools } : {}),
+    ...(values.priority !== undefined ? { priority: parseIntOption(values.priority, '--priority', -1_000_000, 1_000_000) } : {}),
   };
   const say = (line: string) => {
     if (!values.quiet) process.stderr.write(`lockd: ${line}\n`);
   };
-  const names = locks.map((l) => l.name).join(', ');
+  const names = [...locks.map((l) => l.name), ...pools.map((p) => (p.member !== null ? `${p.pool}/${p.member}` : `${p.pool}:${p.count}`))].join(', ');
   const started = Date.now();
   const github = (status: string, lockId: string, waitMs: number | null, summary: string) => reportToGithub({ status, lockId, queueWaitMs: waitMs, summary: `**lockd**: ${summary}` });
 
@@ -114,7 +134,7 @@ export async function acquireCommand(args: string[]): Promise<number> {
   }
   const ttl = m.ttl_ms === null ? 'no ttl: held until released' : `ttl ${secondsText(m.ttl_ms)} s: renew with lockd heartbeat ${m.hold_id}`;
   if (values.json) process.stdout.write(`${JSON.stringify(m)}\n`);
-  else process.stdout.write(`LOCKD_HOLD_ID=${m.hold_id}\n`);
+  else process.stdout.write(`LOCKD_HOLD_ID=${m.hold_id}\n${membersLines(m.locks)}`);
   say(`holding ${names} as ${m.hold_id} after ${secondsText(m.queue_wait_ms)} s (${ttl}); release with: lockd release ${m.hold_id}`);
   github('acquired', m.hold_id, m.queue_wait_ms, `acquired ${mdCode(names)} as ${mdCode(m.hold_id)} after ${secondsText(m.queue_wait_ms)} s (holder ${mdCode(renderHolder(m.holder))})`);
   return EXIT.OK;

@@ -266,6 +266,8 @@ export class DaemonCore implements StatusSource {
         else conn.attachment.earlyStdinEnd = true;
         return;
       case 'acquire':
+        if (msg.req.pools?.length || msg.req.priority) this.pools.refresh();
+        checkPriority(this, conn, msg.req.priority);
         return this.holds.acquire(conn, msg.req);
       case 'heartbeat':
         return this.holds.heartbeat(conn, msg.hold_id, msg.holder);

@@ -17,6 +17,7 @@ import type { JournalLock } from '../records/journal.js';
 import { describeBlocker, holderInfo, type Owner } from '../locks/owner.js';
 import { sameOwner } from './holder-base.js';
 import { claimedHolder } from './identity.js';
+import { memberInfo, memberLocksOf, poolClaimsOf } from './pools-holds.js';
 
 export interface Hold {
   id: string;
@@ -58,7 +59,7 @@ export class HoldManager {
   async acquire(conn: Connection, req: AcquireRequest): Promise<void> {
     const uid = this.ctx.callers.uidOf(conn);
     const locks = resolveLocks(req.locks, { globalDir: this.ctx.globalDir, callerUid: uid, clusterPrefix: this.ctx.cluster?.prefix ?? null });
-    if (locks.length === 0) throw new LockdError('usage', 'acquire needs at least one lock');
+    if (locks.length === 0 && !req.pools?.length) throw new LockdError('usage', 'acquire needs at least one lock or pool');
     // The holder asking again for what it holds (or already queues for) would wait behind itself for good.
     const mine = this.ownHoldOn(
       req.holder,
@@ -96,7 +97,12 @@ export class HoldManager {
     // Until it is acquired a hold lives only as long as its client: one that gives up (Ctrl+C, lost) leaves the
     // queue. Once acquired, the hold outlives the client — that is what it is for.
     conn.attachment.onClose = () => this.abandon(hold);
-    const request = { id, claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })), meta: owner };
+    const request = {
+      id,
+      claims: locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })),
+      meta: owner,
+      ...poolClaimsOf(req),
+    };
     if (this.ctx.cluster?.handles(locks)) {
       this.acquireCluster(hold, request);
       return;
@@ -256,6 +262,8 @@ export class HoldManager {
       return;
     }
     hold.grant = grant;
+    // Its members are locks of the hold from now on: journaled, described, released and restored with the others.
+    hold.locks.push(...memberLocksOf(grant));
     const now = Date.now();
     this.arm(hold, now);
     this.ctx.journal.append({
@@ -298,7 +306,8 @@ export class HoldManager {
       hold_id: hold.id,
       locks: grant.claims.map((c) => {
         const l = hold.locks.find((x) => x.key === c.key)!;
-        return { name: l.name, scope: l.scope, mode: c.mode, path: c.key, slot_index: c.slotIndex ?? null, fencing_token: c.fencingToken, wait_ms: now - hold.queuedAt };
+        const member = c.member !== undefined ? memberInfo(this.ctx.gate.table, c) : {};
+        return { name: l.name, scope: l.scope, mode: c.mode, path: c.key, slot_index: c.slotIndex ?? null, fencing_token: c.fencingToken, wait_ms: now - hold.queuedAt, ...member };
       }),
       queue_wait_ms: now - hold.queuedAt,
       holder: hold.owner.holder,
