@@ -64,10 +64,13 @@ export function renderLock(lock: LockStatus, style: Style, snap: StatusSnapshot 
     out += table(rows);
   }
   if (lock.waiters.length) {
-    const rows = [['#', ...(cluster ? ['HOST'] : []), 'WAITING', 'ID', 'WANTS', 'SINCE', 'BLOCKED BY', 'ETA'].map((h) => style.dim(h))];
+    // PRIO only when some waiter has one (--priority): the column would be all zeros otherwise.
+    const prio = lock.waiters.some((w) => (w.priority ?? 0) !== 0);
+    const rows = [['#', ...(prio ? ['PRIO'] : []), ...(cluster ? ['HOST'] : []), 'WAITING', 'ID', 'WANTS', 'SINCE', 'BLOCKED BY', 'ETA'].map((h) => style.dim(h))];
     for (const w of lock.waiters as Waiter[]) {
       rows.push([
         String(w.position),
+        ...(prio ? [String(w.priority ?? 0)] : []),
         ...(cluster ? [hostOf(w)] : []),
         who(w),
         `${w.kind} ${w.id}`,
