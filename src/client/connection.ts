@@ -274,8 +274,11 @@ export function featuresNeeded(msg: ClientMessage | null): string[] {
   if (!msg) return [];
   if (msg.type === 'pool') return ['pools'];
   if (msg.type === 'run' || msg.type === 'acquire') {
-    const r = msg.req as { pools?: unknown[]; priority?: number };
-    if ((r.pools?.length ?? 0) > 0 || (r.priority ?? 0) !== 0) return ['pools'];
+    const r = msg.req as { pools?: unknown[]; priority?: number; supersede?: string };
+    const needs: string[] = [];
+    if ((r.pools?.length ?? 0) > 0 || (r.priority ?? 0) !== 0) needs.push('pools');
+    if (r.supersede !== undefined) needs.push('supersede');
+    return needs;
   }
   return [];
 }

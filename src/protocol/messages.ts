@@ -82,6 +82,12 @@ export interface RunRequest extends CallerInfo {
   /** Queue priority: higher first, FIFO within one priority (additive within protocol 1; absent = 0). */
   priority?: number;
   /**
+   * End the same user's older runs with this key that are still queued (and, with cancel_running, running) when
+   * this one arrives (additive within protocol 1; needs hello_ok feature 'supersede').
+   */
+  supersede?: string;
+  cancel_running?: boolean;
+  /**
    * How the job's output reaches the caller (docs/protocol.md, "Descriptor passing"). 'fds': the client will pass
    * its stdout and stderr (and stdin with `interactive`) over the socket when the daemon answers `stdio {mode:
    * 'fds'}`; absent or 'framed': data frames. Optional, so older daemons (which ignore it) stay framed.

@@ -170,6 +170,8 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           ...(r.hold_id !== undefined && r.hold_id !== null ? { hold_id: str(r, 'hold_id', p, 128) } : {}),
           ...(r.pools !== undefined ? { pools: poolRefs(r, 'pools', p) } : {}),
           ...(r.priority !== undefined ? { priority: int(r, 'priority', p, -1_000_000, 1_000_000) } : {}),
+          ...(r.supersede !== undefined && r.supersede !== null ? { supersede: str(r, 'supersede', p, 256) } : {}),
+          ...(r.cancel_running !== undefined ? { cancel_running: bool(r, 'cancel_running', p) } : {}),
           ...(r.stdio !== undefined && r.stdio !== null ? { stdio: oneOf(r, 'stdio', p, ['fds', 'framed'] as const) } : {}),
         },
       };

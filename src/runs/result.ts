@@ -61,7 +61,7 @@ export const VERDICT_SOURCES = ['exit_code', 'structured', 'unstructured', 'infr
 export type VerdictSource = (typeof VERDICT_SOURCES)[number];
 
 /** Who sent the signal that ended the child, when lockd knows. */
-export type SignalSender = 'timeout' | 'cancel' | 'client_lost' | 'external' | 'shutdown';
+export type SignalSender = 'timeout' | 'cancel' | 'client_lost' | 'external' | 'shutdown' | 'supersede';
 
 export type CheckStatus = 'ok' | 'missing' | 'invalid' | 'not_required';
 

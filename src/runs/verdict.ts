@@ -162,6 +162,8 @@ function markersMissing(markers: MarkersOutcome): boolean {
 
 function interruptedReason(signal: string, sentBy: Exclude<SignalSender, 'timeout'>): { status: RunStatus; reason: RunReason } {
   switch (sentBy) {
+    case 'supersede':
+      return { status: 'error', reason: 'superseded' };
     case 'cancel':
       return { status: 'error', reason: 'cancelled' };
     case 'client_lost':
@@ -197,7 +199,9 @@ export function decideVerdict(exit: ChildExit, scan: ScanResult | null, policy: 
   // 1. forbidden markers
   if (markers.forbidden.some((m) => m.matched)) return verdict('fail', 'forbidden_markers_detected', 'unstructured', 1);
 
-  // 2. interrupted by someone other than the time limit
+  // 2. interrupted by someone other than the time limit (a newer run with its --supersede KEY: exit 77 like a
+  // superseded queued run, whatever signal ended the tree)
+  if (exit.kind === 'signaled' && exit.sentBy === 'supersede') return verdict('error', 'superseded', 'infra', NO_CHILD_OUTCOMES.superseded.exitCode);
   if (exit.kind === 'signaled' && exit.sentBy !== 'timeout') {
     const { status, reason } = interruptedReason(exit.signal, exit.sentBy);
     return verdict(status, reason, 'infra', signalExitCode(exit.signal));

@@ -47,6 +47,8 @@ export const RUN_OPTIONS = {
   where: { type: 'string', multiple: true },
   member: { type: 'string' },
   priority: { type: 'string' },
+  supersede: { type: 'string' },
+  'cancel-running': { type: 'boolean' },
 } as const;
 
 export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
@@ -65,7 +67,10 @@ Pools (named members defined in <state-dir>/lockd.json "pools"; see lockd pool -
                       gets LOCKD_MEMBERS_<NAME>=a,b and LOCKD_MEMBERS_FILE (their properties, JSON)
   --where KEY=VALUE   only members whose property KEY is VALUE (repeatable; needs exactly one --pool)
   --member NAME       that one member (needs exactly one --pool)
-  --priority N        queue priority, higher first, FIFO within one priority (default 0)
+  --priority N        queue priority, higher first, FIFO within one priority (default 0; --priority=-N)
+  --supersede KEY     end your older runs with this KEY that are still queued, at once (exit 77, reason
+                      superseded); same user, same KEY: put the project and branch in it in CI
+  --cancel-running    with --supersede: also stop the older run that is running (SIGTERM, --kill-after, SIGKILL)
 Waiting:
   --wait SECONDS|inf  how long to queue (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
@@ -92,6 +97,7 @@ Examples:
   lockd run --lock board:slots=4 -- ./flash.sh    # the job sees LOCKD_SLOT_board=0..3
   lockd run --pool boards --where arch=arm64 --wait 600 -- ./flash.sh   # any free arm64 board
   lockd run --pool boards:2 --priority 10 -- ./pair-test.sh
+  lockd run --pool boards --supersede "$GITHUB_REPOSITORY/$GITHUB_REF" --cancel-running --wait 3600 -- ./hil.sh
 `;
 
 export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process.env): { req: RunRequest; quiet: boolean; resultFd: number | null; connect: ReturnType<typeof connectOptions> } {
@@ -179,6 +185,12 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
   const pools = poolRefs(asArray(values.pool), asArray(values.where), values.member);
   if (pools.length > 0) req.pools = pools;
   if (values.priority !== undefined) req.priority = parseIntOption(values.priority, '--priority', -1_000_000, 1_000_000);
+  if (values['cancel-running'] && values.supersede === undefined) throw new LockdError('usage', '--cancel-running needs --supersede KEY (it names which older run to stop)');
+  if (values.supersede !== undefined) {
+    if (values.supersede === '' || values.supersede.length > 256) throw new LockdError('usage', '--supersede KEY must be 1 to 256 characters');
+    req.supersede = values.supersede;
+    if (values['cancel-running']) req.cancel_running = true;
+  }
   return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
 }
 

@@ -678,6 +678,7 @@ export class RunJob {
   async stop(reason: SignalSender, by: string | null, signal: NodeJS.Signals = 'SIGTERM', graceMs: number = this.req.kill_after_ms): Promise<void> {
     if (this.state === 'queued' || this.state === 'starting') {
       if (by && reason === 'cancel' && !this.cancelledBy) this.cancelledBy = by;
+      if (reason === 'supersede') return await this.cancelQueued('superseded', `superseded by ${by ?? 'a newer run'}`);
       await this.cancelQueued(reason === 'client_lost' ? 'client_lost' : reason === 'shutdown' ? 'shutdown' : 'cancelled', by ? `cancelled by ${by}` : 'cancelled');
       return;
     }

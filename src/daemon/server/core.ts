@@ -43,6 +43,7 @@ import { PoolConfig } from '../services/pools.js';
 import { checkPriority, handlePoolRequest } from '../services/pools-admin.js';
 import { endHopelessWaiters } from '../services/pools-waiters.js';
 import { memberJournalLocks } from '../records/pool-members.js';
+import { supersedeOlder } from '../services/supersede.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -207,7 +208,7 @@ export class DaemonCore implements StatusSource {
       state_dir: this.stateDir,
       launcher: this.launcherInfo,
       ...(this.lockBackend ? { lock_backend: this.lockBackend } : {}),
-      features: ['pools'],
+      features: ['pools', 'supersede'],
     };
   }
 
@@ -378,6 +379,10 @@ export class DaemonCore implements StatusSource {
     this.runs.set(runId, job);
     // Journaled before anything slow, so a crash from here on leaves a record and the run dir gets its result.json.
     this.journalRun(job);
+    if (req.supersede !== undefined) {
+      const ended = supersedeOlder(this.runs.values(), job);
+      if (ended.length > 0) this.log.info('runs superseded', { by: runId, key: req.supersede, ended });
+    }
     conn.attachment.job = job;
     for (const b of conn.attachment.earlyStdin ?? []) job.writeStdin(b, conn);
     if (conn.attachment.earlyStdinEnd) job.endStdin();
