@@ -66,4 +66,25 @@ if (unavailable) {
     const admin = await lockdAs(t, fx.admin, d, ['run', '--priority', '1000', '--', 'true']).done;
     t.is(admin.code, 0, admin.stderr);
   });
+
+  test("system mode: --supersede ends only the same user's older runs with the key, never another user's", async (t) => {
+    const d = await startSystemDaemon(t, fx);
+    writeFileSync(join(d.stateDir, 'lockd.json'), JSON.stringify({ pools: { boards: { members: { a: {} } } } }));
+    const holder = lockdAs(t, fx.admin, d, ['run', '--pool', 'boards', '--', 'sh', '-c', 'echo held; exec sleep 60']);
+    await holder.waitForStdout('held');
+    const older = lockdAs(t, fx.a, d, ['run', '--wait', 'inf', '--supersede', 'proj/main', '--pool', 'boards', '--', 'true']);
+    const deadline = Date.now() + 20_000;
+    while (!older.stderr().includes('waiting for') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    t.regex(older.stderr(), /waiting for boards:1/);
+    const otherUser = await lockdAs(t, fx.b, d, ['run', '--wait', '0', '--supersede', 'proj/main', '--pool', 'boards', '--', 'true']).done;
+    t.is(otherUser.code, 75, otherUser.stderr);
+    t.is(older.proc.exitCode, null, "another user's run with the same key is left alone");
+    const sameUser = lockdAs(t, fx.a, d, ['run', '--wait', 'inf', '--supersede', 'proj/main', '--pool', 'boards', '--', 'true']);
+    const o = await older.done;
+    t.is(o.code, 77, o.stderr);
+    t.regex(o.stderr, /superseded by run \S+ \(--supersede proj\/main\)/);
+    holder.proc.kill('SIGTERM');
+    const s = await sameUser.done;
+    t.is(s.code, 0, s.stderr);
+  });
 }
