@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBenchDaemon } from './bench-daemon.js';
 import { submitRun } from './lockd-api.js';
-import { ms, ratio, type ScenarioResult } from './report.js';
+import { ms, ratio, target, type ScenarioResult } from './report.js';
 import type { Sizes } from './sizes.js';
 import { round } from './stats.js';
 import { nowMs } from './timing.js';
@@ -73,7 +73,8 @@ export async function poolScenario(size: Sizes['pools']): Promise<Omit<ScenarioR
         { measurement: 'time to drain the queue', value: ms(drain, 0), detail: `ideal ≥ ${ms(ideal, 0)}, ${ratio(drain / ideal)}` },
         { measurement: 'member time left idle', value: ms(idle, 0), detail: `ideal ${ms(idealIdle, 0)} (of ${ms(8 * drain, 0)} member-time)` },
       ],
-      targets: [],
+      // Loose on purpose: the ideal is a lower bound that ignores every job's start cost.
+      targets: [target('jobs failed', failed, '<=', 0, 'jobs'), target('drain time / ideal bound', round(drain / ideal), '<=', 2, 'x')],
       notes: [
         'mix: 50% any 1, 25% arm64 1, 15% any 2, 10% arm64 4 (4 of the 8 are arm64); each sleeps 1-3 x job_ms',
         'ideal = max(member-time / 8, arm64-only member-time / 4, longest job): a lower bound, not an achievable schedule',
