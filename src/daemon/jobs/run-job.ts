@@ -31,7 +31,7 @@ import { shellQuote } from '../../runs/shell-quote.js';
 import type { JobTree } from './process-tree.js';
 
 import type { LockParts } from '../ports.js';
-import type { Launcher } from './launcher.js';
+import type { ChildEnd, LaunchFailure, Launcher } from './launcher.js';
 import { faultPoint } from './fault-point.js';
 import { markPhase } from './phase-marks.js';
 import { JobIo } from './job-io.js';
@@ -404,6 +404,7 @@ export class RunJob {
         cwd: plan.cwd,
         env: plan.env,
         ...this.output.launchStdio(this.req.interactive && !this.detached),
+        graceMs: this.req.kill_after_ms,
         ...(plan.identity ? { identity: plan.identity } : {}),
       },
       (e) => void this.spawnFailed(e),
@@ -526,8 +527,8 @@ export class RunJob {
     await this.finishNotObtained(reason, message, []);
   }
 
-  private async afterExit(exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>, outputDone: Promise<unknown>): Promise<void> {
-    const { code, signal } = await exited;
+  private async afterExit(exited: Promise<ChildEnd>, outputDone: Promise<unknown>): Promise<void> {
+    const { code, signal, execFailure } = await exited;
     markPhase('exit_seen', this.runId, this.pid);
     this.childExited = true;
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
@@ -551,6 +552,12 @@ export class RunJob {
     // to are launched. Bounded, so a next run stuck on an outside flock(1) holder does not hold this result back.
     // The journal still says `running` meanwhile, so a crash here leaves a result for this run (reconcile).
     if ((await startsWithin(handedOn, RECORDS_AFTER_LAUNCH_MAX_MS)) > 0) faultPoint('records_after_next_launch');
+    // Under the per-job reaper, a command that cannot be executed is known only now: recorded as a failed start.
+    if (execFailure) {
+      await this.output.settle(this.logOpenPath);
+      await this.recordLaunchFailure(execFailure);
+      return;
+    }
     await this.finishExited(code, signal, endedAt);
   }
 
@@ -580,10 +587,15 @@ export class RunJob {
     return true;
   }
 
-  private async spawnFailed(e: { code?: string; message: string }): Promise<void> {
+  private async spawnFailed(e: LaunchFailure): Promise<void> {
+    await this.releaseLocks();
+    await this.recordLaunchFailure(e);
+  }
+
+  /** The command could not be executed: 127 (not found) or 126 (not executable), or lockd's own failure. */
+  private async recordLaunchFailure(e: LaunchFailure): Promise<void> {
     const notFound = e.code === 'ENOENT';
     const notExec = e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOEXEC' || e.code === 'EPERM';
-    await this.releaseLocks();
     const cmd = this.req.argv[0];
     if (notFound) await this.finishStartFailure('command_not_found', `command not found: ${cmd}`);
     else if (notExec) await this.finishStartFailure('command_not_executable', `command not executable: ${cmd} (${e.code})`);
