@@ -13,7 +13,7 @@
       "cflags": ["-Wall", "-Wextra", "-std=gnu99"],
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/launcher.c", "native/relay.c"],
+          "sources": ["native/launcher.c", "native/relay.c", "native/pty.c"],
           "defines": ["LOCKD_HAVE_LAUNCHER"]
         }]
       ],

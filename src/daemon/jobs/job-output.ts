@@ -10,7 +10,8 @@ import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { RunLogWriter } from '../../runs/log-writer.js';
 import { LogScanner, type ScanResult } from '../../runs/log-scanner.js';
 import type { CompiledVerdictOptions } from '../../runs/verdict-options.js';
-import { relayApi } from '../../util/fdpass.js';
+import { isatty } from 'node:tty';
+import { ptyApi, relayApi } from '../../util/fdpass.js';
 import { loadNative } from '../../util/peercred.js';
 import type { LaunchedJob, LaunchSpec } from './launcher.js';
 import type { NativeLauncherApi } from './launcher-native.js';
@@ -37,6 +38,10 @@ export class JobOutput {
   private relay: OutputRelay | null = null;
   private follower: LogFollower | null = null;
   private relayPipes: { stdout: [number, number]; stderr: [number, number] } | null = null;
+  /** The caller is on a terminal: the job writes into a pty (master, slave) whose master is pumped into stdout's pipe. */
+  private pty: [number, number] | null = null;
+  /** Whether the job's output went through a pty; set at launch. */
+  terminal = false;
   /** The first write failure of the log; the run is judged log_write_failed. */
   error: string | null = null;
   /** Shutdown: the relay must not wait for a slow caller. */
@@ -97,9 +102,26 @@ export class JobOutput {
     if (this.passed) {
       const api = loadNative() as unknown as NativeLauncherApi;
       this.relayPipes = { stdout: api.pipe(), stderr: api.pipe() };
-      return { stdin: this.passed.stdin ?? 'ignore', output: { stdout: this.relayPipes.stdout[1], stderr: this.relayPipes.stderr[1] } };
+      const out = this.ttyFor(this.passed.stdout);
+      // A terminal caller: the job sees a terminal, as under flock(1); stderr too when it is a terminal as well.
+      const stdout = out ?? this.relayPipes.stdout[1];
+      const stderr = out !== null && isatty(this.passed.stderr) ? out : this.relayPipes.stderr[1];
+      return { stdin: this.passed.stdin ?? 'ignore', output: { stdout, stderr } };
     }
     return { stdin: interactive ? 'pipe' : 'ignore', output: this.directLog ? this.directLog.fd : 'pipe' };
+  }
+
+  /** The pty's slave for a caller's descriptor that is a terminal, or null (not one, no addon support, no ptys left). */
+  private ttyFor(fd: number): number | null {
+    const api = ptyApi();
+    if (api === null || !isatty(fd) || process.env.LOCKD_PTY === 'off') return null;
+    try {
+      this.pty = api.ptyOpen(fd);
+      return this.pty[1];
+    } catch (e) {
+      this.daemonLog.warn('no pty for a terminal caller; the job writes into a pipe', { run_id: this.runId, error: (e as Error).message });
+      return null;
+    }
   }
 
   /**
@@ -113,8 +135,18 @@ export class JobOutput {
     const pipes = this.relayPipes;
     const passed = this.passed;
     this.relayPipes = null;
+    const pty = this.pty;
+    this.pty = null;
+    if (pty) closeQuietly(pty[1]);
     if (pipes && passed) {
-      closeQuietly(pipes.stdout[1]);
+      // With a pty the pump owns stdout's write end (and the master) from here on; without a child nothing pumps.
+      if (pty && child) {
+        this.terminal = true;
+        ptyApi()!.ptyPump(pty[0], pipes.stdout[1]);
+      } else {
+        if (pty) closeQuietly(pty[0]);
+        closeQuietly(pipes.stdout[1]);
+      }
       closeQuietly(pipes.stderr[1]);
       if (passed.stdin !== null) closeQuietly(passed.stdin);
       passed.stdin = null;

@@ -437,6 +437,7 @@ export class RunJob {
     // Off the handoff path: the manifest's start time and the .meta files.
     if (this.manifest) {
       const m = startedManifest(this.manifest, this.startedAt, grant.claims);
+      if (this.output.terminal && m.stdio) m.stdio = { ...m.stdio, terminal: true };
       this.manifest = m;
       this.manifestRewrite = writeManifest(this.ioDir, m, this.syncLater('manifest.json')).then(
         () => undefined,
