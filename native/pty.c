@@ -2,9 +2,12 @@
  * A pseudo-terminal for a job whose caller's stdout is a terminal, so the job's isatty(1) is true as under flock(1)
  * (colours, line buffering) while output.log still gets every byte (docs/architecture.md, "The output path"):
  *
- *   ptyOpen(callerFd)     -> [master, slave]: a new pty (close-on-exec, not anyone's controlling terminal), with the
+ *   ptyOpen(callerFd)     -> [master, slave, control]: a new pty (close-on-exec, not anyone's controlling terminal), with the
  *                            caller's window size, output post-processing and echo off (the log holds the job's
  *                            bytes, not "\r\n"; the caller's own terminal adds its line discipline on the way out).
+ *                            control is a second descriptor of the master, kept by the daemon for ptyResize, so
+ *                            a resize can never hit a descriptor number the pump has closed and someone reused.
+ *   ptyResize(control, cols, rows) -> the job's window size follows the caller's (the kernel sends it SIGWINCH).
  *   ptyPump(master, pipeW) -> starts a thread that copies the master into the pipe the relay reads (relay.c tees
  *                            pipes only) until the last slave descriptor is closed (EIO) or the relay is gone
  *                            (EPIPE); it then closes both. The pipe's capacity is the backpressure: a full pipe
@@ -67,12 +70,22 @@ static napi_value PtyOpen(napi_env env, napi_callback_info info) {
     tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
     tcsetattr(slave, TCSANOW, &tio);
   }
-  napi_value out, m, s;
-  napi_create_array_with_length(env, 2, &out);
+  int control = fcntl(master, F_DUPFD_CLOEXEC, 3);
+  if (control < 0) {
+    int err = errno;
+    close(master);
+    close(slave);
+    throw_errno(env, "dup of the pty master", err);
+    return NULL;
+  }
+  napi_value out, m, s, c;
+  napi_create_array_with_length(env, 3, &out);
   napi_create_int32(env, master, &m);
   napi_create_int32(env, slave, &s);
+  napi_create_int32(env, control, &c);
   napi_set_element(env, out, 0, m);
   napi_set_element(env, out, 1, s);
+  napi_set_element(env, out, 2, c);
   return out;
 }
 
@@ -144,8 +157,31 @@ static napi_value PtyPump(napi_env env, napi_callback_info info) {
   return undef;
 }
 
+static napi_value PtyResize(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  int32_t fd = -1, cols = 0, rows = 0;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 3 || !arg_int(env, args[0], &fd) || !arg_int(env, args[1], &cols) ||
+      !arg_int(env, args[2], &rows) || cols < 1 || rows < 1 || cols > 65535 || rows > 65535) {
+    napi_throw_type_error(env, "EINVAL", "ptyResize(control, cols, rows)");
+    return NULL;
+  }
+  struct winsize ws = {(unsigned short)rows, (unsigned short)cols, 0, 0};
+  if (ioctl(fd, TIOCSWINSZ, &ws) < 0) {
+    throw_errno(env, "TIOCSWINSZ", errno);
+    return NULL;
+  }
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
 napi_status lockd_pty_init(napi_env env, napi_value exports) {
   napi_value f;
+  napi_status st0 = napi_create_function(env, "ptyResize", NAPI_AUTO_LENGTH, PtyResize, NULL, &f);
+  if (st0 != napi_ok) return st0;
+  st0 = napi_set_named_property(env, exports, "ptyResize", f);
+  if (st0 != napi_ok) return st0;
   napi_status st = napi_create_function(env, "ptyOpen", NAPI_AUTO_LENGTH, PtyOpen, NULL, &f);
   if (st != napi_ok) return st;
   st = napi_set_named_property(env, exports, "ptyOpen", f);

@@ -73,3 +73,23 @@ test('a terminal caller: a job that writes 4 MiB and exits at once loses nothing
   t.is(log.length, 4194304);
   t.true(log.every((b) => b === 0x78));
 });
+
+test("a terminal caller resized while the job runs: the job's pty follows (SIGWINCH, the new size)", async (t) => {
+  if (ptyApi() === null) {
+    t.fail('the addon has no pty support here');
+    return;
+  }
+  const d = await startDaemon(t);
+  const ready = join(d.dir, 'ready');
+  const job = `touch ${ready}; i=0; while [ "$(stty size -F /proc/$$/fd/1)" != "40 120" ]; do i=$((i+1)); if [ $i -gt 400 ]; then echo resize-timeout; exit 1; fi; sleep 0.05; done; echo resized-ok`;
+  const client = [process.execPath, CLI, 'run', '-q', '--', 'sh', '-c', job].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  // The client runs in the background of script's shell (same foreground group, so stty's SIGWINCH reaches it).
+  const shell = `stty rows 33 cols 101; ${client} & i=0; while [ ! -e ${ready} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; stty rows 40 cols 120; wait $!`;
+  const p = spawn('script', ['-qefc', shell, '/dev/null'], { env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (b: Buffer) => (out += b.toString('latin1')));
+  p.stderr!.on('data', (b: Buffer) => (out += b.toString('latin1')));
+  const [code] = (await within(new Promise<[number | null]>((resolve) => p.once('close', (c) => resolve([c]))), 60_000, 'the resized run')) as [number | null];
+  t.is(code, 0, out);
+  t.regex(out, /resized-ok/, out);
+});

@@ -48,8 +48,10 @@ export function relayApi(): RelayApi | null {
 
 /** native/pty.c: a pty for a job whose caller is on a terminal, and the thread that copies it into the relay. */
 export interface PtyApi {
-  /** [master, slave], close-on-exec, with the window size of `callerFd` and output post-processing off. */
-  ptyOpen(callerFd: number): [number, number];
+  /** [master, slave, control], close-on-exec, with the window size of `callerFd` and output post-processing off;
+   * control is a second descriptor of the master, for ptyResize, so resizing never races the pump closing it. */
+  ptyOpen(callerFd: number): [number, number, number];
+  ptyResize(control: number, cols: number, rows: number): void;
   /** Copies master into pipeW on a thread until the last slave is closed; owns and closes both from here on. */
   ptyPump(master: number, pipeW: number): void;
 }
@@ -57,7 +59,7 @@ export interface PtyApi {
 export function ptyApi(): PtyApi | null {
   if (process.platform !== 'linux') return null;
   const n = loadNative() as (ReturnType<typeof loadNative> & Partial<PtyApi>) | null;
-  return n && typeof n.ptyOpen === 'function' && typeof n.ptyPump === 'function' ? (n as unknown as PtyApi) : null;
+  return n && typeof n.ptyOpen === 'function' && typeof n.ptyPump === 'function' && typeof n.ptyResize === 'function' ? (n as unknown as PtyApi) : null;
 }
 
 /** The fd of a connected `net.Socket` on a Unix socket (Node exposes it only on the private `_handle`), or null. */

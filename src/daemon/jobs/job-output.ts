@@ -39,7 +39,9 @@ export class JobOutput {
   private follower: LogFollower | null = null;
   private relayPipes: { stdout: [number, number]; stderr: [number, number] } | null = null;
   /** The caller is on a terminal: the job writes into a pty (master, slave) whose master is pumped into stdout's pipe. */
-  private pty: [number, number] | null = null;
+  private pty: [number, number, number] | null = null;
+  /** A descriptor of the pty's master for resizing, kept until the run settles. */
+  private ptyControl: number | null = null;
   /** Whether the job's output went through a pty; set at launch. */
   terminal = false;
   /** The first write failure of the log; the run is judged log_write_failed. */
@@ -138,6 +140,8 @@ export class JobOutput {
     const pty = this.pty;
     this.pty = null;
     if (pty) closeQuietly(pty[1]);
+    if (pty && child) this.ptyControl = pty[2];
+    else if (pty) closeQuietly(pty[2]);
     if (pipes && passed) {
       // With a pty the pump owns stdout's write end (and the master) from here on; without a child nothing pumps.
       if (pty && child) {
@@ -172,6 +176,16 @@ export class JobOutput {
       return this.relay.done;
     }
     return Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
+  }
+
+  /** The caller's terminal was resized: so is the job's pty (the kernel sends the job SIGWINCH). */
+  resize(cols: number, rows: number): void {
+    if (this.ptyControl === null) return;
+    try {
+      ptyApi()?.ptyResize(this.ptyControl, cols, rows);
+    } catch {
+      // the pty is gone with the job: nothing to resize
+    }
   }
 
   /** The daemon is shutting down: no waiting for a slow caller (the rest goes to the log only). */
@@ -211,6 +225,8 @@ export class JobOutput {
 
   /** Once the job is gone: the log closed, every byte scanned; the scan's result for the verdict. */
   async settle(logPath: string): Promise<ScanResult> {
+    if (this.ptyControl !== null) closeQuietly(this.ptyControl);
+    this.ptyControl = null;
     if (this.log) {
       try {
         await this.log.close();
@@ -237,6 +253,8 @@ export class JobOutput {
 
   /** The run is over: descriptors nothing else will close (a run that never started: busy, cancelled, spawn failed). */
   dispose(): void {
+    if (this.ptyControl !== null) closeQuietly(this.ptyControl);
+    this.ptyControl = null;
     if (this.passed) closePassed(this.passed);
     this.passed = null;
     if (this.relayLogFd !== null) closeQuietly(this.relayLogFd);

@@ -432,7 +432,16 @@ export class RunJob {
     if (this.ctx.cluster?.handles(this.locks)) this.ctx.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.ctx.cluster.onLockLost) === 'stop');
     const grantInfo = this.grantInfo(grant);
     if (this.conn && !this.detached) {
-      this.conn.send({ type: 'started', run_id: this.runId, pid: child.pid, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath, locks: grantInfo });
+      this.conn.send({
+        type: 'started',
+        run_id: this.runId,
+        pid: child.pid,
+        manifest_path: this.manifestPath,
+        result_path: this.resultPath,
+        log_path: this.logPath,
+        locks: grantInfo,
+        ...(this.output.terminal ? { tty: true } : {}),
+      });
     }
     // Off the handoff path: the manifest's start time and the .meta files.
     if (this.manifest) {
@@ -486,6 +495,11 @@ export class RunJob {
   /** Client stdin for the job (-i); bytes that arrive before the child exists are kept, bounded. */
   writeStdin(data: Buffer, conn: Connection): void {
     if (this.req.interactive) this.io.writeStdin(data, conn);
+  }
+
+  /** The caller's terminal changed size: its job's pty follows (nothing without one). */
+  resize(cols: number, rows: number): void {
+    this.output.resize(cols, rows);
   }
 
   endStdin(): void {

@@ -218,7 +218,7 @@ export class DaemonCore implements StatusSource {
     }
     // One long-lived request per connection: a run, a subscription or an acquire owns the connection's close (a
     // lost client cancels it). A second request must not take that over, or a lost client would go unnoticed.
-    if (conn.attachment.owner !== undefined && msg.type !== 'signal' && msg.type !== 'stdin_end') {
+    if (conn.attachment.owner !== undefined && msg.type !== 'signal' && msg.type !== 'stdin_end' && msg.type !== 'resize') {
       conn.fail('protocol_error', `this connection already carries a ${conn.attachment.owner} request; open a new connection for ${msg.type}`);
       return;
     }
@@ -247,6 +247,9 @@ export class DaemonCore implements StatusSource {
         job?.forwardSignal(msg.signal);
         return;
       }
+      case 'resize':
+        this.jobOf(conn)?.resize(msg.cols, msg.rows);
+        return;
       case 'stdin_end':
         if (conn.attachment.job) conn.attachment.job.endStdin();
         else conn.attachment.earlyStdinEnd = true;
