@@ -3,14 +3,11 @@
  * Lager way). A hold's members are added to its locks once granted, so everything a hold does with its locks
  * (journal, .meta, release, restore after a restart) covers them unchanged.
  */
-import type { AcquireRequest, PoolRef } from '../../protocol/messages.js';
+import type { AcquireRequest } from '../../protocol/messages.js';
+import { toPoolClaim } from '../jobs/job-members.js';
 import type { GrantedClaim, Grant, LockTable, PoolClaim } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
 import type { ResolvedLock } from '../records/lock-resolve.js';
-
-export function toPoolClaim(p: PoolRef): PoolClaim {
-  return { pool: p.pool, count: p.count, ...(Object.keys(p.where).length > 0 ? { where: p.where } : {}), ...(p.member !== null ? { member: p.member } : {}) };
-}
 
 /** The lock-table fields of an acquire's pools and priority (none when it has neither). */
 export function poolClaimsOf(req: AcquireRequest): { pools?: PoolClaim[]; priority?: number } {
