@@ -1,7 +1,7 @@
 /** examples/pools: the Makefile flashes "any free arm64 board" for real against a real daemon with its lockd.json. */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CLI, REPO, startDaemon, stopProcess, tempDir } from './helpers/lockd.js';
 
@@ -32,7 +32,17 @@ test('make -j3 flash-all flashes three images on three different arm64 boards; B
   mkdirSync(join(dir, 'state'), { recursive: true });
   copyFileSync(join(DIR, 'lockd.json'), join(dir, 'state', 'lockd.json'));
   const d = await startDaemon(t, { dir });
-  const all = await make(t, d.env, ['-j3', 'flash-all']);
+  // Each flash waits (bounded, 20 s) until all three have started: they pass only if lockd grants three boards at
+  // once, so "never one board twice" does not depend on how fast the machine runs them.
+  const barrier = join(dir, 'barrier');
+  mkdirSync(barrier);
+  const wrapper = join(dir, 'flash-together.sh');
+  writeFileSync(
+    wrapper,
+    `#!/bin/sh\ntouch "${barrier}/$1"; i=0\nwhile [ "$(ls "${barrier}" | wc -l)" -lt 3 ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\nexec "${join(DIR, 'flash.sh')}" "$@"\n`,
+    { mode: 0o755 },
+  );
+  const all = await make(t, d.env, ['-j3', 'flash-all', `FLASH_CMD=${wrapper}`]);
   t.is(all.code, 0, all.stderr);
   const lines = all.stdout.trim().split('\n').sort();
   t.is(lines.length, 3, all.stdout);
@@ -42,6 +52,7 @@ test('make -j3 flash-all flashes three images on three different arm64 boards; B
     all.stdout,
   );
   t.is(new Set(boards).size, 3, 'three boards at once, never one twice');
+  t.deepEqual(readdirSync(barrier).sort(), [...boards].sort() as string[], 'all three were flashing at the same time');
   const one = await make(t, d.env, ['flash', 'BOARD=rpi4-b']);
   t.is(one.stdout, 'flash build/minimal.img on rpi4-b via /dev/ttyUSB1\n', one.stderr);
   const pair = await make(t, d.env, ['pair-test']);
