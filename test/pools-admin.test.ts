@@ -166,3 +166,13 @@ test('a run queued for a member that is then removed ends at once with one clear
   t.like(result, { reason: 'pool_gone', exit_code: 2 });
   h.release();
 });
+
+test('a daemon started with a malformed lockd.json says why a pool is unknown, in one line (exit 2)', async (t) => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'state'), { recursive: true });
+  writeFileSync(join(dir, 'state', 'lockd.json'), '{"pools": {"boards": {"members": []}}}');
+  const d = await startDaemon(t, { dir });
+  const r = await lockd(d, ['run', '--wait', 'inf', '--pool', 'boards', '--', 'true']);
+  t.is(r.code, 2, r.stderr);
+  t.deepEqual(errorLines(r.stderr), [`lockd: unknown pool boards: lockd.json's pools are not in force (${join(d.stateDir, 'lockd.json')}: pool boards: "members" must be an object of members)`]);
+});

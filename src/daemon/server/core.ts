@@ -41,7 +41,7 @@ import type { SystemMode } from '../services/system-mode.js';
 import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst.js';
 import { MetricsCollector } from '../services/metrics.js';
 import { PoolConfig } from '../services/pools.js';
-import { checkPriority, handlePoolRequest } from '../services/pools-admin.js';
+import { checkPoolsKnown, checkPriority, handlePoolRequest } from '../services/pools-admin.js';
 import { endHopelessWaiters } from '../services/pools-waiters.js';
 import { memberJournalLocks } from '../records/pool-members.js';
 import { supersedeOlder } from '../services/supersede.js';
@@ -273,6 +273,7 @@ export class DaemonCore implements StatusSource {
       case 'acquire':
         if (msg.req.pools?.length || msg.req.priority) this.pools.refresh();
         checkPriority(this, conn, msg.req.priority);
+        checkPoolsKnown(this, msg.req.pools);
         return this.holds.acquire(conn, msg.req);
       case 'heartbeat':
         return this.holds.heartbeat(conn, msg.hold_id, msg.holder);
@@ -357,6 +358,7 @@ export class DaemonCore implements StatusSource {
     const uid = this.callers.uidOf(conn);
     if (req.pools?.length || req.priority) this.pools.refresh();
     checkPriority(this, conn, req.priority);
+    checkPoolsKnown(this, req.pools);
     const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid, clusterPrefix: this.cluster?.prefix ?? null });
     const verdict = compileVerdictOptions({
       requireStructured: req.verdict.require_structured,

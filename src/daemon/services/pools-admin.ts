@@ -56,6 +56,17 @@ export function checkPriority(ctx: PoolAdminContext, conn: Connection, priority:
   throw new LockdError('not_authorized', `--priority ${priority} is above max_user_priority ${ctx.pools.maxUserPriority} (${ctx.pools.path}); only root or an admin may ask for more`);
 }
 
+/**
+ * A pool request naming a pool that is not in force while lockd.json could not be read: say why in the one line,
+ * instead of "unknown pool" alone (the usual cause is a typo in the file, not in the command).
+ */
+export function checkPoolsKnown(ctx: PoolAdminContext, refs: ReadonlyArray<{ pool: string }> | undefined): void {
+  const error = ctx.pools.lastError;
+  if (!refs?.length || error === null) return;
+  const missing = refs.find((r) => !(r.pool in ctx.pools.effective()));
+  if (missing) throw new LockdError('unknown_pool', `unknown pool ${missing.pool}: lockd.json's pools are not in force (${error})`);
+}
+
 function pastTense(a: 'add' | 'remove' | 'disable' | 'enable'): string {
   return a === 'add' ? 'added' : a === 'remove' ? 'removed' : `${a}d`;
 }
