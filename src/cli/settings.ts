@@ -29,6 +29,11 @@ export const SETTINGS = {
   timeout: { env: 'LOCKD_TIMEOUT', description: 'kill the command after this many seconds (none by default)', default: () => null },
   kill_after: { env: 'LOCKD_KILL_AFTER', description: 'seconds between SIGTERM and SIGKILL when stopping a tree', default: () => '5' },
   keep: { env: 'LOCKD_RUNS_KEEP', description: 'runs kept per runs root by auto-GC (0 disables)', default: () => '20' },
+  progress_interval: {
+    env: 'LOCKD_PROGRESS_INTERVAL',
+    description: 'without a terminal, a waiting run prints a progress line this often (0 or none: never; -q silences it too)',
+    default: () => '60',
+  },
   holder: { env: 'LOCKD_HOLDER', description: 'holder identity (CI-aware by default)', default: () => null },
   conflict_exit_code: { env: 'LOCKD_CONFLICT_EXIT_CODE', description: 'exit code when the locks are not obtained', default: () => '75' },
   log_max_bytes: { env: 'LOCKD_LOG_MAX_BYTES', description: "cap on a run's output.log (head and tail kept)", default: () => null },

@@ -88,7 +88,7 @@ export async function gcCommand(args: string[]): Promise<number> {
   }
   const settings = runsSettings(values);
   const keep = values.all ? 0 : keepFor(values.keep, settings.value('keep'));
-  const olderThanMs = values['older-than'] !== undefined ? parseDuration(values['older-than']) : null;
+  const olderThanMs = values['older-than'] !== undefined ? parseDuration(values['older-than'], '--older-than') : null;
   const maxBytes = values['max-bytes'] !== undefined ? parseSize(values['max-bytes']) : null;
   const dryRun = values['dry-run'] ?? false;
   const runsRoot = resolveRunsRoot(settings);

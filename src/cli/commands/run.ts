@@ -17,6 +17,7 @@ import type { ForwardSignal, HolderInfo, RunRequest } from '../../protocol/messa
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { parseSize } from '../../runs/units.js';
+import { etaOfRequest, progressLine } from '../render/wait-progress.js';
 
 export const RUN_OPTIONS = {
   ...COMMON_OPTIONS,
@@ -42,6 +43,7 @@ export const RUN_OPTIONS = {
   'result-fd': { type: 'string' },
   'on-lock-lost': { type: 'string' },
   hold: { type: 'string' },
+  'progress-interval': { type: 'string' },
 } as const;
 
 export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
@@ -56,11 +58,14 @@ Locks (any mix; granted all at once or not at all):
   --global-dir DIR    directory of global lock files (default <state-dir>/locks)
   --host-only         with a cluster configured (docs/cluster.md): keep --global locks per host
 Waiting:
-  --wait SECONDS|inf  how long to queue (default 0 on a developer machine, 1800 in CI)
+  --wait DURATION|inf how long to queue: 90, 10m, 1h30m (default 0 on a developer machine, 1800 in CI)
+  --progress-interval DURATION  without a terminal (CI logs), print a "still waiting" line this often: elapsed,
+                      position, blocker, ETA, deadline (default 60; 0 or none: never; $LOCKD_PROGRESS_INTERVAL,
+                      lockd.json progress_interval). On a terminal the live line shows the same; -q silences both
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
 Running:
-  --timeout SECONDS   kill the whole process tree after this long (exit 124)
-  --kill-after SECONDS  grace between SIGTERM and SIGKILL (default 5)
+  --timeout DURATION  kill the whole process tree after this long (exit 124)
+  --kill-after DURATION  grace between SIGTERM and SIGKILL (default 5)
   -i, --interactive   forward stdin to the command
   --detach            print the run id and return; the job keeps its locks until it exits
   --hold ID           run under your hold ID from lockd acquire (default $LOCKD_HOLD_ID); runs under one
@@ -77,11 +82,15 @@ Output: on Linux your own stdout/stderr are passed to the daemon, which relays t
 
 Examples:
   lockd run --root build --arch riscv64 --lock qemu -- ./scripts/run-qemu-session.sh
-  lockd run --global deps-fetch --wait 600 -- make deps
+  lockd run --global deps-fetch --wait 10m -- make deps
+  CI=true lockd run --lock qemu --progress-interval 30s -- ./test.sh   # a line every 30 s while queued
   lockd run --lock board:slots=4 -- ./flash.sh    # the job sees LOCKD_SLOT_board=0..3
 `;
 
-export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process.env): { req: RunRequest; quiet: boolean; resultFd: number | null; connect: ReturnType<typeof connectOptions> } {
+export function buildRunRequest(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { req: RunRequest; quiet: boolean; resultFd: number | null; progressMs: number | null; connect: ReturnType<typeof connectOptions> } {
   const { optionArgs, command } = splitCommand(args, RUN_OPTIONS);
   const { values } = parse(optionArgs, RUN_OPTIONS);
   if (command.length === 0) throw new LockdError('usage', 'lockd run needs a command: lockd run [options] -- COMMAND [ARGS...]');
@@ -99,6 +108,7 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
       holder: values.holder,
       conflict_exit_code: values['conflict-exit-code'],
       log_max_bytes: values['log-max-bytes'],
+      progress_interval: values['progress-interval'],
     },
     env,
   );
@@ -163,7 +173,9 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
     if (onLockLost !== 'stop' && onLockLost !== 'warn') throw new LockdError('usage', `--on-lock-lost must be stop or warn, not ${JSON.stringify(onLockLost)}`);
     req.on_lock_lost = onLockLost;
   }
-  return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
+  const progressS = parseSeconds(settings.value('progress_interval')!, '--progress-interval');
+  const progressMs = progressS === null || progressS === 0 ? null : Math.max(1, Math.round(progressS * 1000));
+  return { req, quiet: values.quiet ?? false, resultFd, progressMs, connect: connectOptions(values, settings) };
 }
 
 /** Output we let queue up in our stdout/stderr before pausing the daemon's stream (RunIo.backlogBytes). */
@@ -183,7 +195,7 @@ function describeBlockers(blockers: HolderInfo[]): string {
  * stdout/stderr, signals we receive are forwarded, and the daemon's progress becomes `lockd:` lines.
  */
 export async function runCommand(args: string[]): Promise<number> {
-  const { req, quiet, resultFd, connect } = buildRunRequest(args);
+  const { req, quiet, resultFd, progressMs, connect } = buildRunRequest(args);
   const say = (line: string) => {
     if (!quiet) process.stderr.write(`lockd: ${line}\n`);
   };
@@ -194,7 +206,8 @@ export async function runCommand(args: string[]): Promise<number> {
   // process). The streams are getters: created only if the run falls back to the framed stream, because creating
   // process.stdout/stdin for a pipe changes its flags (O_NONBLOCK), which the job and the caller share.
   let stdinUsed = false;
-  const run = LockdClient.fromConnectOptions(connect).runRaw(req, {
+  const client = LockdClient.fromConnectOptions(connect);
+  const run = client.runRaw(req, {
     get stdout() {
       return process.stdout;
     },
@@ -242,28 +255,66 @@ export async function runCommand(args: string[]): Promise<number> {
     process.stderr.write('\r\x1b[K');
     liveLine = false;
   };
+  // Without a terminal the wait is reported on a steady interval (CI kills jobs that print nothing for minutes).
+  let queue: { runId: string; position: number; blockers: HolderInfo[] } | null = null;
+  let progress: NodeJS.Timeout | null = null;
+  const stopProgress = () => {
+    if (progress) clearInterval(progress);
+    progress = null;
+  };
+  const progressTick = async () => {
+    if (!queue || waitingSince === null) return;
+    const since = waitingSince;
+    // The estimate is the daemon's (recorded durations); a slow or failed status answer only leaves it unknown.
+    let etaMs: number | null = null;
+    let bound: NodeJS.Timeout | undefined;
+    try {
+      const snapshot = await Promise.race([client.status(), new Promise<null>((r) => (bound = setTimeout(r, Math.min(2000, progressMs ?? 2000), null)))]);
+      if (snapshot) etaMs = etaOfRequest(snapshot, queue.runId);
+    } catch {
+      // unknown ETA
+    } finally {
+      clearTimeout(bound);
+    }
+    if (!progress || !queue) return;
+    const now = Date.now();
+    say(progressLine({ names, elapsedMs: now - since, position: queue.position, blockers: queue.blockers, etaMs, deadline: req.wait_ms === null ? null : since + req.wait_ms, now }));
+  };
   run.on('queued', (m: RunMessage<'queued'>) => {
     showManifest(m.manifest_path);
     waitingSince = Date.now();
+    queue = { runId: m.run_id, position: m.position, blockers: m.blockers };
+    if (!tty && !quiet && progressMs !== null && !progress) {
+      let ticking = false;
+      progress = setInterval(() => {
+        if (ticking) return;
+        ticking = true;
+        void progressTick().finally(() => (ticking = false));
+      }, progressMs);
+    }
     if (tty) {
       process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
       liveLine = true;
     } else say(`waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}`);
   });
   run.on('waiting', (m: RunMessage<'waiting'>) => {
+    if (queue) queue = { ...queue, position: m.position, blockers: m.blockers };
     if (liveLine) process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
   });
   run.on('started', (m: RunMessage<'started'>) => {
+    stopProgress();
     showManifest(m.manifest_path);
     clearLiveLine();
     if (waitingSince !== null) say(`locks granted after ${((Date.now() - waitingSince) / 1000).toFixed(1)} s`);
   });
   run.on('detached', (m: RunMessage<'detached'>) => {
+    stopProgress();
     say(`manifest -> ${m.manifest_path}`);
     say(`result -> ${m.result_path}`);
     process.stdout.write(`${m.run_id}\n`);
   });
   run.on('not_obtained', (m: RunMessage<'not_obtained'>) => {
+    stopProgress();
     clearLiveLine();
     process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
   });
@@ -290,6 +341,7 @@ export async function runCommand(args: string[]): Promise<number> {
     }
     return o.exit_code;
   } finally {
+    stopProgress();
     clearLiveLine();
     for (const [sig, fn] of handlers) process.removeListener(sig, fn);
     if (stdinUsed) process.stdin.destroy();
