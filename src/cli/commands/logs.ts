@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { connectDaemon, type ConnectOptions } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { LOG_FILE, RESULT_FILE } from '../../runs/run-files.js';
 import { readResult, type RunResult } from '../../runs/result.js';
 import { LockdError } from '../../util/errors.js';
@@ -119,7 +120,7 @@ interface RunWatch {
 async function watchRun(connect: ConnectOptions, runId: string): Promise<RunWatch | null> {
   let conn;
   try {
-    conn = await connectDaemon({ ...connect, autostart: false }, { type: 'watch_run', run_id: runId });
+    conn = await connectDaemon(lookOnly(connect), { type: 'watch_run', run_id: runId });
   } catch {
     return null;
   }

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { COMMON_OPTIONS, parse, parseIntOption } from '../args.js';
 import { Settings } from '../settings.js';
 import { request, type ConnectOptions } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { listRuns, type ListedStatus, type RunSummary } from '../../runs/list.js';
 import { RUN_STATUSES } from '../../runs/result.js';
 import { isValidRunId } from '../../runs/run-id.js';
@@ -64,7 +65,7 @@ export interface LiveRunInfo {
 /** Ask a running daemon (never starting one) whether the run is live and where its files are; null when none answers. */
 export async function askDaemonAboutRun(connect: ConnectOptions, runId: string): Promise<LiveRunInfo | null> {
   try {
-    const state = await request({ ...connect, autostart: false }, { type: 'watch_run', run_id: runId }, ['run_state']);
+    const state = await request(lookOnly(connect), { type: 'watch_run', run_id: runId }, ['run_state']);
     return { live: state.live, resultPath: state.result_path, logPath: state.log_path };
   } catch {
     return null;

@@ -2,6 +2,7 @@
 import { COMMON_OPTIONS, parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { connectDaemon } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { LockdError } from '../../util/errors.js';
 
 export const SHUTDOWN_HELP = `Usage: lockd shutdown [--force]
@@ -25,7 +26,7 @@ function alive(pid: number): boolean {
 
 export async function shutdownCommand(args: string[]): Promise<number> {
   const { values } = parse(args, { ...COMMON_OPTIONS, force: { type: 'boolean' } });
-  const opts = { ...connectOptions(values), autostart: false };
+  const opts = lookOnly(connectOptions(values));
   const conn = await connectDaemon(opts, { type: 'shutdown', force: values.force ?? false });
   const pid = conn.info.pid;
   const note = await new Promise<string | null>((resolve, reject) => {
