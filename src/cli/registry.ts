@@ -69,6 +69,11 @@ export const COMMANDS: CommandTable = {
     load: async () => (await import('./commands/release.js')).releaseCommand,
     help: async () => (await import('./commands/release.js')).RELEASE_HELP,
   },
+  wait: {
+    summary: 'wait for runs to end; exit with their exit code',
+    load: async () => (await import('./commands/wait.js')).waitCommand,
+    help: async () => (await import('./commands/wait.js')).WAIT_HELP,
+  },
   kill: { summary: "stop a run's whole process tree", load: async () => (await import('./commands/kill.js')).killCommand, help: async () => (await import('./commands/kill.js')).KILL_HELP },
   config: {
     summary: "print every setting's effective value and source",

@@ -195,6 +195,11 @@ function describeBlockers(blockers: HolderInfo[]): string {
  * stdout/stderr, signals we receive are forwarded, and the daemon's progress becomes `lockd:` lines.
  */
 export async function runCommand(args: string[]): Promise<number> {
+  // -h/--help among run's own options (before the command: `lockd run --lock x make -h` is make's -h).
+  if (parse(splitCommand(args, RUN_OPTIONS).optionArgs, RUN_OPTIONS).values.help) {
+    process.stdout.write(RUN_HELP);
+    return EXIT.OK;
+  }
   const { req, quiet, resultFd, progressMs, connect } = buildRunRequest(args);
   const say = (line: string) => {
     if (!quiet) process.stderr.write(`lockd: ${line}\n`);

@@ -7,11 +7,13 @@ import { LockdError } from '../../util/errors.js';
 
 export const SHUTDOWN_HELP = `Usage: lockd shutdown [--force]
 
-Stop the daemon. While runs are in progress it refuses, unless --force: then every job's
-process tree is stopped and its result.json written before the daemon exits.
+Stop the daemon. While runs are in progress it refuses (exit 75, naming the runs in the way; wait for them
+with lockd wait RUN...), unless --force: then every job's process tree is stopped and its result.json
+written before the daemon exits.
 Under systemd socket activation prefer 'systemctl stop lockd.service lockd.socket'.
 
-Example:
+Examples:
+  lockd shutdown || lockd shutdown --force
   lockd shutdown --force
 `;
 
