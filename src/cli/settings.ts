@@ -64,6 +64,49 @@ export interface Resolved {
   source: Source;
 }
 
+/** Edit distance (insert, delete, substitute, swap of neighbours), for "did you mean". */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known key closest to `key` (also `--kebab-case` and `LOCKD_ENV` spellings), or null when none is close. */
+export function nearestSetting(key: string): string | null {
+  const k = key.toLowerCase().replace(/^lockd_/, '').replace(/^-+/, '').replace(/-/g, '_');
+  if (k in SETTINGS) return k;
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const name of Object.keys(SETTINGS)) {
+    const dist = editDistance(k, name);
+    if (dist < bestD) [best, bestD] = [name, dist];
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(k.length / 3)) ? best : null;
+}
+
+const warnedConfigs = new Set<string>();
+
+/**
+ * A key lockd does not know is a typo until proven otherwise (`wiat` silently meant the default): one warning line
+ * per file and process, printed when the file is read, which is before the command writes anything. Keys starting
+ * with `$` or `//` are left alone ($schema, comments).
+ */
+function warnUnknownKeys(path: string, config: Record<string, unknown>): void {
+  if (warnedConfigs.has(path)) return;
+  warnedConfigs.add(path);
+  for (const key of Object.keys(config)) {
+    if (key in SETTINGS || key.startsWith('$') || key.startsWith('//')) continue;
+    const near = nearestSetting(key);
+    process.stderr.write(`lockd: warning: ${path}: unknown key ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; lockd config lists the known keys\n`);
+  }
+}
+
 function readConfig(path: string): Record<string, unknown> | null {
   let text: string;
   try {
@@ -73,7 +116,9 @@ function readConfig(path: string): Record<string, unknown> | null {
   }
   try {
     const v = JSON.parse(text) as unknown;
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+    warnUnknownKeys(path, v as Record<string, unknown>);
+    return v as Record<string, unknown>;
   } catch {
     process.stderr.write(`lockd: warning: ignoring ${path}: not valid JSON\n`);
     return null;

@@ -1,13 +1,13 @@
 /**
  * The runs roots a daemon has recorded runs under, kept in `<state-dir>/run-roots.json` so that `lockd runs`,
  * `logs`, `result` and `wait` find a run recorded with `--root build` (its dir is build/runs/ID) without being
- * told `--root` again. The daemon remembers each root the first time it uses it (off the run's path: the write is
- * not awaited); the CLI only reads. Most recently first-used first, at most MAX_ROOTS; a root that is gone is
+ * told `--root` again. The daemon remembers each root the first time it uses it, written at once (temp file and
+ * rename, no fsync: only a new root costs a write, and a `lockd logs ID` right after the run must see it); the CLI
+ * only reads. Most recently first-used first, at most MAX_ROOTS; a root that is gone is
  * skipped by the readers, never an error.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeJsonAtomic } from './atomic-write.js';
 
 export const RUN_ROOTS_FILE = 'run-roots.json';
 const MAX_ROOTS = 200;
@@ -25,8 +25,6 @@ export function readRunRoots(stateDir: string): string[] {
 /** The daemon's side: remembers roots, writing the file only when a new one appears (one write at a time). */
 export class RunRoots {
   private readonly roots: string[];
-  private writing: Promise<void> = Promise.resolve();
-
   constructor(private readonly stateDir: string) {
     this.roots = readRunRoots(stateDir);
   }
@@ -36,8 +34,13 @@ export class RunRoots {
     if (this.roots.includes(r)) return;
     this.roots.unshift(r);
     this.roots.length = Math.min(this.roots.length, MAX_ROOTS);
-    const roots = [...this.roots];
-    // A lost write costs only the convenience (the user can still pass --root); it never fails a run.
-    this.writing = this.writing.then(() => writeJsonAtomic(join(this.stateDir, RUN_ROOTS_FILE), { roots }, {}).catch(() => undefined));
+    // A failed write costs only the convenience (the user can still pass --root); it never fails a run.
+    const target = join(this.stateDir, RUN_ROOTS_FILE);
+    try {
+      writeFileSync(`${target}.${process.pid}.tmp`, `${JSON.stringify({ roots: this.roots })}\n`);
+      renameSync(`${target}.${process.pid}.tmp`, target);
+    } catch {
+      // see above
+    }
   }
 }
