@@ -27,6 +27,8 @@ export function exitCodeFor(code: string): number {
     // caller already holds: what was asked names something that cannot be done that way
     case 'no_such_hold':
     case 'already_held':
+    // a gc that would remove every finished run without --all: what was asked needs saying explicitly
+    case 'gc_needs_all':
       return EXIT.USAGE;
     case 'lock_busy':
     case 'lock_wait_timeout':

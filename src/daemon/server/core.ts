@@ -558,6 +558,7 @@ export class DaemonCore implements StatusSource {
       ...(msg.older_than_ms !== null ? { olderThanMs: msg.older_than_ms } : {}),
       ...(msg.max_bytes !== null ? { maxBytes: msg.max_bytes } : {}),
       dryRun: msg.dry_run,
+      refuseRemovingAll: msg.all !== true,
       isLive: (id: string) => this.isLiveRun(id),
     });
     conn.end({ type: 'gc_done', report: { runs_root: runsRoot, ...report } as unknown as Record<string, unknown> });
