@@ -15,8 +15,7 @@ import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const FALLBACK =
-  'lockd: no native addon for this platform (no prebuilt binary, and it could not be built): jobs use the portable launcher, flock uses the perl helper, system mode is unavailable';
+const FALLBACK = 'lockd: no native addon for this platform (no prebuilt binary, and it could not be built): jobs use the portable launcher, flock uses the perl helper, system mode is unavailable';
 
 /** The addon node-gyp-build would load now (prebuild or local build), or null. Loading it proves it matches. */
 export function loadableAddon() {

@@ -26,7 +26,12 @@ test('gc that would remove every finished run is refused without --all (daemon a
   const live = await detachedHolder(d, 'live', ['--runs-root', root, '--keep', '0', '--lock', 'l']);
   const before = runDirs(root);
   t.is(before.length, 4);
-  for (const args of [['--keep', '1'], ['--keep', '1', '--dry-run'], ['--keep', '1', '--older-than', '0'], ['--keep', '1', '--max-bytes', '0']]) {
+  for (const args of [
+    ['--keep', '1'],
+    ['--keep', '1', '--dry-run'],
+    ['--keep', '1', '--older-than', '0'],
+    ['--keep', '1', '--max-bytes', '0'],
+  ]) {
     const r = await lockd(d, ['gc', '--runs-root', root, ...args]);
     t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     t.regex(r.stderr, /would remove every finished run in .* \(3\); say --all/, args.join(' '));

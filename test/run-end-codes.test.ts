@@ -12,7 +12,18 @@ import { lockd, lockdSpawn, startDaemon, waitForFile } from './helpers/lockd.js'
 async function detachedExiting(d: Awaited<ReturnType<typeof startDaemon>>, name: string, code: number) {
   const go = join(d.dir, `go-${name}`);
   const ready = join(d.dir, `ready-${name}`);
-  const r = await lockd(d, ['run', '--detach', '--root', d.dir, '--lock', name, '--', 'sh', '-c', `echo out-${name}; touch ${ready}; while [ ! -e ${go} ] && [ -d ${d.dir} ]; do sleep 0.05; done; exit ${code}`]);
+  const r = await lockd(d, [
+    'run',
+    '--detach',
+    '--root',
+    d.dir,
+    '--lock',
+    name,
+    '--',
+    'sh',
+    '-c',
+    `echo out-${name}; touch ${ready}; while [ ! -e ${go} ] && [ -d ${d.dir} ]; do sleep 0.05; done; exit ${code}`,
+  ]);
   if (r.code !== 0) throw new Error(`detached run failed (${r.code}): ${r.stderr}`);
   await waitForFile(ready);
   return { runId: r.stdout.trim(), go: () => writeFileSync(go, '') };
@@ -70,7 +81,11 @@ test('a refused shutdown exits 75 and names the runs in the way', async (t) => {
 
 test('lockd run -h prints run help; -h after the command belongs to the command', async (t) => {
   const d = await startDaemon(t);
-  for (const args of [['run', '-h'], ['run', '--lock', 'x', '-h'], ['run', '--help']]) {
+  for (const args of [
+    ['run', '-h'],
+    ['run', '--lock', 'x', '-h'],
+    ['run', '--help'],
+  ]) {
     const r = await lockd(d, args);
     t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     t.regex(r.stdout, /^Usage: lockd run /, args.join(' '));

@@ -79,7 +79,11 @@ function editDistance(a: string, b: string): number {
 
 /** The known key closest to `key` (also `--kebab-case` and `LOCKD_ENV` spellings), or null when none is close. */
 export function nearestSetting(key: string): string | null {
-  const k = key.toLowerCase().replace(/^lockd_/, '').replace(/^-+/, '').replace(/-/g, '_');
+  const k = key
+    .toLowerCase()
+    .replace(/^lockd_/, '')
+    .replace(/^-+/, '')
+    .replace(/-/g, '_');
   if (k in SETTINGS) return k;
   let best: string | null = null;
   let bestD = Infinity;

@@ -221,11 +221,10 @@ export async function gcRuns(runsRoot: string, options: GcOptions = {}): Promise
     const finished = runs.filter((e) => e.hasResult).length;
     const finishedVictims = victims.filter((e) => e.hasResult).length;
     if (finishedVictims === finished) {
-      throw new LockdError(
-        'gc_needs_all',
-        `this gc would remove every finished run in ${root} (${finished}); say --all if that is what you mean (--keep N keeps the newest N, --dry-run lists them)`,
-        { runs_root: root, finished },
-      );
+      throw new LockdError('gc_needs_all', `this gc would remove every finished run in ${root} (${finished}); say --all if that is what you mean (--keep N keeps the newest N, --dry-run lists them)`, {
+        runs_root: root,
+        finished,
+      });
     }
   }
 

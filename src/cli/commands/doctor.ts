@@ -134,7 +134,7 @@ async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart:
             check: {
               name: 'daemon',
               level: 'warn',
-              message: `no daemon answers on ${opts.socketPath} and ${opts.autostartOffReason ?? "auto-start is off"}`,
+              message: `no daemon answers on ${opts.socketPath} and ${opts.autostartOffReason ?? 'auto-start is off'}`,
               fix: 'start one: lockd daemon (or install the service)',
             },
           }

@@ -94,7 +94,11 @@ export async function findRunDir(runsRoot: RunsRootChoice, runId: string, connec
   if (!runsRoot.explicit) {
     for (const root of readRunRoots(connect.stateDir)) if (await isDirectory(join(root, runId))) return join(root, runId);
   }
-  throw new LockdError('no_such_run', `no run ${runId} in ${runsRoot.root}${runsRoot.explicit ? '' : ' nor in the runs roots the daemon used'} (use --runs-root or --root for runs recorded elsewhere)`, { run_id: runId });
+  throw new LockdError(
+    'no_such_run',
+    `no run ${runId} in ${runsRoot.root}${runsRoot.explicit ? '' : ' nor in the runs roots the daemon used'} (use --runs-root or --root for runs recorded elsewhere)`,
+    { run_id: runId },
+  );
 }
 
 export const RUNS_HELP = `Usage: lockd runs [options]

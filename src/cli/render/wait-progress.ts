@@ -26,8 +26,7 @@ function blockerText(blockers: HolderInfo[]): string {
 
 /** `still waiting for qemu: 2m 00s elapsed, position 1, behind run … (pid 4242) alice: make, ETA ~1m 10s, gives up in 28m 00s (at 10:42:07Z)` */
 export function progressLine(p: WaitProgress): string {
-  const deadline =
-    p.deadline === null ? 'no deadline (--wait inf)' : `gives up in ${formatDuration(Math.max(0, p.deadline - p.now))} (at ${new Date(p.deadline).toISOString().slice(11, 19)}Z)`;
+  const deadline = p.deadline === null ? 'no deadline (--wait inf)' : `gives up in ${formatDuration(Math.max(0, p.deadline - p.now))} (at ${new Date(p.deadline).toISOString().slice(11, 19)}Z)`;
   return `still waiting for ${p.names}: ${formatDuration(p.elapsedMs)} elapsed, position ${p.position}, ${blockerText(p.blockers)}, ETA ${formatEstimate(p.etaMs)}, ${deadline}`;
 }
 

@@ -470,7 +470,12 @@ export class SystemMode {
    * The policy runs as root but only reads (dry run); the removal is `rm -rf` as the user, so the kernel decides
    * what they may delete, and GNU rm's descriptor-based walk is not fooled by a directory swapped for a symlink.
    */
-  private async gcAs(id: UserIdentity, runsRoot: string, opts: { keep: number; dryRun: boolean; refuseRemovingAll?: boolean; olderThanMs?: number; maxBytes?: number }, isLive: (id: string) => boolean): Promise<GcReport> {
+  private async gcAs(
+    id: UserIdentity,
+    runsRoot: string,
+    opts: { keep: number; dryRun: boolean; refuseRemovingAll?: boolean; olderThanMs?: number; maxBytes?: number },
+    isLive: (id: string) => boolean,
+  ): Promise<GcReport> {
     const plan = await gcRuns(runsRoot, { ...opts, dryRun: true, isLive });
     if (opts.dryRun || plan.removed.length === 0) return plan;
     const dirs = plan.removed.map((r) => join(runsRoot, r.run_id));
