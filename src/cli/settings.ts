@@ -25,8 +25,8 @@ export const SETTINGS = {
   build_root: { env: 'LOCKD_BUILD_ROOT', description: 'build root for local locks (--root)', default: () => process.cwd() },
   global_dir: { env: 'LOCKD_GLOBAL_DIR', description: 'directory of global lock files', default: () => null },
   runs_root: { env: 'LOCKD_RUNS_ROOT', description: 'where run directories go (default <root>/runs with --root, else <state-dir>/runs)', default: () => null },
-  wait: { env: 'LOCKD_WAIT', description: 'seconds to wait for locks (0 fail fast, inf forever); 0 on a developer machine, 1800 in CI', default: (e) => String(defaultWaitSeconds(e)) },
-  timeout: { env: 'LOCKD_TIMEOUT', description: 'kill the command after this many seconds (none by default)', default: () => null },
+  wait: { env: 'LOCKD_WAIT', description: 'how long to wait for locks: seconds or 10m, 1h30m (0 fail fast, inf forever); 0 on a developer machine, 1800 in CI', default: (e) => String(defaultWaitSeconds(e)) },
+  timeout: { env: 'LOCKD_TIMEOUT', description: 'kill the command after this long: seconds or 10m, 1h30m (none by default)', default: () => null },
   kill_after: { env: 'LOCKD_KILL_AFTER', description: 'seconds between SIGTERM and SIGKILL when stopping a tree', default: () => '5' },
   keep: { env: 'LOCKD_RUNS_KEEP', description: 'runs kept per runs root by auto-GC (0 disables)', default: () => '20' },
   progress_interval: {
@@ -37,7 +37,7 @@ export const SETTINGS = {
   holder: { env: 'LOCKD_HOLDER', description: 'holder identity (CI-aware by default)', default: () => null },
   conflict_exit_code: { env: 'LOCKD_CONFLICT_EXIT_CODE', description: 'exit code when the locks are not obtained', default: () => '75' },
   log_max_bytes: { env: 'LOCKD_LOG_MAX_BYTES', description: "cap on a run's output.log (head and tail kept)", default: () => null },
-  ttl: { env: 'LOCKD_TTL', description: 'TTL of explicit holds in seconds, or none', default: () => 'none' },
+  ttl: { env: 'LOCKD_TTL', description: 'TTL of explicit holds: seconds or 15m, 2h, or none', default: () => 'none' },
   no_autostart: { env: 'LOCKD_NO_AUTOSTART', description: 'do not start a daemon when none answers (1 to disable auto-start)', default: () => '0' },
   log_level: { env: 'LOCKD_LOG_LEVEL', description: 'daemon log level', default: () => 'info' },
   // Cluster locks (docs/cluster.md): read by `lockd daemon`; on_lock_lost is also each run's default.

@@ -36,10 +36,10 @@ Locks (as in lockd run; granted all at once or not at all):
   --global NAME[:shared|:slots=N]       host-wide lock <global-dir>/global-NAME.lock (repeatable)
   --root DIR  --arch ARCH  --global-dir DIR  --host-only
 Waiting:
-  --wait SECONDS|inf      how long to queue (default 0 on a developer machine, 1800 in CI)
+  --wait DURATION|inf     how long to queue: 90, 10m, 1h30m (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
 Holding:
-  --ttl SECONDS|none      release the hold when no heartbeat comes for this long (default $LOCKD_TTL; else
+  --ttl DURATION|none     release the hold when no heartbeat comes for this long: 900, 15m (default $LOCKD_TTL; else
                           7200 (2 h) when taken at a terminal, none otherwise)
   --holder H              holder identity (default: CI-aware; release/heartbeat must come from the same holder)
 Output:
