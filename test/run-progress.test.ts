@@ -22,6 +22,9 @@ async function waitForLines(p: { stderr(): string; waitForStderr(re: RegExp, ms?
 
 test('a queued run without a terminal prints a progress line on a steady interval (LOCKD_PROGRESS_INTERVAL)', async (t) => {
   const d = await startDaemon(t);
+  // One recorded run of the lock gives the daemon a typical duration, so the ETA is known: the holder is past it.
+  const first = await lockd(d, ['run', '-q', '--root', d.dir, '--lock', 'board', '--', 'true']);
+  t.is(first.code, 0, first.stderr);
   const holder = await detachedHolder(d, 'h', ['--root', d.dir, '--lock', 'board']);
   const run = lockdSpawn(t, d, ['run', '--root', d.dir, '--lock', 'board', '--wait', '10m', '--', 'echo', 'ran'], { env: { LOCKD_PROGRESS_INTERVAL: '200ms' } });
   const lines = await waitForLines(run, 3);
@@ -29,7 +32,7 @@ test('a queued run without a terminal prints a progress line on a steady interva
   for (const line of lines.slice(0, 3)) {
     t.regex(line, /: [0-9.]+s elapsed, position \d+, /, line);
     t.regex(line, new RegExp(`behind run ${holder.runId} \\(pid \\d+\\) `), line);
-    t.regex(line, /, ETA (unknown|any moment|~\S+( \S+)?), /, line);
+    t.regex(line, /, ETA any moment, /, line);
     t.regex(line, /, gives up in \S+( \S+)? \(at \d\d:\d\d:\d\dZ\)$/, line);
   }
   holder.release();

@@ -178,6 +178,9 @@ export function buildRunRequest(
   return { req, quiet: values.quiet ?? false, resultFd, progressMs, connect: connectOptions(values, settings) };
 }
 
+/** How long a progress line waits for the daemon's ETA before it is printed without one (a busy daemon is no reason to go silent). */
+const STATUS_BOUND_MS = 2000;
+
 /** Output we let queue up in our stdout/stderr before pausing the daemon's stream (RunIo.backlogBytes). */
 const OUTPUT_BACKLOG_BYTES = 1024 * 1024;
 
@@ -274,7 +277,7 @@ export async function runCommand(args: string[]): Promise<number> {
     let etaMs: number | null = null;
     let bound: NodeJS.Timeout | undefined;
     try {
-      const snapshot = await Promise.race([client.status(), new Promise<null>((r) => (bound = setTimeout(r, Math.min(2000, progressMs ?? 2000), null)))]);
+      const snapshot = await Promise.race([client.status(), new Promise<null>((r) => (bound = setTimeout(r, STATUS_BOUND_MS, null)))]);
       if (snapshot) etaMs = etaOfRequest(snapshot, queue.runId);
     } catch {
       // unknown ETA
