@@ -12,6 +12,7 @@ import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
 import { lockRefs, LOCK_OPTIONS } from '../locks-arg.js';
 import { LockdClient, type RunMessage } from '../../api/client.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { holderString, currentUser } from '../../client/holder.js';
 import type { ForwardSignal, HolderInfo, RunRequest } from '../../protocol/messages.js';
 import { LockdError } from '../../util/errors.js';
@@ -214,8 +215,7 @@ export async function runCommand(args: string[]): Promise<number> {
   // process). The streams are getters: created only if the run falls back to the framed stream, because creating
   // process.stdout/stdin for a pipe changes its flags (O_NONBLOCK), which the job and the caller share.
   let stdinUsed = false;
-  const client = LockdClient.fromConnectOptions(connect);
-  const run = client.runRaw(req, {
+  const run = LockdClient.fromConnectOptions(connect).runRaw(req, {
     get stdout() {
       return process.stdout;
     },
@@ -274,10 +274,11 @@ export async function runCommand(args: string[]): Promise<number> {
     if (!queue || waitingSince === null) return;
     const since = waitingSince;
     // The estimate is the daemon's (recorded durations); a slow or failed status answer only leaves it unknown.
+    // Look-only: a progress line never starts a daemon (losing ours is the run's own retry to handle).
     let etaMs: number | null = null;
     let bound: NodeJS.Timeout | undefined;
     try {
-      const snapshot = await Promise.race([client.status(), new Promise<null>((r) => (bound = setTimeout(r, STATUS_BOUND_MS, null)))]);
+      const snapshot = await Promise.race([LockdClient.fromConnectOptions(lookOnly(connect)).status(), new Promise<null>((r) => (bound = setTimeout(r, STATUS_BOUND_MS, null)))]);
       if (snapshot) etaMs = etaOfRequest(snapshot, queue.runId);
     } catch {
       // unknown ETA
