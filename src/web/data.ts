@@ -84,7 +84,11 @@ export interface RunRecord {
 }
 
 /** A run's record, found in the runs root, else (a live run recorded elsewhere) through the daemon; null: no such run. */
-export async function findRun(runsRoot: string, runId: string, askDaemon: (runId: string) => Promise<{ live: boolean; resultPath: string | null; logPath: string | null } | null>): Promise<RunRecord | null> {
+export async function findRun(
+  runsRoot: string,
+  runId: string,
+  askDaemon: (runId: string) => Promise<{ live: boolean; resultPath: string | null; logPath: string | null } | null>,
+): Promise<RunRecord | null> {
   const live = await askDaemon(runId);
   let dir = join(runsRoot, runId);
   let manifest = await readManifest(dir).catch(() => null);

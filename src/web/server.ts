@@ -56,7 +56,8 @@ function parseQuery(url: URL, rawQuery: string, allowed: readonly string[]): Map
   if (/%(?![0-9a-fA-F]{2})/.test(rawQuery)) throw new HttpError(400, 'malformed query: a % not followed by two hex digits');
   const out = new Map<string, string>();
   for (const [k, v] of url.searchParams) {
-    if (!allowed.includes(k)) throw new HttpError(400, `unknown query parameter ${JSON.stringify(k.slice(0, 64))}${allowed.length ? ` (this page takes ${allowed.join(', ')})` : ' (this page takes none)'}`);
+    if (!allowed.includes(k))
+      throw new HttpError(400, `unknown query parameter ${JSON.stringify(k.slice(0, 64))}${allowed.length ? ` (this page takes ${allowed.join(', ')})` : ' (this page takes none)'}`);
     if (out.has(k)) throw new HttpError(400, `query parameter ${k} given twice`);
     if (v.length > MAX_PARAM) throw new HttpError(400, `query parameter ${k} is longer than ${MAX_PARAM} characters`);
     out.set(k, v);
@@ -143,7 +144,8 @@ export function createWebServer(opts: WebOptions): WebServer {
   async function action(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     // The Origin check first: a cross-site form post is refused before anything else is looked at.
     if (!originAllowed(req)) return sendJson(res, 403, { ok: false, error: { code: 'bad_origin', message: 'actions need an Origin header naming this page' } });
-    if (!tokenMatches(req.headers[TOKEN_HEADER], opts.token)) return sendJson(res, 403, { ok: false, error: { code: 'bad_token', message: `actions need the token lockd web printed, in the ${TOKEN_HEADER} header` } });
+    if (!tokenMatches(req.headers[TOKEN_HEADER], opts.token))
+      return sendJson(res, 403, { ok: false, error: { code: 'bad_token', message: `actions need the token lockd web printed, in the ${TOKEN_HEADER} header` } });
     let body: { id?: unknown };
     try {
       body = JSON.parse(await readBody(req)) as { id?: unknown };
@@ -203,7 +205,8 @@ export function createWebServer(opts: WebOptions): WebServer {
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rawUrl = req.url ?? '/';
     if (rawUrl.length > MAX_URL) throw new HttpError(400, `request URL over ${MAX_URL} characters`);
-    if (opts.allowedHosts && !opts.allowedHosts.has(req.headers.host ?? '')) throw new HttpError(421, `unexpected Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))}: use the address lockd web printed (or start it with --origin)`);
+    if (opts.allowedHosts && !opts.allowedHosts.has(req.headers.host ?? ''))
+      throw new HttpError(421, `unexpected Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))}: use the address lockd web printed (or start it with --origin)`);
     let url: URL;
     try {
       url = new URL(rawUrl, 'http://lockd.invalid');
@@ -232,7 +235,15 @@ export function createWebServer(opts: WebOptions): WebServer {
     if (path === '/') {
       const q = parseQuery(url, rawQuery, ['runs']);
       const limit = intParam(q, 'runs', 1, 500, runsLimit);
-      return sendHtml(res, 200, page({ title: 'Overview', live: 'overview', body: html`<div id="overview">${raw(await renderOverview(limit))}</div><noscript><p class="note">Without JavaScript this page is a snapshot: reload it to see changes. Actions need JavaScript.</p></noscript>` }).text);
+      return sendHtml(
+        res,
+        200,
+        page({
+          title: 'Overview',
+          live: 'overview',
+          body: html`<div id="overview">${raw(await renderOverview(limit))}</div><noscript><p class="note">Without JavaScript this page is a snapshot: reload it to see changes. Actions need JavaScript.</p></noscript>`,
+        }).text,
+      );
     }
     if (path === '/events') {
       parseQuery(url, rawQuery, []);

@@ -31,6 +31,7 @@ export function historyChart(samples: LockSample[], now: number): Html {
 export function historyTable(samples: LockSample[]): Html {
   if (samples.length === 0) return html`<p class="empty">No run took this lock in the last 24 hours.</p>`;
   return html`<table><caption>Runs under this lock, last 24 h</caption><thead><tr><th scope="col">Run</th><th scope="col">Ended</th><th scope="col">Waited</th><th scope="col">Held</th></tr></thead><tbody>${samples.map(
-    (s) => html`<tr><td><a href="/runs/${encodeURIComponent(s.run_id)}">${s.run_id}</a></td><td>${formatTime(new Date(s.at).toISOString())}</td><td>${formatMs(s.wait_ms)}</td><td>${formatMs(s.hold_ms)}</td></tr>`,
+    (s) =>
+      html`<tr><td><a href="/runs/${encodeURIComponent(s.run_id)}">${s.run_id}</a></td><td>${formatTime(new Date(s.at).toISOString())}</td><td>${formatMs(s.wait_ms)}</td><td>${formatMs(s.hold_ms)}</td></tr>`,
   )}</tbody></table>`;
 }

@@ -26,8 +26,7 @@ function holdersTable(s: StatusSnapshot): Html {
     l.holders.map((h) => {
       const hold = h.kind === 'hold' ? holds.get(h.id) : undefined;
       const ttl = hold ? (hold.ttl_ms === null ? 'no TTL' : html`TTL ${formatMs(hold.ttl_ms)}, expires ${formatTime(hold.expires_utc)} (heartbeat renews)`) : '–';
-      const action =
-        h.kind === 'hold' ? html`<button type="button" class="act" data-action="release" data-id="${h.id}" data-focus="release-${h.id}">Release ${h.id}</button>` : '';
+      const action = h.kind === 'hold' ? html`<button type="button" class="act" data-action="release" data-id="${h.id}" data-focus="release-${h.id}">Release ${h.id}</button>` : '';
       return html`<tr class="holder" data-lock="${l.name}" data-id="${h.id}">
 <td>${lockLink(l)}</td><td>${l.scope}</td><td>${h.mode}${h.slot_index !== null ? ` (slot ${h.slot_index + 1}/${l.capacity ?? '?'})` : ''}</td>
 <td>${h.kind} ${idCell(h.kind, h.id)}</td><td class="who">${h.holder}</td><td>${h.user}</td><td>${h.pid ?? '–'}</td>
@@ -50,8 +49,7 @@ function queueTable(s: StatusSnapshot): Html {
       .sort((a, b) => a.position - b.position)
       .map((w) => {
         const run = w.kind === 'run' ? runs.get(w.id) : undefined;
-        const action =
-          run?.state === 'queued' ? html`<button type="button" class="act" data-action="cancel" data-id="${w.id}" data-focus="cancel-${w.id}">Cancel ${w.id}</button>` : '';
+        const action = run?.state === 'queued' ? html`<button type="button" class="act" data-action="cancel" data-id="${w.id}" data-focus="cancel-${w.id}">Cancel ${w.id}</button>` : '';
         return html`<tr class="waiter" data-lock="${l.name}" data-id="${w.id}">
 <td>${lockLink(l)}</td><td>${w.position}</td><td>FIFO</td><td>${w.kind} ${idCell(w.kind, w.id)}</td><td class="who">${w.holder}</td><td>${w.mode}${w.wants.length > 1 ? ` (wants ${w.wants.join(', ')})` : ''}</td>
 <td>${formatMs(w.waiting_ms)}</td><td class="blocker">${w.blocked_by.join(', ') || '–'}</td><td class="eta">${eta(w, l)}</td><td>${action}</td></tr>`;
