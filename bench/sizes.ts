@@ -42,7 +42,7 @@ export const SIZES: Record<Mode, Sizes> = {
     wrapper: { warmup: 10, rounds: 60, traced: 20 },
     handoff: { jobs: 100, batches: 3 },
     throughput: { jobs: 200, rounds: 3 },
-    streaming: { bytes: 512 * MiB, slowSeconds: 4, warmup: 1, rounds: 3 },
+    streaming: { bytes: 1024 * MiB, slowSeconds: 4, warmup: 1, rounds: 3 },
     scale: { waiters: 10_000, locks: 1000, statusSamples: 10 },
     idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
     cluster: { warmup: 5, iterations: 60, handoffs: 100 },

@@ -8,6 +8,8 @@
  *                                      on each held lock file so legacy `flock(1)` users and lockd exclude
  *                                      each other. It must only be called non-blocking from the main thread.
  *
+ * fdpass.c adds sendFds/recvFds (SCM_RIGHTS) and, on Linux, relay.c adds relayStart/relayCancel (tee/splice).
+ *
  * Plain N-API (node_api.h, NAPI_VERSION pinned in binding.gyp), so one build works on Node 20, 22 and 24.
  * Errors are thrown as Node-style system errors: err.code = "ENOTSOCK" etc., err.errno, err.syscall.
  */
@@ -17,6 +19,7 @@
 #ifdef LOCKD_HAVE_LAUNCHER
 #include "launcher.h"
 #endif
+#include "fdpass.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -201,8 +204,10 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  NAPI_OK(lockd_fdpass_init(env, exports));
 #ifdef LOCKD_HAVE_LAUNCHER
   NAPI_OK(lockd_launcher_init(env, exports));
+  NAPI_OK(lockd_relay_init(env, exports));
 #endif
   return exports;
 }

@@ -33,10 +33,14 @@ export function isBundled(file = target) {
   }
 }
 
-/** Bundle in place; returns 'bundled', 'already-bundled' or a reason it did not. */
-export async function bundleClient({ quiet = false } = {}) {
+/**
+ * Bundle in place; returns 'bundled', 'already-bundled' or a reason it did not. With `inputsOnly`, builds to nothing
+ * and returns the list of the modules the bundle would inline (repo-relative): the test that keeps the hot path small
+ * reads it.
+ */
+export async function bundleClient({ quiet = false, inputsOnly = false } = {}) {
   if (!existsSync(target)) return `no ${target}: run tsc first`;
-  if (isBundled()) return 'already-bundled';
+  if (!inputsOnly && isBundled()) return 'already-bundled';
   let esbuild;
   try {
     esbuild = await import('esbuild');
@@ -50,9 +54,10 @@ export async function bundleClient({ quiet = false } = {}) {
   const keepOutside = {
     name: 'lockd-client-externals',
     setup(build) {
-      // main's lazily imported commands, except run: left as imports relative to main.js (same directory).
+      // The lazily imported commands, except run: left as imports relative to main.js (same directory).
       build.onResolve({ filter: /^\.\/commands\/[^/]+\.js$/ }, (args) => {
-        if (args.importer !== target || args.path === './commands/run.js') return undefined;
+        // The table that imports them (registry.js) sits beside main.js, so the relative path stays right in the bundle.
+        if (dirname(args.importer) !== cliDir || args.path === './commands/run.js') return undefined;
         return { path: args.path, external: true };
       });
       // One LockdError class for everyone (see above).
@@ -69,8 +74,9 @@ export async function bundleClient({ quiet = false } = {}) {
     },
   };
   try {
-    await esbuild.build({
-      entryPoints: [target],
+    const result = await esbuild.build({
+      // Listing inputs of an already bundled tree: start from the plain build kept beside it.
+      entryPoints: [inputsOnly && isBundled() ? join(cliDir, 'main.unbundled.js') : target],
       outfile: tmp,
       bundle: true,
       platform: 'node',
@@ -81,7 +87,10 @@ export async function bundleClient({ quiet = false } = {}) {
       legalComments: 'none',
       logLevel: quiet ? 'error' : 'warning',
       plugins: [keepOutside],
+      metafile: inputsOnly,
+      write: !inputsOnly,
     });
+    if (inputsOnly) return Object.keys(result.metafile.inputs);
     // The plain build stays next to it, so `npm run bench` can show what bundling buys (side by side).
     copyFileSync(target, join(cliDir, 'main.unbundled.js'));
     // Atomic swap: a lockd started meanwhile loads the old main.js or the new one, never half of one.

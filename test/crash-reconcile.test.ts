@@ -404,12 +404,20 @@ test('a run whose leader died with the daemon but left an escaped grandchild: th
   const att = lockdSpawn(t, d, ['run', '--root', root, '--lock', 'esc', '--', 'sh', '-c', `setsid sleep 300 & echo "$$ $!" > ${pids}; echo started; sleep 300`]);
   await att.waitForStdout('started');
   const [leader, escapee] = readFileSync(pids, 'utf8').trim().split(' ').map(Number) as [number, number];
+  // The daemon journals the start right after spawning (the job can be faster): a kill before that is the
+  // "being started" case, tested above. Wait until it answers with the leader's pid.
+  await until(async () => ((await statusOf(d)).locks.find((x) => x.name === 'esc')?.holders[0]?.pid === leader ? true : undefined), 5000, 'the start to be journaled');
   await kill9(d);
   process.kill(leader, 'SIGKILL');
   t.deepEqual(await waitPidsGone([leader]), []);
   t.true(pidAlive(escapee));
   const a = await within(att.done, 15_000, 'the client');
-  const resultPath = /the run's result will be at (\S+)/.exec(a.stderr)![1]!;
+  const named = /the run's result will be at (\S+)/.exec(a.stderr);
+  if (named === null) {
+    t.fail(`the client did not name the result path; it printed: ${a.stderr}`);
+    return;
+  }
+  const resultPath = named[1]!;
   const d2 = await startDaemon(t, { dir });
   t.deepEqual(await waitPidsGone([escapee]), [], 'the escaped grandchild was found (env tag) and killed');
   const res = readJson(resultPath);

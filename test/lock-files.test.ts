@@ -65,7 +65,7 @@ test('prepareLockFile creates the .locks directory and an empty regular lock fil
   t.true(st.isFile());
   t.is(st.size, 0);
   await prepareLockFile(lock, { uid: MY_UID });
-  t.deepEqual(await fsp.readdir(join(root, 'build', 'riscv64', '.locks')), ['qemu.lock']);
+  t.deepEqual((await fsp.readdir(join(root, 'build', 'riscv64', '.locks'))).sort(), ['.gitignore', 'qemu.lock']);
 });
 
 test('prepareLockFile gives created directories and files to the requesting uid (root daemon) or leaves them ours', async (t) => {
@@ -92,14 +92,14 @@ test('writeMeta writes the meta JSON next to the lock; readMeta reads it back; r
   }
   t.deepEqual(await readMeta(lock), meta);
   // The atomic write leaves no temp file behind.
-  t.deepEqual((await fsp.readdir(join(root, '.locks'))).sort(), ['global-deps-fetch.lock', 'global-deps-fetch.lock.meta']);
+  t.deepEqual((await fsp.readdir(join(root, '.locks'))).sort(), ['.gitignore', 'global-deps-fetch.lock', 'global-deps-fetch.lock.meta']);
 
   await writeMeta(lock, sampleMeta({ run_id: undefined, hold_id: 'h-1', pid: 77 }));
   t.is((await readMeta(lock))?.hold_id, 'h-1');
 
   await removeMeta(lock);
   t.is(await readMeta(lock), null);
-  t.deepEqual(await fsp.readdir(join(root, '.locks')), ['global-deps-fetch.lock']);
+  t.deepEqual((await fsp.readdir(join(root, '.locks'))).sort(), ['.gitignore', 'global-deps-fetch.lock']);
   await t.notThrowsAsync(removeMeta(lock));
 });
 

@@ -58,7 +58,7 @@ test('with no build directory and no compiler, the shipped prebuilt binary loads
   t.true(p.loaded, p.error ?? '');
   t.is(p.file, join(dir, 'prebuilds', 'linux-x64', 'lockd.node'));
   t.is(p.launcher, 'native');
-  t.deepEqual(p.fns, ['flock', 'peerCred', 'pipe', 'signal', 'spawn']);
+  t.deepEqual(p.fns, ['flock', 'peerCred', 'pipe', 'recvFds', 'relayCancel', 'relayPending', 'relayStart', 'sendFds', 'signal', 'spawn']);
 });
 
 test('without any addon the launcher says why, and the portable launcher is what the daemon would use', (t) => {

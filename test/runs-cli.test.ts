@@ -217,11 +217,11 @@ test.serial('gc through the daemon keeps exactly N, never removes live or pinned
   t.deepEqual(runDirsIn(root), ['live', 'r2', 'r4']);
 
   // Fresh runs are not old enough for --older-than; unpinned, r2 goes.
-  const young = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--keep', '0', '--older-than', '1h', '--json'])).stdout) as Json;
+  const young = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--all', '--older-than', '1h', '--json'])).stdout) as Json;
   t.deepEqual(young.removed, []);
   t.is((await lockd(d, ['unpin', '--runs-root', root, 'r2'])).code, 0);
   t.false(existsSync(join(root, 'r2', '.pinned')));
-  const all = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--keep', '0', '--json'])).stdout) as Json;
+  const all = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--all', '--json'])).stdout) as Json;
   t.deepEqual(all.removed.map((r: Json) => r.run_id).sort(), ['r2', 'r4']);
   t.deepEqual(all.skipped, [{ run_id: 'live', why: 'live' }]);
   t.deepEqual(runDirsIn(root), ['live']);
@@ -241,7 +241,7 @@ test.serial('gc --max-bytes removes the oldest until the root fits', async (t) =
     });
   }
   // Each run is ~16 KiB of log: 40 KiB fits two of them.
-  const report = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--keep', '0', '--max-bytes', '40K', '--json'])).stdout) as Json;
+  const report = JSON.parse((await lockd(d, ['gc', '--runs-root', root, '--all', '--max-bytes', '40K', '--json'])).stdout) as Json;
   t.deepEqual(
     report.removed.map((r: Json) => r.run_id),
     ['a1'],

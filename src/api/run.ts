@@ -9,6 +9,7 @@ import { connectDaemon, type ConnectOptions, type DaemonConnection } from '../cl
 import { FrameKind } from '../protocol/framing.js';
 import type { DaemonMessage, ForwardSignal, RunOutcome, RunRequest } from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
+import { fdPassApi, socketFd } from '../util/fdpass.js';
 
 /** Where a run's streams go, and how a lost daemon is handled (runRaw's second argument). */
 export interface RunIo {
@@ -29,6 +30,14 @@ export interface RunIo {
    * more, to its successor (auto-started when allowed). Default true; the handle emits 'retry' when it happens.
    */
   retryIfLostWhileQueued?: boolean;
+  /**
+   * The caller's own descriptors (`lockd run` gives 1 and 2, and 0 with -i): offered to the daemon, which then has
+   * the job's output relayed to them in the kernel, and gives the job the stdin descriptor itself (docs/protocol.md,
+   * "Descriptor passing"). Where that cannot be (no addon, not Unix, LOCKD_STDIO=framed, --detach, --log-max-bytes,
+   * an older daemon) the framed stream goes to `stdout`/`stderr`/`stdin` as without it; those are only read then,
+   * so they may be getters that create the stream on first use. With `interactive`, `stdin` must be given too.
+   */
+  fds?: { stdout: number; stderr: number; stdin?: number };
 }
 
 export type RunMessage<T extends DaemonMessage['type']> = Extract<DaemonMessage, { type: T }>;
@@ -68,28 +77,37 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
   const handle = new EventEmitter() as RunHandle;
   const stdout = new PassThrough();
   const stderr = new PassThrough();
-  const ownStdin = req.interactive && !io.stdin ? new PassThrough() : null;
+  // `in`, not a read: the CLI's sinks are getters that create process.stdout & co. only if the framed path needs them.
+  const hasOut = 'stdout' in io && io.stdout !== undefined;
+  const hasErr = 'stderr' in io && io.stderr !== undefined;
+  const hasIn = 'stdin' in io && io.stdin !== undefined;
+  const ownStdin = req.interactive && !hasIn ? new PassThrough() : null;
   handle.stdout = stdout;
   handle.stderr = stderr;
   handle.stdin = ownStdin;
-  const outSink: Writable = io.stdout ?? stdout;
-  const errSink: Writable = io.stderr ?? stderr;
-  const inSource: Readable | null = io.stdin ?? ownStdin;
+  const outSink = (): Writable => (hasOut ? io.stdout! : stdout);
+  const errSink = (): Writable => (hasErr ? io.stderr! : stderr);
+  const inSource = (): Readable | null => (hasIn ? io.stdin! : ownStdin);
   const backlog = io.backlogBytes ?? 0;
   const retry = io.retryIfLostWhileQueued ?? true;
   // With caller-supplied sinks our own streams carry nothing: end them so readers of them do not hang.
-  if (io.stdout) stdout.end();
-  if (io.stderr) stderr.end();
+  if (hasOut) stdout.end();
+  if (hasErr) stderr.end();
+  // Descriptor passing (docs/protocol.md): offered when the caller gave descriptors and this host can pass them.
+  const fds = io.fds && (!req.interactive || io.fds.stdin !== undefined) ? io.fds : null;
+  if (fds) req = { ...req, stdio: process.env.LOCKD_STDIO === 'framed' || !fdPassApi() ? 'framed' : 'fds' };
 
   let conn: DaemonConnection | null = null;
   const pendingSignals: ForwardSignal[] = [];
+  // While the daemon has not answered a descriptor offer, nothing may follow the request on the socket.
+  let ready = false;
   handle.signal = (sig) => {
-    if (conn) conn.send({ type: 'signal', signal: sig });
+    if (conn && ready) conn.send({ type: 'signal', signal: sig });
     else pendingSignals.push(sig);
   };
   const endStreams = () => {
-    if (!io.stdout) stdout.end();
-    if (!io.stderr) stderr.end();
+    if (!hasOut) stdout.end();
+    if (!hasErr) stderr.end();
   };
 
   handle.outcome = new Promise<RunOutcome>((resolve, reject) => {
@@ -105,14 +123,23 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
       let started = false;
       let resultPath: string | null = null;
       let stopStdin: (() => void) | null = null;
+      ready = false;
       connectDaemon(connectOptions, { type: 'run', req })
         .then((c) => {
           conn = c;
-          for (const sig of pendingSignals.splice(0)) c.send({ type: 'signal', signal: sig });
+          // The stream is settled: signals and stdin frames may go (stdin only when it was not passed).
+          const stdioSettled = (passed: boolean) => {
+            if (ready) return;
+            ready = true;
+            for (const sig of pendingSignals.splice(0)) c.send({ type: 'signal', signal: sig });
+            const source = passed ? null : inSource();
+            if (source) stopStdin = forwardStdin(source, c);
+          };
+          if (req.stdio !== 'fds') stdioSettled(false);
           // Data handler first: frames that arrived with hello_ok are replayed, in order, once onMessage is set.
           let paused = false;
           c.onData = (kind, data) => {
-            const out = kind === FrameKind.Stdout ? outSink : errSink;
+            const out = kind === FrameKind.Stdout ? outSink() : errSink();
             const ok = out.write(data);
             if (!paused && !ok && out.writableLength > backlog) {
               paused = true;
@@ -124,6 +151,21 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
             }
           };
           c.onMessage = (m) => {
+            if (m.type === 'stdio') {
+              if (m.mode === 'fds' && fds) {
+                sendDescriptors(c, [fds.stdout, fds.stderr, ...(req.interactive && fds.stdin !== undefined ? [fds.stdin] : [])]).then(
+                  () => stdioSettled(true),
+                  (e: unknown) => {
+                    // The daemon waits for them in vain and gives up; this run cannot go on.
+                    stdioSettled(false);
+                    c.socket.destroy(e as Error);
+                  },
+                );
+              } else stdioSettled(false);
+              return;
+            }
+            // A daemon that predates descriptor passing never answers the offer: its first reply means framed.
+            stdioSettled(false);
             switch (m.type) {
               case 'queued':
                 resultPath = m.result_path;
@@ -131,6 +173,10 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
                 return;
               case 'waiting':
                 handle.emit('waiting', m);
+                return;
+              case 'launching':
+                started = true;
+                resultPath = m.result_path;
                 return;
               case 'started':
                 started = true;
@@ -180,7 +226,6 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
               ),
             );
           };
-          if (inSource) stopStdin = forwardStdin(inSource, c);
         })
         .catch((e: unknown) => settle(() => reject(e)));
     };
@@ -191,6 +236,22 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
   handle.outcome.catch(() => undefined);
   handle.exitCode.catch(() => undefined);
   return handle;
+}
+
+/**
+ * Pass the caller's descriptors: one sendmsg, right after the daemon's `stdio {mode: 'fds'}`, carrying them on a single
+ * 0 byte. Everything written before has reached the daemon (it answered the request), so libuv's queue is empty and
+ * this message cannot overtake a frame.
+ */
+async function sendDescriptors(c: DaemonConnection, list: number[]): Promise<void> {
+  const api = fdPassApi();
+  const fd = socketFd(c.socket);
+  if (!api || fd === null) throw new LockdError('fd_pass_failed', 'cannot pass descriptors on this connection');
+  for (let i = 0; i < 1000; i++) {
+    if (api.sendFds(fd, list, Buffer.from([0])) !== null) return;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  throw new LockdError('fd_pass_failed', 'the daemon socket stayed full while passing descriptors');
 }
 
 /** Forward a readable into the connection's stdin frames with backpressure; returns a function that stops it. */

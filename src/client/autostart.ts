@@ -4,17 +4,23 @@
  * with one daemon: the daemons race for the socket under a startup mutex and the losers exit at once.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ConnectOptions } from './connect-options.js';
 import { LockdError } from '../util/errors.js';
 
-/** bin/lockd.js, found relative to this file in both src/ (tsx) and dist/src/ (compiled) layouts. */
+/**
+ * bin/lockd.js, found by walking up from this file's directory (src/client under tsx, dist/src/client compiled).
+ * Built with node:path from fileURLToPath only: on Windows the path is `C:\…\dist\src\client`, and any '/'
+ * arithmetic on it yields a path that does not exist.
+ */
 function cliEntry(): string {
-  const here = fileURLToPath(import.meta.url);
-  const marker = here.includes('/dist/src/') ? '/dist/src/' : '/src/';
-  return join(here.slice(0, here.lastIndexOf(marker)), 'bin', 'lockd.js');
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const entry = join(dir, 'bin', 'lockd.js');
+    if (existsSync(entry)) return entry;
+    if (dirname(dir) === dir) throw new LockdError('daemon_start_failed', `cannot find lockd's bin/lockd.js above ${fileURLToPath(import.meta.url)}`);
+  }
 }
 
 export async function startDaemonProcess(opts: ConnectOptions): Promise<void> {
@@ -29,7 +35,7 @@ export async function startDaemonProcess(opts: ConnectOptions): Promise<void> {
   closeSync(logFd);
   const ready = child.stdio[3] as NodeJS.ReadableStream;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new LockdError('daemon_start_timeout', `the lockd daemon did not start within 20 s; see ${opts.stateDir}/daemon.log`)), 20_000);
+    const timer = setTimeout(() => reject(new LockdError('daemon_start_timeout', `the lockd daemon did not start within 20 s; see ${join(opts.stateDir, 'daemon.log')}`)), 20_000);
     let text = '';
     const done = () => {
       clearTimeout(timer);

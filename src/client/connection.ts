@@ -3,6 +3,7 @@
  * frames. Import-light on purpose: node built-ins only, because every Make recipe pays for this start-up.
  */
 import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { FrameDecoder, FrameKind, MAX_DATA_FRAME, MAX_JSON_FRAME, encodeFrame, encodeJson, type Frame } from '../protocol/framing.js';
 import type { ClientMessage, DaemonMessage, DaemonInfo } from '../protocol/messages.js';
 import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
@@ -61,7 +62,7 @@ async function connectOrStart(opts: ConnectOptions): Promise<Socket> {
       await new Promise((r) => setTimeout(r, 25 * (i + 1)));
     }
   }
-  throw new LockdError('daemon_unreachable', `started a lockd daemon but cannot connect to ${opts.socketPath}: ${(lastErr as Error).message}; see ${opts.stateDir}/daemon.log`);
+  throw new LockdError('daemon_unreachable', `started a lockd daemon but cannot connect to ${opts.socketPath}: ${(lastErr as Error).message}; see ${join(opts.stateDir, 'daemon.log')}`);
 }
 
 /**

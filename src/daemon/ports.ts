@@ -19,10 +19,14 @@ import type { ClusterService } from './locks/cluster-port.js';
  */
 export interface LockGate {
   readonly table: LockTable<Owner>;
-  /** A holder or waiter leaves: whatever becomes grantable is started, in the same tick. */
-  release(id: string): void;
-  /** A waiter gives up (a holder is left alone). */
-  cancel(id: string): void;
+  /**
+   * A holder or waiter leaves: whatever becomes grantable is started, in the same tick. Settles once the runs it
+   * started are launched (or gave up), with how many runs it started: the job that freed the locks writes its
+   * records after that.
+   */
+  release(id: string): Promise<number>;
+  /** A waiter gives up (a holder is left alone). Settles like release(). */
+  cancel(id: string): Promise<number>;
 }
 
 /** Where the daemon's events go (the `lockd events` stream, the page, the metrics). */

@@ -69,6 +69,12 @@ export interface RunRequest extends CallerInfo {
    * lock's own mode. Only the hold's holder may name it. Absent or null: an ordinary run, which waits for a hold.
    */
   hold_id?: string | null;
+  /**
+   * How the job's output reaches the caller (docs/protocol.md, "Descriptor passing"). 'fds': the client will pass
+   * its stdout and stderr (and stdin with `interactive`) over the socket when the daemon answers `stdio {mode:
+   * 'fds'}`; absent or 'framed': data frames. Optional, so older daemons (which ignore it) stay framed.
+   */
+  stdio?: 'fds' | 'framed';
 }
 
 export interface AcquireRequest extends CallerInfo {
@@ -242,9 +248,19 @@ export type DaemonMessage =
   | ({ type: 'pong' } & DaemonInfo)
   | { type: 'queued'; run_id: string; position: number; blockers: HolderInfo[]; manifest_path: string; result_path: string }
   | { type: 'waiting'; position: number; blockers: HolderInfo[] }
+  /**
+   * Sent just before the job is launched, so a client that loses the daemon after this never retries the run (its
+   * command may be running or have run). Clients that predate it ignore it.
+   */
+  | { type: 'launching'; run_id: string; result_path: string }
   | { type: 'started'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null; locks: GrantInfo[] }
   | { type: 'finished'; outcome: RunOutcome }
   | { type: 'detached'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null }
+  /**
+   * The answer to a run with `stdio: 'fds'`, before anything else about the run: 'fds' = send the descriptors now
+   * (one sendmsg, payload one 0 byte, nothing else in between); 'framed' = the daemon will not take them (reason).
+   */
+  | { type: 'stdio'; mode: 'fds' | 'framed'; reason: string | null }
   | { type: 'acquired'; hold_id: string; locks: GrantInfo[]; queue_wait_ms: number; holder: string; ttl_ms: number | null }
   | { type: 'not_obtained'; code: string; message: string; blockers: HolderInfo[]; exit_code: number }
   | { type: 'released'; released: boolean; note: string | null; hold_ids: string[] }

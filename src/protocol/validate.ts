@@ -147,6 +147,7 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           conflict_exit_code: int(r, 'conflict_exit_code', p, 0, 255),
           ...(r.on_lock_lost !== undefined && r.on_lock_lost !== null ? { on_lock_lost: oneOf(r, 'on_lock_lost', p, ['stop', 'warn'] as const) } : {}),
           ...(r.hold_id !== undefined && r.hold_id !== null ? { hold_id: str(r, 'hold_id', p, 128) } : {}),
+          ...(r.stdio !== undefined && r.stdio !== null ? { stdio: oneOf(r, 'stdio', p, ['fds', 'framed'] as const) } : {}),
         },
       };
     }

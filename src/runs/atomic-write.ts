@@ -80,6 +80,7 @@ async function writeAndRename(target: string, data: string | Uint8Array, mode: n
  * No timer is left once the queue is empty.
  */
 const SYNC_QUIET_MS = 2000;
+const SYNC_OPEN_FLAGS = process.platform === 'win32' ? 'r+' : 'r';
 const SYNC_MAX_DELAY_MS = 10_000;
 const syncQueue: Array<{ file: string; done: ((err: Error | null) => void) | null; at: number }> = [];
 let syncing = false;
@@ -119,7 +120,8 @@ async function drainSyncQueue(): Promise<void> {
     for (const { file } of batch) {
       let handle;
       try {
-        handle = await open(file, 'r');
+        // Windows flushes (FlushFileBuffers) only through a handle opened for writing: 'r' gives EPERM there.
+        handle = await open(file, SYNC_OPEN_FLAGS);
         await handle.sync();
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failures.set(file, err as Error);

@@ -49,6 +49,16 @@ export interface RunManifest {
   env_digest: EnvDigest;
   detach: boolean;
   parent_run_id: string | null;
+  /**
+   * How the job's output reaches the caller: 'fds' (the caller's descriptors, relayed in the kernel) or 'framed'
+   * (data frames over the socket), and why framed when the client asked for descriptors. Absent in older manifests.
+   */
+  stdio?: ManifestStdio;
+}
+
+export interface ManifestStdio {
+  path: 'fds' | 'framed';
+  reason: string | null;
 }
 
 export interface ManifestInput {
@@ -72,6 +82,7 @@ export interface ManifestInput {
   env: Readonly<Record<string, string | undefined>>;
   detach?: boolean;
   parentRunId?: string | null;
+  stdio?: ManifestStdio;
 }
 
 function currentUser(): string {
@@ -112,6 +123,7 @@ export function buildManifest(input: ManifestInput): RunManifest {
     env_digest: digestEnv(input.env),
     detach: input.detach ?? false,
     parent_run_id: input.parentRunId ?? null,
+    ...(input.stdio ? { stdio: { path: input.stdio.path, reason: input.stdio.reason } } : {}),
   };
 }
 

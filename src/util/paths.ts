@@ -18,9 +18,21 @@ function uid(): number {
   return typeof process.getuid === 'function' ? process.getuid() : 0;
 }
 
-/** The per-user socket: $XDG_RUNTIME_DIR/lockd/lockd.sock, else <tmpdir>/lockd-<uid>/lockd.sock. */
+/**
+ * A pipe name's user part: Windows user names may hold spaces and other characters that are awkward in a pipe name
+ * (a backslash is not allowed at all), so anything outside [A-Za-z0-9._-] becomes '_'.
+ */
+export function pipeUserPart(env: NodeJS.ProcessEnv = process.env): string {
+  const user = env.USERNAME || env.USER || 'user';
+  return user.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/**
+ * The per-user socket: $XDG_RUNTIME_DIR/lockd/lockd.sock, else <tmpdir>/lockd-<uid>/lockd.sock. On Windows the
+ * per-user named pipe \\.\pipe\lockd-<user> (docs/windows.md: what protects it, since Node cannot set its DACL).
+ */
 export function defaultUserSocket(env: NodeJS.ProcessEnv = process.env): string {
-  if (process.platform === 'win32') return `\\\\.\\pipe\\lockd-${env.USERNAME ?? 'user'}`;
+  if (process.platform === 'win32') return `\\\\.\\pipe\\lockd-${pipeUserPart(env)}`;
   const runtime = env.XDG_RUNTIME_DIR;
   if (runtime?.startsWith('/')) return join(runtime, 'lockd', 'lockd.sock');
   return join(tmpdir(), `lockd-${uid()}`, 'lockd.sock');
@@ -52,8 +64,9 @@ export function checkSocketPathLength(path: string): void {
   }
 }
 
-/** The per-user state directory: $XDG_STATE_HOME/lockd, else ~/.local/state/lockd. */
+/** The per-user state directory: $XDG_STATE_HOME/lockd, else ~/.local/state/lockd; on Windows %LOCALAPPDATA%\lockd. */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (process.platform === 'win32') return join(env.LOCALAPPDATA || join(env.USERPROFILE || homedir(), 'AppData', 'Local'), 'lockd');
   const xdg = env.XDG_STATE_HOME;
   if (xdg?.startsWith('/')) return join(xdg, 'lockd');
   return join(env.HOME || homedir(), '.local', 'state', 'lockd');

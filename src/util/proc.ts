@@ -21,6 +21,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 
 const IS_LINUX = process.platform === 'linux';
+/** Windows has no `ps`: every `ps` question answers "unknown" there at once (jobs use process-tree-windows.ts). */
+const NO_PS = process.platform === 'win32';
 
 /** One process as seen in the process table. */
 export interface ProcessEntry {
@@ -133,7 +135,7 @@ export function parsePsRows(text: string): PsRow[] {
 const PS_COLUMNS = ['-o', 'pid=', '-o', 'ppid=', '-o', 'pgid=', '-o', 'stat=', '-o', 'lstart='];
 
 function psRowSync(pid: number): PsRow | null {
-  if (!isValidPid(pid)) return null;
+  if (NO_PS || !isValidPid(pid)) return null;
   try {
     const out = execFileSync('ps', [...PS_COLUMNS, '-p', String(pid)], {
       env: PS_ENV,
@@ -149,6 +151,7 @@ function psRowSync(pid: number): PsRow | null {
 }
 
 function psRun(args: string[]): Promise<string | null> {
+  if (NO_PS) return Promise.resolve(null);
   return new Promise((resolve) => {
     execFile('ps', args, { env: PS_ENV, encoding: 'utf8', timeout: 10_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout) => {
       // A non-zero exit with output still carries rows (ps exits 1 when some pid is missing).

@@ -27,7 +27,8 @@ Removed run ids go to stdout; kept ones are named on stderr with the reason (liv
 Options:
   --runs-root DIR         runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else the daemon's <state-dir>/runs)
   --root DIR              build root whose runs to collect (<root>/runs)
-  --keep N                newest runs always kept; 0 keeps none (default $LOCKD_RUNS_KEEP unless 0, else 20)
+  --keep N                newest runs always kept; 0 keeps all, as for LOCKD_RUNS_KEEP (default $LOCKD_RUNS_KEEP unless 0, else 20)
+  --all                   remove every finished run (no count kept); the only way to keep none
   --older-than DURATION   only remove runs idle this long: 90s, 30m, 12h, 7d, 2w, 1h30m
   --max-bytes SIZE        also remove the oldest until all runs take at most SIZE: 500M, 10G
   --dry-run               print what would be removed, remove nothing
@@ -55,12 +56,18 @@ function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
+/** Keep count meaning "no count limit": --keep 0 keeps every run, the same 0 as LOCKD_RUNS_KEEP and auto-GC. */
+const KEEP_ALL = 2 ** 31 - 1;
+
 /**
- * --keep as given (0 keeps none). Without it, the auto-GC setting, except that its 0 means "auto-GC off", which
+ * --keep as given (0 keeps all). Without it, the auto-GC setting, except that its 0 means "auto-GC off", which
  * must not turn a plain `lockd gc` into "remove everything": then the library default.
  */
 function keepFor(flag: string | undefined, setting: string | null): number {
-  if (flag !== undefined) return parseIntOption(flag, '--keep');
+  if (flag !== undefined) {
+    const n = parseIntOption(flag, '--keep');
+    return n === 0 ? KEEP_ALL : n;
+  }
   const n = setting === null ? DEFAULT_KEEP : parseIntOption(setting, 'LOCKD_RUNS_KEEP');
   return n === 0 ? DEFAULT_KEEP : n;
 }
@@ -73,9 +80,14 @@ export async function gcCommand(args: string[]): Promise<number> {
     'max-bytes': { type: 'string' },
     'dry-run': { type: 'boolean' },
     json: { type: 'boolean' },
+    all: { type: 'boolean' },
   });
+  if (values.all && values.keep !== undefined) {
+    process.stderr.write('lockd: gc: --all and --keep contradict each other (--all keeps no run)\n');
+    return EXIT.USAGE;
+  }
   const settings = runsSettings(values);
-  const keep = keepFor(values.keep, settings.value('keep'));
+  const keep = values.all ? 0 : keepFor(values.keep, settings.value('keep'));
   const olderThanMs = values['older-than'] !== undefined ? parseDuration(values['older-than']) : null;
   const maxBytes = values['max-bytes'] !== undefined ? parseSize(values['max-bytes']) : null;
   const dryRun = values['dry-run'] ?? false;

@@ -72,6 +72,8 @@ Records:
 Verdict (exit 0 pass, 1 fail/timeout, 2 error/infra_fail when any is given):
   --require-structured  --require-marker RE  --require-all RE  --forbid-marker RE  --expect-timeout
 Identity:  --holder H (default: CI-aware, e.g. ci:github:org/repo#123-1/test@runner-3:4242)
+Output: on Linux your own stdout/stderr are passed to the daemon, which relays the job's output to them in the
+  kernel (and into output.log); LOCKD_STDIO=framed forces the framed stream through this process instead.
 
 Examples:
   lockd run --root build --arch riscv64 --lock qemu -- ./scripts/run-qemu-session.sh
@@ -188,10 +190,26 @@ export async function runCommand(args: string[]): Promise<number> {
   // isatty(2), not process.stderr.isTTY: the latter builds the stderr stream, which a quiet run never writes to.
   const tty = isatty(2) && !req.detach;
   const names = req.locks.map((l) => l.name).join(', ');
+  // Our own descriptors go to the daemon where it can take them (the job's output then never passes through this
+  // process). The streams are getters: created only if the run falls back to the framed stream, because creating
+  // process.stdout/stdin for a pipe changes its flags (O_NONBLOCK), which the job and the caller share.
+  let stdinUsed = false;
   const run = LockdClient.fromConnectOptions(connect).runRaw(req, {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    ...(req.interactive ? { stdin: process.stdin } : {}),
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
+    ...(req.interactive
+      ? {
+          get stdin() {
+            stdinUsed = true;
+            return process.stdin;
+          },
+        }
+      : {}),
+    fds: { stdout: 1, stderr: 2, ...(req.interactive ? { stdin: 0 } : {}) },
     backlogBytes: OUTPUT_BACKLOG_BYTES,
   });
 
@@ -274,6 +292,6 @@ export async function runCommand(args: string[]): Promise<number> {
   } finally {
     clearLiveLine();
     for (const [sig, fn] of handlers) process.removeListener(sig, fn);
-    if (req.interactive) process.stdin.destroy();
+    if (stdinUsed) process.stdin.destroy();
   }
 }

@@ -20,7 +20,15 @@ import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from 
 export interface NativeLauncherApi {
   pipe(): [number, number];
   spawn(
-    opts: { candidates: string[]; argv: string[]; envp: string[]; cwd: [string]; stdio: [number, number, number]; cgroupFd: number },
+    opts: {
+      candidates: string[];
+      argv: string[];
+      envp: string[];
+      cwd: [string];
+      stdio: [number, number, number];
+      cgroupFd: number;
+      ids?: { uid: number; gid: number; groups: number[] };
+    },
     onExit: (code: number | null, signo: number | null) => void,
   ): { pid: number; handle: object; inCgroup: boolean; via: string };
   signal(handle: object, signo: number): boolean;
@@ -42,6 +50,7 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.
 
 export class NativeLauncher implements Launcher {
   readonly name = 'native' as const;
+  readonly setsIds = true;
   readonly detail: string;
 
   constructor(private readonly api: NativeLauncherApi) {
@@ -61,9 +70,14 @@ export class NativeLauncher implements Launcher {
     let birth: { cgroup: JobCgroup; fd: number } | null = null;
     let result: ReturnType<NativeLauncherApi['spawn']>;
     const end = deferred<ChildEnd>();
+    // Set once the launch returns; the exit callback is asynchronous, so it always finds it (checked anyway).
+    let tree: JobTree | undefined;
+    let reapedEarly = false;
     try {
       let stdin: number;
-      if (spec.stdin === 'pipe') {
+      if (typeof spec.stdin === 'number') {
+        stdin = spec.stdin;
+      } else if (spec.stdin === 'pipe') {
         const [r, w] = this.api.pipe();
         opened.push(r);
         parentEnds.stdin = w;
@@ -83,9 +97,12 @@ export class NativeLauncher implements Launcher {
         parentEnds.stderr = r2;
         out = w1;
         err = w2;
-      } else {
+      } else if (typeof spec.output === 'number') {
         out = spec.output;
         err = spec.output;
+      } else {
+        out = spec.output.stdout;
+        err = spec.output.stderr;
       }
       birth = JobCgroup.forBirth(spec.runId);
       result = this.api.spawn(
@@ -98,16 +115,25 @@ export class NativeLauncher implements Launcher {
           cwd: [spec.cwd],
           stdio: [stdin, out, err],
           cgroupFd: birth?.fd ?? -1,
+          ...(spec.identity ? { ids: { uid: spec.identity.uid, gid: spec.identity.gid, groups: [...spec.identity.groups] } } : {}),
         },
-        (code, signo) => end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null) }),
+        (code, signo) => {
+          // The addon has reaped the leader by now; the tree must stop treating its pid as ours before anyone awaits the exit.
+          if (tree) tree.leaderReaped();
+          else reapedEarly = true;
+          end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null) });
+        },
       );
     } catch (e) {
       for (const fd of Object.values(parentEnds)) if (fd !== null) close(fd);
       parentEnds = { stdin: null, stdout: null, stderr: null };
       if (birth) birth.cgroup.remove();
-      const failure = e as NodeJS.ErrnoException;
+      const failure = e as NodeJS.ErrnoException & { stage?: string };
+      // Only an exec failure's errno says "not found" (127) or "not executable" (126); a chdir as the job's user
+      // that is refused, or an id switch that fails, is lockd's failure to start it (spawn_failed).
+      const code = failure.stage === undefined || failure.stage === 'exec' ? failure.code : undefined;
       // Reported after this call returns, as the portable launcher's spawn errors are.
-      queueMicrotask(() => failed({ code: failure.code, message: failure.message }));
+      queueMicrotask(() => failed({ ...(code ? { code } : {}), message: failure.message }));
       return null;
     } finally {
       for (const fd of opened) close(fd);
@@ -118,6 +144,8 @@ export class NativeLauncher implements Launcher {
     const leader = { signal: (sig: NodeJS.Signals): boolean => this.api.signal(handle, osConstants.signals[sig]) };
     if (birth && !result.inCgroup) birth.cgroup.remove();
     const bornIn = birth && result.inCgroup ? birth.cgroup : undefined;
+    tree = new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, useCgroup: bornIn !== undefined, bornIn, leader });
+    if (reapedEarly) tree.leaderReaped();
     return {
       pid,
       startTime,
@@ -125,7 +153,7 @@ export class NativeLauncher implements Launcher {
       stdout: parentEnds.stdout === null ? null : (new Socket({ fd: parentEnds.stdout, readable: true, writable: false }) as Readable),
       stderr: parentEnds.stderr === null ? null : (new Socket({ fd: parentEnds.stderr, readable: true, writable: false }) as Readable),
       exited: end.promise,
-      tree: new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, useCgroup: bornIn !== undefined, bornIn, leader }),
+      tree,
     };
   }
 }

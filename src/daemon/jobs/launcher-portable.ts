@@ -6,11 +6,19 @@
 import { execa, type ResultPromise } from 'execa';
 import { processStartTimeSync } from '../../util/proc.js';
 import { JobTree } from './process-tree.js';
+import { WindowsJobTree } from './process-tree-windows.js';
 import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from './launcher.js';
 
 export class PortableLauncher implements Launcher {
   readonly name = 'portable' as const;
-  readonly detail = process.platform === 'linux' ? 'execa (fork+exec), process group, cgroup joined after start' : 'execa, process group';
+  // execa can set a uid and gid but not the supplementary groups: system mode wraps the job in setpriv instead.
+  readonly setsIds = false;
+  readonly detail =
+    process.platform === 'linux'
+      ? 'execa (fork+exec), process group, cgroup joined after start'
+      : process.platform === 'win32'
+        ? 'execa, tree ended with taskkill /T (or a parent-pid walk) from the handle-held leader'
+        : 'execa, process group';
 
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null {
     let child: ResultPromise;
@@ -19,10 +27,10 @@ export class PortableLauncher implements Launcher {
         cwd: spec.cwd,
         env: { ...spec.env },
         extendEnv: false,
-        stdin: spec.stdin,
-        // (typed as 'pipe': with a direct log the streams are null, which the callers allow)
-        stdout: (spec.output === 'pipe' ? 'pipe' : spec.output) as 'pipe',
-        stderr: (spec.output === 'pipe' ? 'pipe' : spec.output) as 'pipe',
+        stdin: spec.stdin as 'pipe',
+        // (typed as 'pipe': with a direct log or the relay's pipes the streams are null, which the callers allow)
+        stdout: (spec.output === 'pipe' || typeof spec.output === 'number' ? spec.output : spec.output.stdout) as 'pipe',
+        stderr: (spec.output === 'pipe' || typeof spec.output === 'number' ? spec.output : spec.output.stderr) as 'pipe',
         buffer: false,
         reject: false,
         detached: true, // its own process group: signals and cleanup address the whole job
@@ -40,8 +48,35 @@ export class PortableLauncher implements Launcher {
       return null;
     }
     const pid = child.pid;
+    if (process.platform === 'win32') {
+      // No process groups, signals or start times: the tree is judged by the leader's held handle (process-tree-windows.ts).
+      let alive = true;
+      const exited = new Promise<ChildEnd>((resolve) =>
+        child.once('exit', (code, signal) => {
+          alive = false;
+          resolve({ code, signal });
+        }),
+      );
+      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
+      return {
+        pid,
+        startTime: '',
+        stdin: child.stdin,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        exited,
+        tree: new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader }),
+      };
+    }
     const startTime = processStartTimeSync(pid) ?? '';
-    const exited = new Promise<ChildEnd>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const tree = new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, cgroupMove: 'async' });
+    // libuv has reaped the leader when 'exit' is emitted (see JobTree.leaderReaped).
+    const exited = new Promise<ChildEnd>((resolve) =>
+      child.once('exit', (code, signal) => {
+        tree.leaderReaped();
+        resolve({ code, signal });
+      }),
+    );
     return {
       pid,
       startTime,
@@ -49,7 +84,7 @@ export class PortableLauncher implements Launcher {
       stdout: child.stdout,
       stderr: child.stderr,
       exited,
-      tree: new JobTree({ pid, startTime, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, cgroupMove: 'async' }),
+      tree,
     };
   }
 }

@@ -16,10 +16,24 @@ export interface LaunchSpec {
   readonly args: readonly string[];
   readonly cwd: string;
   readonly env: Readonly<Record<string, string>>;
-  /** 'pipe': the daemon writes the job's stdin (-i); 'ignore': /dev/null. */
-  readonly stdin: 'pipe' | 'ignore';
-  /** 'pipe': the daemon reads stdout/stderr; a file descriptor: both go straight there (a --detach run's log). */
-  readonly output: 'pipe' | number;
+  /** 'pipe': the daemon writes the job's stdin (-i); 'ignore': /dev/null; a descriptor: the caller's own (passed). */
+  readonly stdin: 'pipe' | 'ignore' | number;
+  /**
+   * 'pipe': the daemon reads stdout/stderr; a file descriptor: both go straight there (a --detach run's log); a pair:
+   * each to its own descriptor (the relay's pipes, output-relay.ts). Given descriptors stay the caller's to close.
+   */
+  readonly output: 'pipe' | number | { readonly stdout: number; readonly stderr: number };
+  /**
+   * System mode: the user the job runs as (uid, primary gid, every group), set in the child before the chdir and
+   * the exec. Only for a launcher with `setsIds`; the others get a plan that switches users itself (setpriv).
+   */
+  readonly identity?: JobIdentity;
+}
+
+export interface JobIdentity {
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly number[];
 }
 
 export interface ChildEnd {
@@ -50,6 +64,8 @@ export interface Launcher {
   readonly name: LauncherName;
   /** One line for status, doctor and the log: what it does on this host (e.g. "clone3 into cgroup, pidfd"). */
   readonly detail: string;
+  /** True when `LaunchSpec.identity` is honoured (the native launcher: raw setgroups/setresgid/setresuid). */
+  readonly setsIds: boolean;
   /** Start the job, or report why not (possibly asynchronously) through `failed` and return null. */
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null;
 }

@@ -119,6 +119,8 @@ export class JobTree {
   /** Every process ever seen as a member: pid → start time. */
   private readonly known = new Map<number, string>();
   private killing: Promise<KillResult> | null = null;
+  /** The launcher saw the leader exit and reaped it: any process holding its pid now is someone else. */
+  private reaped = false;
 
   constructor(opts: JobTreeOptions) {
     // pid 0/1/negative would turn kill(-pgid) into "every process" or init's group.
@@ -176,6 +178,17 @@ export class JobTree {
       this.cgroupJoin = null;
       if (this.disposeWanted) this.dispose();
     }
+  }
+
+  /**
+   * Told by the launcher once it has reaped the leader. From then on the leader's pid is foreign whenever a
+   * process holds it: the kernel does not hand out a number still used as a process group id, so a holder means
+   * our group emptied first. This is exact where the start-time check is not: start times tick at 10 ms, and a pid
+   * reused within the same tick would otherwise pass for our leader.
+   */
+  leaderReaped(): void {
+    this.reaped = true;
+    this.known.delete(this.pid);
   }
 
   /** Resolves once an asynchronous cgroup move ('async' mode) has landed or failed; at once otherwise. */
@@ -329,7 +342,7 @@ export class JobTree {
 
   /** One member: the leader through its pidfd when there is one (never a reused pid), anyone else after an identity check. */
   private signalMember(e: ProcessEntry, sig: NodeJS.Signals): void {
-    if (this.leader !== null && e.pid === this.pid && e.startTime === this.startTime) this.leader.signal(sig);
+    if (this.leader !== null && !this.reaped && e.pid === this.pid && e.startTime === this.startTime) this.leader.signal(sig);
     else signalIfSame(e, sig);
   }
 
@@ -358,6 +371,7 @@ export class JobTree {
    */
   private groupIsOursSync(): boolean {
     if (this.startTime === null) return false;
+    if (this.reaped) return processStartTimeSync(this.pid) === null;
     const now = processStartTimeSync(this.pid);
     return now === null || now === this.startTime;
   }
@@ -365,6 +379,7 @@ export class JobTree {
   private groupIsOurs(byPid: Map<number, ProcessEntry>): boolean {
     if (this.startTime === null) return false;
     const leader = byPid.get(this.pid);
+    if (this.reaped) return leader === undefined;
     return leader === undefined || leader.startTime === this.startTime;
   }
 
@@ -379,7 +394,8 @@ export class JobTree {
 
     const found = new Map<number, ProcessEntry>();
     const add = (e: ProcessEntry | undefined | null): void => {
-      if (e && !found.has(e.pid) && this.couldBeMember(e)) found.set(e.pid, e);
+      // Once the leader is reaped, its pid can only name a stranger (see leaderReaped).
+      if (e && !(this.reaped && e.pid === this.pid) && !found.has(e.pid) && this.couldBeMember(e)) found.set(e.pid, e);
     };
 
     if (this.groupIsOurs(byPid)) for (const e of table) if (e.pgid === this.pid) add(e);

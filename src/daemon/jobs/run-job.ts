@@ -10,7 +10,7 @@
  * costs one kill(-pgid, 0)); a tree that outlives its leader is killed first. Everything slow (result.json, auto-GC)
  * happens after the release, off the handoff path.
  */
-import { statSync, createReadStream } from 'node:fs';
+import { statSync, createReadStream, closeSync, openSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Connection } from '../server/connection.js';
@@ -35,14 +35,29 @@ import type { JobTree } from './process-tree.js';
 
 import type { LockParts } from '../ports.js';
 import type { Launcher } from './launcher.js';
+import { faultPoint } from './fault-point.js';
 import { markPhase } from './phase-marks.js';
 import { JobIo } from './job-io.js';
+import { closePassed, OutputRelay, type JobStdio, type PassedStdio } from './output-relay.js';
+import { LogFollower } from './log-follower.js';
+import { relayApi } from '../../util/fdpass.js';
+import { loadNative } from '../../util/peercred.js';
+import type { NativeLauncherApi } from './launcher-native.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
 /** What a run needs of the daemon, given at construction: the lock parts, and the daemon's run bookkeeping. */
+/** How long a finished job's records wait, at most, for the launches its release set off (see afterExit). */
+const RECORDS_AFTER_LAUNCH_MAX_MS = 50;
+
+/** How many runs `p` says were started, or 0 when `ms` ran out first; the timer does not outlive it. */
+function startsWithin(p: Promise<number>, ms: number): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<number>((resolve) => (timer = setTimeout(() => resolve(0), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export interface JobContext extends LockParts {
   /** Starts the job (jobs/launcher.ts: native or portable). */
   readonly launcher: Launcher;
@@ -115,6 +130,15 @@ export class RunJob {
   });
   /** Connections following this run's end (`lockd logs -f`, `watch_run`). */
   readonly watchers = new Set<() => void>();
+  /** The caller's descriptors until they are handed to the job and the relay (closed by finish() if never). */
+  private passed: PassedStdio | null;
+  /** The log's descriptor for the relay, between start() opening it and the relay taking it. */
+  private relayLogFd: number | null = null;
+  /** The caller passed its descriptors: output goes through the kernel relay, the scan follows the log file. */
+  private relay: OutputRelay | null = null;
+  private follower: LogFollower | null = null;
+  /** Shutdown: the relay must not wait for a slow caller. */
+  private outputAbandoned = false;
 
   constructor(
     private readonly ctx: JobContext,
@@ -127,7 +151,9 @@ export class RunJob {
     private readonly verdict: CompiledVerdictOptions,
     readonly uid: number | null,
     readonly parent: string | null,
+    private readonly stdio: JobStdio | null = null,
   ) {
+    this.passed = stdio?.passed ?? null;
     this.manifestPath = join(dir, MANIFEST_FILE);
     this.resultPath = join(dir, RESULT_FILE);
     this.logPath = req.log_path ?? join(dir, LOG_FILE);
@@ -170,6 +196,7 @@ export class RunJob {
       env: this.req.env,
       detach: this.req.detach,
       parentRunId: this.parent,
+      ...(this.stdio ? { stdio: this.stdio.stdio } : {}),
     });
     this.owner.commandLine = this.manifest.command_line;
     await writeManifest(this.ioDir, this.manifest, this.syncLater('manifest.json'));
@@ -177,6 +204,8 @@ export class RunJob {
 
   /** Write the queued manifest, then ask the lock table. */
   async enqueue(): Promise<void> {
+    // Prepared while the run waits, not between the previous job's exit and this one's exec (issue 14 pt 3).
+    this.scanner = new LogScanner(this.verdict);
     const request = {
       id: this.runId,
       claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })),
@@ -373,7 +402,10 @@ export class RunJob {
       return;
     }
     try {
-      if (this.detached && !this.req.log_max_bytes) {
+      if (this.passed) {
+        // The relay threads write the log at explicit offsets (native/relay.c); no writer in JavaScript.
+        this.relayLogFd = openSync(this.logOpenPath, 'w', 0o644);
+      } else if (this.detached && !this.req.log_max_bytes) {
         this.directLog = await openFile(this.logOpenPath, 'w', 0o644);
         this.logDirect = true;
       } else {
@@ -420,11 +452,19 @@ export class RunJob {
       void this.spawnFailed({ code: 'ENOENT_CWD', message: `working directory ${this.req.cwd} does not exist` });
       return;
     }
-    this.scanner = new LogScanner(this.verdict);
     // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
     const env = this.childEnv(grant);
-    const plan = this.ctx.system?.jobSpawn(this, file, args, env) ?? { file, args, cwd: this.req.cwd, env };
+    const plan = this.ctx.system?.jobSpawn(this, file, args, env, this.ctx.launcher.setsIds) ?? { file, args, cwd: this.req.cwd, env };
     markPhase('launch', this.runId);
+    // Written to the socket before the child exists: if the daemon dies from here on, the client must not run the
+    // command a second time (its output may already be on the caller's terminal through the passed descriptors).
+    if (this.conn && !this.detached) this.conn.send({ type: 'launching', run_id: this.runId, result_path: this.resultPath });
+    const passed = this.passed;
+    let relayPipes: { stdout: [number, number]; stderr: [number, number] } | null = null;
+    if (passed) {
+      const api = loadNative() as unknown as NativeLauncherApi;
+      relayPipes = { stdout: api.pipe(), stderr: api.pipe() };
+    }
     const child = this.ctx.launcher.launch(
       {
         runId: this.runId,
@@ -432,15 +472,38 @@ export class RunJob {
         args: plan.args,
         cwd: plan.cwd,
         env: plan.env,
-        stdin: this.req.interactive && !this.detached ? 'pipe' : 'ignore',
-        output: this.directLog ? this.directLog.fd : 'pipe',
+        stdin: passed ? (passed.stdin ?? 'ignore') : this.req.interactive && !this.detached ? 'pipe' : 'ignore',
+        output: relayPipes ? { stdout: relayPipes.stdout[1], stderr: relayPipes.stderr[1] } : this.directLog ? this.directLog.fd : 'pipe',
+        ...(plan.identity ? { identity: plan.identity } : {}),
       },
       (e) => void this.spawnFailed(e),
     );
-    // The child has its own copy of the log descriptor now.
+    // The child has its own copy of the log descriptor (or of the relay's pipes and the caller's stdin) now.
     void this.directLog?.close().catch(() => undefined);
     this.directLog = null;
+    if (relayPipes && passed) {
+      closeQuietly(relayPipes.stdout[1]);
+      closeQuietly(relayPipes.stderr[1]);
+      if (passed.stdin !== null) closeQuietly(passed.stdin);
+      passed.stdin = null;
+      if (!child) {
+        closeQuietly(relayPipes.stdout[0]);
+        closeQuietly(relayPipes.stderr[0]);
+      } else {
+        const logFd = this.relayLogFd!;
+        this.relayLogFd = null;
+        this.passed = null;
+        // Owns the pipes, the caller's descriptors and the log fd from here on, also if it throws.
+        try {
+          this.relay = new OutputRelay(relayApi()!, logFd, { stdout: relayPipes.stdout[0], stderr: relayPipes.stderr[0] }, passed);
+        } catch (e) {
+          // The job's pipes are closed: it ends on EPIPE; the run is recorded as a log failure.
+          this.onLogError(e as Error);
+        }
+      }
+    }
     if (!child) return;
+    faultPoint('after_launch');
     markPhase('launched', this.runId, child.pid);
 
     this.pid = child.pid;
@@ -450,7 +513,8 @@ export class RunJob {
     const startTime = child.startTime;
     this.tree = child.tree;
     const exited = child.exited;
-    const outputDone = Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
+    const outputDone = this.relay ? this.relay.done : Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
+    if (this.relay) this.follower = new LogFollower(this.logOpenPath, this.scanner!, (e) => this.onLogError(e));
     this.io.attach(child);
 
     if (this.req.timeout_ms !== null) {
@@ -551,6 +615,11 @@ export class RunJob {
       await this.cancelQueued(reason === 'client_lost' ? 'client_lost' : reason === 'shutdown' ? 'shutdown' : 'cancelled', by ? `cancelled by ${by}` : 'cancelled');
       return;
     }
+    if (reason === 'shutdown') {
+      // The daemon is going: no waiting for a slow caller to read the rest (it goes to the log only).
+      this.outputAbandoned = true;
+      if (this.childExited) this.relay?.cancel();
+    }
     if (this.state !== 'running' || !this.tree || this.childExited) return;
     if (!this.killReason) {
       this.killReason = reason;
@@ -590,25 +659,52 @@ export class RunJob {
     const drained = await Promise.race([outputDone.then(() => true), delay(200).then(() => false)]);
     if (!drained) {
       await tree.kill({ graceMs: this.req.kill_after_ms, signal: 'SIGTERM' });
-      await Promise.race([outputDone, delay(2000)]);
+      if (this.relay) await this.relayDrained();
+      else await Promise.race([outputDone, delay(2000)]);
     }
     const endedAt = Date.now();
     this.state = 'done';
-    await this.releaseLocks();
+    const { handedOn } = await this.releaseLocks();
     this.ctx.sweepLater(tree);
+    // Nothing but the grant and the launch between this job's exit and the next one's exec: this run's records
+    // (log close, verdict, result.json, .meta, events, the `finished` frame) wait until the runs it handed its locks
+    // to are launched. Bounded, so a next run stuck on an outside flock(1) holder does not hold this result back.
+    // The journal still says `running` meanwhile, so a crash here leaves a result for this run (reconcile).
+    if ((await startsWithin(handedOn, RECORDS_AFTER_LAUNCH_MAX_MS)) > 0) faultPoint('records_after_next_launch');
     await this.finishExited(code, signal, endedAt);
   }
 
-  private async releaseLocks(): Promise<void> {
+  /**
+   * The job is gone but its relay is not done. Bytes still waiting in its pipes are the caller's (a slow reader, a
+   * pager): they are delivered, and the locks held, as flock(1) holds them while its child blocks writing to a slow
+   * reader. A pipe that stays empty without reaching EOF is held by a process that escaped the tree: after 2 s the
+   * relay gives up on it, as the framed path does. A lost client or a shutdown cancels the relay at once.
+   */
+  private async relayDrained(): Promise<void> {
+    const relay = this.relay!;
+    let idle = 0;
+    while (!relay.ended) {
+      const done = await Promise.race([relay.done.then(() => true), delay(500).then(() => false)]);
+      if (done) break;
+      idle = relay.pending() > 0 && this.conn !== null && !this.outputAbandoned ? 0 : idle + 1;
+      if (idle >= 4) relay.cancel();
+    }
+    await relay.done;
+  }
+
+  /** Gives the locks back; returns the starts that release set off (see afterExit). */
+  private async releaseLocks(): Promise<{ handedOn: Promise<number> }> {
     const grant = this.grant;
     this.grant = null;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
     this.ctx.events.emit('released', this.runId, this.lockNames());
     markPhase('released', this.runId);
-    this.ctx.gate.release(this.runId);
+    const handedOn = this.ctx.gate.release(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
     if (grant && this.filesTaken) await this.ctx.guard.give(grant.claims.map((c) => c.key));
     this.filesTaken = false;
+    // Wrapped: a promise returned from an async function would be awaited by the caller's own await.
+    return { handedOn };
   }
 
   /** A cancel that arrived while start() was awaiting: undo what start() has taken and record it. */
@@ -645,7 +741,7 @@ export class RunJob {
       verdict,
       exit: opts.exit ?? null,
       // The log exists once it was opened (a spawn failure leaves it empty); never-started runs have none.
-      logPath: this.log || this.logDirect ? this.logPath : null,
+      logPath: this.log || this.logDirect || this.relay || this.relayLogFd !== null ? this.logPath : null,
       queuedAt: new Date(this.queuedAt),
       startTime: this.startedAt !== null ? new Date(this.startedAt) : null,
       endTime: new Date(endedAt),
@@ -701,6 +797,12 @@ export class RunJob {
       }
     }
     if (this.logDirect) await this.scanDirectLog();
+    if (this.relay) {
+      const { streams, logError } = await this.relay.done;
+      if (logError) this.onLogError(new Error(logError));
+      for (const s of streams) if (s.error) this.ctx.log.warn('output relay stream failed', { run_id: this.runId, error: s.error });
+      await this.follower?.finish();
+    }
     const scan = this.scanner!.end();
     const exit = this.childExit(code, signal);
     // A run whose log could not be written has no trustworthy record, whatever the child did.
@@ -733,6 +835,11 @@ export class RunJob {
   private async finish(result: RunResult): Promise<void> {
     if (this.finished) return;
     this.finished = true;
+    // Descriptors of a run that never started (busy, cancelled, spawn failed): nothing else will close them.
+    if (this.passed) closePassed(this.passed);
+    this.passed = null;
+    if (this.relayLogFd !== null) closeQuietly(this.relayLogFd);
+    this.relayLogFd = null;
     this.state = 'done';
     if (this.waitTimer) clearTimeout(this.waitTimer);
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
@@ -799,6 +906,14 @@ function lockNameOf(locks: ResolvedLock[], key: string): string {
 
 function fmtSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s`;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
 }
 
 function delay(ms: number): Promise<void> {

@@ -8,8 +8,10 @@
  * start time. JobTree's own scan (process-tree.ts) finds the same descendants with their start times and signals
  * each after an identity check, and the process group and cgroup kills reach the rest.
  *
- * The pid handed to tree-kill is checked (pid + start time) immediately before the call. Where start times cannot be
- * read, no pid passes that check, so nothing is signalled at all.
+ * The pid handed to tree-kill is checked immediately before the call: by pid + start time, or, for a job leader on
+ * Windows, by the launcher's held process handle (Windows never gives a pid to a new process while a handle to the
+ * old one is open, and libuv holds the child's handle until it has reported the exit; process-tree-windows.ts).
+ * Where neither check is possible, nothing is signalled at all.
  */
 import treeKill from 'tree-kill';
 import { isSameProcessAlive } from '../../util/proc.js';
@@ -22,11 +24,12 @@ const TREE_KILL_TIMEOUT_MS = 3000;
 
 /**
  * End `pid` and its descendants with tree-kill, if this is a tree-kill platform and `pid` is still the process that
- * started at `startTime`. Resolves true when tree-kill reported success; false when it was not called, failed, or
+ * `identity` names (its start time, or a check of a held handle). Resolves true when tree-kill reported success; false when it was not called, failed, or
  * did not answer within its bound.
  */
-export function treeKillVerified(pid: number, startTime: string, sig: NodeJS.Signals): Promise<boolean> {
-  if (!TREE_KILL_PLATFORM || !isSameProcessAlive(pid, startTime)) return Promise.resolve(false);
+export function treeKillVerified(pid: number, identity: string | (() => boolean), sig: NodeJS.Signals): Promise<boolean> {
+  const same = typeof identity === 'function' ? identity() : isSameProcessAlive(pid, identity);
+  if (!TREE_KILL_PLATFORM || !same) return Promise.resolve(false);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), TREE_KILL_TIMEOUT_MS);
     timer.unref();

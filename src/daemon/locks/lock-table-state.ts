@@ -2,7 +2,7 @@
  * The lock table's internal state: requests, families, holder entries, per-key queues and slot allocation.
  * Only lock-table.ts uses these; they are plain data structures, the rules live there.
  */
-import type { Grant, LockClaim, LockMode, LockRequest } from './lock-table-types.js';
+import type { Grant, LockClaim, LockMode, LockRequest, PoolClaim } from './lock-table-types.js';
 
 /** A top-level request and all nested requests under it; acts as one lock owner. */
 export interface Family {
@@ -26,9 +26,14 @@ export interface Req<M> {
   readonly parentReq: Req<M> | null;
   /** Validated copy, so a caller mutating its request cannot corrupt the table. */
   readonly claims: readonly LockClaim[];
+  /** Validated copy of the pool claims. */
+  readonly pools: readonly PoolClaim[];
+  readonly priority: number;
   state: 'waiting' | 'holding';
   /** While waiting: this request's node in each claimed key's queue. */
   nodes: QueueNode<M>[];
+  /** While waiting: per pool claim, its node in the queue of every candidate member (in the pool's member order). */
+  memberNodes: QueueNode<M>[][];
   /** While holding: one entry per claim. */
   entries: Entry<M>[];
   grant: Grant<M> | null;
@@ -75,6 +80,22 @@ export class WaitQueue<M> {
     return node;
   }
 
+  /**
+   * Insert in (priority descending, arrival ascending) order. Walks back from the tail, so the usual case (same
+   * priority, newest arrival) is O(1).
+   */
+  insertOrdered(req: Req<M>, claim: LockClaim): QueueNode<M> {
+    let after = this.tail;
+    while (after && !comesBefore(after.req, req)) after = after.prev;
+    const node: QueueNode<M> = { req, claim, queue: this, prev: after, next: after ? after.next : this.head };
+    if (node.next) node.next.prev = node;
+    else this.tail = node;
+    if (after) after.next = node;
+    else this.head = node;
+    this.size++;
+    return node;
+  }
+
   remove(node: QueueNode<M>): void {
     if (node.prev) node.prev.next = node.next;
     else this.head = node.next;
@@ -87,6 +108,11 @@ export class WaitQueue<M> {
   *[Symbol.iterator](): IterableIterator<QueueNode<M>> {
     for (let n = this.head; n; n = n.next) yield n;
   }
+}
+
+/** Queue order of top-level requests: higher priority first, then earlier arrival. */
+export function comesBefore<M>(a: Req<M>, b: Req<M>): boolean {
+  return a.priority !== b.priority ? a.priority > b.priority : a.seq < b.seq;
 }
 
 /** Binary min-heap; used for free slot indices and for grant candidates by arrival. */

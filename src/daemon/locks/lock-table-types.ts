@@ -9,11 +9,38 @@ export interface LockClaim {
   slots?: number;
 }
 
+/**
+ * COUNT members of a pool, each matching every `where` KEY=VALUE of its properties (and, with `member`, that one
+ * member). Members are exclusive: a member is held by at most one request at a time.
+ */
+export interface PoolClaim {
+  pool: string;
+  count: number;
+  where?: Record<string, string>;
+  member?: string;
+}
+
+/** One named member of a pool; a disabled member is never granted (it stays held until its holder releases it). */
+export interface PoolMember {
+  name: string;
+  properties: Record<string, string>;
+  disabled?: boolean;
+}
+
+export interface PoolDefinition {
+  name: string;
+  members: PoolMember[];
+}
+
 export interface LockRequest<M = unknown> {
   /** Unique request id (a run id or hold id); unique among requests currently in the table. */
   id: string;
-  /** All-or-nothing; each key at most once. */
+  /** All-or-nothing (together with `pools`); each key at most once. */
   claims: LockClaim[];
+  /** Pool claims, granted all-or-nothing together with `claims`; each pool at most once. Top-level requests only. */
+  pools?: PoolClaim[];
+  /** Higher first; FIFO within one priority. Default 0. Orders top-level waiters only (nested ones come first anyway). */
+  priority?: number;
   /** Nested request: id of a request that currently holds locks (a run whose descendant asks). */
   parent?: string;
   /** Opaque, returned in snapshots and blockers (who, command, since…). */
@@ -28,6 +55,9 @@ export interface GrantedClaim {
   fencingToken: number;
   /** True when granted as re-entry into a key the request's family already held. */
   nested: boolean;
+  /** For a pool member (key = poolMemberKey(pool, member)): the pool and the member granted. */
+  pool?: string;
+  member?: string;
 }
 
 export interface Grant<M> {
@@ -37,7 +67,7 @@ export interface Grant<M> {
   grantedAt: number;
 }
 
-export type RejectCode = 'slots_mismatch' | 'deadlock' | 'duplicate_request' | 'bad_claim';
+export type RejectCode = 'slots_mismatch' | 'deadlock' | 'duplicate_request' | 'bad_claim' | 'unknown_pool' | 'pool_unsatisfiable';
 
 export interface Rejection {
   kind: 'rejected';
@@ -76,6 +106,8 @@ export interface WaiterSnapshot<M> {
   position: number;
   since: number;
   nested: boolean;
+  /** The request's priority; present only when it is not 0. */
+  priority?: number;
   meta: M;
 }
 
@@ -98,4 +130,17 @@ export interface LockTableOptions {
   initialFencing?: Record<string, number>;
   /** How many waiters ahead to list per key in blockers (holders are always all listed). Default 8. */
   maxWaiterBlockersPerKey?: number;
+  /** The pools requests may claim members of (setPools replaces them later). */
+  pools?: PoolDefinition[];
+}
+
+/** What setPools changed: requests granted now, and waiters that no longer have enough members to ever be granted. */
+export interface PoolsChange<M> {
+  grants: Grant<M>[];
+  unsatisfiable: string[];
+}
+
+/** The lock-table key of one pool member. Lock keys are absolute paths or cluster keys, so `pool:` cannot collide. */
+export function poolMemberKey(pool: string, member: string): string {
+  return `pool:${pool}/${member}`;
 }

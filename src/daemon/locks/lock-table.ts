@@ -56,7 +56,30 @@
  * - Fencing: every non-nested grant of a key gets the key's last token + 1 (starting
  *   from `initialFencing[key] ?? 0`); nested claims reuse the family's token.
  * - Grant order after a release or cancel: first nested waiters, smallest arrival
- *   first, then top-level waiters, smallest arrival first.
+ *   first, then top-level waiters in queue order (priority, then arrival).
+ * - Priorities. A top-level request has an integer priority (default 0). Each key's
+ *   top-level queue is ordered by priority, higher first, then by arrival: "earlier"
+ *   in the fairness rule means earlier in that order. A new request may take a free
+ *   key only when no nested waiter and no top-level waiter of the same or higher
+ *   priority waits on it. A queued request never loses a key it reserves to a later
+ *   request of its own priority or lower; a higher one goes ahead of it.
+ * - Pools. A pool (setPools) has named members with properties; a member is disabled
+ *   or not. A pool claim asks for COUNT members matching every `where` KEY=VALUE (or
+ *   the one `member` named). Its *candidates* are the enabled members that match. Each
+ *   member is an exclusive key (poolMemberKey). A waiting pool claim is queued on every
+ *   candidate, so it reserves all of them: a later request never takes a member an
+ *   earlier waiter could be granted with (no line-skipping: a request for 2 is not
+ *   starved by a stream of 1s). A request is granted when every ordinary claim is
+ *   grantable and, for each pool claim, at least COUNT candidates are free and have it
+ *   first in their queue; it takes the first COUNT such members in the pool's order.
+ *   A later request that needs only members no earlier waiter can use goes ahead
+ *   (backfill). Disabled members are never granted. A pool claim naming an unknown
+ *   pool or member is rejected `unknown_pool`; one with fewer candidates than COUNT is
+ *   rejected `pool_unsatisfiable` at submit (never a wait that cannot end). setPools
+ *   replaces the definitions: holders keep what they hold (a removed or disabled
+ *   member leaves when released), waiters are re-queued on their new candidates in
+ *   their old order, and waiters that can no longer be satisfied are reported.
+ *   Pool claims are for top-level requests (a nested one is rejected `bad_claim`).
  *
  * Cost: an operation touches only the keys of the requests involved, the waiters of
  * those keys that it grants plus one head per key, and (for nested requests only) the
@@ -79,8 +102,13 @@ import type {
   WaiterSnapshot,
   LockSnapshot,
   LockTableOptions,
+  PoolClaim,
+  PoolDefinition,
+  PoolMember,
+  PoolsChange,
 } from './lock-table-types.js';
-import { KeyState, MinHeap, type BlockGroup, type Entry, type Family, type QueueNode, type Req, type VirtualGrant } from './lock-table-state.js';
+import { poolMemberKey } from './lock-table-types.js';
+import { comesBefore, KeyState, MinHeap, type BlockGroup, type Entry, type Family, type QueueNode, type Req, type VirtualGrant } from './lock-table-state.js';
 
 const DEFAULT_MAX_WAITER_BLOCKERS = 8;
 const MODES: ReadonlySet<string> = new Set<LockMode>(['exclusive', 'shared', 'slots']);
@@ -100,7 +128,12 @@ export type {
   WaiterSnapshot,
   LockSnapshot,
   LockTableOptions,
+  PoolClaim,
+  PoolDefinition,
+  PoolMember,
+  PoolsChange,
 } from './lock-table-types.js';
+export { poolMemberKey } from './lock-table-types.js';
 
 // ---------------------------------------------------------------------------------
 // The table
@@ -117,6 +150,7 @@ export class LockTable<M = unknown> {
   /** Nested waiters held back because granting them would close a wait-for cycle. */
   readonly #heldBack = new Set<Req<M>>();
   #seq = 0;
+  #pools = new Map<string, PoolDefinition>();
 
   constructor(opts: LockTableOptions = {}) {
     this.#now = opts.now ?? Date.now;
@@ -127,6 +161,36 @@ export class LockTable<M = unknown> {
       }
       this.#lastToken.set(key, token);
     }
+    if (opts.pools) this.#pools = validatePools(opts.pools);
+  }
+
+  /** The pool definitions in force. */
+  pools(): PoolDefinition[] {
+    return [...this.#pools.values()];
+  }
+
+  /**
+   * Replace the pool definitions (throws LockdError bad_option on a malformed one, changing nothing). Holders keep
+   * their members; every waiting pool claim is re-queued on its new candidates, keeping its place in line.
+   */
+  setPools(defs: PoolDefinition[]): PoolsChange<M> {
+    this.#pools = validatePools(defs);
+    const dirty = new Set<KeyState<M>>();
+    const unsatisfiable: string[] = [];
+    const waiting = [...this.#requests.values()].filter((r) => r.state === 'waiting' && r.pools.length > 0).sort((a, b) => a.seq - b.seq);
+    for (const r of waiting) {
+      for (const nodes of r.memberNodes) {
+        for (const node of nodes) {
+          dirty.add(this.#keyOf(node));
+          node.queue.remove(node);
+        }
+      }
+      r.memberNodes = this.#queueMembers(r);
+      for (const nodes of r.memberNodes) for (const node of nodes) dirty.add(this.#keyOf(node));
+      if (r.pools.some((pc, i) => r.memberNodes[i]!.length < pc.count)) unsatisfiable.push(r.id);
+    }
+    // A member that was added or enabled is free for waiters queued on it now, and for nobody else.
+    return { grants: this.#settle(dirty), unsatisfiable };
   }
 
   /** Grant now, queue, or reject. */
@@ -250,7 +314,7 @@ export class LockTable<M = unknown> {
     for (const queue of [ks.nestedQueue, ks.topQueue]) {
       for (let node = queue.head; node; node = node.next, index++) {
         const r = node.req;
-        if (r.nested || r.claims.length !== 1 || index < this.#maxWaiterBlockers) {
+        if (r.nested || r.claims.length !== 1 || r.pools.length > 0 || index < this.#maxWaiterBlockers) {
           out.push(this.#blockerIds(r));
           continue;
         }
@@ -273,6 +337,16 @@ export class LockTable<M = unknown> {
       (_i, _c, who) => waiters.push(who.id),
     );
     const ids = r.nested && holdersInWay > 0 ? holders : holders.concat(waiters);
+    if (r.pools.length > 0) {
+      const poolHolders: string[] = [];
+      const poolWaiters: string[] = [];
+      this.#visitPoolBlockers(
+        r,
+        (_key, who) => poolHolders.push(who.id),
+        (_key, who) => poolWaiters.push(who.id),
+      );
+      return [...new Set(ids.concat(poolHolders, poolWaiters))];
+    }
     // On one key a request is either a holder or a waiter, and each once: repeats come only from several claims.
     return r.claims.length === 1 ? ids : [...new Set(ids)];
   }
@@ -287,6 +361,11 @@ export class LockTable<M = unknown> {
     if (r?.state !== 'waiting') return 0;
     let worst = 0;
     for (const node of r.nodes) worst = Math.max(worst, this.#positionOf(node));
+    // A pool claim's line is as long as its count-th shortest line among its candidates.
+    r.pools.forEach((pc, i) => {
+      const positions = r.memberNodes[i]!.map((node) => this.#positionOf(node)).sort((a, b) => a - b);
+      worst = Math.max(worst, positions[pc.count - 1] ?? positions[positions.length - 1] ?? 0);
+    });
     return worst;
   }
 
@@ -339,8 +418,16 @@ export class LockTable<M = unknown> {
       nested,
       parentReq: nested ? parent : null,
       claims: request.claims.map((c) => (c.mode === 'slots' ? { key: c.key, mode: c.mode, slots: c.slots } : { key: c.key, mode: c.mode })),
+      pools: (request.pools ?? []).map((pc) => {
+        const copy: PoolClaim = { pool: pc.pool, count: pc.count };
+        if (pc.where) copy.where = { ...pc.where };
+        if (pc.member !== undefined) copy.member = pc.member;
+        return copy;
+      }),
+      priority: request.priority ?? 0,
       state: 'waiting',
       nodes: [],
+      memberNodes: [],
       entries: [],
       grant: null,
     };
@@ -354,9 +441,16 @@ export class LockTable<M = unknown> {
     if (this.#requests.has(request.id)) {
       return reject('duplicate_request', `request ${request.id} is already in the lock table`);
     }
-    if (!Array.isArray(request.claims) || request.claims.length === 0) {
+    if (!Array.isArray(request.claims)) return reject('bad_claim', `request ${request.id} must list its claims`);
+    if (request.pools !== undefined && !Array.isArray(request.pools)) return reject('bad_claim', `request ${request.id}: pools must be a list`);
+    if (request.claims.length === 0 && (request.pools ?? []).length === 0) {
       return reject('bad_claim', `request ${request.id} must claim at least one lock`);
     }
+    if (request.priority !== undefined && !Number.isSafeInteger(request.priority)) {
+      return reject('bad_claim', `request ${request.id}: priority must be an integer`);
+    }
+    const poolRejection = this.#validatePoolClaims(request);
+    if (poolRejection) return poolRejection;
     const seen = new Set<string>();
     for (const c of request.claims) {
       if (typeof c?.key !== 'string' || c.key === '') {
@@ -387,6 +481,83 @@ export class LockTable<M = unknown> {
       }
     }
     return null;
+  }
+
+  #validatePoolClaims(request: LockRequest<M>): Rejection | null {
+    const claims = request.pools ?? [];
+    if (claims.length === 0) return null;
+    const reject = (code: RejectCode, message: string): Rejection => ({ kind: 'rejected', code, message });
+    const parent = request.parent === undefined ? undefined : this.#requests.get(request.parent);
+    if (parent?.state === 'holding') return reject('bad_claim', `request ${request.id}: a nested request cannot claim pool members`);
+    const seen = new Set<string>();
+    for (const pc of claims) {
+      if (typeof pc?.pool !== 'string' || pc.pool === '') return reject('bad_claim', `request ${request.id}: every pool claim needs a pool name`);
+      if (seen.has(pc.pool)) return reject('bad_claim', `request ${request.id} claims pool ${pc.pool} more than once`);
+      seen.add(pc.pool);
+      if (!Number.isSafeInteger(pc.count) || pc.count < 1) return reject('bad_claim', `request ${request.id}: pool ${pc.pool} needs a count that is a positive integer`);
+      if (pc.where !== undefined && (typeof pc.where !== 'object' || pc.where === null || Object.values(pc.where).some((v) => typeof v !== 'string'))) {
+        return reject('bad_claim', `request ${request.id}: pool ${pc.pool} has a malformed where`);
+      }
+      const def = this.#pools.get(pc.pool);
+      if (!def) {
+        const known = [...this.#pools.keys()];
+        return reject('unknown_pool', `unknown pool ${pc.pool} (pools: ${known.length > 0 ? known.join(', ') : 'none defined'})`);
+      }
+      if (pc.member !== undefined && !def.members.some((m) => m.name === pc.member)) {
+        return reject('unknown_pool', `pool ${pc.pool} has no member ${pc.member} (members: ${def.members.map((m) => m.name).join(', ') || 'none'})`);
+      }
+      const matching = def.members.filter((m) => memberMatches(m, pc));
+      const enabled = matching.filter((m) => !m.disabled);
+      if (enabled.length < pc.count) {
+        const filter = describeFilter(pc);
+        const disabled = matching.filter((m) => m.disabled).map((m) => m.name);
+        const listed = enabled.length > 0 ? `only ${enabled.length} can be granted: ${enabled.map((m) => m.name).join(', ')}` : 'none can be granted';
+        const off = disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : '';
+        const what =
+          matching.length === 0 && filter !== '' ? `no member of pool ${pc.pool} matches ${filter}` : `pool ${pc.pool}: ${pc.count} wanted${filter ? ` matching ${filter}` : ''}, ${listed}${off}`;
+        return reject('pool_unsatisfiable', what);
+      }
+    }
+    return null;
+  }
+
+  /** The candidates of pool claim i of r: enabled members matching it, in the pool's order. */
+  #candidates(pc: PoolClaim): PoolMember[] {
+    const def = this.#pools.get(pc.pool);
+    return def ? def.members.filter((m) => !m.disabled && memberMatches(m, pc)) : [];
+  }
+
+  /**
+   * Per pool claim, the member keys r could take now (free, no nested waiter, and: queued → r first in line;
+   * new → nobody of r's priority or higher in line), or null when some claim has fewer than its count.
+   */
+  #choosePoolMembers(r: Req<M>): string[][] | null {
+    const chosen: string[][] = [];
+    if (r.state === 'waiting' && this.#requests.get(r.id) === r) {
+      for (const [i, pc] of r.pools.entries()) {
+        const keys: string[] = [];
+        for (const node of r.memberNodes[i]!) {
+          if (keys.length === pc.count) break;
+          const ks = this.#keyOf(node);
+          if (ks.holders.size === 0 && ks.nestedQueue.size === 0 && ks.topQueue.head === node) keys.push(ks.key);
+        }
+        if (keys.length < pc.count) return null;
+        chosen.push(keys);
+      }
+      return chosen;
+    }
+    for (const pc of r.pools) {
+      const keys: string[] = [];
+      for (const m of this.#candidates(pc)) {
+        if (keys.length === pc.count) break;
+        const key = poolMemberKey(pc.pool, m.name);
+        const ks = this.#keys.get(key);
+        if (!ks || (ks.holders.size === 0 && ks.nestedQueue.size === 0 && !(ks.topQueue.head && ks.topQueue.head.req.priority >= r.priority))) keys.push(key);
+      }
+      if (keys.length < pc.count) return null;
+      chosen.push(keys);
+    }
+    return chosen;
   }
 
   // -------------------------------------------------------------------------------
@@ -435,15 +606,15 @@ export class LockTable<M = unknown> {
     return true;
   }
 
-  /** A new top-level request: every key free of waiters (all of them are ahead) and fitting. */
+  /** A new top-level request: on every key no waiter ahead of it (nested, or of its priority or higher), fitting. */
   #freshTopGrantable(r: Req<M>): boolean {
     for (const c of r.claims) {
       const ks = this.#keys.get(c.key);
       if (!ks) continue;
-      if (ks.nestedQueue.size > 0 || ks.topQueue.size > 0) return false;
+      if (ks.nestedQueue.size > 0 || (ks.topQueue.head && ks.topQueue.head.req.priority >= r.priority)) return false;
       if (!this.#claimFits(ks, c, r)) return false;
     }
-    return true;
+    return r.pools.length === 0 || this.#choosePoolMembers(r) !== null;
   }
 
   /** A queued top-level request: first top-level waiter, no nested waiter, fitting — on every key. */
@@ -453,7 +624,7 @@ export class LockTable<M = unknown> {
       if (ks.nestedQueue.size > 0 || ks.topQueue.head !== node) return false;
       if (!this.#claimFits(ks, node.claim, r)) return false;
     }
-    return true;
+    return r.pools.length === 0 || this.#choosePoolMembers(r) !== null;
   }
 
   #keyOf(node: QueueNode<M>): KeyState<M> {
@@ -477,24 +648,43 @@ export class LockTable<M = unknown> {
     this.#requests.set(r.id, r);
     r.nodes = r.claims.map((c) => {
       const ks = this.#ensureKey(c);
-      return (r.nested ? ks.nestedQueue : ks.topQueue).push(r, c);
+      return r.nested ? ks.nestedQueue.push(r, c) : ks.topQueue.insertOrdered(r, c);
     });
+    r.memberNodes = this.#queueMembers(r);
     if (r.nested) this.#nestedWaiting.add(r);
   }
 
+  /** Queue r on every candidate member of each of its pool claims. */
+  #queueMembers(r: Req<M>): QueueNode<M>[][] {
+    return r.pools.map((pc) =>
+      this.#candidates(pc).map((m) => {
+        const claim: LockClaim = { key: poolMemberKey(pc.pool, m.name), mode: 'exclusive' };
+        return this.#ensureKey(claim).topQueue.insertOrdered(r, claim);
+      }),
+    );
+  }
+
+  /** Every queue node of a waiting request: its claims', then its pool members'. */
+  #allNodes(r: Req<M>): QueueNode<M>[] {
+    return r.memberNodes.length === 0 ? r.nodes : r.nodes.concat(...r.memberNodes);
+  }
+
   #unqueue(r: Req<M>): void {
-    for (const node of r.nodes) node.queue.remove(node);
+    for (const node of this.#allNodes(r)) node.queue.remove(node);
     r.nodes = [];
+    r.memberNodes = [];
     this.#nestedWaiting.delete(r);
     this.#heldBack.delete(r);
   }
 
   /** Turn r into a holder of all its claims (it must fit); registers it if new. */
   #grant(r: Req<M>): Grant<M> {
+    const members = r.pools.length > 0 ? this.#choosePoolMembers(r)! : [];
     if (r.state === 'waiting') this.#unqueue(r);
     this.#requests.set(r.id, r);
     const grantedAt = this.#now();
-    r.entries = r.claims.map((c) => {
+    const memberClaims: LockClaim[] = members.flat().map((key) => ({ key, mode: 'exclusive' }));
+    r.entries = [...r.claims, ...memberClaims].map((c) => {
       const ks = this.#ensureKey(c);
       const held = ks.families.get(r.family);
       const slotIndex = c.mode === 'slots' ? (held ? held.slotIndex : ks.slots!.take()) : undefined;
@@ -522,9 +712,14 @@ export class LockTable<M = unknown> {
     r.state = 'holding';
     r.grant = {
       request: r.request,
-      claims: r.entries.map((e) => {
+      claims: r.entries.map((e, i) => {
         const g: GrantedClaim = { key: e.keyState.key, mode: e.mode, fencingToken: e.fencingToken, nested: e.nested };
         if (e.slotIndex !== undefined) g.slotIndex = e.slotIndex;
+        if (i >= r.claims.length) {
+          const at = e.keyState.key.indexOf('/');
+          g.pool = e.keyState.key.slice('pool:'.length, at);
+          g.member = e.keyState.key.slice(at + 1);
+        }
         return g;
       }),
       grantedAt,
@@ -540,7 +735,7 @@ export class LockTable<M = unknown> {
 
   #withdraw(r: Req<M>): Grant<M>[] {
     const dirty = new Set<KeyState<M>>();
-    for (const node of r.nodes) dirty.add(this.#keyOf(node));
+    for (const node of this.#allNodes(r)) dirty.add(this.#keyOf(node));
     this.#unqueue(r);
     this.#requests.delete(r.id);
     return this.#settle(dirty);
@@ -590,12 +785,12 @@ export class LockTable<M = unknown> {
       }
     }
 
-    const heads = new MinHeap<Req<M>>((a, b) => a.seq < b.seq);
+    const heads = new MinHeap<Req<M>>(comesBefore);
     for (const ks of dirty) if (ks.topQueue.head) heads.push(ks.topQueue.head.req);
     while (heads.size > 0) {
       const t = heads.pop()!;
       if (t.state !== 'waiting' || !this.#queuedTopGrantable(t)) continue;
-      const keys = t.nodes.map((node) => this.#keyOf(node));
+      const keys = this.#allNodes(t).map((node) => this.#keyOf(node));
       grants.push(this.#grant(t));
       for (const ks of keys) if (ks.topQueue.head) heads.push(ks.topQueue.head.req);
     }
@@ -744,7 +939,48 @@ export class LockTable<M = unknown> {
     );
     // A nested request waits on holders; only a held-back one (nothing in its way) yields to waiters.
     if (r.nested && holdersInWay > 0) return out;
-    return sortByClaimOrder(r.claims, out, waitersAhead);
+    const ordinary = sortByClaimOrder(r.claims, out, waitersAhead);
+    if (r.pools.length === 0) return ordinary;
+    const poolHolders: Blocker<M>[] = [];
+    const poolWaiters: Blocker<M>[] = [];
+    this.#visitPoolBlockers(
+      r,
+      (key, who) => poolHolders.push(blocker(key, 'holder', who)),
+      (key, who) => poolWaiters.push(blocker(key, 'waiter', who)),
+    );
+    return ordinary.concat(poolHolders, poolWaiters);
+  }
+
+  /**
+   * Pool claims' blockers: the holders of its candidate members, then the waiters ahead of it on them (each request
+   * once per pool claim, at most maxWaiterBlockersPerKey waiters per claim).
+   */
+  #visitPoolBlockers(r: Req<M>, onHolder: (key: string, who: Req<M>) => void, onWaiter: (key: string, who: Req<M>) => void): void {
+    const queued = r.state === 'waiting' && this.#requests.get(r.id) === r;
+    r.pools.forEach((pc, i) => {
+      const keys = queued ? r.memberNodes[i]!.map((n) => n.claim.key) : this.#candidates(pc).map((m) => poolMemberKey(pc.pool, m.name));
+      const ahead = new Set<Req<M>>();
+      for (const key of keys) {
+        const ks = this.#keys.get(key);
+        if (!ks) continue;
+        for (const e of ks.holders.values()) onHolder(key, e.req);
+      }
+      for (const key of keys) {
+        const ks = this.#keys.get(key);
+        if (!ks) continue;
+        for (const queue of [ks.nestedQueue, ks.topQueue]) {
+          for (let node = queue.head; node; node = node.next) {
+            const w = node.req;
+            if (w === r || ahead.size >= this.#maxWaiterBlockers) break;
+            if (!queued && queue === ks.topQueue && w.priority < r.priority) break;
+            if (!ahead.has(w)) {
+              ahead.add(w);
+              onWaiter(key, w);
+            }
+          }
+        }
+      }
+    });
   }
 
   /**
@@ -830,20 +1066,64 @@ export class LockTable<M = unknown> {
     const waiters: WaiterSnapshot<M>[] = [];
     for (const queue of [ks.nestedQueue, ks.topQueue]) {
       for (const node of queue) {
-        waiters.push({
+        const w: WaiterSnapshot<M> = {
           requestId: node.req.id,
           mode: node.claim.mode,
           position: waiters.length + 1,
           since: node.req.since,
           nested: node.req.nested,
           meta: node.req.request.meta,
-        });
+        };
+        if (node.req.priority !== 0) w.priority = node.req.priority;
+        waiters.push(w);
       }
     }
     let mode: LockMode | null = null;
     if (ks.holders.size > 0) mode = ks.exclusiveCount > 0 ? 'exclusive' : ks.capacity !== null ? 'slots' : 'shared';
     return { key: ks.key, mode, capacity: ks.capacity, holders, waiters };
   }
+}
+
+/** Does member m satisfy pool claim pc (its `member`, and every `where` KEY=VALUE)? */
+function memberMatches(m: PoolMember, pc: PoolClaim): boolean {
+  if (pc.member !== undefined && m.name !== pc.member) return false;
+  for (const [k, v] of Object.entries(pc.where ?? {})) if (m.properties[k] !== v) return false;
+  return true;
+}
+
+function describeFilter(pc: PoolClaim): string {
+  const parts = Object.entries(pc.where ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (pc.member !== undefined) parts.unshift(`member ${pc.member}`);
+  return parts.join(' ');
+}
+
+/** Copy and check pool definitions: names non-empty and unique, properties strings. Throws bad_option. */
+function validatePools(defs: PoolDefinition[]): Map<string, PoolDefinition> {
+  const out = new Map<string, PoolDefinition>();
+  const bad = (message: string): never => {
+    throw new LockdError('bad_option', message);
+  };
+  if (!Array.isArray(defs)) bad('pools must be a list');
+  for (const d of defs) {
+    if (typeof d?.name !== 'string' || d.name === '' || d.name.includes('/')) bad('every pool needs a name without "/"');
+    if (out.has(d.name)) bad(`pool ${d.name} is defined twice`);
+    if (!Array.isArray(d.members)) bad(`pool ${d.name}: members must be a list`);
+    const names = new Set<string>();
+    const members = d.members.map((m) => {
+      if (typeof m?.name !== 'string' || m.name === '') bad(`pool ${d.name}: every member needs a name`);
+      if (names.has(m.name)) bad(`pool ${d.name}: member ${m.name} is listed twice`);
+      names.add(m.name);
+      const props = m.properties ?? {};
+      if (typeof props !== 'object' || props === null || Object.values(props).some((v) => typeof v !== 'string')) {
+        bad(`pool ${d.name}: member ${m.name}'s properties must be strings`);
+      }
+      const copy: PoolMember = { name: m.name, properties: { ...props } };
+      if (m.disabled) copy.disabled = true;
+      return copy;
+    });
+    out.set(d.name, { name: d.name, members });
+  }
+  return out;
 }
 
 /** Two waiting claims on one key where granting either may block the other. */

@@ -395,6 +395,12 @@ export class Journal {
       fsyncSync(tfd);
       closeSync(tfd);
       tfd = null;
+      // Windows refuses to rename over a file that is open (EPERM): close the append handle first; reopen() below
+      // opens the new file either way. Appends meanwhile are impossible (the daemon has one thread).
+      if (process.platform === 'win32' && this.fd !== null) {
+        closeSync(this.fd);
+        this.fd = null;
+      }
       renameSync(tmp, this.path);
     } catch (err) {
       if (tfd !== null) {

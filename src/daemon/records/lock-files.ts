@@ -153,6 +153,8 @@ async function ensureDirComponent(path: string, owner: Owner): Promise<void> {
       try {
         await fsp.mkdir(path);
         if (mustChown(owner)) await fsp.lchown(path, owner.uid, owner.gid);
+        // A .locks/ we create keeps itself out of `git status`: lock files are never something to commit.
+        if (basename(path) === '.locks') await writeOwnGitignore(path, owner);
       } catch (err) {
         if (errnoCode(err) !== 'EEXIST') throw err;
       }
@@ -163,6 +165,20 @@ async function ensureDirComponent(path: string, owner: Owner): Promise<void> {
     throw unsafe(path, 'it exists and is not a directory');
   }
   throw unsafe(path, 'it keeps changing while being created');
+}
+
+async function writeOwnGitignore(dir: string, owner: Owner): Promise<void> {
+  try {
+    const fh = await openNoFollow(join(dir, '.gitignore'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+    try {
+      await fh.writeFile('*\n');
+      if (mustChown(owner)) await fh.chown(owner.uid, owner.gid);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // Best effort: a missing .gitignore never stops a lock.
+  }
 }
 
 async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {

@@ -18,6 +18,8 @@ import type { Logger } from './logger.js';
 import type { LockGuard } from '../records/lock-guard.js';
 import { resolveLocks } from '../records/lock-resolve.js';
 import { RunJob, type JobContext } from '../jobs/run-job.js';
+import { closePassed } from '../jobs/output-relay.js';
+import { negotiateStdio, type StdioChoice } from './stdio-exchange.js';
 import { createRunDir } from '../../runs/run-id.js';
 import { compileVerdictOptions } from '../../runs/verdict-options.js';
 import type { RunResult } from '../../runs/result.js';
@@ -115,8 +117,9 @@ export class DaemonCore implements StatusSource {
     this.gate = new DaemonLockGate(this.table, this.events, {
       granted: (g) => {
         const job = this.runs.get(g.request.id);
-        if (job) void job.start(g);
-        else void this.holds.onGranted(g);
+        if (job) return job.start(g);
+        void this.holds.onGranted(g);
+        return undefined;
       },
       queuesMoved: (keys) => this.notifyWaiters(keys),
     });
@@ -313,6 +316,18 @@ export class DaemonCore implements StatusSource {
 
   private async startRun(conn: Connection, req: RunRequest): Promise<void> {
     if (this.shuttingDown) throw new LockdError('shutting_down', 'the lockd daemon is shutting down');
+    // First, before any other await: a client offering its descriptors passes them now (stdio-exchange.ts).
+    const io = await negotiateStdio(conn, req);
+    try {
+      await this.startRunWith(conn, req, io);
+    } catch (e) {
+      // Not handed to a run: nothing else will close the caller's descriptors.
+      if (io.passed && conn.attachment.job === undefined) closePassed(io.passed);
+      throw e;
+    }
+  }
+
+  private async startRunWith(conn: Connection, req: RunRequest, io: StdioChoice): Promise<void> {
     const uid = this.callers.uidOf(conn);
     const locks = resolveLocks(req.locks, { globalDir: this.globalDir, callerUid: uid, clusterPrefix: this.cluster?.prefix ?? null });
     const verdict = compileVerdictOptions({
@@ -335,7 +350,7 @@ export class DaemonCore implements StatusSource {
       throw new LockdError('runs_root_unusable', `cannot create a run directory under ${runsRoot}: ${(e as Error).message}`);
     }
     const { runId, dir } = created;
-    const job = new RunJob(this.jobContext, conn, req, runId, dir, runsRoot, locks, verdict, uid, parent);
+    const job = new RunJob(this.jobContext, conn, req, runId, dir, runsRoot, locks, verdict, uid, parent, io);
     if (prepared) this.system!.attachRun(job, prepared);
     this.runs.set(runId, job);
     // Journaled before anything slow, so a crash from here on leaves a record and the run dir gets its result.json.

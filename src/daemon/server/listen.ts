@@ -99,9 +99,35 @@ async function withStartupMutex<T>(socketPath: string, fn: () => Promise<T>): Pr
   }
 }
 
+/** A Windows named pipe (\\\\.\\pipe\\name or \\\\?\\pipe\\name): no file, no directory, no mode bits. */
+export function isNamedPipePath(path: string): boolean {
+  return /^[\\/]{2}[.?][\\/]pipe[\\/]/i.test(path);
+}
+
+/**
+ * Windows: a named pipe vanishes with the process that created it, so there is never a stale one to replace, and
+ * libuv creates its first instance with FILE_FLAG_FIRST_PIPE_INSTANCE, so a second daemon's listen fails with
+ * EADDRINUSE: the OS is the startup mutex. Its DACL is the default one (Node cannot set another; docs/windows.md).
+ */
+async function listenOnPipe(pipePath: string, onConnection: Parameters<typeof createServer>[1]): Promise<Server> {
+  const server = createServer({ pauseOnConnect: false, allowHalfOpen: false }, onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => {
+      if (errnoCode(e) === 'EADDRINUSE' || errnoCode(e) === 'EACCES') reject(new LockdError('daemon_running', `another lockd daemon is already listening on ${pipePath}`));
+      else reject(e);
+    });
+    server.listen(pipePath, () => {
+      server.removeAllListeners('error');
+      resolve();
+    });
+  });
+  return server;
+}
+
 /** Bind the listening socket, replacing a stale file, refusing a live one. */
 export async function listenOnSocket(opts: ListenOptions, onConnection: Parameters<typeof createServer>[1]): Promise<Server> {
   const { socketPath } = opts;
+  if (isNamedPipePath(socketPath)) return listenOnPipe(socketPath, onConnection);
   checkSocketPathLength(socketPath);
   ensureDir(dirname(socketPath), opts.dirMode, opts.requirePrivateDir);
   return withStartupMutex(socketPath, async () => {

@@ -126,6 +126,8 @@ export interface SpawnPlan {
   args: string[];
   cwd: string;
   env: Record<string, string>;
+  /** Set when the launcher switches users itself (native): then file/args/cwd are the job's own. */
+  identity?: { uid: number; gid: number; groups: readonly number[] };
 }
 
 /** What system mode reads and sets on a run (jobs/run-job.ts's RunJob is one). */
@@ -372,11 +374,17 @@ export class SystemMode {
    * How to start a job as its user, or null when the ordinary spawn applies (no switching). The caller's
    * environment goes to `env -i` as arguments, so only processes already running as the caller see it.
    */
-  jobSpawn(job: SystemRun, file: string, args: string[], env: Record<string, string>): SpawnPlan | null {
+  jobSpawn(job: SystemRun, file: string, args: string[], env: Record<string, string>, launcherSetsIds = false): SpawnPlan | null {
     const p = this.prepared.get(job);
     if (!p || !this.switching) return null;
     const id = p.identity;
     const userEnv: Record<string, string> = { ...env, HOME: id.home, USER: id.name, LOGNAME: id.name };
+    // The native launcher sets the groups, gid and uid in the child itself, then enters the cwd as the user and
+    // execs: the same steps as setpriv + env -i + `cd`, without three extra execs. A nameless uid gets only its gid
+    // (setpriv's --clear-groups).
+    if (launcherSetsIds) {
+      return { file, args, cwd: job.req.cwd, env: userEnv, identity: { uid: id.uid, gid: id.gid, groups: id.known ? id.groups : [id.gid] } };
+    }
     const pairs = Object.entries(userEnv)
       .filter(([k, v]) => k !== '' && !k.includes('=') && !k.includes('\0') && !v.includes('\0'))
       .map(([k, v]) => `${k}=${v}`);
