@@ -33,6 +33,8 @@ export interface WebOptions {
   extraOrigins: string[];
   recentRuns?: number;
   maxSseClients?: number;
+  /** Name holders in /metrics (lockd_lock_holder); off by default, as `lockd metrics`. */
+  metricsHolders?: boolean;
 }
 
 export const TOKEN_HEADER = 'x-lockd-token';
@@ -127,7 +129,7 @@ export function createWebServer(opts: WebOptions): WebServer {
   const visibleLog = (rec: RunRecord, req: IncomingMessage) => !rec.manifest || rec.manifest.user === me || tokenMatches(req.headers[TOKEN_HEADER], opts.token);
 
   async function findOr404(runId: string): Promise<RunRecord> {
-    if (!isValidRunId(runId)) throw new HttpError(400, `invalid run id ${JSON.stringify(runId.slice(0, 80))}`);
+    if (!isValidRunId(runId)) throw new HttpError(400, `invalid run id ${JSON.stringify(String(runId).slice(0, 80))}`);
     const rec = await findRun(opts.runsRoot, runId, askDaemon);
     if (!rec) throw new HttpError(404, `no run ${runId} in ${opts.runsRoot}`);
     return rec;
@@ -253,7 +255,7 @@ export function createWebServer(opts: WebOptions): WebServer {
     if (path === '/metrics') {
       parseQuery(url, rawQuery, []);
       try {
-        const text = renderPrometheus(await opts.client.metrics());
+        const text = renderPrometheus(await opts.client.metrics({ holders: opts.metricsHolders ?? false }));
         res.writeHead(200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE, 'Cache-Control': 'no-store' });
         return void res.end(text);
       } catch (e) {
