@@ -137,8 +137,10 @@ export async function webCommand(args: string[]): Promise<number> {
     client,
     runsRoot,
     token,
-    // Behind a Unix socket the proxy decides the Host; the Origin check on actions still applies.
-    allowedHosts: listen.kind === 'unix' ? null : allowedHosts,
+    // Loopback: only our own names (a DNS-rebinding page on another name is refused). Behind a Unix socket, or
+    // on a network address without --origin, the Host is whatever name reaches us; the Origin check on actions
+    // still applies.
+    allowedHosts: listen.kind === 'unix' || (!isLoopback(listen.host) && origins.length === 0) ? null : allowedHosts,
     extraOrigins: origins.map((o) => o.origin),
     recentRuns: recent,
     metricsHolders: values['metrics-holders'] ?? false,

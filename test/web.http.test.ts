@@ -1,0 +1,206 @@
+/**
+ * `lockd web` over plain HTTP against a real daemon: where it listens, the token file, /metrics checked by
+ * promtool on a real scrape, bad input (404, 400, never a crash), and actions (POST only, Origin + token).
+ * The browser tests (web.browser.test.ts) drive the same server from Chromium.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { DEFAULT_LISTEN, isLoopback, parseListen } from '../src/cli/commands/web.js';
+import { lockd, lockdSpawn, startDaemon, waitForFile } from './helpers/lockd.js';
+import { detachedHolder, holdIdOf, statusJson, waitForWaiters } from './helpers/operate.js';
+import { startWeb } from './helpers/web.js';
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** One HTTP request with exactly the headers given (Origin included, which fetch may not send as asked). */
+function http(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; path?: string } = {}): Promise<Reply> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, method: opts.method ?? 'GET', path: opts.path ?? `${u.pathname}${u.search}`, headers: opts.headers ?? {}, timeout: 20_000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 20 s`)));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+function promtoolCheck(text: string): { ok: boolean; output: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('promtool is not installed: apt-get install prometheus (.ci/run installs it)');
+  return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+}
+
+test('the default listen address is loopback; --listen parses HOST:PORT, [v6]:PORT and unix:PATH, and refuses junk', (t) => {
+  const def = parseListen(DEFAULT_LISTEN);
+  t.true(def.kind === 'tcp' && isLoopback(def.host), DEFAULT_LISTEN);
+  t.deepEqual(parseListen('[::1]:80'), { kind: 'tcp', host: '::1', port: 80 });
+  t.deepEqual(parseListen('unix:/run/x.sock'), { kind: 'unix', path: '/run/x.sock' });
+  t.false(isLoopback('0.0.0.0'));
+  t.false(isLoopback('192.168.1.4'));
+  for (const bad of ['7450', 'host:', 'host:99999', 'unix:']) t.throws(() => parseListen(bad), { message: /--listen/ }, bad);
+});
+
+test('lockd web on loopback prints no warning; on a non-loopback address it warns, and still serves', async (t) => {
+  const d = await startDaemon(t);
+  const local = await startWeb(t, d);
+  t.notRegex(local.proc.stderr(), /WARNING/);
+  t.regex(local.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const wide = lockdSpawn(t, d, ['web', '--listen', '0.0.0.0:0', '--token-file', join(d.dir, 'tok2')]);
+  await wide.waitForStdout(/serving http:\/\/0\.0\.0\.0:(\d+)\//);
+  t.regex(wide.stderr(), /WARNING: listening on 0\.0\.0\.0, not loopback/);
+  const port = /:(\d+)\//.exec(wide.stdout())![1]!;
+  t.is((await http(`http://127.0.0.1:${port}/`)).status, 200);
+  const help = await lockd(d, ['web', '--help']);
+  t.regex(help.stdout, /Examples:\n {2}lockd web --open/);
+});
+
+test('the token file is mode 0600 and the token is printed once, when the file is made; a second start reuses it', async (t) => {
+  const d = await startDaemon(t);
+  const file = join(d.dir, 'tok');
+  const first = await startWeb(t, d, [], file);
+  t.is(statSync(file).mode & 0o777, 0o600);
+  t.true(first.proc.stderr().includes(first.token), 'printed when made');
+  first.proc.proc.kill('SIGTERM');
+  t.is((await first.proc.done).code, 0, 'SIGTERM stops it cleanly');
+  const second = await startWeb(t, d, [], file);
+  t.is(second.token, first.token);
+  t.false(second.proc.stderr().includes(first.token), 'not printed again');
+  t.regex(second.proc.stderr(), /action token in /);
+});
+
+test('/metrics on the same listener passes promtool check metrics on a real scrape, with lock series and no holder names', async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const r = await lockd(d, ['run', '--lock', 'board', '--holder', 'secret-holder-name', '--', 'true']);
+  t.is(r.code, 0, r.stderr);
+  const scrape = await http(`${web.url}metrics`);
+  t.is(scrape.status, 200);
+  t.regex(String(scrape.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  const check = promtoolCheck(scrape.body);
+  t.true(check.ok, check.output);
+  t.regex(scrape.body, /^lockd_lock_wait_seconds_count\{lock="board",scope="local",path="[^"]+board\.lock"\} 1$/m);
+  t.regex(scrape.body, /^lockd_runs_total\{verdict="pass"\} 1$/m);
+  t.false(scrape.body.includes('secret-holder-name'), 'no holder names unless --metrics-holders');
+});
+
+test('unknown run or lock is a 404 page, a malformed or oversized query a 400, and the server keeps serving', async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const cases: Array<[string, number]> = [
+    ['runs/261207-0000-dead', 404],
+    ['lock?key=%2Fno%2Fsuch.lock', 404],
+    ['nothing-here', 404],
+    ['runs/..%2Fetc', 400],
+    ['?runs=abc', 400],
+    ['?runs=1&runs=2', 400],
+    ['?x=%zz', 400],
+    ['?nope=1', 400],
+    ['lock', 400],
+    [`?runs=${'9'.repeat(5000)}`, 400],
+    [`runs/${'a'.repeat(200)}`, 400],
+  ];
+  for (const [path, status] of cases) {
+    const r = await http(`${web.url}${path}`);
+    t.is(r.status, status, path.slice(0, 60));
+    t.regex(String(r.headers['content-type']), /^text\/html/, path.slice(0, 60));
+    t.regex(r.body, /<p class="error">/, path.slice(0, 60));
+  }
+  t.is((await http(web.url, { method: 'DELETE' })).status, 405);
+  t.is((await http(web.url)).status, 200, 'still serving after all that');
+  t.is(web.proc.proc.exitCode, null, 'lockd web did not exit');
+});
+
+test('actions are POST only and need an Origin naming the page and the token; with both, a hold is released and a queued run cancelled', async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const a = await lockd(d, ['acquire', 'rig', '--ttl', '600']);
+  t.is(a.code, 0, a.stderr);
+  const holdId = holdIdOf(a.stdout);
+  const origin = web.url.replace(/\/$/, '');
+  const body = JSON.stringify({ id: holdId });
+  const json = { 'Content-Type': 'application/json' };
+
+  t.is((await http(`${web.url}actions/release`, { method: 'GET' })).status, 405, 'a GET never acts');
+  const noOrigin = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, 'X-Lockd-Token': web.token }, body });
+  t.is(noOrigin.status, 403);
+  t.regex(noOrigin.body, /bad_origin/);
+  const foreign = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: 'http://evil.example', 'X-Lockd-Token': web.token }, body });
+  t.is(foreign.status, 403);
+  const noToken = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin }, body });
+  t.is(noToken.status, 403);
+  t.regex(noToken.body, /bad_token/);
+  const wrong = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': 'x'.repeat(web.token.length) }, body });
+  t.is(wrong.status, 403);
+  t.true((await statusJson(d)).holds.some((h) => h.hold_id === holdId), 'refused requests changed nothing');
+
+  const ok = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token }, body });
+  t.is(ok.status, 200, ok.body);
+  t.false((await statusJson(d)).holds.some((h) => h.hold_id === holdId), 'the hold is gone');
+  const again = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token }, body });
+  t.is(again.status, 404);
+
+  const holder = await detachedHolder(d, 'h', ['--lock', 'board']);
+  t.teardown(holder.release);
+  const waiter = lockdSpawn(t, d, ['run', '--lock', 'board', '--wait', '120', '--', 'true']);
+  await waitForWaiters(d, 'board', 1);
+  const queued = (await statusJson(d)).runs.find((r) => r.state === 'queued')!;
+  const running = await http(`${web.url}actions/cancel`, {
+    method: 'POST',
+    headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token },
+    body: JSON.stringify({ id: holder.runId }),
+  });
+  t.is(running.status, 409, 'a running run is not cancelled from the page');
+  const cancel = await http(`${web.url}actions/cancel`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token }, body: JSON.stringify({ id: queued.run_id }) });
+  t.is(cancel.status, 200, cancel.body);
+  const end = await waiter.done;
+  t.not(end.code, 0, 'the cancelled waiter did not run');
+  t.is((await http(`${web.url}actions/cancel`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token }, body: '{"id":' })).status, 400);
+});
+
+test("another user's run log needs the token; the user's own run log does not", async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const r = await lockd(d, ['run', '--lock', 'x', '--', 'echo', 'mine-output']);
+  t.is(r.code, 0, r.stderr);
+  const runs = join(d.stateDir, 'runs');
+  const mine = /runs\/([^/]+)\/manifest\.json/.exec(r.stderr)![1]!;
+  // Another user's run: the same real record, with the manifest's and result's user changed.
+  const other = `${mine}-other`;
+  cpSync(join(runs, mine), join(runs, other), { recursive: true });
+  for (const f of ['manifest.json', 'result.json']) {
+    const p = join(runs, other, f);
+    const j = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+    j.run_id = other;
+    if ('user' in j) j.user = 'somebody-else';
+    if ('log_path' in j) j.log_path = join(runs, other, 'output.log');
+    writeFileSync(p, JSON.stringify(j));
+  }
+  writeFileSync(join(runs, other, 'output.log'), 'their-secret-output\n');
+  await waitForFile(join(runs, other, 'output.log'));
+
+  const own = await http(`${web.url}runs/${mine}`);
+  t.is(own.status, 200);
+  t.regex(own.body, /mine-output/);
+  const theirs = await http(`${web.url}runs/${other}`);
+  t.is(theirs.status, 200);
+  t.false(theirs.body.includes('their-secret-output'));
+  t.regex(theirs.body, /another user's run/);
+  t.is((await http(`${web.url}runs/${other}/log`)).status, 403);
+  const withToken = await http(`${web.url}runs/${other}/log`, { headers: { 'X-Lockd-Token': web.token } });
+  t.is(withToken.status, 200);
+  t.is(withToken.body, 'their-secret-output\n');
+});
