@@ -23,15 +23,12 @@ interface Reply {
 function http(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; path?: string } = {}): Promise<Reply> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = request(
-      { host: u.hostname, port: u.port, method: opts.method ?? 'GET', path: opts.path ?? `${u.pathname}${u.search}`, headers: opts.headers ?? {}, timeout: 20_000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
+    const req = request({ host: u.hostname, port: u.port, method: opts.method ?? 'GET', path: opts.path ?? `${u.pathname}${u.search}`, headers: opts.headers ?? {}, timeout: 20_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 20 s`)));
     req.on('error', reject);
     req.end(opts.body);
@@ -145,11 +142,17 @@ test('actions are POST only and need an Origin naming the page and the token; wi
   t.regex(noToken.body, /bad_token/);
   const wrong = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': 'x'.repeat(web.token.length) }, body });
   t.is(wrong.status, 403);
-  t.true((await statusJson(d)).holds.some((h) => h.hold_id === holdId), 'refused requests changed nothing');
+  t.true(
+    (await statusJson(d)).holds.some((h) => h.hold_id === holdId),
+    'refused requests changed nothing',
+  );
 
   const ok = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token }, body });
   t.is(ok.status, 200, ok.body);
-  t.false((await statusJson(d)).holds.some((h) => h.hold_id === holdId), 'the hold is gone');
+  t.false(
+    (await statusJson(d)).holds.some((h) => h.hold_id === holdId),
+    'the hold is gone',
+  );
   const again = await http(`${web.url}actions/release`, { method: 'POST', headers: { ...json, Origin: origin, 'X-Lockd-Token': web.token }, body });
   t.is(again.status, 404);
 
