@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * lockd web in a real browser: Debian's chromium, headless, driven by playwright-core, against a real daemon and
  * a real `lockd web`. Every wait is on something the page shows (bounded); none is a bare sleep. A missing
