@@ -207,3 +207,20 @@ test("another user's run log needs the token; the user's own run log does not", 
   t.is(withToken.status, 200);
   t.is(withToken.body, 'their-secret-output\n');
 });
+
+test("a lock's page shows who holds it now and an inline SVG of its runs' wait and hold times over 24 h", async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  for (let i = 0; i < 2; i++) t.is((await lockd(d, ['run', '--lock', 'chart', '--', 'true'])).code, 0);
+  const holder = await detachedHolder(d, 'c', ['--lock', 'chart']);
+  t.teardown(holder.release);
+  const key = (await statusJson(d)).locks.find((l) => l.name === 'chart')!.key;
+  const overview = await http(web.url);
+  t.true(overview.body.includes(`/lock?key=${encodeURIComponent(key)}`), 'the overview links the lock page');
+  const page = await http(`${web.url}lock?key=${encodeURIComponent(key)}`);
+  t.is(page.status, 200);
+  t.regex(page.body, /<svg class="history"[^>]*role="img"/);
+  t.is(page.body.match(/<rect class="hold"/g)?.length, 2, 'one bar per finished run');
+  t.true(page.body.includes(holder.runId), 'the current holder');
+  t.false(/<script[^>]+src="http/.test(page.body), 'nothing loaded from elsewhere');
+});

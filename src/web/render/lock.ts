@@ -2,12 +2,17 @@
 import type { LockStatus } from '../../protocol/messages.js';
 import type { LockSample } from '../data.js';
 import { historyChart, historyTable } from './chart.js';
-import { formatMs } from './format.js';
+import { formatMs, formatTime } from './format.js';
 import { html, type Html } from './html.js';
+import { runLink } from './overview.js';
 
 export function lockBody(key: string, now: LockStatus | null, samples: LockSample[], at: number): Html {
+  const who = (kind: 'run' | 'hold', id: string) => (kind === 'run' ? runLink(id) : html`hold ${id}`);
   const state = now
-    ? html`<p>${now.scope} ${now.mode ?? ''} lock${now.capacity ? `, ${now.capacity} slots` : ''}: ${now.holders.length} holder(s) (${now.holders.map((h) => h.holder).join(', ') || 'none'}), ${now.waiters.length} waiting${now.estimated_wait_ms !== null ? `, next grant in ~${formatMs(now.estimated_wait_ms)}` : ''}.</p>`
+    ? html`<p>${now.scope} ${now.mode ?? ''} lock${now.capacity ? `, ${now.capacity} slots` : ''}: ${now.holders.length} holder(s), ${now.waiters.length} waiting${now.estimated_wait_ms !== null ? `, next grant in ~${formatMs(now.estimated_wait_ms)}` : ''}.</p>
+<ul class="lock-now">${now.holders.map((h) => html`<li class="holder">held by ${who(h.kind, h.id)}: <span class="who">${h.holder}</span> since ${formatTime(h.since_utc)} (${formatMs(h.elapsed_ms)})</li>`)}${now.waiters.map(
+        (w) => html`<li class="waiter">#${w.position} waiting: ${who(w.kind, w.id)}: <span class="who">${w.holder}</span> for ${formatMs(w.waiting_ms)}</li>`,
+      )}</ul>`
     : html`<p>Not held or waited on right now.</p>`;
   return html`<p class="note">Lock file <code>${key}</code></p>${state}
 <section aria-labelledby="h-history"><h2 id="h-history">Wait and hold times</h2>

@@ -42,6 +42,12 @@ function eta(w: LockStatus['waiters'][number], l: LockStatus): string {
   return ms === null ? 'unknown (no past runs)' : `~${formatMs(ms)}`;
 }
 
+/** A daemon with priorities reports one per waiter (higher first, FIFO within one); without, the queue is FIFO. */
+function priority(w: LockStatus['waiters'][number]): string {
+  const p = (w as { priority?: unknown }).priority;
+  return typeof p === 'number' ? String(p) : '0 (FIFO)';
+}
+
 function queueTable(s: StatusSnapshot): Html {
   const runs = new Map(s.runs.map((r) => [r.run_id, r]));
   const rows = s.locks.flatMap((l) =>
@@ -51,7 +57,7 @@ function queueTable(s: StatusSnapshot): Html {
         const run = w.kind === 'run' ? runs.get(w.id) : undefined;
         const action = run?.state === 'queued' ? html`<button type="button" class="act" data-action="cancel" data-id="${w.id}" data-focus="cancel-${w.id}">Cancel ${w.id}</button>` : '';
         return html`<tr class="waiter" data-lock="${l.name}" data-id="${w.id}">
-<td>${lockLink(l)}</td><td>${w.position}</td><td>FIFO</td><td>${w.kind} ${idCell(w.kind, w.id)}</td><td class="who">${w.holder}</td><td>${w.mode}${w.wants.length > 1 ? ` (wants ${w.wants.join(', ')})` : ''}</td>
+<td>${lockLink(l)}</td><td>${w.position}</td><td>${priority(w)}</td><td>${w.kind} ${idCell(w.kind, w.id)}</td><td class="who">${w.holder}</td><td>${w.mode}${w.wants.length > 1 ? ` (wants ${w.wants.join(', ')})` : ''}</td>
 <td>${formatMs(w.waiting_ms)}</td><td class="blocker">${w.blocked_by.join(', ') || '–'}</td><td class="eta">${eta(w, l)}</td><td>${action}</td></tr>`;
       }),
   );
@@ -59,11 +65,37 @@ function queueTable(s: StatusSnapshot): Html {
   return html`<table><caption>Queue, in grant order</caption><thead><tr><th scope="col">Lock</th><th scope="col">Position</th><th scope="col">Priority</th><th scope="col">Run / hold</th><th scope="col">Waiter</th><th scope="col">Wants</th><th scope="col">Waiting</th><th scope="col">Blocked by</th><th scope="col">ETA</th><th scope="col">Action</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
-/** Pools are not in the status snapshot yet; a daemon that reports them gets a plain listing here. */
-function poolsSection(s: StatusSnapshot): Html {
+/**
+ * Pools, as a daemon with pools reports them (`pools` in the status snapshot: name, members with state, disabled
+ * reason, holder). Read structurally so this page works with daemons before and after pools: without them the
+ * section says so; pool members that appear as locks (POOL/MEMBER) are in the holders and queue tables anyway.
+ */
+interface PoolView {
+  name: string;
+  config_error?: string | null;
+  members: Array<{ name: string; state: string; disabled_reason?: string | null; properties?: Record<string, string> | null; holder?: { holder: string; id?: string } | null; waiters?: number }>;
+}
+
+function poolViews(s: StatusSnapshot): PoolView[] {
   const pools = (s as { pools?: unknown }).pools;
-  if (!Array.isArray(pools) || pools.length === 0) return html`<p class="empty">No pools: this daemon's status reports none.</p>`;
-  return html`<ul>${pools.map((p) => html`<li><code>${JSON.stringify(p)}</code></li>`)}</ul>`;
+  if (!Array.isArray(pools)) return [];
+  return pools.filter((p): p is PoolView => !!p && typeof p === 'object' && typeof (p as PoolView).name === 'string' && Array.isArray((p as PoolView).members));
+}
+
+function poolsSection(s: StatusSnapshot): Html {
+  const pools = poolViews(s);
+  if (pools.length === 0) return html`<p class="empty">No pools: this daemon's status reports none.</p>`;
+  return html`${pools.map(
+    (p) => html`<table class="pool" data-pool="${p.name}"><caption>Pool ${p.name}${p.config_error ? html` <span class="error">(lockd.json not used: ${p.config_error})</span>` : ''}</caption>
+<thead><tr><th scope="col">Member</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Holder</th><th scope="col">Waiting</th><th scope="col">Properties</th></tr></thead><tbody>${p.members.map(
+      (m) =>
+        html`<tr class="member m-${m.state}" data-member="${m.name}"><td>${m.name}</td><td>${m.state}</td><td>${m.disabled_reason ?? '–'}</td><td class="who">${m.holder?.holder ?? '–'}</td><td>${m.waiters ?? 0}</td><td>${Object.entries(
+          m.properties ?? {},
+        )
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}</td></tr>`,
+    )}</tbody></table>`,
+  )}`;
 }
 
 function runsTable(runs: RecentRun[]): Html {
