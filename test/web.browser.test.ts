@@ -83,6 +83,8 @@ test("the run page follows a running job's output live and shows its verdict whe
   t.teardown(() => writeFileSync(go, ''));
   const run = lockdSpawn(t, d, ['run', '--lock', 'rig', '--', 'sh', '-c', `echo first-line; while [ ! -e ${go} ]; do sleep 0.05; done; echo second-line; exit 3`]);
   await run.waitForStdout('first-line');
+  // The job writes straight to our stdout (fds path): the client's manifest line on stderr may come just after.
+  await run.waitForStderr('manifest ->');
   const runId = runIdOf(run.stderr());
 
   const browser = await launchChromium(t);
@@ -140,7 +142,7 @@ test('an action without the token is refused; with the token typed in, Release (
   await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('live'), undefined, WAIT);
   const button = page.locator(`button[data-action="release"][data-id="${holdId}"]`);
   await button.click();
-  t.regex(await text(page, '#live-state'), /enter the action token/);
+  t.regex(await text(page, '#action-state'), /enter the action token/);
   // The page's own fetch without the token, as a script on it would send it: refused by the server.
   const status = await page.evaluate(async (id) => (await fetch('/actions/release', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id }) })).status, holdId);
   t.is(status, 403);
@@ -152,7 +154,7 @@ test('an action without the token is refused; with the token typed in, Release (
   await page.fill('#token', web.token);
   await button.focus();
   await page.keyboard.press('Enter');
-  await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('release: done'), undefined, WAIT);
+  await page.waitForFunction(() => document.getElementById('action-state')?.textContent?.startsWith('release: done'), undefined, WAIT);
   await page.waitForSelector(`tr.holder[data-id="${holdId}"]`, { state: 'detached', ...WAIT });
   t.false(
     (await statusJson(d)).holds.some((h) => h.hold_id === holdId),

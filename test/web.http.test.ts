@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { DEFAULT_LISTEN, isLoopback, parseListen } from '../src/cli/commands/web.js';
@@ -223,4 +223,41 @@ test("a lock's page shows who holds it now and an inline SVG of its runs' wait a
   t.is(page.body.match(/<rect class="hold"/g)?.length, 2, 'one bar per finished run');
   t.true(page.body.includes(holder.runId), 'the current holder');
   t.false(/<script[^>]+src="http/.test(page.body), 'nothing loaded from elsewhere');
+});
+
+test('--listen unix:PATH serves the page and /metrics on a Unix socket (for a reverse proxy)', async (t) => {
+  const d = await startDaemon(t);
+  const sock = join(d.dir, 'web.sock');
+  const web = lockdSpawn(t, d, ['web', '--listen', `unix:${sock}`, '--token-file', join(d.dir, 'tok')]);
+  await web.waitForStdout(`serving unix:${sock}`);
+  const get = (path: string) =>
+    new Promise<Reply>((resolve, reject) => {
+      const req = request({ socketPath: sock, path, headers: { Host: 'locks.lab.example' } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const page = await get('/');
+  t.is(page.status, 200);
+  t.regex(page.body, /<h2 id="h-locks">Locks and slots<\/h2>/);
+  const metrics = await get('/metrics');
+  t.is(metrics.status, 200);
+  t.true(promtoolCheck(metrics.body).ok);
+});
+
+test('--open hands the page URL to the desktop opener (xdg-open)', async (t) => {
+  const d = await startDaemon(t);
+  const seen = join(d.dir, 'opened');
+  // A stand-in xdg-open first on PATH: it writes down the URL it was given.
+  writeFileSync(join(d.dir, 'xdg-open'), `#!/bin/sh\nprintf '%s' "$1" > ${seen}.tmp && mv ${seen}.tmp ${seen}\n`);
+  chmodSync(join(d.dir, 'xdg-open'), 0o755);
+  const web = lockdSpawn(t, d, ['web', '--listen', '127.0.0.1:0', '--open', '--token-file', join(d.dir, 'tok')], { env: { PATH: `${d.dir}:${process.env.PATH ?? ''}` } });
+  await web.waitForStdout(/serving (http:\/\/\S+\/)/);
+  const url = /serving (http:\/\/\S+\/)/.exec(web.stdout())![1]!;
+  await waitForFile(seen);
+  t.is(readFileSync(seen, 'utf8'), url);
 });

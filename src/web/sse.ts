@@ -28,6 +28,8 @@ export function sseMessage(event: string, data: string): string {
 const KEEPALIVE_MS = 25_000;
 /** After a burst of events, one snapshot: events close together (a release and the grant it causes) share it. */
 const COALESCE_MS = 30;
+/** Unsent bytes a page may pile up before it is dropped (a few dozen overview pushes). */
+const MAX_BUFFERED_BYTES = 1024 * 1024;
 /** While the daemon is away, try to subscribe again this often (only then: a connected hub never polls). */
 const RESUBSCRIBE_MS = 2000;
 
@@ -69,11 +71,21 @@ export class EventHub {
     res.write(sseMessage('daemon', this.connected ? 'connected' : 'unreachable'));
     this.clients.add(res);
     res.on('close', () => this.clients.delete(res));
+    // An event between the page's first paint and this subscription would otherwise leave it stale until the next
+    // one (and a page that reconnects has missed whatever happened meanwhile): send it the current state now.
+    this.schedule();
     return true;
   }
 
   private broadcast(text: string): void {
-    for (const c of this.clients) c.write(text);
+    for (const c of this.clients) {
+      // A page that stopped reading (a suspended laptop) must not make this process buffer without bound: drop
+      // it; its EventSource reconnects when it wakes and gets the current state then.
+      if (c.writableLength > MAX_BUFFERED_BYTES) {
+        this.clients.delete(c);
+        c.destroy();
+      } else c.write(text);
+    }
   }
 
   private async subscribe(): Promise<void> {

@@ -7,8 +7,13 @@
   const state = document.getElementById('live-state');
   const tokenForm = document.getElementById('token-form');
   const tokenInput = document.getElementById('token');
+  const actionState = document.getElementById('action-state');
   const say = (text) => {
     if (state) state.textContent = text;
+  };
+  // Action outcomes have their own line: a live update right after an action must not overwrite what it said.
+  const tell = (text) => {
+    if (actionState) actionState.textContent = text;
   };
 
   // The action token lives in this tab only (sessionStorage), never in a cookie or a URL.
@@ -39,7 +44,7 @@
     if (!b) return;
     const t = token();
     if (!t) {
-      say('enter the action token first (lockd web printed it)');
+      tell('enter the action token first (lockd web printed it)');
       if (tokenInput) tokenInput.focus();
       return;
     }
@@ -51,9 +56,9 @@
         body: JSON.stringify({ id: b.dataset.id }),
       });
       const j = await r.json();
-      say(j.ok ? `${b.dataset.action}: done${j.note ? ` (${j.note})` : ''}` : `${b.dataset.action} refused: ${j.error.message}`);
+      tell(j.ok ? `${b.dataset.action}: done${j.note ? ` (${j.note})` : ''}` : `${b.dataset.action} refused: ${j.error.message}`);
     } catch (err) {
-      say(`${b.dataset.action} failed: ${err}`);
+      tell(`${b.dataset.action} failed: ${err}`);
     } finally {
       b.disabled = false;
     }

@@ -26,6 +26,7 @@ export function page(opts: PageOptions): Html {
 <header>
 <nav aria-label="lockd"><a href="/">lockd</a> <a href="/#locks">Locks</a> <a href="/#queue">Queue</a> <a href="/#pools">Pools</a> <a href="/#runs">Runs</a> <a href="/metrics">Metrics</a></nav>
 <span id="live-state" role="status" aria-live="polite">${opts.live ? 'static (live updates need JavaScript)' : ''}</span>
+<span id="action-state" role="status" aria-live="polite"></span>
 <form id="token-form" hidden><label>Action token <input id="token" type="password" autocomplete="off" size="20"></label></form>
 </header>
 <main id="main">

@@ -98,10 +98,11 @@ function poolsSection(s: StatusSnapshot): Html {
   )}`;
 }
 
-function runsTable(runs: RecentRun[]): Html {
+function runsTable(runs: RecentRun[], live: Map<string, string>): Html {
   if (runs.length === 0) return html`<p class="empty">No runs recorded in this runs root.</p>`;
   const rows = runs.map(({ summary, result, manifest }) => {
-    const verdict = summary.status ?? 'unknown';
+    // A run without result.json is live: the daemon says whether it is still queued or running.
+    const verdict = result ? (summary.status ?? 'unknown') : (live.get(summary.run_id) ?? summary.status ?? 'unknown');
     const locks = (result?.locks ?? manifest?.locks ?? []).map((l) => l.name).join(', ');
     return html`<tr class="run" data-id="${summary.run_id}"><td>${runLink(summary.run_id)}</td><td class="verdict v-${verdict}">${verdict}${summary.reason ? ` (${summary.reason})` : ''}</td>
 <td>${result?.exit_code ?? '–'}</td><td>${formatMs(summary.duration_ms)}</td><td>${locks || '–'}</td><td>${formatTime(summary.start_time_utc)}</td><td class="cmd">${summary.command_line ?? ''}</td></tr>`;
@@ -119,5 +120,5 @@ export function overviewFragment(status: StatusSnapshot | null, runs: RecentRun[
 <section id="locks" aria-labelledby="h-locks"><h2 id="h-locks">Locks and slots</h2>${holdersTable(s)}</section>
 <section id="queue" aria-labelledby="h-queue"><h2 id="h-queue">Queue</h2>${queueTable(s)}</section>
 <section id="pools" aria-labelledby="h-pools"><h2 id="h-pools">Pools</h2>${poolsSection(s)}</section>
-<section id="runs" aria-labelledby="h-runs"><h2 id="h-runs">Runs</h2><p class="note">From ${runsRoot}</p>${runsTable(runs)}</section>`;
+<section id="runs" aria-labelledby="h-runs"><h2 id="h-runs">Runs</h2><p class="note">From ${runsRoot}</p>${runsTable(runs, new Map(s.runs.map((r) => [r.run_id, r.state])))}</section>`;
 }
