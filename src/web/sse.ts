@@ -26,8 +26,8 @@ export function sseMessage(event: string, data: string): string {
 
 /** A comment line every so often keeps idle connections open through proxies that close silent ones. */
 const KEEPALIVE_MS = 25_000;
-/** After a burst of events, one snapshot: events close together (a release and the grant it causes) share it. */
-const COALESCE_MS = 30;
+/** After a burst of events, one snapshot: events close together (a release and the grant it causes, a busy queue) share it; 100 ms is still at once for a person, and bounds the status requests to 10 a second. */
+const COALESCE_MS = 100;
 /** Unsent bytes a page may pile up before it is dropped (a few dozen overview pushes). */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 /** While the daemon is away, try to subscribe again this often (only then: a connected hub never polls). */
@@ -78,13 +78,15 @@ export class EventHub {
   }
 
   private broadcast(text: string): void {
+    // Encoded once, not once per page: 500 pages are 500 writes of the same bytes.
+    const bytes = Buffer.from(text);
     for (const c of this.clients) {
       // A page that stopped reading (a suspended laptop) must not make this process buffer without bound: drop
       // it; its EventSource reconnects when it wakes and gets the current state then.
       if (c.writableLength > MAX_BUFFERED_BYTES) {
         this.clients.delete(c);
         c.destroy();
-      } else c.write(text);
+      } else c.write(bytes);
     }
   }
 
