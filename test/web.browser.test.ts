@@ -140,6 +140,7 @@ test('an action without the token is refused; with the token typed in, Release (
   const page = await browser.newPage();
   await page.goto(web.url);
   await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('live'), undefined, WAIT);
+  t.regex(await text(page, `tr.holder[data-id="${holdId}"]`), /TTL 10 min 0 s, expires \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ/, "the hold's TTL and expiry");
   const button = page.locator(`button[data-action="release"][data-id="${holdId}"]`);
   await button.click();
   t.regex(await text(page, '#action-state'), /enter the action token/);

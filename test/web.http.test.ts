@@ -206,6 +206,28 @@ test("another user's run log needs the token; the user's own run log does not", 
   const withToken = await http(`${web.url}runs/${other}/log`, { headers: { 'X-Lockd-Token': web.token } });
   t.is(withToken.status, 200);
   t.is(withToken.body, 'their-secret-output\n');
+  const stream = await http(`${web.url}runs/${other}/stream`);
+  t.is(stream.status, 200, 'the stream still says how the run ended');
+  t.regex(stream.body, /event: result\n/);
+  t.false(stream.body.includes('their-secret-output'), 'but carries no log without the token');
+  const ownStream = await http(`${web.url}runs/${mine}/stream`);
+  t.regex(ownStream.body, /event: log\ndata: "mine-output\\n"/);
+});
+
+test('with the daemon gone the page says so instead of failing, /metrics answers 503, and both recover when it is back', async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  t.is((await http(web.url)).status, 200);
+  await d.stop();
+  const down = await http(web.url);
+  t.is(down.status, 200);
+  t.regex(down.body, /No lockd daemon is running/);
+  t.is((await http(`${web.url}metrics`)).status, 503);
+  await startDaemon(t, { dir: d.dir });
+  const up = await http(web.url);
+  t.regex(up.body, /<p class="daemon">lockd /);
+  t.is((await http(`${web.url}metrics`)).status, 200);
+  t.is(web.proc.proc.exitCode, null, 'lockd web kept running throughout');
 });
 
 test("a lock's page shows who holds it now and an inline SVG of its runs' wait and hold times over 24 h", async (t) => {

@@ -175,12 +175,12 @@ export function createWebServer(opts: WebOptions): WebServer {
     }
   }
 
-  async function followRun(req: IncomingMessage, res: ServerResponse, rec: RunRecord, offset: number): Promise<void> {
+  async function followRun(req: IncomingMessage, res: ServerResponse, rec: RunRecord, offset: number, withLog: boolean): Promise<void> {
     startSse(res);
     const decoder = new StringDecoder('utf8');
     const state = rec.live ? await watchRun(opts.client.connectOptions, rec.runId) : null;
     const logPath = state?.logPath ?? rec.logPath;
-    const tail = logPath ? new LogTail(logPath, offset, (b) => res.write(sseMessage('log', JSON.stringify(decoder.write(b))))) : null;
+    const tail = logPath && withLog ? new LogTail(logPath, offset, (b) => res.write(sseMessage('log', JSON.stringify(decoder.write(b))))) : null;
     let done = false;
     const finish = async () => {
       if (done) return;
@@ -292,8 +292,8 @@ export function createWebServer(opts: WebOptions): WebServer {
         return void res.end(log?.text ?? '');
       }
       if (m[2] === '/stream') {
-        if (!visibleLog(rec, req)) throw new HttpError(403, `run ${runId} is another user's: its log needs the token`);
-        return await followRun(req, res, rec, intParam(q, 'offset', 0, Number.MAX_SAFE_INTEGER, 0));
+        // Another user's run without the token (EventSource cannot send it): the verdict when it ends, not the log.
+        return await followRun(req, res, rec, intParam(q, 'offset', 0, Number.MAX_SAFE_INTEGER, 0), visibleLog(rec, req));
       }
       const log = visibleLog(rec, req) ? ((rec.logPath ? await readLogTail(rec.logPath, LOG_PAGE_BYTES) : null) ?? { text: '', offset: 0, truncated: false }) : null;
       return sendHtml(res, 200, page({ title: `Run ${runId}`, live: rec.live ? `run:${runId}` : undefined, body: runBody(rec, log) }).text);

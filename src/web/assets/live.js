@@ -95,17 +95,23 @@
     });
   }
 
-  // Another user's run: its log is fetched with the token when one is entered.
-  const hidden = document.getElementById('log-hidden');
-  if (hidden && token() && live) {
+  // Another user's run: its log is fetched with the token, now if the tab has one, else once one is typed in.
+  // (EventSource cannot send the token header, so such a log is as of the fetch; reload for more.)
+  const loadHiddenLog = () => {
+    const hidden = document.getElementById('log-hidden');
+    if (!hidden || !token()) return;
     fetch(`/runs/${encodeURIComponent(location.pathname.split('/')[2] || '')}/log`, { headers: { 'X-Lockd-Token': token() } })
       .then((r) => (r.ok ? r.text() : null))
       .then((text) => {
-        if (text === null) return;
+        if (text === null || !hidden.isConnected) return;
         const pre = document.createElement('pre');
         pre.id = 'log';
+        pre.tabIndex = 0;
         pre.textContent = text;
         hidden.replaceWith(pre);
-      });
-  }
+      })
+      .catch(() => undefined);
+  };
+  loadHiddenLog();
+  if (tokenInput) tokenInput.addEventListener('change', loadHiddenLog);
 })();
