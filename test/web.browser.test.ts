@@ -12,9 +12,11 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { lockd, lockdSpawn, startDaemon } from './helpers/lockd.js';
 import { detachedHolder, holdIdOf, runIdOf, statusJson, waitForWaiters } from './helpers/operate.js';
-import { launchChromium, startWeb } from './helpers/web.js';
+import { browserContext, closeChromium, startWeb } from './helpers/web.js';
 
 const WAIT = { timeout: 30_000 };
+
+test.after.always(closeChromium);
 
 /** Mark the window: if the page reloads, the mark is gone (live updates must not reload). */
 async function mark(page: Page): Promise<void> {
@@ -50,8 +52,7 @@ test('the overview shows a held lock, its waiter with blocker and ETA; the grant
   await waitForWaiters(d, 'board', 1);
   const waiterId = (await statusJson(d)).runs.find((r) => r.state === 'queued')!.run_id;
 
-  const browser = await launchChromium(t);
-  const page = await browser.newPage();
+  const page = await (await browserContext(t)).newPage();
   await page.goto(web.url);
   await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('live'), undefined, WAIT);
   await mark(page);
@@ -87,8 +88,7 @@ test("the run page follows a running job's output live and shows its verdict whe
   await run.waitForStderr('manifest ->');
   const runId = runIdOf(run.stderr());
 
-  const browser = await launchChromium(t);
-  const page = await browser.newPage();
+  const page = await (await browserContext(t)).newPage();
   await page.goto(`${web.url}runs/${runId}`);
   t.is(await page.getAttribute('body', 'data-live'), `run:${runId}`);
   await page.waitForFunction(() => document.getElementById('log')?.textContent?.includes('first-line'), undefined, WAIT);
@@ -111,8 +111,7 @@ test('keyboard navigation: the skip link, then Tab into the content, and Enter o
   const web = await startWeb(t, d);
   const r = await lockd(d, ['run', '--lock', 'k', '--', 'echo', 'keyboard']);
   const runId = runIdOf(r.stderr);
-  const browser = await launchChromium(t);
-  const page = await browser.newPage();
+  const page = await (await browserContext(t)).newPage();
   await page.goto(web.url);
   await page.keyboard.press('Tab');
   t.is(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
@@ -136,8 +135,7 @@ test('an action without the token is refused; with the token typed in, Release (
   const web = await startWeb(t, d);
   const a = await lockd(d, ['acquire', 'bench-rig', '--ttl', '600']);
   const holdId = holdIdOf(a.stdout);
-  const browser = await launchChromium(t);
-  const page = await browser.newPage();
+  const page = await (await browserContext(t)).newPage();
   await page.goto(web.url);
   await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('live'), undefined, WAIT);
   t.regex(await text(page, `tr.holder[data-id="${holdId}"]`), /TTL 10 min 0 s, expires \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ/, "the hold's TTL and expiry");
@@ -168,9 +166,7 @@ test('with JavaScript disabled the first paint still lists the holders', async (
   const web = await startWeb(t, d);
   const holder = await detachedHolder(d, 'nojs', ['--lock', 'scope', '--holder', 'lab-bench-7']);
   t.teardown(holder.release);
-  const browser = await launchChromium(t);
-  const context = await browser.newContext({ javaScriptEnabled: false });
-  const page = await context.newPage();
+  const page = await (await browserContext(t, { javaScriptEnabled: false })).newPage();
   await page.goto(web.url);
   const row = page.locator(`tr.holder[data-id="${holder.runId}"]`);
   t.is(await row.count(), 1);
