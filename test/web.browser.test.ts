@@ -175,3 +175,20 @@ test('with JavaScript disabled the first paint still lists the holders', async (
   t.is(await text(page, '#live-state'), 'static (live updates need JavaScript)');
   t.true(await page.locator('#token-form').isHidden(), 'no token field without scripts (actions need them)');
 });
+
+test('a live update keeps the keyboard focus on the same control', async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const holder = await detachedHolder(d, 'focus', ['--lock', 'desk']);
+  t.teardown(holder.release);
+  const page = await (await browserContext(t)).newPage();
+  await page.goto(web.url);
+  await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('live'), undefined, WAIT);
+  await page.focus(`a[data-focus="run-${holder.runId}"]`);
+  await page.evaluate(() => document.activeElement?.setAttribute('data-old', 'yes'));
+  const r = await lockd(d, ['run', '--lock', 'other', '--', 'true']);
+  const newRun = runIdOf(r.stderr);
+  await page.waitForSelector(`tr.run[data-id="${newRun}"]`, WAIT);
+  t.is(await page.evaluate(() => document.activeElement?.getAttribute('data-focus')), `run-${holder.runId}`, 'focus is on the same link');
+  t.is(await page.evaluate(() => document.activeElement?.getAttribute('data-old')), null, 'in the new markup (the fragment was replaced)');
+});

@@ -39,7 +39,7 @@ function holdersTable(s: StatusSnapshot): Html {
 
 function eta(w: LockStatus['waiters'][number], l: LockStatus): string {
   const ms = w.estimated_wait_ms ?? (w.position === 1 ? l.estimated_wait_ms : null);
-  return ms === null ? 'unknown (no past runs)' : `~${formatMs(ms)}`;
+  return ms === null ? 'unknown (no past runs, or behind a hold)' : `~${formatMs(ms)}`;
 }
 
 /** A daemon with priorities reports one per waiter (higher first, FIFO within one); without, the queue is FIFO. */
