@@ -53,6 +53,8 @@ test('the overview shows a held lock, its waiter with blocker and ETA; the grant
   const waiterId = (await statusJson(d)).runs.find((r) => r.state === 'queued')!.run_id;
 
   const page = await (await browserContext(t)).newPage();
+  const fetched: string[] = [];
+  page.on('request', (r) => fetched.push(r.url()));
   await page.goto(web.url);
   await page.waitForFunction(() => document.getElementById('live-state')?.textContent?.startsWith('live'), undefined, WAIT);
   await mark(page);
@@ -74,6 +76,15 @@ test('the overview shows a held lock, its waiter with blocker and ETA; the grant
   t.is(await page.locator('tr.holder').count(), 0, 'released: nobody holds anything');
   await page.waitForSelector(`tr.run[data-id="${waiterId}"]`, WAIT);
   t.true(await stillMarked(page), 'all of it without a reload');
+  t.deepEqual(
+    fetched.filter((u) => !u.startsWith(web.url)),
+    [],
+    'nothing is fetched from anywhere but lockd web',
+  );
+  t.true(
+    fetched.some((u) => u === `${web.url}assets/live.js`),
+    'its own script',
+  );
   t.is((await waiter.done).code, 0);
 });
 
