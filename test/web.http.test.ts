@@ -4,12 +4,12 @@
  * The browser tests (web.browser.test.ts) drive the same server from Chromium.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { DEFAULT_LISTEN, isLoopback, parseListen } from '../src/cli/commands/web.js';
-import { lockd, lockdSpawn, startDaemon, waitForFile } from './helpers/lockd.js';
+import { REPO, lockd, lockdSpawn, startDaemon, waitForFile } from './helpers/lockd.js';
 import { detachedHolder, holdIdOf, statusJson, waitForWaiters } from './helpers/operate.js';
 import { startWeb } from './helpers/web.js';
 
@@ -282,4 +282,17 @@ test('--open hands the page URL to the desktop opener (xdg-open)', async (t) => 
   const url = /serving (http:\/\/\S+\/)/.exec(web.stdout())![1]!;
   await waitForFile(seen);
   t.is(readFileSync(seen, 'utf8'), url);
+});
+
+test("the page's script and stylesheet ship in the npm package (nothing is fetched at run time) and are what lockd web serves", async (t) => {
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, encoding: 'utf8' });
+  const files = (JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
+  for (const f of ['src/web/assets/live.js', 'src/web/assets/style.css', 'dist/src/web/server.js', 'dist/src/cli/commands/web.js']) t.true(files.includes(f), f);
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const js = await http(`${web.url}assets/live.js`);
+  t.is(js.status, 200);
+  t.regex(String(js.headers['content-type']), /^text\/javascript/);
+  t.is(js.body, readFileSync(join(REPO, 'src', 'web', 'assets', 'live.js'), 'utf8'));
+  t.false(/https?:\/\//.test(js.body), 'the script names no other site');
 });
