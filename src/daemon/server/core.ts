@@ -2,7 +2,8 @@
  * The daemon's state and its answers: one lock table (behind the lock gate), the live runs and holds, the event bus,
  * the journal. The socket server hands every validated message to `handle`, which calls one handler. The handlers
  * and services (jobs/run-job.ts, services/holds.ts, services/status.ts, records/adopt.ts) never see this object:
- * each is given, at construction, the few capabilities it uses (ports.ts), built here.
+ * each is given, at construction, the few capabilities it uses (ports.ts), built here. One concern, the daemon's
+ * state and its wiring; longer than most files because every port is built here, and nothing else is.
  */
 import { hostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
