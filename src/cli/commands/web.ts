@@ -181,6 +181,9 @@ export async function webCommand(args: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  // Stop taking requests and end the open pages' streams; a handle something still holds must not keep a
+  // stopped server alive (the timer is unref'd: it fires only if something else would keep the process up).
+  setTimeout(() => process.exit(EXIT.OK), 3000).unref();
   await web.close();
   return EXIT.OK;
 }
