@@ -34,9 +34,9 @@ test('pools are listed with each member, its state, a disabled member with its r
   t.regex(overviewFragment({ ...snap, pools: undefined } as StatusSnapshot, [], '/runs').text, /No pools/);
 });
 
-test('holder strings and commands are escaped: markup in them is shown as text, never run', (t) => {
-  const evil = '<img src=x onerror=alert(1)>"\'&';
-  const snap: StatusSnapshot = {
+/** A snapshot with one lock held by a run whose holder, user and command are `holder`. */
+function snapWithHolder(holder: string): StatusSnapshot {
+  return {
     daemon: DAEMON,
     locks: [
       {
@@ -51,10 +51,10 @@ test('holder strings and commands are escaped: markup in them is shown as text, 
             kind: 'run',
             id: 'r1',
             pid: 5,
-            holder: evil,
-            user: evil,
+            holder,
+            user: holder,
             uid: 1,
-            command_line: evil,
+            command_line: holder,
             since_utc: '2026-01-01T00:00:00.000Z',
             cwd: '/',
             mode: 'exclusive',
@@ -70,6 +70,11 @@ test('holder strings and commands are escaped: markup in them is shown as text, 
     runs: [],
     holds: [],
   };
+}
+
+test('holder strings and commands are escaped: markup in them is shown as text, never run', (t) => {
+  const evil = '<img src=x onerror=alert(1)>"\'&';
+  const snap = snapWithHolder(evil);
   const out = overviewFragment(snap, [], '/runs').text;
   t.false(out.includes('<img'), 'no tag from the holder string');
   t.true(out.includes('&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;'));
@@ -87,4 +92,10 @@ test('the 24 h chart has one hold bar and one wait bar per run, and an accessibl
   t.is(svg.match(/class="hold"/g)?.length, 2);
   t.is(svg.match(/class="wait"/g)?.length, 2);
   t.regex(svg, /role="img" aria-label="Hold times \(up, max 2\.0 s\) and wait times \(down, max 100 ms\) of 2 runs in the last 24 hours"/);
+});
+
+test('a CI holder is shown as lockd status shows it, with the raw CI-aware string under it', (t) => {
+  const raw = 'ci:github:acme/fw#9182-1/test@runner-3:4242';
+  const out = overviewFragment(snapWithHolder(raw), [], '/runs').text;
+  t.regex(out, /<td class="who">github run 9182 job test on runner-3<br><code class="raw-holder">ci:github:acme\/fw#9182-1\/test@runner-3:4242<\/code><\/td>/);
 });

@@ -5,8 +5,15 @@
  */
 import type { LockStatus, StatusSnapshot } from '../../protocol/messages.js';
 import type { RecentRun } from '../data.js';
+import { renderHolder } from '../../client/holder.js';
 import { formatMs, formatTime } from './format.js';
 import { html, type Html } from './html.js';
+
+/** A holder as `lockd status` shows it (a CI holder as a short sentence), with the raw CI-aware string under it. */
+export function holderCell(holder: string): Html {
+  const human = renderHolder(holder);
+  return human === holder ? html`<td class="who">${holder}</td>` : html`<td class="who">${human}<br><code class="raw-holder">${holder}</code></td>`;
+}
 
 export function runLink(runId: string): Html {
   return html`<a href="/runs/${encodeURIComponent(runId)}" data-focus="run-${runId}">${runId}</a>`;
@@ -29,7 +36,7 @@ function holdersTable(s: StatusSnapshot): Html {
       const action = h.kind === 'hold' ? html`<button type="button" class="act" data-action="release" data-id="${h.id}" data-focus="release-${h.id}">Release ${h.id}</button>` : '';
       return html`<tr class="holder" data-lock="${l.name}" data-id="${h.id}">
 <td>${lockLink(l)}</td><td>${l.scope}</td><td>${h.mode}${h.slot_index !== null ? ` (slot ${h.slot_index + 1}/${l.capacity ?? '?'})` : ''}</td>
-<td>${h.kind} ${idCell(h.kind, h.id)}</td><td class="who">${h.holder}</td><td>${h.user}</td><td>${h.pid ?? '–'}</td>
+<td>${h.kind} ${idCell(h.kind, h.id)}</td>${holderCell(h.holder)}<td>${h.user}</td><td>${h.pid ?? '–'}</td>
 <td><time datetime="${h.since_utc}">${formatTime(h.since_utc)}</time> (${formatMs(h.elapsed_ms)})</td><td>${ttl}</td><td>${action}</td></tr>`;
     }),
   );
@@ -57,7 +64,7 @@ function queueTable(s: StatusSnapshot): Html {
         const run = w.kind === 'run' ? runs.get(w.id) : undefined;
         const action = run?.state === 'queued' ? html`<button type="button" class="act" data-action="cancel" data-id="${w.id}" data-focus="cancel-${w.id}">Cancel ${w.id}</button>` : '';
         return html`<tr class="waiter" data-lock="${l.name}" data-id="${w.id}">
-<td>${lockLink(l)}</td><td>${w.position}</td><td>${priority(w)}</td><td>${w.kind} ${idCell(w.kind, w.id)}</td><td class="who">${w.holder}</td><td>${w.mode}${w.wants.length > 1 ? ` (wants ${w.wants.join(', ')})` : ''}</td>
+<td>${lockLink(l)}</td><td>${w.position}</td><td>${priority(w)}</td><td>${w.kind} ${idCell(w.kind, w.id)}</td>${holderCell(w.holder)}<td>${w.mode}${w.wants.length > 1 ? ` (wants ${w.wants.join(', ')})` : ''}</td>
 <td>${formatMs(w.waiting_ms)}</td><td class="blocker">${w.blocked_by.join(', ') || '–'}</td><td class="eta">${eta(w, l)}</td><td>${action}</td></tr>`;
       }),
   );
