@@ -73,7 +73,7 @@ test('the token file is mode 0600 and the token is printed once, when the file i
   t.true(first.proc.stderr().includes(first.token), 'printed when made');
   first.proc.proc.kill('SIGTERM');
   const stopped = await Promise.race([first.proc.done, new Promise<null>((r) => setTimeout(() => r(null), 20_000).unref())]);
-  t.is(stopped?.code, 0, 'SIGTERM stops it cleanly (within 20 s)');
+  t.deepEqual(stopped && { code: stopped.code, signal: stopped.signal }, { code: 0, signal: null }, `SIGTERM stops it cleanly within 20 s: ${first.proc.stderr()}`);
   const second = await startWeb(t, d, [], file);
   t.is(second.token, first.token);
   t.false(second.proc.stderr().includes(first.token), 'not printed again');

@@ -157,6 +157,12 @@ export async function webCommand(args: string[]): Promise<number> {
     throw e;
   });
 
+  // Listening for the stop signals before saying where we serve: whoever reads that line may stop us at once.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
   let url: string;
   if (listen.kind === 'unix') {
     chmodSync(listen.path, 0o660);
@@ -176,11 +182,7 @@ export async function webCommand(args: string[]): Promise<number> {
   process.stdout.write(`lockd web: serving ${url} (metrics at ${listen.kind === 'unix' ? '/metrics' : `${url}metrics`}) for the daemon on ${client.connectOptions.socketPath}\n`);
   if (values.open && listen.kind === 'tcp') openBrowser(url);
 
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopped;
   // Stop taking requests and end the open pages' streams; a handle something still holds must not keep a
   // stopped server alive (the timer is unref'd: it fires only if something else would keep the process up).
   setTimeout(() => process.exit(EXIT.OK), 3000).unref();
