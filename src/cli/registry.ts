@@ -49,6 +49,11 @@ export const COMMANDS: CommandTable = {
     load: async () => (await import('./commands/metrics.js')).metricsCommand,
     help: async () => (await import('./commands/metrics.js')).METRICS_HELP,
   },
+  web: {
+    summary: 'serve a live page of holders, queues and runs, and /metrics',
+    load: async () => (await import('./commands/web.js')).webCommand,
+    help: async () => (await import('./commands/web.js')).WEB_HELP,
+  },
   events: {
     summary: 'follow lock, run and hold events live',
     load: async () => (await import('./commands/events.js')).eventsCommand,
