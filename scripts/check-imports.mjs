@@ -40,6 +40,10 @@ for (const [f, outs] of edges) {
   for (const t of outs) {
     if (rel(f).startsWith('src/daemon/') && rel(t).startsWith('src/cluster/'))
       problems.push(`rule: ${rel(f)} imports ${rel(t)} (the daemon must not depend on src/cluster/; use daemon/locks/cluster-port.ts)`);
+    // lockd web is a client of the daemon (docs/operations.md, "lockd web"): the daemon never serves HTTP, and the
+    // page never reaches into the daemon's parts, only its protocol.
+    if (rel(f).startsWith('src/daemon/') && rel(t).startsWith('src/web/')) problems.push(`rule: ${rel(f)} imports ${rel(t)} (the daemon must not serve the web page)`);
+    if (rel(f).startsWith('src/web/') && rel(t).startsWith('src/daemon/')) problems.push(`rule: ${rel(f)} imports ${rel(t)} (lockd web is a client: use src/api/ and src/protocol/)`);
   }
 }
 

@@ -80,7 +80,9 @@ test.serial('logs prints a finished run, a --log run, refuses bad ids and explai
   t.is((await lockd(d, ['logs', 'custom'])).stdout, 'in custom\n');
 
   await run(d, ['-q', '--root', join(d.dir, 'b'), '--run-id', 'rooted', '--', 'echo', 'rooted']);
-  t.is((await lockd(d, ['logs', 'rooted'])).code, 2); // not in <state-dir>/runs
+  // Not in <state-dir>/runs, but in a runs root the daemon used (run-roots.json; issue 21): found without --root.
+  t.is((await lockd(d, ['logs', 'rooted'])).stdout, 'rooted\n');
+  t.is((await lockd(d, ['logs', '--runs-root', join(d.dir, 'nowhere'), 'rooted'])).code, 2);
   t.is((await lockd(d, ['logs', '--root', join(d.dir, 'b'), 'rooted'])).stdout, 'rooted\n');
   t.is((await lockd(d, ['logs', '--runs-root', join(d.dir, 'b', 'runs'), 'rooted'])).stdout, 'rooted\n');
 

@@ -383,7 +383,11 @@ test('parseDuration', (t) => {
   t.is(parseDuration('1h30m'), 90 * MINUTE);
   t.is(parseDuration('1.5s'), 1500);
   t.is(parseDuration(' 10s '), 10_000);
-  for (const bad of ['', '7', 'd', '7 days', '-1s', '1x', '1h 30m', '1e3s']) {
+  // Bare numbers are seconds, as for --wait and --timeout: one grammar everywhere.
+  t.is(parseDuration('7'), 7000);
+  t.is(parseDuration('1.5'), 1500);
+  t.is(parseDuration('1H30M'), 90 * MINUTE);
+  for (const bad of ['', 'd', '7 days', '-1s', '-1', '1x', '1h 30m', '1e3s', '1e3', '0x10', 'Infinity', '1.', '.5']) {
     const err = t.throws(() => parseDuration(bad), undefined, bad);
     t.true(isLockdError(err, 'usage'));
   }

@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { connectDaemon, request, requestJsonField, type ConnectOptions } from '../client/connection.js';
+import { lookOnly } from '../client/connect-options.js';
 import { currentUser, holderString, defaultWaitSeconds } from '../client/holder.js';
 import type {
   PoolAdminRequest,
@@ -120,6 +121,7 @@ export class LockdClient {
       socketPath: resolveSocket(opts.socket).path,
       stateDir: resolveStateDir(opts.stateDir),
       autostart: opts.autostart ?? !(env.LOCKD_NO_AUTOSTART === '1' || env.LOCKD_NO_AUTOSTART === 'true'),
+      ...(opts.autostart === false ? { autostartOffReason: 'auto-start is off: connect({ autostart: false })' } : {}),
     };
   }
 
@@ -136,7 +138,7 @@ export class LockdClient {
 
   /** The daemon's identity and uptime; never auto-starts one (rejects with daemon_not_running). */
   async ping(): Promise<DaemonInfo> {
-    const { type: _t, ...info } = await request({ ...this.connectOptions, autostart: false }, { type: 'ping' }, ['pong']);
+    const { type: _t, ...info } = await request(lookOnly(this.connectOptions), { type: 'ping' }, ['pong']);
     return info;
   }
 
@@ -160,7 +162,7 @@ export class LockdClient {
    */
   async metrics(opts: { holders?: boolean } = {}): Promise<MetricsSnapshot> {
     try {
-      return (await request({ ...this.connectOptions, autostart: false }, { type: 'metrics', holders: opts.holders ?? false }, ['metrics'])).snapshot;
+      return (await request(lookOnly(this.connectOptions), { type: 'metrics', holders: opts.holders ?? false }, ['metrics'])).snapshot;
     } catch (e) {
       // Requests are additive within protocol 1: an older daemon knows the protocol but not this message.
       if (e instanceof LockdError && e.code === 'bad_request' && e.message.includes('unknown message type')) {
@@ -263,7 +265,7 @@ export class LockdClient {
 
   /** Stop a run's whole process tree; resolves when it is gone and recorded (with the daemon's note). Never auto-starts. */
   async kill(runId: string, opts: { signal?: string; force?: boolean } = {}): Promise<{ note: string | null }> {
-    const r = await request({ ...this.connectOptions, autostart: false }, { type: 'kill', run_id: runId, signal: opts.signal ?? 'SIGTERM', force: opts.force ?? false }, ['ok']);
+    const r = await request(lookOnly(this.connectOptions), { type: 'kill', run_id: runId, signal: opts.signal ?? 'SIGTERM', force: opts.force ?? false }, ['ok']);
     return { note: r.note };
   }
 

@@ -21,6 +21,8 @@ export class EventStream implements AsyncIterableIterator<LockdEvent> {
       (conn) =>
         new Promise<void>((res, rej) => {
           this.conn = conn;
+          // close() before the connection was made: end it now, or it would stay open (and keep the process up).
+          if (this.done) conn.socket.destroy();
           conn.onMessage = (m) => {
             if (m.type === 'event') this.queue.push(m.event);
             else if (m.type === 'ok') res();

@@ -1,6 +1,7 @@
 /** Argument helpers shared by the commands: util.parseArgs plus the few shapes it does not cover. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LockdError } from '../util/errors.js';
+import { DURATION_GRAMMAR, parseDuration } from '../runs/units.js';
 
 export type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
@@ -43,13 +44,18 @@ export function parse<O extends OptionsConfig>(
   }
 }
 
-/** Seconds as a number, `inf`/`infinity`/`none` → null (forever). */
+/**
+ * A duration option in seconds, in lockd's one duration grammar (parseDuration: `90`, `10m`, `1h30m`);
+ * `inf`/`infinity`/`none`/`forever` → null (forever) where allowed.
+ */
 export function parseSeconds(v: string, what: string, allowInfinite = true): number | null {
   const s = v.trim().toLowerCase();
   if (allowInfinite && (s === 'inf' || s === 'infinity' || s === 'none' || s === 'forever')) return null;
-  const n = Number(s.endsWith('s') ? s.slice(0, -1) : s);
-  if (!Number.isFinite(n) || n < 0) throw new LockdError('usage', `${what} must be a number of seconds${allowInfinite ? " or 'inf'" : ''}, not ${JSON.stringify(v)}`);
-  return n;
+  try {
+    return parseDuration(s, what) / 1000;
+  } catch {
+    throw new LockdError('usage', `${what} must be ${DURATION_GRAMMAR}${allowInfinite ? ", or 'inf'" : ''}, not ${JSON.stringify(v)}`);
+  }
 }
 
 export function parseIntOption(v: string, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {

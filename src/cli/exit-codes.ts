@@ -4,6 +4,8 @@ export const EXIT = {
   USAGE: 2,
   /** The locks were not obtained (busy with --wait 0, wait timed out, deadlock). --conflict-exit-code changes it. */
   NOT_OBTAINED: 75,
+  /** `lockd shutdown` refused: runs are in progress (try again later, as for a busy lock; --force stops them). */
+  DAEMON_BUSY: 75,
   TIMEOUT: 124,
   /** lockd itself failed: daemon unreachable, connection lost, internal error. */
   LOCKD_FAILED: 125,
@@ -29,11 +31,15 @@ export function exitCodeFor(code: string): number {
     case 'unknown_pool':
     case 'unknown_member':
     case 'pool_exists':
+    // a gc that would remove every finished run without --all: what was asked needs saying explicitly
+    case 'gc_needs_all':
       return EXIT.USAGE;
     case 'lock_busy':
     case 'lock_wait_timeout':
     case 'deadlock':
       return EXIT.NOT_OBTAINED;
+    case 'daemon_busy':
+      return EXIT.DAEMON_BUSY;
     default:
       return EXIT.LOCKD_FAILED;
   }

@@ -54,6 +54,11 @@ export const COMMANDS: CommandTable = {
     load: async () => (await import('./commands/metrics.js')).metricsCommand,
     help: async () => (await import('./commands/metrics.js')).METRICS_HELP,
   },
+  web: {
+    summary: 'serve a live page of holders, queues and runs, and /metrics',
+    load: async () => (await import('./commands/web.js')).webCommand,
+    help: async () => (await import('./commands/web.js')).WEB_HELP,
+  },
   events: {
     summary: 'follow lock, run and hold events live',
     load: async () => (await import('./commands/events.js')).eventsCommand,
@@ -73,6 +78,11 @@ export const COMMANDS: CommandTable = {
     summary: "release your holds (others' only with --force)",
     load: async () => (await import('./commands/release.js')).releaseCommand,
     help: async () => (await import('./commands/release.js')).RELEASE_HELP,
+  },
+  wait: {
+    summary: 'wait for runs to end; exit with their exit code',
+    load: async () => (await import('./commands/wait.js')).waitCommand,
+    help: async () => (await import('./commands/wait.js')).WAIT_HELP,
   },
   kill: { summary: "stop a run's whole process tree", load: async () => (await import('./commands/kill.js')).killCommand, help: async () => (await import('./commands/kill.js')).KILL_HELP },
   config: {

@@ -25,14 +25,19 @@ export const SETTINGS = {
   build_root: { env: 'LOCKD_BUILD_ROOT', description: 'build root for local locks (--root)', default: () => process.cwd() },
   global_dir: { env: 'LOCKD_GLOBAL_DIR', description: 'directory of global lock files', default: () => null },
   runs_root: { env: 'LOCKD_RUNS_ROOT', description: 'where run directories go (default <root>/runs with --root, else <state-dir>/runs)', default: () => null },
-  wait: { env: 'LOCKD_WAIT', description: 'seconds to wait for locks (0 fail fast, inf forever); 0 on a developer machine, 1800 in CI', default: (e) => String(defaultWaitSeconds(e)) },
-  timeout: { env: 'LOCKD_TIMEOUT', description: 'kill the command after this many seconds (none by default)', default: () => null },
+  wait: { env: 'LOCKD_WAIT', description: 'how long to wait for locks: 90, 10m, 1h30m (0 fail fast, inf forever); 0 on a dev machine, 1800 in CI', default: (e) => String(defaultWaitSeconds(e)) },
+  timeout: { env: 'LOCKD_TIMEOUT', description: 'kill the command after this long: seconds or 10m, 1h30m (none by default)', default: () => null },
   kill_after: { env: 'LOCKD_KILL_AFTER', description: 'seconds between SIGTERM and SIGKILL when stopping a tree', default: () => '5' },
   keep: { env: 'LOCKD_RUNS_KEEP', description: 'runs kept per runs root by auto-GC (0 disables)', default: () => '20' },
+  progress_interval: {
+    env: 'LOCKD_PROGRESS_INTERVAL',
+    description: 'without a terminal, a waiting run prints a progress line this often (0 or none: never; -q silences it too)',
+    default: () => '60',
+  },
   holder: { env: 'LOCKD_HOLDER', description: 'holder identity (CI-aware by default)', default: () => null },
   conflict_exit_code: { env: 'LOCKD_CONFLICT_EXIT_CODE', description: 'exit code when the locks are not obtained', default: () => '75' },
   log_max_bytes: { env: 'LOCKD_LOG_MAX_BYTES', description: "cap on a run's output.log (head and tail kept)", default: () => null },
-  ttl: { env: 'LOCKD_TTL', description: 'TTL of explicit holds in seconds, or none', default: () => 'none' },
+  ttl: { env: 'LOCKD_TTL', description: 'TTL of explicit holds: seconds or 15m, 2h, or none', default: () => 'none' },
   no_autostart: { env: 'LOCKD_NO_AUTOSTART', description: 'do not start a daemon when none answers (1 to disable auto-start)', default: () => '0' },
   log_level: { env: 'LOCKD_LOG_LEVEL', description: 'daemon log level', default: () => 'info' },
   // Cluster locks (docs/cluster.md): read by `lockd daemon`; on_lock_lost is also each run's default.
@@ -59,6 +64,53 @@ export interface Resolved {
   source: Source;
 }
 
+/** Edit distance (insert, delete, substitute, swap of neighbours), for "did you mean". */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known key closest to `key` (also `--kebab-case` and `LOCKD_ENV` spellings), or null when none is close. */
+export function nearestSetting(key: string): string | null {
+  const k = key
+    .toLowerCase()
+    .replace(/^lockd_/, '')
+    .replace(/^-+/, '')
+    .replace(/-/g, '_');
+  if (k in SETTINGS) return k;
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const name of Object.keys(SETTINGS)) {
+    const dist = editDistance(k, name);
+    if (dist < bestD) [best, bestD] = [name, dist];
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(k.length / 3)) ? best : null;
+}
+
+const warnedConfigs = new Set<string>();
+
+/**
+ * A key lockd does not know is a typo until proven otherwise (`wiat` silently meant the default): one warning line
+ * per file and process, printed when the file is read, which is before the command writes anything. Keys starting
+ * with `$` or `//` are left alone ($schema, comments).
+ */
+function warnUnknownKeys(path: string, config: Record<string, unknown>): void {
+  if (warnedConfigs.has(path)) return;
+  warnedConfigs.add(path);
+  for (const key of Object.keys(config)) {
+    if (key in SETTINGS || key.startsWith('$') || key.startsWith('//')) continue;
+    const near = nearestSetting(key);
+    process.stderr.write(`lockd: warning: ${path}: unknown key ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; lockd config lists the known keys\n`);
+  }
+}
+
 function readConfig(path: string): Record<string, unknown> | null {
   let text: string;
   try {
@@ -68,7 +120,9 @@ function readConfig(path: string): Record<string, unknown> | null {
   }
   try {
     const v = JSON.parse(text) as unknown;
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+    warnUnknownKeys(path, v as Record<string, unknown>);
+    return v as Record<string, unknown>;
   } catch {
     process.stderr.write(`lockd: warning: ignoring ${path}: not valid JSON\n`);
     return null;

@@ -47,7 +47,7 @@ async function connectOrStart(opts: ConnectOptions): Promise<Socket> {
     const code = errnoCode(e);
     if (!code || !NOT_RUNNING.has(code)) throw new LockdError('daemon_unreachable', `cannot connect to the lockd daemon at ${opts.socketPath}: ${(e as Error).message}`);
     if (!opts.autostart) {
-      throw new LockdError('daemon_not_running', `no lockd daemon is running on ${opts.socketPath} (auto-start is off: LOCKD_NO_AUTOSTART is set)`);
+      throw new LockdError('daemon_not_running', `no lockd daemon is running on ${opts.socketPath} (${opts.autostartOffReason ?? 'auto-start is off: LOCKD_NO_AUTOSTART is set'})`);
     }
   }
   const { startDaemonProcess } = await import('./autostart.js');

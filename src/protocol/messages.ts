@@ -213,7 +213,8 @@ export type ClientMessage =
   | { type: 'events' }
   | { type: 'kill'; run_id: string; signal: string; force: boolean }
   | { type: 'watch_run'; run_id: string }
-  | { type: 'gc'; runs_root: string | null; keep: number; older_than_ms: number | null; max_bytes: number | null; dry_run: boolean }
+  // all: the caller said --all; without it (absent = false) a GC that would remove every finished run is refused.
+  | { type: 'gc'; runs_root: string | null; keep: number; older_than_ms: number | null; max_bytes: number | null; dry_run: boolean; all?: boolean }
   | { type: 'shutdown'; force: boolean }
   // holders: also list who holds each lock (off by default: scrapers see counts, not names; see MetricsSnapshot).
   | { type: 'metrics'; holders: boolean }

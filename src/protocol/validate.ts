@@ -224,6 +224,7 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
         older_than_ms: intOrNull(m, 'older_than_ms', 'gc'),
         max_bytes: intOrNull(m, 'max_bytes', 'gc'),
         dry_run: bool(m, 'dry_run', 'gc'),
+        ...(m.all === undefined ? {} : { all: bool(m, 'all', 'gc') }),
       };
     case 'shutdown':
       return { type, force: bool(m, 'force', 'shutdown') };

@@ -7,6 +7,7 @@
  *    later) is at least that old are removed;
  *  - `maxBytes`: in addition, the oldest are removed until all runs together
  *    take at most `maxBytes`.
+ * With `refuseRemovingAll`, a policy that would remove every finished run is refused before anything is removed.
  * Live runs (`isLive`) and pinned runs (`.pinned`) are never removed; they are
  * reported in `skipped` when the policy would have picked them. Nor are runs
  * without a result.json that were active within `unfinishedGraceMs` (default
@@ -29,6 +30,7 @@ import path from 'node:path';
 import { isPinned } from './pin.js';
 import { exists, isMissing, listRunDirs, mapLimited, type RunDirEntry } from './run-dirs.js';
 import { LOG_FILE, MANIFEST_FILE, RESULT_FILE, readRunJson } from './run-files.js';
+import { LockdError } from '../util/errors.js';
 
 export { parseDuration, parseSize } from './units.js';
 export { pinRun, unpinRun, isPinned } from './pin.js';
@@ -36,6 +38,12 @@ export { pinRun, unpinRun, isPinned } from './pin.js';
 export interface GcOptions {
   /** Newest runs that are always kept (default 20). */
   keep?: number;
+  /**
+   * Refuse (LockdError gc_needs_all, nothing removed) when the policy would remove every finished run: a user must
+   * say --all for that, whatever combination of --keep, --older-than and --max-bytes got there (the kept newest may
+   * all be live or unfinished). Auto-GC leaves it off.
+   */
+  refuseRemovingAll?: boolean;
   olderThanMs?: number;
   maxBytes?: number;
   /** Report what would be removed without removing anything. */
@@ -206,6 +214,17 @@ export async function gcRuns(runsRoot: string, options: GcOptions = {}): Promise
       }
       victims.push(e);
       total -= sizes.get(e.runId)!;
+    }
+  }
+
+  if (options.refuseRemovingAll && victims.length > 0) {
+    const finished = runs.filter((e) => e.hasResult).length;
+    const finishedVictims = victims.filter((e) => e.hasResult).length;
+    if (finishedVictims === finished) {
+      throw new LockdError('gc_needs_all', `this gc would remove every finished run in ${root} (${finished}); say --all if that is what you mean (--keep N keeps the newest N, --dry-run lists them)`, {
+        runs_root: root,
+        finished,
+      });
     }
   }
 

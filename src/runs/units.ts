@@ -1,6 +1,6 @@
 /**
- * Human-friendly durations and sizes for GC and log caps (`--older-than 7d`,
- * `--max-size 10G`). Sizes use binary multiples (K = 1024), like du and ls -h.
+ * Human-friendly durations (every duration option: `--wait 10m`, `--older-than 7d`) and sizes for GC and log
+ * caps (`--max-size 10G`). Sizes use binary multiples (K = 1024), like du and ls -h.
  */
 import { LockdError } from '../util/errors.js';
 
@@ -14,13 +14,25 @@ const DURATION_UNITS_MS: Record<string, number> = {
 };
 
 const DURATION_PART_RE = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/y;
+/** Bare seconds: plain decimal digits only, so `0x10`, `1e3`, `-5` and `Infinity` (which Number() takes) are refused. */
+const BARE_SECONDS_RE = /^\d+(?:\.\d+)?$/;
 
-/** `500ms`, `90s`, `30m`, `12h`, `7d`, `2w`, or combinations like `1h30m`; returns whole milliseconds. */
-export function parseDuration(text: string): number {
-  const s = String(text).trim();
+/** What every duration option accepts; error messages name it so the grammar is said the same way everywhere. */
+export const DURATION_GRAMMAR = 'seconds (90, 1.5) or a number with units (500ms, 90s, 10m, 1h30m, 12h, 7d, 2w)';
+
+/**
+ * The one duration grammar of lockd (--wait, --timeout, --kill-after, --ttl, gc --older-than, their LOCKD_* variables
+ * and lockd.json keys): bare seconds (`90`, `1.5`), or parts with units, `500ms`, `90s`, `30m`, `12h`, `7d`, `2w`, and
+ * combinations like `1h30m`. Case-insensitive. Returns whole milliseconds. `what` names the option in the error.
+ */
+export function parseDuration(text: string, what = 'duration'): number {
+  const s = String(text).trim().toLowerCase();
   let total = 0;
   let at = 0;
-  DURATION_PART_RE.lastIndex = 0;
+  if (BARE_SECONDS_RE.test(s)) {
+    total = Number(s) * 1000;
+    at = s.length;
+  }
   while (at < s.length) {
     DURATION_PART_RE.lastIndex = at;
     const m = DURATION_PART_RE.exec(s);
@@ -29,7 +41,7 @@ export function parseDuration(text: string): number {
     at = DURATION_PART_RE.lastIndex;
   }
   if (s.length === 0 || at !== s.length || !Number.isFinite(total)) {
-    throw new LockdError('usage', `invalid duration ${JSON.stringify(text)}: use a number with a unit, e.g. 500ms, 90s, 30m, 12h, 7d`, {
+    throw new LockdError('usage', `${what} must be ${DURATION_GRAMMAR}, not ${JSON.stringify(text)}`, {
       value: text,
     });
   }

@@ -44,10 +44,10 @@ Locks (as in lockd run; granted all at once or not at all):
                       printed as LOCKD_MEMBERS_<NAME>=a,b after LOCKD_HOLD_ID
   --priority N        queue priority, higher first (default 0; --priority=-N for a negative one)
 Waiting:
-  --wait SECONDS|inf      how long to queue (default 0 on a developer machine, 1800 in CI)
+  --wait DURATION|inf     how long to queue: 90, 10m, 1h30m (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
 Holding:
-  --ttl SECONDS|none      release the hold when no heartbeat comes for this long (default $LOCKD_TTL; else
+  --ttl DURATION|none     release the hold when no heartbeat comes for this long: 900, 15m (default $LOCKD_TTL; else
                           7200 (2 h) when taken at a terminal, none otherwise)
   --holder H              holder identity (default: CI-aware; release/heartbeat must come from the same holder)
 Output:

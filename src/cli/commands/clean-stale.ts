@@ -8,6 +8,7 @@ import { COMMON_OPTIONS, asArray, parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
 import { request, type ConnectOptions } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { isLockdError } from '../../util/errors.js';
 import { resolveStateDir } from '../../util/paths.js';
 import { cleanStale, type CleanStaleResult } from '../../daemon/services/clean-stale.js';
@@ -40,7 +41,7 @@ Examples:
 /** The lock files the daemon holds right now, or null when no daemon runs. Throws when one runs but cannot answer. */
 export async function daemonHeldLocks(opts: ConnectOptions): Promise<Set<string> | null> {
   try {
-    const { snapshot } = await request({ ...opts, autostart: false }, { type: 'status', root: null }, ['status']);
+    const { snapshot } = await request(lookOnly(opts), { type: 'status', root: null }, ['status']);
     return new Set(snapshot.locks.filter((l) => l.holders.length > 0).map((l) => l.key));
   } catch (e) {
     if (isLockdError(e, 'daemon_not_running')) return null;

@@ -11,6 +11,7 @@ import { COMMON_OPTIONS, parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
 import { request } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { currentUser } from '../../client/holder.js';
 import { errnoCode, isLockdError } from '../../util/errors.js';
 import { SYSTEM_SOCKET } from '../../util/paths.js';
@@ -96,7 +97,7 @@ async function checkSocketDir(socketPath: string): Promise<Check> {
 
 async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart: boolean): Promise<{ check: Check; running: boolean; info?: DaemonInfo }> {
   try {
-    const pong = await request({ ...opts, autostart: false }, { type: 'ping' }, ['pong']);
+    const pong = await request(lookOnly(opts), { type: 'ping' }, ['pong']);
     if (pong.protocol !== PROTOCOL_VERSION) {
       return {
         running: true,
@@ -133,7 +134,7 @@ async function checkDaemon(opts: ReturnType<typeof connectOptions>, noAutostart:
             check: {
               name: 'daemon',
               level: 'warn',
-              message: `no daemon answers on ${opts.socketPath} and auto-start is off (LOCKD_NO_AUTOSTART)`,
+              message: `no daemon answers on ${opts.socketPath} and ${opts.autostartOffReason ?? 'auto-start is off'}`,
               fix: 'start one: lockd daemon (or install the service)',
             },
           }

@@ -28,7 +28,8 @@ Options:
   --runs-root DIR         runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else the daemon's <state-dir>/runs)
   --root DIR              build root whose runs to collect (<root>/runs)
   --keep N                newest runs always kept; 0 keeps all, as for LOCKD_RUNS_KEEP (default $LOCKD_RUNS_KEEP unless 0, else 20)
-  --all                   remove every finished run (no count kept); the only way to keep none
+  --all                   remove every finished run (no count kept). Needed for any gc that would remove every
+                          finished run (e.g. --keep 1 when the newest run is still running): refused otherwise
   --older-than DURATION   only remove runs idle this long: 90s, 30m, 12h, 7d, 2w, 1h30m
   --max-bytes SIZE        also remove the oldest until all runs take at most SIZE: 500M, 10G
   --dry-run               print what would be removed, remove nothing
@@ -88,7 +89,7 @@ export async function gcCommand(args: string[]): Promise<number> {
   }
   const settings = runsSettings(values);
   const keep = values.all ? 0 : keepFor(values.keep, settings.value('keep'));
-  const olderThanMs = values['older-than'] !== undefined ? parseDuration(values['older-than']) : null;
+  const olderThanMs = values['older-than'] !== undefined ? parseDuration(values['older-than'], '--older-than') : null;
   const maxBytes = values['max-bytes'] !== undefined ? parseSize(values['max-bytes']) : null;
   const dryRun = values['dry-run'] ?? false;
   const runsRoot = resolveRunsRoot(settings);
@@ -97,7 +98,11 @@ export async function gcCommand(args: string[]): Promise<number> {
   let report: Report;
   try {
     // Without an explicit root the daemon uses its own state dir (it differs from ours for a system daemon).
-    const reply = await request(connect, { type: 'gc', runs_root: runsRoot.explicit ? runsRoot.root : null, keep, older_than_ms: olderThanMs, max_bytes: maxBytes, dry_run: dryRun }, ['gc_done']);
+    const reply = await request(
+      connect,
+      { type: 'gc', runs_root: runsRoot.explicit ? runsRoot.root : null, keep, older_than_ms: olderThanMs, max_bytes: maxBytes, dry_run: dryRun, all: values.all ?? false },
+      ['gc_done'],
+    );
     report = { ...(reply.report as unknown as GcReport & { runs_root: string }), collected_by: 'daemon' };
   } catch (e) {
     if (!isLockdError(e, 'daemon_not_running')) throw e;
@@ -106,6 +111,7 @@ export async function gcCommand(args: string[]): Promise<number> {
       ...(olderThanMs !== null ? { olderThanMs } : {}),
       ...(maxBytes !== null ? { maxBytes } : {}),
       dryRun,
+      refuseRemovingAll: !values.all,
     });
     report = { runs_root: runsRoot.root, ...local, collected_by: 'local' };
   }

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { connectDaemon, type ConnectOptions } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { LOG_FILE, RESULT_FILE } from '../../runs/run-files.js';
 import { readResult, type RunResult } from '../../runs/result.js';
 import { LockdError } from '../../util/errors.js';
@@ -25,8 +26,11 @@ export const LOGS_HELP = `Usage: lockd logs RUN_ID [-f] [--runs-root DIR | --roo
 Print a run's output log (stdout and stderr in arrival order).
 
 Options:
-  -f, --follow      follow a live run until it ends, from any terminal (like tail -f, but stops by itself)
-  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs)
+  -f, --follow      follow a live run until it ends, from any terminal (like tail -f, but stops by itself),
+                    then exit with the run's exit code (also for a run that already ended); lockd wait
+                    waits without printing the log
+  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs,
+                    then the runs roots the daemon recorded runs under, e.g. build/runs of run --root build)
   --root DIR        build root the run was recorded under (<root>/runs)
 
 A live run is found through the daemon wherever its log is; a finished run through its runs root.
@@ -106,7 +110,7 @@ class LogFollower {
   }
 }
 
-interface RunWatch {
+export interface RunWatch {
   live: boolean;
   logPath: string | null;
   resultPath: string | null;
@@ -116,10 +120,10 @@ interface RunWatch {
 }
 
 /** Ask the daemon (never starting one) about the run and keep listening for its end; null when no daemon answers. */
-async function watchRun(connect: ConnectOptions, runId: string): Promise<RunWatch | null> {
+export async function watchRun(connect: ConnectOptions, runId: string): Promise<RunWatch | null> {
   let conn;
   try {
-    conn = await connectDaemon({ ...connect, autostart: false }, { type: 'watch_run', run_id: runId });
+    conn = await connectDaemon(lookOnly(connect), { type: 'watch_run', run_id: runId });
   } catch {
     return null;
   }
@@ -181,7 +185,7 @@ async function follow(path: string, ended: Promise<'ended' | 'lost'>): Promise<'
   }
 }
 
-async function readResultFile(path: string): Promise<RunResult | null> {
+export async function readResultFile(path: string): Promise<RunResult | null> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as RunResult;
   } catch {
@@ -212,8 +216,13 @@ export async function logsCommand(args: string[]): Promise<number> {
       return EXIT.LOCKD_FAILED;
     }
     const result = watched.resultPath ? await readResultFile(watched.resultPath) : null;
-    if (result) process.stderr.write(`lockd: run ${runId} ended: ${result.status} (${result.reason}), exit ${result.exit_code}\n`);
-    return EXIT.OK;
+    if (!result) {
+      process.stderr.write(`lockd: run ${runId} ended but its result.json cannot be read${watched.resultPath ? ` (${watched.resultPath})` : ''}\n`);
+      return EXIT.LOCKD_FAILED;
+    }
+    process.stderr.write(`lockd: run ${runId} ended: ${result.status} (${result.reason}), exit ${result.exit_code}\n`);
+    // -f ends with the run's own exit code (as lockd wait does), so `lockd logs -f ID` can stand in for the run.
+    return result.exit_code;
   }
   watched?.close();
 
@@ -222,12 +231,14 @@ export async function logsCommand(args: string[]): Promise<number> {
   const result = await readResult(dir).catch(() => null);
   if (result && result.log_path === null) {
     process.stderr.write(`lockd: run ${runId} never started (${result.reason}), so it has no log; see ${join(dir, RESULT_FILE)}\n`);
-    return 1;
+    return values.follow ? result.exit_code : 1;
   }
   const logPath = result?.log_path ?? join(dir, LOG_FILE);
   if (!(await printFile(logPath))) {
     process.stderr.write(`lockd: run ${runId} has no log at ${logPath}\n`);
     return 1;
   }
+  // -f of a run that already ended: the same exit as following it live would have given.
+  if (values.follow && result) return result.exit_code;
   return EXIT.OK;
 }

@@ -13,7 +13,8 @@ Print the run's result.json (status, reason, exit codes, times, locks, verdict d
 Exit 0 when printed; 1 when the run has no result yet (still queued or running); 2 when there is no such run.
 
 Options:
-  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs)
+  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs,
+                    then the runs roots the daemon recorded runs under, e.g. build/runs of run --root build)
   --root DIR        build root the run was recorded under (<root>/runs)
 
 Examples:

@@ -12,12 +12,14 @@ import { connectOptions } from '../common.js';
 import { Settings } from '../settings.js';
 import { lockRefs, LOCK_OPTIONS } from '../locks-arg.js';
 import { LockdClient, type RunMessage } from '../../api/client.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { holderString, currentUser } from '../../client/holder.js';
 import type { ForwardSignal, HolderInfo, RunRequest } from '../../protocol/messages.js';
 import { poolRefs } from '../pools-arg.js';
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { parseSize } from '../../runs/units.js';
+import { etaOfRequest, progressLine } from '../render/wait-progress.js';
 
 export const RUN_OPTIONS = {
   ...COMMON_OPTIONS,
@@ -49,6 +51,7 @@ export const RUN_OPTIONS = {
   priority: { type: 'string' },
   supersede: { type: 'string' },
   'cancel-running': { type: 'boolean' },
+  'progress-interval': { type: 'string' },
 } as const;
 
 export const RUN_HELP = `Usage: lockd run [options] [--] COMMAND [ARGS...]
@@ -72,11 +75,14 @@ Pools (named members defined in <state-dir>/lockd.json "pools"; see lockd pool -
                       superseded); same user, same KEY: put the project and branch in it in CI
   --cancel-running    with --supersede: also stop the older run that is running (SIGTERM, --kill-after, SIGKILL)
 Waiting:
-  --wait SECONDS|inf  how long to queue (default 0 on a developer machine, 1800 in CI)
+  --wait DURATION|inf how long to queue: 90, 10m, 1h30m (default 0 on a developer machine, 1800 in CI)
+  --progress-interval DURATION  without a terminal (CI logs), print a "still waiting" line this often: elapsed,
+                      position, blocker, ETA, deadline (default 60; 0 or none: never; $LOCKD_PROGRESS_INTERVAL,
+                      lockd.json progress_interval). On a terminal the live line shows the same; -q silences both
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
 Running:
-  --timeout SECONDS   kill the whole process tree after this long (exit 124)
-  --kill-after SECONDS  grace between SIGTERM and SIGKILL (default 5)
+  --timeout DURATION  kill the whole process tree after this long (exit 124)
+  --kill-after DURATION  grace between SIGTERM and SIGKILL (default 5)
   -i, --interactive   forward stdin to the command
   --detach            print the run id and return; the job keeps its locks until it exits
   --hold ID           run under your hold ID from lockd acquire (default $LOCKD_HOLD_ID); runs under one
@@ -93,14 +99,18 @@ Output: on Linux your own stdout/stderr are passed to the daemon, which relays t
 
 Examples:
   lockd run --root build --arch riscv64 --lock qemu -- ./scripts/run-qemu-session.sh
-  lockd run --global deps-fetch --wait 600 -- make deps
+  lockd run --global deps-fetch --wait 10m -- make deps
+  CI=true lockd run --lock qemu --progress-interval 30s -- ./test.sh   # a line every 30 s while queued
   lockd run --lock board:slots=4 -- ./flash.sh    # the job sees LOCKD_SLOT_board=0..3
   lockd run --pool boards --where arch=arm64 --wait 600 -- ./flash.sh   # any free arm64 board
   lockd run --pool boards:2 --priority 10 -- ./pair-test.sh
   lockd run --pool boards --supersede "$GITHUB_REPOSITORY/$GITHUB_REF" --cancel-running --wait 3600 -- ./hil.sh
 `;
 
-export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process.env): { req: RunRequest; quiet: boolean; resultFd: number | null; connect: ReturnType<typeof connectOptions> } {
+export function buildRunRequest(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { req: RunRequest; quiet: boolean; resultFd: number | null; progressMs: number | null; connect: ReturnType<typeof connectOptions> } {
   const { optionArgs, command } = splitCommand(args, RUN_OPTIONS);
   const { values } = parse(optionArgs, RUN_OPTIONS);
   if (command.length === 0) throw new LockdError('usage', 'lockd run needs a command: lockd run [options] -- COMMAND [ARGS...]');
@@ -118,6 +128,7 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
       holder: values.holder,
       conflict_exit_code: values['conflict-exit-code'],
       log_max_bytes: values['log-max-bytes'],
+      progress_interval: values['progress-interval'],
     },
     env,
   );
@@ -191,8 +202,13 @@ export function buildRunRequest(args: string[], env: NodeJS.ProcessEnv = process
     req.supersede = values.supersede;
     if (values['cancel-running']) req.cancel_running = true;
   }
-  return { req, quiet: values.quiet ?? false, resultFd, connect: connectOptions(values, settings) };
+  const progressS = parseSeconds(settings.value('progress_interval')!, '--progress-interval');
+  const progressMs = progressS === null || progressS === 0 ? null : Math.max(1, Math.round(progressS * 1000));
+  return { req, quiet: values.quiet ?? false, resultFd, progressMs, connect: connectOptions(values, settings) };
 }
+
+/** How long a progress line waits for the daemon's ETA before it is printed without one (a busy daemon is no reason to go silent). */
+const STATUS_BOUND_MS = 2000;
 
 /** A pool request as the waiting line names it: boards:2[arch=arm64] or boards/rpi4-a. */
 function poolLabel(p: NonNullable<RunRequest['pools']>[number]): string {
@@ -229,7 +245,12 @@ function describeBlockers(blockers: HolderInfo[]): string {
  * stdout/stderr, signals we receive are forwarded, and the daemon's progress becomes `lockd:` lines.
  */
 export async function runCommand(args: string[]): Promise<number> {
-  const { req, quiet, resultFd, connect } = buildRunRequest(args);
+  // -h/--help among run's own options (before the command: `lockd run --lock x make -h` is make's -h).
+  if (parse(splitCommand(args, RUN_OPTIONS).optionArgs, RUN_OPTIONS).values.help) {
+    process.stdout.write(RUN_HELP);
+    return EXIT.OK;
+  }
+  const { req, quiet, resultFd, progressMs, connect } = buildRunRequest(args);
   const say = (line: string) => {
     if (!quiet) process.stderr.write(`lockd: ${line}\n`);
   };
@@ -297,28 +318,67 @@ export async function runCommand(args: string[]): Promise<number> {
     process.stderr.write('\r\x1b[K');
     liveLine = false;
   };
+  // Without a terminal the wait is reported on a steady interval (CI kills jobs that print nothing for minutes).
+  let queue: { runId: string; position: number; blockers: HolderInfo[] } | null = null;
+  let progress: NodeJS.Timeout | null = null;
+  const stopProgress = () => {
+    if (progress) clearInterval(progress);
+    progress = null;
+  };
+  const progressTick = async () => {
+    if (!queue || waitingSince === null) return;
+    const since = waitingSince;
+    // The estimate is the daemon's (recorded durations); a slow or failed status answer only leaves it unknown.
+    // Look-only: a progress line never starts a daemon (losing ours is the run's own retry to handle).
+    let etaMs: number | null = null;
+    let bound: NodeJS.Timeout | undefined;
+    try {
+      const snapshot = await Promise.race([LockdClient.fromConnectOptions(lookOnly(connect)).status(), new Promise<null>((r) => (bound = setTimeout(r, STATUS_BOUND_MS, null)))]);
+      if (snapshot) etaMs = etaOfRequest(snapshot, queue.runId);
+    } catch {
+      // unknown ETA
+    } finally {
+      clearTimeout(bound);
+    }
+    if (!progress || !queue) return;
+    const now = Date.now();
+    say(progressLine({ names, elapsedMs: now - since, position: queue.position, blockers: queue.blockers, etaMs, deadline: req.wait_ms === null ? null : since + req.wait_ms, now }));
+  };
   run.on('queued', (m: RunMessage<'queued'>) => {
     showManifest(m.manifest_path);
     waitingSince = Date.now();
+    queue = { runId: m.run_id, position: m.position, blockers: m.blockers };
+    if (!tty && !quiet && progressMs !== null && !progress) {
+      let ticking = false;
+      progress = setInterval(() => {
+        if (ticking) return;
+        ticking = true;
+        void progressTick().finally(() => (ticking = false));
+      }, progressMs);
+    }
     if (tty) {
       process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
       liveLine = true;
     } else say(`waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}`);
   });
   run.on('waiting', (m: RunMessage<'waiting'>) => {
+    if (queue) queue = { ...queue, position: m.position, blockers: m.blockers };
     if (liveLine) process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
   });
   run.on('started', (m: RunMessage<'started'>) => {
+    stopProgress();
     showManifest(m.manifest_path);
     clearLiveLine();
     if (waitingSince !== null) say(`locks granted after ${((Date.now() - waitingSince) / 1000).toFixed(1)} s`);
   });
   run.on('detached', (m: RunMessage<'detached'>) => {
+    stopProgress();
     say(`manifest -> ${m.manifest_path}`);
     say(`result -> ${m.result_path}`);
     process.stdout.write(`${m.run_id}\n`);
   });
   run.on('not_obtained', (m: RunMessage<'not_obtained'>) => {
+    stopProgress();
     clearLiveLine();
     process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
   });
@@ -345,6 +405,7 @@ export async function runCommand(args: string[]): Promise<number> {
     }
     return o.exit_code;
   } finally {
+    stopProgress();
     clearLiveLine();
     for (const [sig, fn] of handlers) process.removeListener(sig, fn);
     if (stdinUsed) process.stdin.destroy();

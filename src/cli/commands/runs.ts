@@ -10,9 +10,11 @@ import { dirname, join, resolve } from 'node:path';
 import { COMMON_OPTIONS, parse, parseIntOption } from '../args.js';
 import { Settings } from '../settings.js';
 import { request, type ConnectOptions } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { listRuns, type ListedStatus, type RunSummary } from '../../runs/list.js';
 import { RUN_STATUSES } from '../../runs/result.js';
 import { isValidRunId } from '../../runs/run-id.js';
+import { readRunRoots } from '../../runs/run-roots.js';
 import { LockdError } from '../../util/errors.js';
 import { resolveStateDir } from '../../util/paths.js';
 import { EXIT } from '../exit-codes.js';
@@ -64,7 +66,7 @@ export interface LiveRunInfo {
 /** Ask a running daemon (never starting one) whether the run is live and where its files are; null when none answers. */
 export async function askDaemonAboutRun(connect: ConnectOptions, runId: string): Promise<LiveRunInfo | null> {
   try {
-    const state = await request({ ...connect, autostart: false }, { type: 'watch_run', run_id: runId }, ['run_state']);
+    const state = await request(lookOnly(connect), { type: 'watch_run', run_id: runId }, ['run_state']);
     return { live: state.live, resultPath: state.result_path, logPath: state.log_path };
   } catch {
     return null;
@@ -88,7 +90,15 @@ export async function findRunDir(runsRoot: RunsRootChoice, runId: string, connec
   if (await isDirectory(dir)) return dir;
   const live = await askDaemonAboutRun(connect, runId);
   if (live?.live && live.resultPath) return dirname(live.resultPath);
-  throw new LockdError('no_such_run', `no run ${runId} in ${runsRoot.root} (use --runs-root or --root for runs recorded elsewhere)`, { run_id: runId });
+  // Not told where: also the roots the daemon recorded runs under (run-roots.json), e.g. build/runs of a --root run.
+  if (!runsRoot.explicit) {
+    for (const root of readRunRoots(connect.stateDir)) if (await isDirectory(join(root, runId))) return join(root, runId);
+  }
+  throw new LockdError(
+    'no_such_run',
+    `no run ${runId} in ${runsRoot.root}${runsRoot.explicit ? '' : ' nor in the runs roots the daemon used'} (use --runs-root or --root for runs recorded elsewhere)`,
+    { run_id: runId },
+  );
 }
 
 export const RUNS_HELP = `Usage: lockd runs [options]
@@ -97,7 +107,8 @@ List recorded runs, newest first: id, status, reason, duration and command.
 A run without result.json yet shows as running.
 
 Options:
-  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs)
+  --runs-root DIR   runs root (default $LOCKD_RUNS_ROOT, else <root>/runs with --root, else <state-dir>/runs
+                    and every runs root the daemon recorded runs under, e.g. build/runs of lockd run --root build)
   --root DIR        build root whose runs to list (<root>/runs)
   --status S[,S]    only runs with these statuses: pass fail timeout error infra_fail running
   --limit N         at most N runs (the newest)
@@ -152,12 +163,15 @@ export async function runsCommand(args: string[]): Promise<number> {
     json: { type: 'boolean' },
   });
   const settings = runsSettings(values);
-  const { root } = resolveRunsRoot(settings);
+  const { root, explicit } = resolveRunsRoot(settings);
   const statuses = parseStatuses(values.status ?? []);
-  const runs = await listRuns(root, {
-    ...(statuses.length ? { status: statuses } : {}),
-    ...(values.limit !== undefined ? { limit: parseIntOption(values.limit, '--limit') } : {}),
-  });
+  const limit = values.limit !== undefined ? parseIntOption(values.limit, '--limit') : undefined;
+  // Not told where: the default root and every root the daemon recorded runs under (run-roots.json), merged.
+  const roots = explicit ? [root] : [...new Set([root, ...readRunRoots(resolveStateDir(settings.value('state_dir') ?? undefined))])];
+  const lists = await Promise.all(roots.map((r) => listRuns(r, { ...(statuses.length ? { status: statuses } : {}), ...(limit !== undefined ? { limit } : {}) })));
+  let runs = lists.flat();
+  if (lists.length > 1) runs.sort((a, b) => (b.start_time_utc ?? '').localeCompare(a.start_time_utc ?? '') || b.run_id.localeCompare(a.run_id));
+  if (limit !== undefined) runs = runs.slice(0, limit);
   if (values.json) process.stdout.write(`${JSON.stringify(runs)}\n`);
   else if (runs.length === 0) process.stderr.write(`lockd: no runs in ${root}\n`);
   else process.stdout.write(table(runs));

@@ -2,15 +2,18 @@
 import { COMMON_OPTIONS, parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { connectDaemon } from '../../client/connection.js';
+import { lookOnly } from '../../client/connect-options.js';
 import { LockdError } from '../../util/errors.js';
 
 export const SHUTDOWN_HELP = `Usage: lockd shutdown [--force]
 
-Stop the daemon. While runs are in progress it refuses, unless --force: then every job's
-process tree is stopped and its result.json written before the daemon exits.
+Stop the daemon. While runs are in progress it refuses (exit 75, naming the runs in the way; wait for them
+with lockd wait RUN...), unless --force: then every job's process tree is stopped and its result.json
+written before the daemon exits.
 Under systemd socket activation prefer 'systemctl stop lockd.service lockd.socket'.
 
-Example:
+Examples:
+  lockd shutdown || lockd shutdown --force
   lockd shutdown --force
 `;
 
@@ -25,7 +28,7 @@ function alive(pid: number): boolean {
 
 export async function shutdownCommand(args: string[]): Promise<number> {
   const { values } = parse(args, { ...COMMON_OPTIONS, force: { type: 'boolean' } });
-  const opts = { ...connectOptions(values), autostart: false };
+  const opts = lookOnly(connectOptions(values));
   const conn = await connectDaemon(opts, { type: 'shutdown', force: values.force ?? false });
   const pid = conn.info.pid;
   const note = await new Promise<string | null>((resolve, reject) => {

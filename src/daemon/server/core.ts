@@ -35,6 +35,7 @@ import { buildStatus, buildInspect, type StatusSource } from '../services/status
 import { DaemonLockGate } from './lock-gate.js';
 import type { Launcher } from '../jobs/launcher.js';
 import { DaemonCallers } from '../services/callers.js';
+import { RunRoots } from '../../runs/run-roots.js';
 import { DurationStats, DURATIONS_FILE } from '../records/duration-stats.js';
 import { userNameOf } from '../services/user-name.js';
 import type { SystemMode } from '../services/system-mode.js';
@@ -87,6 +88,8 @@ export class DaemonCore implements StatusSource {
   readonly runs = new Map<string, RunJob>();
   readonly holds: HoldManager;
   readonly durations = new DurationStats();
+  /** Runs roots used (run-roots.json), so `lockd runs/logs/result/wait` find runs recorded under a --root. */
+  readonly runRoots: RunRoots;
   /** Waits, holds, handoffs and run verdicts, counted from the event bus's tap (services/metrics.ts). */
   readonly metrics: MetricsCollector;
   readonly log: Logger;
@@ -117,6 +120,7 @@ export class DaemonCore implements StatusSource {
     this.journal = opts.journal;
     this.socketPath = opts.socketPath;
     this.stateDir = opts.stateDir;
+    this.runRoots = new RunRoots(opts.stateDir);
     this.mode = opts.mode;
     this.globalDir = opts.globalDir;
     this.defaultKeep = opts.defaultKeep;
@@ -303,7 +307,11 @@ export class DaemonCore implements StatusSource {
         return this.gc(conn, msg);
       case 'shutdown':
         if (this.busy && !msg.force) {
-          conn.fail('daemon_busy', `${this.runs.size} run(s) in progress; use lockd shutdown --force to stop them and exit`);
+          // Name the runs in the way, so the refusal says what to wait for or kill (lockd wait / lockd kill).
+          const inWay = [...this.runs.values(), ...(this.adopted?.list() ?? [])].map((j) => j.owner);
+          const named = inWay.slice(0, 5).map((o) => `run ${o.id} (${o.pid !== null ? `pid ${o.pid}, ` : ''}${o.holder}${o.commandLine ? `: ${o.commandLine.slice(0, 60)}` : ''})`);
+          const more = inWay.length > 5 ? ` and ${inWay.length - 5} more` : '';
+          conn.fail('daemon_busy', `${inWay.length} run(s) in progress: ${named.join(', ')}${more}; use lockd shutdown --force to stop them and exit`);
           return;
         }
         conn.end({ type: 'ok', note: this.busy ? `stopping ${this.runs.size} run(s)` : null });
@@ -380,6 +388,7 @@ export class DaemonCore implements StatusSource {
       throw new LockdError('runs_root_unusable', `cannot create a run directory under ${runsRoot}: ${(e as Error).message}`);
     }
     const { runId, dir } = created;
+    if (req.runs_root !== null) this.runRoots.remember(runsRoot);
     const job = new RunJob(this.jobContext, conn, req, runId, dir, runsRoot, locks, verdict, uid, parent, io);
     if (prepared) this.system!.attachRun(job, prepared);
     this.runs.set(runId, job);
@@ -585,6 +594,7 @@ export class DaemonCore implements StatusSource {
       ...(msg.older_than_ms !== null ? { olderThanMs: msg.older_than_ms } : {}),
       ...(msg.max_bytes !== null ? { maxBytes: msg.max_bytes } : {}),
       dryRun: msg.dry_run,
+      refuseRemovingAll: msg.all !== true,
       isLive: (id: string) => this.isLiveRun(id),
     });
     conn.end({ type: 'gc_done', report: { runs_root: runsRoot, ...report } as unknown as Record<string, unknown> });

@@ -459,6 +459,7 @@ export class SystemMode {
       {
         keep: msg.keep,
         dryRun: msg.dry_run,
+        refuseRemovingAll: msg.all !== true,
         ...(msg.older_than_ms !== null ? { olderThanMs: msg.older_than_ms } : {}),
         ...(msg.max_bytes !== null ? { maxBytes: msg.max_bytes } : {}),
       },
@@ -471,7 +472,12 @@ export class SystemMode {
    * The policy runs as root but only reads (dry run); the removal is `rm -rf` as the user, so the kernel decides
    * what they may delete, and GNU rm's descriptor-based walk is not fooled by a directory swapped for a symlink.
    */
-  private async gcAs(id: UserIdentity, runsRoot: string, opts: { keep: number; dryRun: boolean; olderThanMs?: number; maxBytes?: number }, isLive: (id: string) => boolean): Promise<GcReport> {
+  private async gcAs(
+    id: UserIdentity,
+    runsRoot: string,
+    opts: { keep: number; dryRun: boolean; refuseRemovingAll?: boolean; olderThanMs?: number; maxBytes?: number },
+    isLive: (id: string) => boolean,
+  ): Promise<GcReport> {
     const plan = await gcRuns(runsRoot, { ...opts, dryRun: true, isLive });
     if (opts.dryRun || plan.removed.length === 0) return plan;
     const dirs = plan.removed.map((r) => join(runsRoot, r.run_id));
