@@ -96,6 +96,9 @@ export function nearestSetting(key: string): string | null {
 
 const warnedConfigs = new Set<string>();
 
+/** Keys the daemon reads from the state dir's lockd.json (services/pools.ts), not client settings. */
+const DAEMON_KEYS = new Set(['pools', 'max_user_priority']);
+
 /**
  * A key lockd does not know is a typo until proven otherwise (`wiat` silently meant the default): one warning line
  * per file and process, printed when the file is read, which is before the command writes anything. Keys starting
@@ -105,7 +108,7 @@ function warnUnknownKeys(path: string, config: Record<string, unknown>): void {
   if (warnedConfigs.has(path)) return;
   warnedConfigs.add(path);
   for (const key of Object.keys(config)) {
-    if (key in SETTINGS || key.startsWith('$') || key.startsWith('//')) continue;
+    if (key in SETTINGS || DAEMON_KEYS.has(key) || key.startsWith('$') || key.startsWith('//')) continue;
     const near = nearestSetting(key);
     process.stderr.write(`lockd: warning: ${path}: unknown key ${JSON.stringify(key)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; lockd config lists the known keys\n`);
   }
