@@ -123,8 +123,9 @@ export interface CliProcess {
 export function lockdSpawn(t: ExecutionContext | null, d: Pick<Daemon, 'env'>, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): CliProcess {
   const [program, argv] = cliCommand(args);
   const proc = spawn(program, argv, {
-    // LOCKD_NODE: the Node the native client hands over to is this one, not whichever `node` is first on PATH.
-    env: { ...d.env, ...(program === FAST_BIN ? { LOCKD_NODE: process.execPath } : {}), ...(opts.env ?? {}) },
+    // No extra variable for the native client (a hand-over runs the `node` on PATH): the job's environment, which
+    // the manifest digests, must be the same whichever client ran it.
+    env: { ...d.env, ...(opts.env ?? {}) },
     // Default cwd: the daemon's temp dir, so `--lock x` without --root never shares lock files (and their real
     // flocks) with other tests' daemons.
     cwd: opts.cwd ?? (d.env.LOCKD_SOCKET && existsSync(dirname(d.env.LOCKD_SOCKET)) ? dirname(d.env.LOCKD_SOCKET) : REPO),
