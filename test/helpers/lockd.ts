@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { stopProcess } from '../../bench/bench-daemon.js';
@@ -15,7 +15,7 @@ export const CLI = join(REPO, 'bin', 'lockd.js');
  * The native `lockd run` client (native/client/): LOCKD_FAST_BIN, else the prebuilt one. With LOCKD_TEST_CLIENT=native
  * every `lockd run` the helpers start goes through it instead of the Node CLI (same tests, same expectations).
  */
-export const FAST_BIN = process.env.LOCKD_FAST_BIN || join(REPO, 'prebuilds', `${process.platform}-${process.arch}`, 'lockd-fast');
+export const FAST_BIN = process.env.LOCKD_FAST_BIN ? resolve(process.env.LOCKD_FAST_BIN) : join(REPO, 'prebuilds', `${process.platform}-${process.arch}`, 'lockd-fast');
 export const NATIVE_CLIENT = process.env.LOCKD_TEST_CLIENT === 'native';
 
 /** The program and arguments that run `lockd ARGS...` with the client under test. */
