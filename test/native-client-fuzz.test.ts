@@ -23,7 +23,7 @@ interface Ran {
 async function fakeDaemon(t: ExecutionContext): Promise<{ socket: string; dir: string; set(reply: Buffer): void }> {
   const dir = tempDir('ncz');
   const socket = join(dir, 'fake.sock');
-  let reply = Buffer.alloc(0);
+  let reply: Buffer = Buffer.alloc(0);
   const peers = new Set<Socket>();
   const server = createServer((s) => {
     peers.add(s);
@@ -91,7 +91,11 @@ const CASES: Array<[string, Buffer, RegExp]> = [
   ['finished without an outcome', Buffer.concat([HELLO, FRAMED, json({ type: 'finished' })]), /a finished message without exit_code/],
   ['a string with a bad escape', Buffer.concat([HELLO, frame(0, Buffer.from('{"type":"x\\q"}'))]), /not a JSON object/],
   ['a truncated header, then EOF (before hello)', Buffer.from([0, 0, 0]), /^lockd: the lockd daemon closed the connection during the handshake$/m],
-  ['a truncated frame, then EOF (after hello: retried once, then lost)', Buffer.concat([HELLO, FRAMED, frame(0, Buffer.from('{"type":"que'), 500)]), /^lockd: lost the connection to the lockd daemon; the run's result will be at \(unknown\)$/m],
+  [
+    'a truncated frame, then EOF (after hello: retried once, then lost)',
+    Buffer.concat([HELLO, FRAMED, frame(0, Buffer.from('{"type":"que'), 500)]),
+    /^lockd: lost the connection to the lockd daemon; the run's result will be at \(unknown\)$/m,
+  ],
   ['a huge announced frame cut short, then EOF', Buffer.concat([HELLO, FRAMED, frame(0, Buffer.alloc(10, 0x20), 60 * 1024 * 1024)]), /lost the connection to the lockd daemon/],
 ];
 
@@ -113,7 +117,16 @@ test('fuzz: random bytes (after a good hello_ok or instead of it) never crash or
   const env = envFor(f.socket, f.dir);
   // Random frames with plausible headers as well as raw noise: the headers are where the parser decides.
   const aFrame = fc.tuple(fc.integer({ min: 0, max: 4 }), fc.uint8Array({ maxLength: 64 }), fc.boolean()).map(([kind, p, honest]) => frame(kind, Buffer.from(p), honest ? p.length : p.length + 3));
-  const reply = fc.tuple(fc.boolean(), fc.array(fc.oneof(aFrame, fc.uint8Array({ minLength: 1, maxLength: 48 }).map((u) => Buffer.from(u))), { minLength: 1, maxLength: 6 }));
+  const reply = fc.tuple(
+    fc.boolean(),
+    fc.array(
+      fc.oneof(
+        aFrame,
+        fc.uint8Array({ minLength: 1, maxLength: 48 }).map((u) => Buffer.from(u)),
+      ),
+      { minLength: 1, maxLength: 6 },
+    ),
+  );
   await fc.assert(
     fc.asyncProperty(reply, async ([withHello, parts]) => {
       const bytes = Buffer.concat([...(withHello ? [HELLO] : []), ...parts]);
