@@ -54,7 +54,10 @@ function runWith(program: string, args: string[], env: NodeJS.ProcessEnv, cwd: s
  * itself, so its lines and lockd's interleave as the two processes race: each kind is compared in its own order.
  */
 const normalize = (s: string) => {
-  const lines = s.replace(/\d{6}-\d{4}-[0-9a-f]{4,}/g, 'RUN').replace(/\(pid \d+\)/g, '(pid N)').split('\n');
+  const lines = s
+    .replace(/\d{6}-\d{4}-[0-9a-f]{4,}/g, 'RUN')
+    .replace(/\(pid \d+\)/g, '(pid N)')
+    .split('\n');
   return { lockd: lines.filter((l) => l.startsWith('lockd: ')), job: lines.filter((l) => !l.startsWith('lockd: ')) };
 };
 
