@@ -89,6 +89,11 @@ const CASES: Array<[string, Buffer, RegExp]> = [
   ['a message without a type', Buffer.concat([HELLO, json({ kind: 'finished' })]), /a control message without a type/],
   ['a message before hello_ok', json({ type: 'queued', position: 1 }), /a message before hello_ok/],
   ['finished without an outcome', Buffer.concat([HELLO, FRAMED, json({ type: 'finished' })]), /a finished message without exit_code/],
+  [
+    'an exit code out of range',
+    Buffer.concat([HELLO, FRAMED, json({ type: 'finished', outcome: { exit_code: 1e300, reason: 'x', result_path: '/r', manifest_path: '/m' } })]),
+    /exit_code is not 0\.\.255/,
+  ],
   ['a string with a bad escape', Buffer.concat([HELLO, frame(0, Buffer.from('{"type":"x\\q"}'))]), /not a JSON object/],
   ['a truncated header, then EOF (before hello)', Buffer.from([0, 0, 0]), /^lockd: the lockd daemon closed the connection during the handshake$/m],
   [

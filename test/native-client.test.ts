@@ -223,3 +223,34 @@ test('bin/lockd-fast runs the native client for run, the Node CLI for the rest, 
   const v = await run(link, ['--version'], d.env, d.dir);
   t.is(v.stdout.trim(), `lockd ${JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version}`);
 });
+
+test('the CI-aware holder is the Node client’s for every provider (pid aside)', async (t) => {
+  const d = await startDaemon(t);
+  const envs: Array<Record<string, string>> = [
+    {},
+    { GITHUB_ACTIONS: 'true', GITHUB_REPOSITORY: 'o/r', GITHUB_RUN_ID: '5', GITHUB_RUN_ATTEMPT: '2', GITHUB_JOB: 'build' },
+    { GITLAB_CI: 'true', CI_PROJECT_PATH: 'g/p', CI_PIPELINE_ID: '9', CI_JOB_ID: '31' },
+    { JENKINS_URL: 'http://j', JOB_NAME: 'nightly', BUILD_NUMBER: '12' },
+    { BUILD_TAG: 'jenkins-x-3' },
+    { DRONE: 'true', DRONE_REPO: 'a/b', DRONE_BUILD_NUMBER: '4' },
+    { BITBUCKET_BUILD_NUMBER: '8', BITBUCKET_REPO_FULL_NAME: 'w/r' },
+    { CI: 'true' },
+    { CI: 'false' },
+    { LOCKD_HOLDER: 'shared-reservation' },
+  ];
+  for (const extra of envs) {
+    const env = { ...d.env, ...extra };
+    const holders: string[] = [];
+    for (const [program, args] of [
+      [process.execPath, [CLI, 'run', '--wait', '0', '--', 'true']],
+      [FAST_BIN, ['run', '--wait', '0', '--', 'true']],
+    ] as Array<[string, string[]]>) {
+      const r = await run(program, args, { ...env, LOCKD_FAST_DEBUG: '1' }, d.dir);
+      t.is(r.code, 0, r.stderr);
+      t.notRegex(r.stderr, HANDOVER);
+      const m = readJson(printedPaths(r.stderr).manifest!);
+      holders.push(String(m.holder).replace(String(m.client_pid), 'PID'));
+    }
+    t.is(holders[1], holders[0], JSON.stringify(extra));
+  }
+});

@@ -410,6 +410,8 @@ static int converse(run_state *st, int attempt) {
       const jv *code = json_get(o, "exit_code");
       const char *reason = json_str(o, "reason"), *message = json_str(o, "message"), *rp = json_str(o, "result_path");
       if (!code || code->type != J_NUM || !reason || !rp) protocol_error("a finished message without exit_code, reason or result_path");
+      /* Checked before the cast: a double outside int's range is undefined behaviour in C. */
+      if (!(code->num >= 0 && code->num <= 255) || code->num != (double)(int)code->num) protocol_error("a finished message whose exit_code is not 0..255");
       clear_live_line(st);
       show_manifest(st, json_str(o, "manifest_path"));
       if (in_list(SAY_REASONS, reason) && message && *message) dprintf(2, "lockd: %s\n", message);
