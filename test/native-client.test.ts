@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { CLI, FAST_BIN, REPO, baseEnv, printedPaths, readJson, startDaemon, tempDir } from './helpers/lockd.js';
+import { CLI, FAST_BIN, REPO, baseEnv, printedPaths, readJson, startDaemon, tempDir, waitPidsGone } from './helpers/lockd.js';
 
 interface Ran {
   code: number | null;
@@ -129,7 +129,20 @@ test('hand-over: no daemon on the socket (auto-start off: the Node CLI says so; 
   t.regex(off.stderr, /no lockd daemon is running on .*auto-start is off/);
   const on = await fast(['run', '-q', '--', 'echo', 'started'], { ...env, LOCKD_NO_AUTOSTART: '0' }, dir);
   t.teardown(async () => {
-    await run(process.execPath, [CLI, 'shutdown'], env, dir).catch(() => undefined);
+    // The auto-started daemon, stopped by its pid (status names it).
+    const st = await run(process.execPath, [CLI, 'status'], env, dir).catch(() => null);
+    const pid = Number(/, pid (\d+),/.exec(st?.stdout ?? '')?.[1] ?? 0);
+    if (pid > 0) {
+      const signal = (sig: NodeJS.Signals) => {
+        try {
+          process.kill(pid, sig);
+        } catch {
+          // already gone
+        }
+      };
+      signal('SIGTERM');
+      if ((await waitPidsGone([pid], 10_000)).length > 0) signal('SIGKILL');
+    }
     rmSync(dir, { recursive: true, force: true });
   });
   t.is(on.code, 0, on.stderr);
