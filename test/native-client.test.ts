@@ -267,3 +267,25 @@ test('the CI-aware holder is the Node client’s for every provider (pid aside)'
     t.is(holders[1], holders[0], JSON.stringify(extra));
   }
 });
+
+test('--result-fd N: the result JSON on fd N as the Node client writes it (JSON.stringify of result.json); a closed fd is handed over', async (t) => {
+  const d = await startDaemon(t);
+  const withFd3 = (program: string, args: string[]) =>
+    new Promise<{ code: number | null; stderr: string; fd3: string }>((resolve) => {
+      const p = spawn(program, args, { env: { ...d.env, LOCKD_FAST_DEBUG: '1' }, cwd: d.dir, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      let fd3 = '';
+      p.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+      (p.stdio[3] as NodeJS.ReadableStream).on('data', (b: Buffer) => (fd3 += b.toString()));
+      p.once('close', (code) => resolve({ code, stderr, fd3 }));
+    });
+  const r = await withFd3(FAST_BIN, ['run', '--result-fd', '3', '--run-id', 'fd-native', '--', 'sh', '-c', 'exit 6']);
+  t.is(r.code, 6);
+  t.notRegex(r.stderr, HANDOVER);
+  t.true(r.fd3.endsWith('\n'));
+  const record = readJson(join(d.stateDir, 'runs', 'fd-native', 'result.json'));
+  t.is(r.fd3, `${JSON.stringify(record)}\n`);
+  const closed = await run(FAST_BIN, ['run', '--result-fd', '9', '--', 'true'], { ...d.env, LOCKD_FAST_DEBUG: '1' }, d.dir);
+  t.regex(closed.stderr, /handing over to the Node CLI: a --result-fd that is not open/);
+  t.regex(closed.stderr, /lockd: cannot write the result to fd 9/);
+});

@@ -173,8 +173,21 @@ static int word(parser *ps, const char *w) {
   return 1;
 }
 
+static jv *value_at(parser *ps);
+
+/* Every value remembers its own text: `--result-fd` passes the daemon's JSON of the result on unchanged. */
 static jv *value(parser *ps) {
   ws(ps);
+  const char *start = ps->p;
+  jv *v = value_at(ps);
+  if (v) {
+    v->raw = start;
+    v->rawlen = (size_t)(ps->p - start);
+  }
+  return v;
+}
+
+static jv *value_at(parser *ps) {
   if (ps->p >= ps->end) return NULL;
   switch (*ps->p) {
     case '{': return container(ps, J_OBJ);

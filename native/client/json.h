@@ -13,6 +13,8 @@ typedef struct jv {
   double num;
   char *str; /* J_STR: decoded UTF-8, NUL-terminated (a \u0000 inside ends it early, which is harmless here) */
   char *key; /* set on members of an object */
+  const char *raw; /* the value's text in the parsed frame (valid while the frame is), and its length */
+  size_t rawlen;
   struct jv *first, *next;
 } jv;
 

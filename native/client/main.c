@@ -92,6 +92,18 @@ static void write_all(int fd, const char *p, size_t n) {
   }
 }
 
+/* write_all for a descriptor the user named: 0, or -1 with errno. */
+static int write_fully(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
 /* Fill a template's {name} placeholders (the C twin of fill() in src/client/run-text.ts). */
 static void fill(buf *o, const char *t, const char *const *kv) {
   while (*t) {
@@ -418,6 +430,13 @@ static int converse(run_state *st, int attempt) {
       else if (strcmp(reason, "timeout") == 0) say(1, TEXT_TIMED_OUT, (const char *const[]){0});
       const char *kv[] = {"path", rp, 0};
       say(0, TEXT_RESULT, kv);
+      const jv *result = json_get(o, "result");
+      if (st->ra->result_fd >= 0 && result) {
+        buf line = {0};
+        b_put(&line, result->raw, result->rawlen);
+        b_str(&line, "\n");
+        if (write_fully(st->ra->result_fd, line.p, line.n) != 0) dprintf(2, "lockd: cannot write the result to fd %d: %s\n", st->ra->result_fd, strerror(errno));
+      }
       exit((int)code->num);
     } else if (strcmp(type, "error") == 0) {
       clear_live_line(st);

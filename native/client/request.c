@@ -2,6 +2,7 @@
 #include "request.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -190,7 +191,7 @@ static const opt OPTS[] = {
     {"run-id", O_STR, 0},       {"runs-root", O_STR, 0},   {"log", O_STR, 0},            {"require-structured", O_BOOL, 0},
     {"require-marker", O_STR, 1}, {"require-all", O_STR, 1}, {"forbid-marker", O_STR, 1}, {"expect-timeout", O_BOOL, 0},
     {"keep", O_STR, 0},         {"holder", O_STR, 0},      {"conflict-exit-code", O_STR, 0}, {"quiet", O_BOOL, 0},
-    {"on-lock-lost", O_STR, 0}, {"hold", O_STR, 0},
+    {"on-lock-lost", O_STR, 0}, {"hold", O_STR, 0}, {"result-fd", O_STR, 0},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 #define MAX_MULTI 64
@@ -554,6 +555,14 @@ void build_request(int argc, char **argv, run_args *out) {
   const char *stdio = getenv("LOCKD_STDIO");
   out->framed = stdio && strcmp(stdio, "framed") == 0;
   b_printf(o, ",\"stdio\":\"%s\"}", out->framed ? "framed" : "fds");
+  out->result_fd = -1;
+  if (V("result-fd")) {
+    long fd;
+    if (!int_opt(V("result-fd"), 0, 65535, &fd)) HANDOVER("a --result-fd this client does not parse");
+    /* A descriptor that is not open: the Node CLI's own message for the failed write, not ours. */
+    if (fcntl((int)fd, F_GETFD) < 0) HANDOVER("a --result-fd that is not open");
+    out->result_fd = (int)fd;
+  }
   out->quiet = V("quiet") != NULL;
   out->names = xstrdup(names.p ? names.p : "");
 done:

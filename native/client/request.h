@@ -15,6 +15,7 @@ typedef struct {
   int quiet;
   int detach;
   int framed;        /* LOCKD_STDIO=framed: ask for data frames instead of passing descriptors */
+  int result_fd;     /* --result-fd N, else -1 */
   char *names;       /* lock names joined by ", " (the waiting line) */
   const char *handover; /* non-NULL: why the Node CLI must do this one */
 } run_args;
