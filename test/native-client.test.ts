@@ -93,7 +93,7 @@ test('the request is the Node client’s: manifests of the same run agree, CI ho
   t.is(rb.status, ra.status);
 });
 
-test('hand-over: another verb, an option it does not handle, -i, a lockd.json, no command', async (t) => {
+test('hand-over: another verb, an option it does not handle, --help, a lockd.json, no command', async (t) => {
   const d = await startDaemon(t);
   const status = await fast(['status'], d.env, d.dir);
   t.is(status.code, 0);
@@ -103,9 +103,10 @@ test('hand-over: another verb, an option it does not handle, -i, a lockd.json, n
   t.is(lmb.code, 0);
   t.is(lmb.stdout, 'capped\n');
   t.regex(lmb.stderr, /handing over to the Node CLI: an option this client does not handle/);
-  const inter = await fast(['run', '-q', '-i', '--', 'echo', 'i'], d.env, d.dir);
-  t.is(inter.code, 0);
-  t.regex(inter.stderr, HANDOVER);
+  const help = await fast(['run', '--help'], d.env, d.dir);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /Usage: lockd run/);
+  t.regex(help.stderr, HANDOVER);
   const cfgRoot = join(d.dir, 'cfg');
   mkdirSync(cfgRoot);
   writeFileSync(join(cfgRoot, 'lockd.json'), JSON.stringify({ wait: 0 }));
@@ -288,4 +289,22 @@ test('--result-fd N: the result JSON on fd N as the Node client writes it (JSON.
   const closed = await run(FAST_BIN, ['run', '--result-fd', '9', '--', 'true'], { ...d.env, LOCKD_FAST_DEBUG: '1' }, d.dir);
   t.regex(closed.stderr, /handing over to the Node CLI: a --result-fd that is not open/);
   t.regex(closed.stderr, /lockd: cannot write the result to fd 9/);
+});
+
+test('-i: stdin reaches the job, EOF included, with passed descriptors and on the framed stream', async (t) => {
+  const d = await startDaemon(t);
+  for (const stdio of ['fds', 'framed']) {
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(FAST_BIN, ['run', '-q', '-i', '--', 'sh', '-c', 'cat; echo eof'], { env: { ...d.env, LOCKD_FAST_DEBUG: '1', LOCKD_STDIO: stdio }, cwd: d.dir, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      p.stdin.end('line1\nline2\n');
+      p.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    t.is(r.code, 0, `${stdio}: ${r.stderr}`);
+    t.is(r.stdout, 'line1\nline2\neof\n', stdio);
+    t.notRegex(r.stderr, HANDOVER);
+  }
 });

@@ -290,13 +290,15 @@ static int converse(run_state *st, int attempt) {
   frame_reader fr;
   reader_init(&fr);
   int got_hello = 0, ready = 0, got_bytes = 0;
+  /* -i on the framed stream: our stdin goes to the job in stdin frames, then stdin_end (the Node client's forwardStdin). */
+  int stdin_open = 0;
   for (;;) {
     frame f;
     int r = reader_next(&fr, &f);
     if (r == FRAME_ERROR) protocol_error(fr.error);
     if (r == FRAME_NONE) {
-      struct pollfd pf[2] = {{sock, POLLIN, 0}, {sig_pipe[0], POLLIN, 0}};
-      if (poll(pf, 2, -1) < 0) {
+      struct pollfd pf[3] = {{sock, POLLIN, 0}, {sig_pipe[0], POLLIN, 0}, {0, POLLIN, 0}};
+      if (poll(pf, stdin_open ? 3 : 2, -1) < 0) {
         if (errno == EINTR) continue;
         protocol_error(strerror(errno));
       }
@@ -311,6 +313,17 @@ static int converse(run_state *st, int attempt) {
           }
           if (ready) send_signal(sock, name);
           else if (st->npending < 16) st->pending[st->npending++] = name;
+        }
+      }
+      if (stdin_open && (pf[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char in[65536];
+        ssize_t n = read(0, in, sizeof in);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n > 0) send_frame(sock, KIND_STDIN, in, (size_t)n);
+        else {
+          static const char end[] = "{\"type\":\"stdin_end\"}";
+          send_json(sock, end, sizeof end - 1);
+          stdin_open = 0;
         }
       }
       if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -346,6 +359,11 @@ static int converse(run_state *st, int attempt) {
           handover("a daemon of another protocol version");
         }
         got_hello = 1;
+        /* Framed by our own choice: nothing to wait for (the daemon answers `stdio` only to an offer of descriptors). */
+        if (st->ra->framed) {
+          ready = 1;
+          stdin_open = st->ra->interactive;
+        }
       } else if (strcmp(type, "error") == 0) {
         const char *code = json_str(m, "code"), *msg = json_str(m, "message");
         if (code && strcmp(code, "protocol_mismatch") == 0) {
@@ -361,17 +379,19 @@ static int converse(run_state *st, int attempt) {
     if (strcmp(type, "stdio") == 0 && !ready) {
       const char *mode = json_str(m, "mode");
       if (mode && strcmp(mode, "fds") == 0 && !st->ra->framed) {
-        int fds[2] = {1, 2};
-        if (send_fds(sock, fds, 2) != 0) {
+        int fds[3] = {1, 2, 0};
+        if (send_fds(sock, fds, st->ra->interactive ? 3 : 2) != 0) {
           dprintf(2, "lockd: cannot pass descriptors to the lockd daemon: %s\n", strerror(errno));
           exit(EXIT_LOCKD_FAILED);
         }
       }
+      else if (st->ra->interactive) stdin_open = 1;
       goto settle;
     }
     if (!ready) {
     settle:
       /* A daemon that predates descriptor passing never answers the offer: its first reply means framed. */
+      if (strcmp(type, "stdio") != 0 && st->ra->interactive) stdin_open = 1;
       ready = 1;
       for (int i = 0; i < st->npending; i++) send_signal(sock, st->pending[i]);
       st->npending = 0;

@@ -191,7 +191,7 @@ static const opt OPTS[] = {
     {"run-id", O_STR, 0},       {"runs-root", O_STR, 0},   {"log", O_STR, 0},            {"require-structured", O_BOOL, 0},
     {"require-marker", O_STR, 1}, {"require-all", O_STR, 1}, {"forbid-marker", O_STR, 1}, {"expect-timeout", O_BOOL, 0},
     {"keep", O_STR, 0},         {"holder", O_STR, 0},      {"conflict-exit-code", O_STR, 0}, {"quiet", O_BOOL, 0},
-    {"on-lock-lost", O_STR, 0}, {"hold", O_STR, 0}, {"result-fd", O_STR, 0},
+    {"on-lock-lost", O_STR, 0}, {"hold", O_STR, 0}, {"result-fd", O_STR, 0}, {"interactive", O_BOOL, 0},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 #define MAX_MULTI 64
@@ -373,8 +373,8 @@ void build_request(int argc, char **argv, run_args *out) {
         value = argv[++i];
         if (value[0] == '-') HANDOVER("an option value that starts with '-'");
       }
-    } else if (strcmp(a, "-q") == 0) {
-      k = opt_index("quiet");
+    } else if (strcmp(a, "-q") == 0 || strcmp(a, "-i") == 0) {
+      k = opt_index(a[1] == 'q' ? "quiet" : "interactive");
       value = "1";
     } else HANDOVER("a short option this client does not handle");
     optval *v = &vals[k];
@@ -488,7 +488,9 @@ void build_request(int argc, char **argv, run_args *out) {
   if (!seconds_ms(ka ? ka : "5", 0, 0, &ms)) HANDOVER("a --kill-after this client does not parse");
   b_printf(o, ",\"kill_after_ms\":%lld", ms);
   out->detach = V("detach") != NULL;
-  b_printf(o, ",\"interactive\":false,\"detach\":%s", out->detach ? "true" : "false");
+  out->interactive = V("interactive") != NULL;
+  if (out->interactive && fcntl(0, F_GETFD) < 0) HANDOVER("-i without a stdin");
+  b_printf(o, ",\"interactive\":%s,\"detach\":%s", out->interactive ? "true" : "false", out->detach ? "true" : "false");
   b_str(o, ",\"run_id\":");
   if (V("run-id")) b_json_str(o, V("run-id"));
   else b_str(o, "null");

@@ -14,6 +14,7 @@ typedef struct {
   int autostart;
   int quiet;
   int detach;
+  int interactive;   /* -i: stdin is passed too (or forwarded in stdin frames when the daemon declines descriptors) */
   int framed;        /* LOCKD_STDIO=framed: ask for data frames instead of passing descriptors */
   int result_fd;     /* --result-fd N, else -1 */
   char *names;       /* lock names joined by ", " (the waiting line) */

@@ -68,12 +68,14 @@ int send_two_json(int sock, const char *a, size_t an, const char *b, size_t bn) 
   return r;
 }
 
-int send_json(int sock, const char *json, size_t n) {
+int send_frame(int sock, int kind, const char *data, size_t n) {
   char h[5];
-  header(h, n, KIND_JSON);
+  header(h, n, kind);
   if (send_all(sock, h, 5)) return -1;
-  return send_all(sock, json, n);
+  return send_all(sock, data, n);
 }
+
+int send_json(int sock, const char *json, size_t n) { return send_frame(sock, KIND_JSON, json, n); }
 
 int send_fds(int sock, const int *fds, int n) {
   char zero = 0;

@@ -12,6 +12,7 @@ int connect_unix(const char *path);
 /* hello and the request in one write (the pipelined handshake); 0 on success. */
 int send_two_json(int sock, const char *a, size_t an, const char *b, size_t bn);
 int send_json(int sock, const char *json, size_t n);
+int send_frame(int sock, int kind, const char *data, size_t n);
 /* One sendmsg: a single 0 byte carrying the descriptors (SCM_RIGHTS). 0 on success, -1 with errno. */
 int send_fds(int sock, const int *fds, int n);
 
