@@ -13,7 +13,7 @@
       "cflags": ["-Wall", "-Wextra", "-std=gnu99"],
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/launcher.c", "native/relay.c"],
+          "sources": ["native/launcher.c", "native/relay.c", "native/pty.c"],
           "defines": ["LOCKD_HAVE_LAUNCHER"]
         }]
       ],
@@ -21,6 +21,20 @@
         "MACOSX_DEPLOYMENT_TARGET": "10.15",
         "OTHER_CFLAGS": ["-Wall", "-Wextra"]
       }
+    },
+    {
+      # lockd-reaper (native/reaper.c): a job's own subreaper where the daemon has no writable cgroup v2; the native
+      # launcher starts jobs under it (src/daemon/jobs/reaper.ts). Linux only; a plain executable, no Node inside.
+      "target_name": "lockd-reaper",
+      "type": "none",
+      "conditions": [
+        ["OS=='linux'", {
+          "type": "executable",
+          "sources": ["native/reaper.c"],
+          "cflags": ["-Wall", "-Wextra", "-std=gnu99", "-O2"],
+          "ldflags": ["-s"]
+        }]
+      ]
     }
   ]
 }

@@ -72,6 +72,7 @@ typedef struct {
   char *cwd;
   int stdio[3];      /* descriptors that become the child's 0, 1, 2 */
   int procs_fd;      /* fallback: cgroup.procs of the job cgroup, written by the child itself; -1 = none */
+  int report_fd;     /* becomes the child's fd 3 (lockd-reaper's exec report, native/reaper.c); -1 = none */
   bool set_ids;
   uid_t uid;
   gid_t gid;
@@ -142,6 +143,17 @@ static int child_main(void *arg) {
       return 127;
     }
   }
+  /* lockd-reaper's report pipe at fd 3, the one descriptor past stdio a job may get (0..2 are placed already). */
+  int keep_from = 3;
+  if (c->report_fd >= 0) {
+    long placed = c->report_fd == 3 ? rsys(SYS_fcntl, 3, F_SETFD, 0, 0) : rsys(SYS_dup3, c->report_fd, 3, 0, 0);
+    if (placed < 0) {
+      c->err = errno;
+      c->stage = STAGE_DUP;
+      return 127;
+    }
+    keep_from = 4;
+  }
   if (rsys(SYS_chdir, (long)c->cwd, 0, 0, 0) < 0) {
     c->err = errno;
     c->stage = STAGE_CHDIR;
@@ -149,7 +161,7 @@ static int child_main(void *arg) {
   }
   /* Nothing of the daemon's leaks into a job, whatever flags its descriptors carry (ENOSYS before 5.9: they
      are all O_CLOEXEC anyway). */
-  rsys(SYS_close_range, 3, ~0U, 0, 0);
+  rsys(SYS_close_range, keep_from, ~0U, 0, 0);
   uint64_t empty = 0;
   rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&empty, 0, 8);
   int err = ENOENT;
@@ -467,7 +479,14 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   c->envp = string_array(env, prop(env, opts, "envp"));
   char **cwd = string_array(env, prop(env, opts, "cwd"));
   napi_value stdio = prop(env, opts, "stdio");
+  int32_t report_fd = -1;
   bool ok = c->candidates && c->argv && c->envp && cwd && cwd[0] && stdio && get_int(env, opts, "cgroupFd", &cgroup_fd);
+  /* Optional: absent means none. */
+  napi_value report_v = ok ? prop(env, opts, "reportFd") : NULL;
+  napi_valuetype report_type = napi_undefined;
+  if (report_v) napi_typeof(env, report_v, &report_type);
+  if (ok && report_type == napi_number) ok = napi_get_value_int32(env, report_v, &report_fd) == napi_ok && report_fd >= 0;
+  c->report_fd = report_fd;
   if (ok) c->cwd = cwd[0];
   for (uint32_t i = 0; ok && i < 3; i++) {
     napi_value v;

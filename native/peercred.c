@@ -18,6 +18,7 @@
 
 #ifdef LOCKD_HAVE_LAUNCHER
 #include "launcher.h"
+#include "pty.h"
 #endif
 #include "fdpass.h"
 
@@ -208,6 +209,7 @@ static napi_value Init(napi_env env, napi_value exports) {
 #ifdef LOCKD_HAVE_LAUNCHER
   NAPI_OK(lockd_launcher_init(env, exports));
   NAPI_OK(lockd_relay_init(env, exports));
+  NAPI_OK(lockd_pty_init(env, exports));
 #endif
   return exports;
 }

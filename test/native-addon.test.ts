@@ -58,7 +58,7 @@ test('with no build directory and no compiler, the shipped prebuilt binary loads
   t.true(p.loaded, p.error ?? '');
   t.is(p.file, join(dir, 'prebuilds', 'linux-x64', 'lockd.node'));
   t.is(p.launcher, 'native');
-  t.deepEqual(p.fns, ['flock', 'peerCred', 'pipe', 'recvFds', 'relayCancel', 'relayPending', 'relayStart', 'sendFds', 'signal', 'spawn']);
+  t.deepEqual(p.fns, ['flock', 'peerCred', 'pipe', 'ptyOpen', 'ptyPump', 'ptyResize', 'recvFds', 'relayCancel', 'relayPending', 'relayStart', 'sendFds', 'signal', 'spawn']);
 });
 
 test('without any addon the launcher says why, and the portable launcher is what the daemon would use', (t) => {
@@ -73,7 +73,8 @@ test('npm pack ships the prebuilt binary, the native sources and binding.gyp (th
   const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, encoding: 'utf8' });
   const files = (JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
   if (onLinuxX64) t.true(files.includes('prebuilds/linux-x64/lockd.node'), files.join(' '));
-  for (const f of ['binding.gyp', 'native/peercred.c', 'native/launcher.c', 'native/launcher.h']) t.true(files.includes(f), f);
+  if (onLinuxX64) t.true(files.includes('prebuilds/linux-x64/lockd-reaper'), 'the per-job reaper ships beside the addon');
+  for (const f of ['binding.gyp', 'native/peercred.c', 'native/launcher.c', 'native/launcher.h', 'native/reaper.c']) t.true(files.includes(f), f);
 });
 
 /** node-gyp as npm ships it (npm runs it for install scripts); null when this npm has none. */

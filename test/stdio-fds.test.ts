@@ -280,7 +280,7 @@ test('fds: a reader that goes away ends the job as under flock (yes | head -c 5)
   t.is(result.run_id, basename(dir!));
 });
 
-test('fds: under a real pty (script) the output reaches the terminal; the child sees a pipe (documented)', async (t) => {
+test('fds: under a real pty (script) the output reaches the terminal and the child sees a terminal (a relayed pty)', async (t) => {
   const d = await startDaemon(t);
   const cmd = `"${process.execPath}" "${CLI}" run -q --runs-root "${join(d.dir, 'runs')}" -- sh -c 'if [ -t 1 ]; then echo CHILD-TTY; else echo CHILD-PIPE; fi'`;
   const proc = spawn('script', ['-qec', cmd, '/dev/null'], { env: clientEnv(d, 'fds'), cwd: d.dir, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -289,7 +289,7 @@ test('fds: under a real pty (script) the output reaches the terminal; the child 
   proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   const code = await new Promise<number | null>((r) => proc.once('close', (c) => r(c)));
   t.is(code, 0, out);
-  t.regex(out, /CHILD-PIPE/);
+  t.regex(out, /CHILD-TTY/);
   t.is(manifestStdio(runDirs(d)[0]!).path, 'fds');
 });
 

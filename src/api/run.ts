@@ -59,6 +59,8 @@ export interface RunHandle extends EventEmitter {
   outcome: Promise<RunOutcome>;
   /** Forward a signal to the job's process group (SIGKILL kills the whole tree). Queued until connected. */
   signal(sig: ForwardSignal): void;
+  /** The caller's terminal was resized: passed on when the job writes into a pty (started with `tty`), else ignored. */
+  resize(cols: number, rows: number): void;
   // Events: 'queued' (RunMessage<'queued'>), 'waiting', 'started', 'detached', 'not_obtained', 'finished'
   // (RunMessage<'finished'>, before outcome settles) and 'retry' (the daemon was lost while queued; sending again).
 }
@@ -105,6 +107,11 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
   handle.signal = (sig) => {
     if (conn && ready) conn.send({ type: 'signal', signal: sig });
     else pendingSignals.push(sig);
+  };
+  // Set once the daemon said the job has a pty: only then is a resize understood (older daemons would refuse it).
+  let ttyJob = false;
+  handle.resize = (cols, rows) => {
+    if (conn && ready && ttyJob && cols > 0 && rows > 0) conn.send({ type: 'resize', cols, rows });
   };
   const endStreams = () => {
     if (!hasOut) stdout.end();
@@ -181,6 +188,7 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
                 return;
               case 'started':
                 started = true;
+                ttyJob = m.tty === true;
                 resultPath = m.result_path;
                 handle.emit('started', m);
                 return;

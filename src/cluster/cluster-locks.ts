@@ -1,6 +1,7 @@
 /**
  * Cluster locks: `--global NAME` shared by every host of an etcd cluster, with the local LockTable still the only
- * authority for local locks.
+ * authority for local locks. One concern (the two-phase cluster grant and its lease), over 400 lines because the
+ * phases, the lease watchdog and their failure paths only make sense read together.
  *
  * A request that names cluster locks goes through two phases, and never holds one kind of lock while waiting for
  * the other:

@@ -173,6 +173,8 @@ export type ClientMessage =
   | { type: 'run'; req: RunRequest }
   | { type: 'signal'; signal: ForwardSignal }
   | { type: 'stdin_end' }
+  /** The caller's terminal was resized: passed on to the job's pty. Sent only after a `started` with `tty: true`. */
+  | { type: 'resize'; cols: number; rows: number }
   | { type: 'acquire'; req: AcquireRequest }
   | { type: 'heartbeat'; hold_id: string; holder: string }
   | { type: 'release'; hold_id: string | null; locks: LockRef[]; cwd: string; holder: string; force: boolean }
@@ -253,7 +255,17 @@ export type DaemonMessage =
    * command may be running or have run). Clients that predate it ignore it.
    */
   | { type: 'launching'; run_id: string; result_path: string }
-  | { type: 'started'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null; locks: GrantInfo[] }
+  | {
+      type: 'started';
+      run_id: string;
+      pid: number;
+      manifest_path: string;
+      result_path: string;
+      log_path: string | null;
+      locks: GrantInfo[];
+      /** The job writes into a pty relayed to the caller's terminal (absent: it does not, or an older daemon). */
+      tty?: boolean;
+    }
   | { type: 'finished'; outcome: RunOutcome }
   | { type: 'detached'; run_id: string; pid: number; manifest_path: string; result_path: string; log_path: string | null }
   /**

@@ -153,6 +153,8 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
     }
     case 'signal':
       return { type, signal: oneOf(m, 'signal', 'signal', FORWARD_SIGNALS) };
+    case 'resize':
+      return { type, cols: int(m, 'cols', 'resize', 1, 65535), rows: int(m, 'rows', 'resize', 1, 65535) };
     case 'acquire': {
       const r = obj(m.req, 'acquire.req');
       const p = 'acquire.req';

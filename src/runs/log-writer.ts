@@ -1,6 +1,7 @@
 /**
  * Writes a child's combined output (stdout and stderr, in arrival order) to
  * the run's log file, optionally capped at `maxBytes` keeping head and tail.
+ * One concern (the log file and its cap), just over 400 lines.
  *
  * Capping: the first maxBytes/2 bytes (the head) stay at the start of the
  * file. Output goes straight to the file until it would exceed maxBytes, so

@@ -59,6 +59,8 @@ export interface RunManifest {
 export interface ManifestStdio {
   path: 'fds' | 'framed';
   reason: string | null;
+  /** The caller's stdout was a terminal and the job wrote into a pty (known once it started). */
+  terminal?: boolean;
 }
 
 export interface ManifestInput {

@@ -46,6 +46,22 @@ export function relayApi(): RelayApi | null {
   return n && typeof n.relayStart === 'function' && typeof n.relayCancel === 'function' && typeof n.relayPending === 'function' ? (n as unknown as RelayApi) : null;
 }
 
+/** native/pty.c: a pty for a job whose caller is on a terminal, and the thread that copies it into the relay. */
+export interface PtyApi {
+  /** [master, slave, control], close-on-exec, with the window size of `callerFd` and output post-processing off;
+   * control is a second descriptor of the master, for ptyResize, so resizing never races the pump closing it. */
+  ptyOpen(callerFd: number): [number, number, number];
+  ptyResize(control: number, cols: number, rows: number): void;
+  /** Copies master into pipeW on a thread until the last slave is closed; owns and closes both from here on. */
+  ptyPump(master: number, pipeW: number): void;
+}
+
+export function ptyApi(): PtyApi | null {
+  if (process.platform !== 'linux') return null;
+  const n = loadNative() as (ReturnType<typeof loadNative> & Partial<PtyApi>) | null;
+  return n && typeof n.ptyOpen === 'function' && typeof n.ptyPump === 'function' && typeof n.ptyResize === 'function' ? (n as unknown as PtyApi) : null;
+}
+
 /** The fd of a connected `net.Socket` on a Unix socket (Node exposes it only on the private `_handle`), or null. */
 export function socketFd(socket: Socket): number | null {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;

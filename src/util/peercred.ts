@@ -34,7 +34,8 @@ export interface LockdNative {
  * The package root (the directory holding binding.gyp): this module runs either from src/util (tsx, tests) or from
  * dist/src/util (compiled), so walk up from here.
  */
-function packageRoot(): string | null {
+/** The package's root directory (the one holding binding.gyp), or null. */
+export function packageRoot(): string | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     if (existsSync(join(dir, 'binding.gyp'))) return dir;

@@ -236,6 +236,15 @@ export async function runCommand(args: string[]): Promise<number> {
     },
   ]);
   for (const [sig, fn] of handlers) process.on(sig, fn);
+  // On a terminal the job may write into a pty of the terminal's size: a resize follows it (the API drops it otherwise).
+  if (isatty(1)) {
+    const onWinch = (): void => {
+      const [cols, rows] = process.stdout.getWindowSize();
+      run.resize(cols, rows);
+    };
+    handlers.push(['SIGWINCH', onWinch]);
+    process.on('SIGWINCH', onWinch);
+  }
 
   let manifestShown = false;
   let waitingSince: number | null = null;

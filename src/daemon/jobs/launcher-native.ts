@@ -5,7 +5,7 @@
  * so a reused pid is never signalled. PATH is searched here, in the job's own environment (as Node does for
  * `spawn` with `env`), and the child tries each candidate in order, as execvp would.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -15,6 +15,7 @@ import { processStartTimeSync } from '../../util/proc.js';
 import { JobCgroup } from './cgroup.js';
 import { cgroupsAvailable, JobTree } from './process-tree.js';
 import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from './launcher.js';
+import { parseReaperReport, reaperArgv, reaperPath } from './reaper.js';
 
 /** What native/launcher.c exports (on Linux builds of the addon). */
 export interface NativeLauncherApi {
@@ -27,6 +28,8 @@ export interface NativeLauncherApi {
       cwd: [string];
       stdio: [number, number, number];
       cgroupFd: number;
+      /** Becomes the child's fd 3 (lockd-reaper's report pipe). */
+      reportFd?: number;
       ids?: { uid: number; gid: number; groups: number[] };
     },
     onExit: (code: number | null, signo: number | null) => void,
@@ -54,7 +57,11 @@ export class NativeLauncher implements Launcher {
   readonly detail: string;
 
   constructor(private readonly api: NativeLauncherApi) {
-    this.detail = cgroupsAvailable() ? 'clone3 (no fork), born in its job cgroup, pidfd exit and signals' : 'clone3 (no fork), pidfd exit and signals; no writable cgroup v2 here';
+    this.detail = cgroupsAvailable()
+      ? 'clone3 (no fork), born in its job cgroup, pidfd exit and signals'
+      : reaperPath()
+        ? 'clone3 (no fork), pidfd exit and signals; no writable cgroup v2 here: each job under its own subreaper (lockd-reaper)'
+        : 'clone3 (no fork), pidfd exit and signals; no writable cgroup v2 here and no lockd-reaper binary';
   }
 
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null {
@@ -73,6 +80,9 @@ export class NativeLauncher implements Launcher {
     // Set once the launch returns; the exit callback is asynchronous, so it always finds it (checked anyway).
     let tree: JobTree | undefined;
     let reapedEarly = false;
+    // lockd-reaper's report pipe (read end; the write end is the child's fd 3), when the job runs under it.
+    let report: number | null = null;
+    let reportWrite: number | null = null;
     try {
       let stdin: number;
       if (typeof spec.stdin === 'number') {
@@ -105,28 +115,43 @@ export class NativeLauncher implements Launcher {
         err = spec.output.stderr;
       }
       birth = JobCgroup.forBirth(spec.runId);
+      const candidates = commandCandidates(spec.file, spec.env);
+      const argv = [spec.file, ...spec.args];
+      // No cgroup to be born in: the job runs under its own subreaper, so its orphans stay in its tree.
+      const reaper = birth === null ? reaperPath() : null;
+      if (reaper) {
+        const [r, w] = this.api.pipe();
+        report = r;
+        opened.push(w);
+        reportWrite = w;
+      }
       result = this.api.spawn(
         {
-          candidates: commandCandidates(spec.file, spec.env),
-          argv: [spec.file, ...spec.args],
+          candidates: reaper ? [reaper] : candidates,
+          argv: reaper ? reaperArgv(reaper, spec.graceMs ?? 5000, candidates, argv) : argv,
           envp: Object.entries(spec.env)
             .filter(([k, v]) => k !== '' && !k.includes('=') && !k.includes('\0') && !v.includes('\0'))
             .map(([k, v]) => `${k}=${v}`),
           cwd: [spec.cwd],
           stdio: [stdin, out, err],
           cgroupFd: birth?.fd ?? -1,
+          ...(reportWrite !== null ? { reportFd: reportWrite } : {}),
           ...(spec.identity ? { ids: { uid: spec.identity.uid, gid: spec.identity.gid, groups: [...spec.identity.groups] } } : {}),
         },
         (code, signo) => {
           // The addon has reaped the leader by now; the tree must stop treating its pid as ours before anyone awaits the exit.
           if (tree) tree.leaderReaped();
           else reapedEarly = true;
-          end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null) });
+          const execFailure = report === null ? undefined : readReport(report, spec.file);
+          report = null;
+          end.resolve({ code, signal: signo === null ? null : (SIGNAL_NAMES.get(signo) ?? null), ...(execFailure ? { execFailure } : {}) });
         },
       );
     } catch (e) {
       for (const fd of Object.values(parentEnds)) if (fd !== null) close(fd);
       parentEnds = { stdin: null, stdout: null, stderr: null };
+      if (report !== null) close(report);
+      report = null;
       if (birth) birth.cgroup.remove();
       const failure = e as NodeJS.ErrnoException & { stage?: string };
       // Only an exec failure's errno says "not found" (127) or "not executable" (126); a chdir as the job's user
@@ -155,6 +180,26 @@ export class NativeLauncher implements Launcher {
       exited: end.promise,
       tree,
     };
+  }
+}
+
+/**
+ * What the reaper reported, read once it has exited: it was the last holder of the pipe's write end (fd 3, close-on-
+ * exec before it forked the job), so the read cannot block. Closes the pipe.
+ */
+function readReport(fd: number, file: string): LaunchFailure | undefined {
+  try {
+    const buf = Buffer.alloc(64);
+    const n = readSync(fd, buf, 0, buf.length, null);
+    return parseReaperReport(buf.toString('latin1', 0, n), file);
+  } catch {
+    return undefined;
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
   }
 }
 

@@ -28,6 +28,11 @@ export interface LaunchSpec {
    * the exec. Only for a launcher with `setsIds`; the others get a plan that switches users itself (setpriv).
    */
   readonly identity?: JobIdentity;
+  /**
+   * How long what is left of the job after its leader exits gets between SIGTERM and SIGKILL (the run's
+   * --kill-after). Used by the native launcher's per-job reaper where there is no cgroup (native/reaper.c).
+   */
+  readonly graceMs?: number;
 }
 
 export interface JobIdentity {
@@ -39,6 +44,11 @@ export interface JobIdentity {
 export interface ChildEnd {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /**
+   * The command could not be executed after all, reported by the per-job reaper once it has exited (it execs the
+   * command in its own child): the run is recorded as a failed start (127/126), as a failure of `launch` would be.
+   */
+  execFailure?: LaunchFailure;
 }
 
 /** A started job. Its whole tree (leader and every descendant) is `tree`. */

@@ -1,5 +1,6 @@
 /**
- * A job's whole process tree, and how to end it.
+ * A job's whole process tree, and how to end it. One concern, over 400 lines because finding every member (group,
+ * cgroup, known pids, the environment tag) and the kill escalation share one identity rule (pid + start time).
  *
  * The daemon spawns each job detached, so the child leads its own process
  * group (pgid = child pid). Killing that group is not enough: descendants can

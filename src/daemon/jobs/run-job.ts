@@ -1,7 +1,9 @@
 /**
  * One `lockd run` attempt inside the daemon, from request to result.json. One concern, the run's lifecycle as a
- * state machine (the states below and every way between them), which is why this file is longer than the others;
- * its bytes are job-io.ts, its process tree process-tree.ts, its start the launcher seam (launcher.ts):
+ * state machine (the states below and every way between them), which is why this file is longer than the others.
+ * What it decides is done elsewhere: its output and verdict scan in job-output.ts (bytes: job-io.ts, output-relay.ts),
+ * what its records say in job-records.ts, its environment in child-env.ts, its process tree in process-tree.ts, its
+ * start through the launcher seam (launcher.ts):
  *
  *   queued ──grant──▶ starting ──spawn──▶ running ──exit──▶ stopping ──tree gone──▶ locks released ──▶ done
  *      └─ busy / wait timeout / client lost / deadlock ─────────────────────────────────────────────▶ done
@@ -10,8 +12,7 @@
  * costs one kill(-pgid, 0)); a tree that outlives its leader is killed first. Everything slow (result.json, auto-GC)
  * happens after the release, off the handoff path.
  */
-import { statSync, createReadStream, closeSync, openSync } from 'node:fs';
-import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Connection } from '../server/connection.js';
 import type { Owner } from '../locks/owner.js';
@@ -19,30 +20,26 @@ import { describeBlocker, holderInfo } from '../locks/owner.js';
 import type { ResolvedLock } from '../records/lock-resolve.js';
 import type { RunRequest, GrantInfo, RunOutcome, HolderInfo } from '../../protocol/messages.js';
 
-import { LOCKD_VERSION } from '../../protocol/version.js';
-import { buildManifest, writeManifest, withStartTime, type RunManifest } from '../../runs/manifest.js';
-import { writeResult, type ResultLock, type RunResult, type RunStatus, type SignalSender } from '../../runs/result.js';
+import { writeManifest, type RunManifest } from '../../runs/manifest.js';
+import { writeResult, type RunResult, type RunStatus, type SignalSender } from '../../runs/result.js';
 import type { AtomicWriteOptions } from '../../runs/atomic-write.js';
-import { buildResult } from '../../runs/build-result.js';
 import { MANIFEST_FILE, RESULT_FILE, LOG_FILE } from '../../runs/run-files.js';
-import { RunLogWriter } from '../../runs/log-writer.js';
-import { LogScanner } from '../../runs/log-scanner.js';
-import { decideVerdict, decideWithoutChild, type ChildExit, type NoChildReason, type Verdict } from '../../runs/verdict.js';
+import { decideWithoutChild, type ChildExit, type NoChildReason, type Verdict } from '../../runs/verdict.js';
 import { hasVerdictOptions, type CompiledVerdictOptions } from '../../runs/verdict-options.js';
 import { readGitSha } from '../../runs/git-sha.js';
 import { shellQuote } from '../../runs/shell-quote.js';
 import type { JobTree } from './process-tree.js';
 
 import type { LockParts } from '../ports.js';
-import type { Launcher } from './launcher.js';
+import type { ChildEnd, LaunchFailure, Launcher } from './launcher.js';
 import { faultPoint } from './fault-point.js';
 import { markPhase } from './phase-marks.js';
 import { JobIo } from './job-io.js';
-import { closePassed, OutputRelay, type JobStdio, type PassedStdio } from './output-relay.js';
-import { LogFollower } from './log-follower.js';
-import { relayApi } from '../../util/fdpass.js';
-import { loadNative } from '../../util/peercred.js';
-import type { NativeLauncherApi } from './launcher-native.js';
+import { childEnv } from './child-env.js';
+import { childExit, judgeExit, queuedManifest, runResult, startedManifest } from './job-records.js';
+import { lockMeta } from '../records/lock-meta.js';
+import { JobOutput, delay } from './job-output.js';
+import type { JobStdio } from './output-relay.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
 
@@ -93,21 +90,13 @@ export class RunJob {
   private manifestRewrite: Promise<void> | null = null;
   private cancelledBy: string | null = null;
   private manifest: RunManifest | null = null;
-  private log: RunLogWriter | null = null;
-  private scanner: LogScanner | null = null;
-  private logError: string | null = null;
-  /**
-   * A --detach run (without --log-max-bytes) writes straight into its log file instead of through a pipe to the
-   * daemon: it must outlive this daemon (crash, upgrade) without dying of SIGPIPE at its next write, so the next
-   * daemon can re-adopt it (adopt.ts). The verdict scan reads the file after the exit instead.
-   */
-  private logDirect = false;
+  /** output.log, its descriptors and the verdict scan (job-output.ts). */
+  private readonly output: JobOutput;
   /** The lock files were taken for the current grant (so releasing gives them back exactly once). */
   private filesTaken = false;
   /** start() is awaiting (files, log): a cancel waits for it, see cancelQueued. */
   private startInFlight = false;
   private pendingCancel: { reason: NoChildReason; message: string } | null = null;
-  private directLog: FileHandle | null = null;
   readonly manifestPath: string;
   readonly resultPath: string;
   readonly logPath: string;
@@ -124,21 +113,12 @@ export class RunJob {
   private lockLostWarning: string | null = null;
   /** The child's output to the log, the verdict scanner and the client; the client's stdin to the child. */
   private readonly io = new JobIo({
-    scanner: () => this.scanner,
-    log: () => (this.logError ? null : this.log),
+    scanner: () => this.output.scanner,
+    log: () => this.output.writer,
     client: () => (this.detached ? null : this.conn),
   });
   /** Connections following this run's end (`lockd logs -f`, `watch_run`). */
   readonly watchers = new Set<() => void>();
-  /** The caller's descriptors until they are handed to the job and the relay (closed by finish() if never). */
-  private passed: PassedStdio | null;
-  /** The log's descriptor for the relay, between start() opening it and the relay taking it. */
-  private relayLogFd: number | null = null;
-  /** The caller passed its descriptors: output goes through the kernel relay, the scan follows the log file. */
-  private relay: OutputRelay | null = null;
-  private follower: LogFollower | null = null;
-  /** Shutdown: the relay must not wait for a slow caller. */
-  private outputAbandoned = false;
 
   constructor(
     private readonly ctx: JobContext,
@@ -153,7 +133,11 @@ export class RunJob {
     readonly parent: string | null,
     private readonly stdio: JobStdio | null = null,
   ) {
-    this.passed = stdio?.passed ?? null;
+    this.output = new JobOutput(runId, verdict, stdio?.passed ?? null, ctx.log, (message) => {
+      this.ctx.log.error('run log write failed', { run_id: this.runId, error: message });
+      // The record cannot be trusted any more: stop the job rather than run on without its log.
+      void this.stop('cancel', 'lockd (log write failed)');
+    });
     this.manifestPath = join(dir, MANIFEST_FILE);
     this.resultPath = join(dir, RESULT_FILE);
     this.logPath = req.log_path ?? join(dir, LOG_FILE);
@@ -180,32 +164,14 @@ export class RunJob {
   /** manifest.json as the run is queued (git sha of the build tree, command, locks, who). */
   private async writeQueuedManifest(): Promise<void> {
     const gitSha = await readGitSha(this.req.cwd).catch(() => null);
-    this.manifest = buildManifest({
-      runId: this.runId,
-      command: this.req.argv,
-      cwd: this.req.cwd,
-      buildRoot: this.req.build_root,
-      arch: this.req.arch,
-      locks: this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, ...(l.slots ? { slots: l.slots } : {}) })),
-      holder: this.req.holder,
-      user: this.req.user,
-      clientPid: this.req.client_pid,
-      gitSha,
-      queuedAt: new Date(this.queuedAt),
-      lockdVersion: LOCKD_VERSION,
-      env: this.req.env,
-      detach: this.req.detach,
-      parentRunId: this.parent,
-      ...(this.stdio ? { stdio: this.stdio.stdio } : {}),
-    });
-    this.owner.commandLine = this.manifest.command_line;
-    await writeManifest(this.ioDir, this.manifest, this.syncLater('manifest.json'));
+    const manifest = queuedManifest(this, gitSha, this.stdio);
+    this.manifest = manifest;
+    this.owner.commandLine = manifest.command_line;
+    await writeManifest(this.ioDir, manifest, this.syncLater('manifest.json'));
   }
 
   /** Write the queued manifest, then ask the lock table. */
   async enqueue(): Promise<void> {
-    // Prepared while the run waits, not between the previous job's exit and this one's exec (issue 14 pt 3).
-    this.scanner = new LogScanner(this.verdict);
     const request = {
       id: this.runId,
       claims: this.locks.map((l) => ({ key: l.key, mode: l.mode, ...(l.slots ? { slots: l.slots } : {}) })),
@@ -402,46 +368,17 @@ export class RunJob {
       return;
     }
     try {
-      if (this.passed) {
-        // The relay threads write the log at explicit offsets (native/relay.c); no writer in JavaScript.
-        this.relayLogFd = openSync(this.logOpenPath, 'w', 0o644);
-      } else if (this.detached && !this.req.log_max_bytes) {
-        this.directLog = await openFile(this.logOpenPath, 'w', 0o644);
-        this.logDirect = true;
-      } else {
-        // Opened synchronously: through the thread pool this open queued behind the records of the run that just
-        // ended (manifest, .meta, result.json), right between one job's exit and the next one's spawn.
-        this.log = RunLogWriter.openSync(this.logOpenPath, this.req.log_max_bytes ? { maxBytes: this.req.log_max_bytes } : {});
-        this.log.on('error', (e: Error) => this.onLogError(e));
-      }
+      await this.output.open(this.logOpenPath, { detached: this.detached, maxBytes: this.req.log_max_bytes ?? null });
     } catch (e) {
       this.startInFlight = false;
       await this.releaseLocks();
-      this.logError = (e as Error).message;
+      this.output.error = (e as Error).message;
       await this.finishStartFailure('log_write_failed', `cannot create the run's log ${this.logPath}: ${(e as Error).message}`);
       return;
     }
     if (await this.finishPendingCancel()) return;
     this.startInFlight = false;
     this.spawnChild(grant);
-  }
-
-  private childEnv(grant: Grant<Owner>): Record<string, string> {
-    const env: Record<string, string> = { ...this.req.env };
-    env.LOCKD_RUN_ID = this.runId;
-    env.LOCKD_LOCKS = this.locks.map((l) => l.key).join(':');
-    env.LOCKD_SOCKET = this.ctx.socketPath;
-    env.LOCKD_RUN_DIR = this.dir;
-    let maxToken = 0;
-    for (const c of grant.claims) {
-      maxToken = Math.max(maxToken, c.fencingToken);
-      const lock = this.locks.find((l) => l.key === c.key);
-      if (lock && c.slotIndex !== undefined) env[`LOCKD_SLOT_${lock.name.replace(/[^A-Za-z0-9_]/g, '_')}`] = String(c.slotIndex);
-      // Per lock too: tokens of different locks (a local counter, an etcd revision) are not comparable.
-      if (lock) env[`LOCKD_FENCING_TOKEN_${lock.name.replace(/[^A-Za-z0-9_]/g, '_')}`] = String(c.fencingToken);
-    }
-    env.LOCKD_FENCING_TOKEN = String(maxToken);
-    return env;
   }
 
   private spawnChild(grant: Grant<Owner>): void {
@@ -453,18 +390,12 @@ export class RunJob {
       return;
     }
     // System mode: started as the caller (setpriv, then `cd` as that user); otherwise directly.
-    const env = this.childEnv(grant);
+    const env = childEnv(this.req, { runId: this.runId, dir: this.dir, socketPath: this.ctx.socketPath, locks: this.locks }, grant.claims);
     const plan = this.ctx.system?.jobSpawn(this, file, args, env, this.ctx.launcher.setsIds) ?? { file, args, cwd: this.req.cwd, env };
     markPhase('launch', this.runId);
     // Written to the socket before the child exists: if the daemon dies from here on, the client must not run the
     // command a second time (its output may already be on the caller's terminal through the passed descriptors).
     if (this.conn && !this.detached) this.conn.send({ type: 'launching', run_id: this.runId, result_path: this.resultPath });
-    const passed = this.passed;
-    let relayPipes: { stdout: [number, number]; stderr: [number, number] } | null = null;
-    if (passed) {
-      const api = loadNative() as unknown as NativeLauncherApi;
-      relayPipes = { stdout: api.pipe(), stderr: api.pipe() };
-    }
     const child = this.ctx.launcher.launch(
       {
         runId: this.runId,
@@ -472,36 +403,13 @@ export class RunJob {
         args: plan.args,
         cwd: plan.cwd,
         env: plan.env,
-        stdin: passed ? (passed.stdin ?? 'ignore') : this.req.interactive && !this.detached ? 'pipe' : 'ignore',
-        output: relayPipes ? { stdout: relayPipes.stdout[1], stderr: relayPipes.stderr[1] } : this.directLog ? this.directLog.fd : 'pipe',
+        ...this.output.launchStdio(this.req.interactive && !this.detached),
+        graceMs: this.req.kill_after_ms,
         ...(plan.identity ? { identity: plan.identity } : {}),
       },
       (e) => void this.spawnFailed(e),
     );
-    // The child has its own copy of the log descriptor (or of the relay's pipes and the caller's stdin) now.
-    void this.directLog?.close().catch(() => undefined);
-    this.directLog = null;
-    if (relayPipes && passed) {
-      closeQuietly(relayPipes.stdout[1]);
-      closeQuietly(relayPipes.stderr[1]);
-      if (passed.stdin !== null) closeQuietly(passed.stdin);
-      passed.stdin = null;
-      if (!child) {
-        closeQuietly(relayPipes.stdout[0]);
-        closeQuietly(relayPipes.stderr[0]);
-      } else {
-        const logFd = this.relayLogFd!;
-        this.relayLogFd = null;
-        this.passed = null;
-        // Owns the pipes, the caller's descriptors and the log fd from here on, also if it throws.
-        try {
-          this.relay = new OutputRelay(relayApi()!, logFd, { stdout: relayPipes.stdout[0], stderr: relayPipes.stderr[0] }, passed);
-        } catch (e) {
-          // The job's pipes are closed: it ends on EPIPE; the run is recorded as a log failure.
-          this.onLogError(e as Error);
-        }
-      }
-    }
+    const outputDone = this.output.launched(child, this.logOpenPath);
     if (!child) return;
     faultPoint('after_launch');
     markPhase('launched', this.runId, child.pid);
@@ -513,8 +421,6 @@ export class RunJob {
     const startTime = child.startTime;
     this.tree = child.tree;
     const exited = child.exited;
-    const outputDone = this.relay ? this.relay.done : Promise.all([streamDone(child.stdout), streamDone(child.stderr)]);
-    if (this.relay) this.follower = new LogFollower(this.logOpenPath, this.scanner!, (e) => this.onLogError(e));
     this.io.attach(child);
 
     if (this.req.timeout_ms !== null) {
@@ -526,16 +432,21 @@ export class RunJob {
     if (this.ctx.cluster?.handles(this.locks)) this.ctx.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.ctx.cluster.onLockLost) === 'stop');
     const grantInfo = this.grantInfo(grant);
     if (this.conn && !this.detached) {
-      this.conn.send({ type: 'started', run_id: this.runId, pid: child.pid, manifest_path: this.manifestPath, result_path: this.resultPath, log_path: this.logPath, locks: grantInfo });
+      this.conn.send({
+        type: 'started',
+        run_id: this.runId,
+        pid: child.pid,
+        manifest_path: this.manifestPath,
+        result_path: this.resultPath,
+        log_path: this.logPath,
+        locks: grantInfo,
+        ...(this.output.terminal ? { tty: true } : {}),
+      });
     }
     // Off the handoff path: the manifest's start time and the .meta files.
-    const startedIso = new Date(this.startedAt).toISOString();
     if (this.manifest) {
-      const m = withStartTime(this.manifest, new Date(this.startedAt));
-      m.locks = m.locks.map((l) => {
-        const c = grant.claims.find((x) => x.key === l.path);
-        return c ? { ...l, fencing_token: c.fencingToken } : l;
-      });
+      const m = startedManifest(this.manifest, this.startedAt, grant.claims);
+      if (this.output.terminal && m.stdio) m.stdio = { ...m.stdio, terminal: true };
       this.manifest = m;
       this.manifestRewrite = writeManifest(this.ioDir, m, this.syncLater('manifest.json')).then(
         () => undefined,
@@ -547,17 +458,7 @@ export class RunJob {
     // The .meta names the outermost holder: a run nested in its family's grant leaves the family's meta as it is.
     this.ctx.guard.describe(
       grant.claims.filter((c) => !c.nested).map((c) => c.key),
-      {
-        pid: child.pid,
-        pid_start_time: startTime,
-        start_utc: startedIso,
-        start_epoch: Math.floor(this.startedAt / 1000),
-        cwd: this.req.cwd,
-        cmd: this.owner.commandLine,
-        run_id: this.runId,
-        holder: this.req.holder,
-        lockd_pid: process.pid,
-      },
+      lockMeta({ pid: child.pid, startTime, startedAt: this.startedAt, cwd: this.req.cwd, commandLine: this.owner.commandLine, runId: this.runId, holder: this.req.holder }),
     );
     void this.afterExit(exited, outputDone);
   }
@@ -578,14 +479,6 @@ export class RunJob {
     });
   }
 
-  private onLogError(e: Error): void {
-    if (this.logError) return;
-    this.logError = e.message;
-    this.ctx.log.error('run log write failed', { run_id: this.runId, error: e.message });
-    // The record cannot be trusted any more: stop the job rather than run on without its log.
-    void this.stop('cancel', 'lockd (log write failed)');
-  }
-
   /** Forward a signal from the client (Ctrl+C) to the job's process group. */
   forwardSignal(sig: NodeJS.Signals): void {
     if (this.state === 'queued' || this.state === 'starting') {
@@ -604,6 +497,11 @@ export class RunJob {
     if (this.req.interactive) this.io.writeStdin(data, conn);
   }
 
+  /** The caller's terminal changed size: its job's pty follows (nothing without one). */
+  resize(cols: number, rows: number): void {
+    this.output.resize(cols, rows);
+  }
+
   endStdin(): void {
     this.io.endStdin();
   }
@@ -617,8 +515,7 @@ export class RunJob {
     }
     if (reason === 'shutdown') {
       // The daemon is going: no waiting for a slow caller to read the rest (it goes to the log only).
-      this.outputAbandoned = true;
-      if (this.childExited) this.relay?.cancel();
+      this.output.abandon(this.childExited);
     }
     if (this.state !== 'running' || !this.tree || this.childExited) return;
     if (!this.killReason) {
@@ -645,8 +542,8 @@ export class RunJob {
     await this.finishNotObtained(reason, message, []);
   }
 
-  private async afterExit(exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>, outputDone: Promise<unknown>): Promise<void> {
-    const { code, signal } = await exited;
+  private async afterExit(exited: Promise<ChildEnd>, outputDone: Promise<unknown>): Promise<void> {
+    const { code, signal, execFailure } = await exited;
     markPhase('exit_seen', this.runId, this.pid);
     this.childExited = true;
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
@@ -659,8 +556,7 @@ export class RunJob {
     const drained = await Promise.race([outputDone.then(() => true), delay(200).then(() => false)]);
     if (!drained) {
       await tree.kill({ graceMs: this.req.kill_after_ms, signal: 'SIGTERM' });
-      if (this.relay) await this.relayDrained();
-      else await Promise.race([outputDone, delay(2000)]);
+      await this.output.drainAfterExit(outputDone, () => this.conn !== null);
     }
     const endedAt = Date.now();
     this.state = 'done';
@@ -671,25 +567,13 @@ export class RunJob {
     // to are launched. Bounded, so a next run stuck on an outside flock(1) holder does not hold this result back.
     // The journal still says `running` meanwhile, so a crash here leaves a result for this run (reconcile).
     if ((await startsWithin(handedOn, RECORDS_AFTER_LAUNCH_MAX_MS)) > 0) faultPoint('records_after_next_launch');
-    await this.finishExited(code, signal, endedAt);
-  }
-
-  /**
-   * The job is gone but its relay is not done. Bytes still waiting in its pipes are the caller's (a slow reader, a
-   * pager): they are delivered, and the locks held, as flock(1) holds them while its child blocks writing to a slow
-   * reader. A pipe that stays empty without reaching EOF is held by a process that escaped the tree: after 2 s the
-   * relay gives up on it, as the framed path does. A lost client or a shutdown cancels the relay at once.
-   */
-  private async relayDrained(): Promise<void> {
-    const relay = this.relay!;
-    let idle = 0;
-    while (!relay.ended) {
-      const done = await Promise.race([relay.done.then(() => true), delay(500).then(() => false)]);
-      if (done) break;
-      idle = relay.pending() > 0 && this.conn !== null && !this.outputAbandoned ? 0 : idle + 1;
-      if (idle >= 4) relay.cancel();
+    // Under the per-job reaper, a command that cannot be executed is known only now: recorded as a failed start.
+    if (execFailure) {
+      await this.output.settle(this.logOpenPath);
+      await this.recordLaunchFailure(execFailure);
+      return;
     }
-    await relay.done;
+    await this.finishExited(code, signal, endedAt);
   }
 
   /** Gives the locks back; returns the starts that release set off (see afterExit). */
@@ -712,45 +596,36 @@ export class RunJob {
     const c = this.pendingCancel;
     if (!c) return false;
     this.startInFlight = false;
-    if (this.log) await this.log.close().catch(() => undefined);
-    if (this.directLog) await this.directLog.close().catch(() => undefined);
-    this.directLog = null;
+    await this.output.closeUnstarted();
     await this.releaseLocks();
     await this.finishNotObtained(c.reason, c.message, []);
     return true;
   }
 
-  private async spawnFailed(e: { code?: string; message: string }): Promise<void> {
+  private async spawnFailed(e: LaunchFailure): Promise<void> {
+    await this.releaseLocks();
+    await this.recordLaunchFailure(e);
+  }
+
+  /** The command could not be executed: 127 (not found) or 126 (not executable), or lockd's own failure. */
+  private async recordLaunchFailure(e: LaunchFailure): Promise<void> {
     const notFound = e.code === 'ENOENT';
     const notExec = e.code === 'EACCES' || e.code === 'EISDIR' || e.code === 'ENOEXEC' || e.code === 'EPERM';
-    await this.releaseLocks();
     const cmd = this.req.argv[0];
     if (notFound) await this.finishStartFailure('command_not_found', `command not found: ${cmd}`);
     else if (notExec) await this.finishStartFailure('command_not_executable', `command not executable: ${cmd} (${e.code})`);
     else await this.finishStartFailure('spawn_failed', `cannot start ${cmd}: ${e.message}`);
   }
 
-  /** result.json for this attempt: the verdict plus what the daemon measured, assembled by the runs library. */
+  /** result.json for this attempt (job-records.ts). */
   private resultFrom(verdict: Verdict, opts: { exit?: ChildExit | null; endedAt?: number; message?: string | null } = {}): RunResult {
-    const endedAt = opts.endedAt ?? Date.now();
-    // Waited until granted, or until the end for a run that never was.
-    const waitMs = Math.max(0, (this.grantedAt ?? endedAt) - this.queuedAt);
-    const locks: ResultLock[] = this.locks.map((l) => ({ name: l.name, scope: l.scope, mode: l.mode, path: l.key, wait_ms: waitMs }));
-    return buildResult({
-      runId: this.runId,
+    return runResult(
+      this,
       verdict,
-      exit: opts.exit ?? null,
+      { grantedAt: this.grantedAt, startedAt: this.startedAt, endedAt: opts.endedAt ?? Date.now() },
       // The log exists once it was opened (a spawn failure leaves it empty); never-started runs have none.
-      logPath: this.log || this.logDirect || this.relay || this.relayLogFd !== null ? this.logPath : null,
-      queuedAt: new Date(this.queuedAt),
-      startTime: this.startedAt !== null ? new Date(this.startedAt) : null,
-      endTime: new Date(endedAt),
-      locks,
-      message: opts.message ?? null,
-      // Only a cancellation names a canceller; a lost client or a log failure is not one.
-      cancelledBy: verdict.reason === 'cancelled' ? this.cancelledBy : null,
-      holder: this.req.holder,
-    });
+      { exit: opts.exit ?? null, message: opts.message ?? null, logPath: this.output.opened ? this.logPath : null, cancelledBy: this.cancelledBy },
+    );
   }
 
   /** The locks were never obtained (busy, wait timeout, deadlock) or the run was removed while queued. */
@@ -773,73 +648,23 @@ export class RunJob {
 
   /** Granted, but the child could not be started (lock files, log file, spawn). */
   private async finishStartFailure(reason: NoChildReason, message: string): Promise<void> {
-    if (this.log) await this.log.close().catch(() => undefined);
+    await this.output.closeUnstarted();
     await this.finish(this.resultFrom(decideWithoutChild(reason, this.verdict), { message }));
   }
 
-  /** How the child ended, as the verdict policy needs it. */
-  private childExit(code: number | null, signal: NodeJS.Signals | null): ChildExit {
-    if (this.killReason) {
-      // lockd stopped it: judged by lockd's reason even if the child caught the signal and exited with a code.
-      if (signal) return { kind: 'signaled', signal, sentBy: this.killReason };
-      return { kind: 'signaled', signal: this.killSignal ?? 'SIGTERM', sentBy: this.killReason, ...(code !== null ? { childExitCode: code } : {}) };
-    }
-    if (signal) return { kind: 'signaled', signal, sentBy: 'external' };
-    return { kind: 'exited', code: code ?? 0 };
-  }
-
   private async finishExited(code: number | null, signal: NodeJS.Signals | null, endedAt: number): Promise<void> {
-    if (this.log) {
-      try {
-        await this.log.close();
-      } catch (e) {
-        this.onLogError(e as Error);
-      }
-    }
-    if (this.logDirect) await this.scanDirectLog();
-    if (this.relay) {
-      const { streams, logError } = await this.relay.done;
-      if (logError) this.onLogError(new Error(logError));
-      for (const s of streams) if (s.error) this.ctx.log.warn('output relay stream failed', { run_id: this.runId, error: s.error });
-      await this.follower?.finish();
-    }
-    const scan = this.scanner!.end();
-    const exit = this.childExit(code, signal);
-    // A run whose log could not be written has no trustworthy record, whatever the child did.
-    const verdict = this.logError
-      ? decideWithoutChild('log_write_failed', this.verdict, scan)
-      : this.lockLost
-        ? decideWithoutChild('lock_lost', this.verdict, scan)
-        : decideVerdict(exit, scan, this.verdict);
-    const message = this.logError
-      ? `output log could not be written: ${this.logError}`
-      : this.lockLost
-        ? `${this.lockLost}; the job was stopped before the lock could pass to another host`
-        : this.lockLostWarning
-          ? `warning: ${this.lockLostWarning} (--on-lock-lost warn: the job ran on without the lock)`
-          : null;
+    const scan = await this.output.settle(this.logOpenPath);
+    const exit = childExit(code, signal, this.killReason ? { reason: this.killReason, signal: this.killSignal } : null);
+    const { verdict, message } = judgeExit(exit, scan, this.verdict, { logError: this.output.error, lockLost: this.lockLost, lockLostWarning: this.lockLostWarning });
     const result = this.resultFrom(verdict, { exit, endedAt, message });
     this.ctx.events.emit('exited', this.runId, this.lockNames(), { exit_code: result.exit_code, status: result.status, reason: result.reason });
     await this.finish(result);
   }
 
-  /** A direct-to-file log is scanned once the child is gone (markers, TEST_RESULT_JSON, TEST_SUMMARY). */
-  private async scanDirectLog(): Promise<void> {
-    try {
-      for await (const chunk of createReadStream(this.logOpenPath)) this.scanner?.push(chunk as Buffer);
-    } catch (e) {
-      this.ctx.log.warn('cannot read back the log of a detached run', { run_id: this.runId, error: (e as Error).message });
-    }
-  }
-
   private async finish(result: RunResult): Promise<void> {
     if (this.finished) return;
     this.finished = true;
-    // Descriptors of a run that never started (busy, cancelled, spawn failed): nothing else will close them.
-    if (this.passed) closePassed(this.passed);
-    this.passed = null;
-    if (this.relayLogFd !== null) closeQuietly(this.relayLogFd);
-    this.relayLogFd = null;
+    this.output.dispose();
     this.state = 'done';
     if (this.waitTimer) clearTimeout(this.waitTimer);
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
@@ -906,25 +731,4 @@ function lockNameOf(locks: ResolvedLock[], key: string): string {
 
 function fmtSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s`;
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-function streamDone(s: NodeJS.ReadableStream | null | undefined): Promise<void> {
-  if (!s) return Promise.resolve();
-  return new Promise((resolve) => {
-    s.once('close', () => resolve());
-    s.once('end', () => resolve());
-    s.once('error', () => resolve());
-  });
 }

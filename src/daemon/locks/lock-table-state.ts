@@ -1,8 +1,9 @@
 /**
  * The lock table's internal state: requests, families, holder entries, per-key queues and slot allocation.
- * Only lock-table.ts uses these; they are plain data structures, the rules live there.
+ * Only the lock table's own files use these (lock-table.ts and the admission, claim-fit, blockers and deadlock
+ * functions it calls); they are plain data structures, the rules live in those files.
  */
-import type { Grant, LockClaim, LockMode, LockRequest, PoolClaim } from './lock-table-types.js';
+import type { Grant, LockClaim, LockMode, LockRequest, PoolClaim, PoolDefinition } from './lock-table-types.js';
 
 /** A top-level request and all nested requests under it; acts as one lock owner. */
 export interface Family {
@@ -206,3 +207,18 @@ export interface BlockGroup {
 
 /** A hypothetical grant: what its entries would add to each key, for deadlock checks. */
 export type VirtualGrant<M> = { req: Req<M>; byKey: Map<string, LockClaim> };
+
+/** What the functions outside lock-table.ts read (and admission's pool helpers look up); the table owns it. */
+export interface TableState<M> {
+  readonly requests: Map<string, Req<M>>;
+  readonly keys: Map<string, KeyState<M>>;
+  /** All waiting nested requests: the only requests that can take part in a deadlock. */
+  readonly nestedWaiting: Set<Req<M>>;
+  pools: Map<string, PoolDefinition>;
+  readonly maxWaiterBlockers: number;
+}
+
+/** The key a queue node waits on (it exists while anyone waits on it). */
+export function keyOf<M>(st: TableState<M>, node: QueueNode<M>): KeyState<M> {
+  return st.keys.get(node.claim.key)!;
+}

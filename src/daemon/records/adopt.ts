@@ -27,6 +27,7 @@ import type { ResolvedLock } from './lock-resolve.js';
 import { JobTree } from '../jobs/process-tree.js';
 import { isSameProcessAlive } from '../../util/proc.js';
 import { recordLost } from './lost-run.js';
+import { lockMeta } from './lock-meta.js';
 
 /** First and largest interval between two looks at the adopted leaders. */
 export const POLL_FIRST_MS = 50;
@@ -205,17 +206,7 @@ export class AdoptedRuns {
       if (ok) {
         this.ctx.guard.describe(
           claims.filter((c) => !c.nested).map((c) => c.key),
-          {
-            pid: run.rec.pid,
-            pid_start_time: run.rec.start_time,
-            start_utc: new Date(run.owner.since).toISOString(),
-            start_epoch: Math.floor(run.owner.since / 1000),
-            cwd: '',
-            cmd: run.rec.command_line,
-            run_id: run.rec.run_id,
-            holder: run.rec.holder,
-            lockd_pid: process.pid,
-          },
+          lockMeta({ pid: run.rec.pid, startTime: run.rec.start_time, startedAt: run.owner.since, cwd: '', commandLine: run.rec.command_line, runId: run.rec.run_id, holder: run.rec.holder }),
         );
         this.filesTaken.add(run.rec.run_id);
         return;

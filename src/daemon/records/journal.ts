@@ -1,6 +1,7 @@
 /**
  * The daemon's crash journal: an append-only JSON-lines file in the state dir recording every live run and hold,
  * so that a daemon started after a crash (kill -9, OOM) knows which process trees and locks the old one owned.
+ * One concern (the journal's file: append, read, compact), over 400 lines for its tolerant reader.
  *
  * - Appends are one small write(2) each, never a rewrite, so adding runs stays O(1) however long history grows.
  *   The file is rewritten (to its live entries, atomically: temp file + rename) only at start-up and when it has

@@ -2,7 +2,8 @@
  * The daemon's state and its answers: one lock table (behind the lock gate), the live runs and holds, the event bus,
  * the journal. The socket server hands every validated message to `handle`, which calls one handler. The handlers
  * and services (jobs/run-job.ts, services/holds.ts, services/status.ts, records/adopt.ts) never see this object:
- * each is given, at construction, the few capabilities it uses (ports.ts), built here.
+ * each is given, at construction, the few capabilities it uses (ports.ts), built here. One concern, the daemon's
+ * state and its wiring; longer than most files because every port is built here, and nothing else is.
  */
 import { hostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -217,7 +218,7 @@ export class DaemonCore implements StatusSource {
     }
     // One long-lived request per connection: a run, a subscription or an acquire owns the connection's close (a
     // lost client cancels it). A second request must not take that over, or a lost client would go unnoticed.
-    if (conn.attachment.owner !== undefined && msg.type !== 'signal' && msg.type !== 'stdin_end') {
+    if (conn.attachment.owner !== undefined && msg.type !== 'signal' && msg.type !== 'stdin_end' && msg.type !== 'resize') {
       conn.fail('protocol_error', `this connection already carries a ${conn.attachment.owner} request; open a new connection for ${msg.type}`);
       return;
     }
@@ -246,6 +247,9 @@ export class DaemonCore implements StatusSource {
         job?.forwardSignal(msg.signal);
         return;
       }
+      case 'resize':
+        this.jobOf(conn)?.resize(msg.cols, msg.rows);
+        return;
       case 'stdin_end':
         if (conn.attachment.job) conn.attachment.job.endStdin();
         else conn.attachment.earlyStdinEnd = true;

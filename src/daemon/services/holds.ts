@@ -2,7 +2,8 @@
  * Explicit holds: reservations without a child (several CI steps, a debugging session on a shared board).
  * A hold keeps its locks until released, or until its TTL passes without a heartbeat (the TTL bounds how long
  * a crashed CI runner can block others; it is not a cap on the hold's length). One timer per hold with a TTL,
- * none otherwise: an idle daemon with `--ttl none` holds does no work at all.
+ * none otherwise: an idle daemon with `--ttl none` holds does no work at all. One concern (holds: acquire, heartbeat,
+ * expiry, release, restore), over 400 lines for the acquire paths' refusals and the journal of each change.
  */
 import { randomBytes } from 'node:crypto';
 import type { Connection } from '../server/connection.js';

@@ -1,5 +1,7 @@
 /**
  * System mode: one daemon per host (root, socket /run/lockd/lockd.sock root:lockd 0660) serving every user.
+ * One concern (every decision that differs when one daemon serves many users), kept in one file so the threat
+ * model below can be checked against one place.
  * docs/security.md has the threat model; in short:
  *
  * - Attribution. Every request is attributed to the caller's kernel-verified uid/gid (SO_PEERCRED, read by the
