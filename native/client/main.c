@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -195,6 +196,8 @@ typedef struct {
   int live_line;
   double waiting_since; /* < 0: never queued */
   int started;          /* launching (or later) seen: a lost daemon is never retried */
+  int tty_job;          /* started said the job writes into a pty: terminal resizes are passed on */
+  int winch_pending;    /* the terminal was resized before `started` came */
   char *result_path;
   /* signals that arrived before the stream was settled */
   const char *pending[16];
@@ -269,6 +272,16 @@ static void send_signal(int sock, const char *name) {
   b_free(&j);
 }
 
+/* The caller's terminal size to the job's pty (docs/protocol.md, `resize`). */
+static void send_resize(int sock) {
+  struct winsize ws;
+  if (ioctl(1, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0 || ws.ws_row == 0) return;
+  buf j = {0};
+  b_printf(&j, "{\"type\":\"resize\",\"cols\":%u,\"rows\":%u}", (unsigned)ws.ws_col, (unsigned)ws.ws_row);
+  send_json(sock, j.p, j.n);
+  b_free(&j);
+}
+
 enum { OUT_CONTINUE, OUT_LOST };
 
 /* One connection: returns only when it was lost (the caller retries or reports); every other end exits. */
@@ -305,6 +318,13 @@ static int converse(run_state *st, int attempt) {
       if (pf[1].revents & POLLIN) {
         unsigned char s;
         while (read(sig_pipe[0], &s, 1) == 1) {
+          if (s == SIGWINCH) {
+            /* The caller's terminal was resized: passed on only to a job that writes into a pty (the Node client's rule). */
+            if (ready && st->tty_job) send_resize(sock);
+            /* Before `started` (the job may already run: `launching` comes first): passed on when `started` says tty. */
+            else if (!st->started || !st->tty_job) st->winch_pending = 1;
+            continue;
+          }
           const char *name = s == SIGINT ? "SIGINT" : s == SIGTERM ? "SIGTERM" : s == SIGHUP ? "SIGHUP" : "SIGQUIT";
           if (s == SIGINT) {
             double t = now_ms();
@@ -412,6 +432,10 @@ static int converse(run_state *st, int attempt) {
       set_result_path(st, json_str(m, "result_path"));
     } else if (strcmp(type, "started") == 0) {
       st->started = 1;
+      const jv *tty = json_get(m, "tty");
+      st->tty_job = tty && tty->type == J_TRUE;
+      if (st->tty_job && st->winch_pending && ready) send_resize(sock);
+      st->winch_pending = 0;
       set_result_path(st, json_str(m, "result_path"));
       show_manifest(st, json_str(m, "manifest_path"));
       clear_live_line(st);
@@ -488,6 +512,7 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+  if (isatty(1)) sigaction(SIGWINCH, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   run_state st;
