@@ -21,6 +21,7 @@ import { streamingScenario } from './scenario-streaming.js';
 import { scaleScenario } from './scenario-scale.js';
 import { idleScenario } from './scenario-idle.js';
 import { clusterScenario } from './scenario-cluster.js';
+import { fastClientScenario } from './scenario-fast-client.js';
 import { entryName, LAUNCHER_SHAPED, SCENARIO_NAMES, type ScenarioName } from './scenario-names.js';
 
 type Runner = (sizes: Sizes, launcher: string) => Promise<Omit<ScenarioResult, 'seconds'>>;
@@ -33,6 +34,7 @@ const RUNNERS: Record<ScenarioName, Runner> = {
   scale: (s) => scaleScenario(s.scale),
   idle_cost: (s) => idleScenario(s.idle),
   cluster: (s) => clusterScenario(s.cluster),
+  fast_client: (s) => fastClientScenario(s.fastClient),
 };
 const SCENARIOS: Array<[ScenarioName, Runner]> = SCENARIO_NAMES.map((n) => [n, RUNNERS[n]]);
 /** What the launcher shapes: job start cost, handoff, and queued throughput. */
