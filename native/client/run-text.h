@@ -44,6 +44,7 @@ static const char *const USAGE_ERROR_CODES[] = {
     "no_such_run",
     "no_such_hold",
     "already_held",
+    "gc_needs_all",
     0,
 };
 static const char *const NOT_OBTAINED_ERROR_CODES[] = {
