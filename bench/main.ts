@@ -21,6 +21,7 @@ import { streamingScenario } from './scenario-streaming.js';
 import { scaleScenario } from './scenario-scale.js';
 import { idleScenario } from './scenario-idle.js';
 import { clusterScenario } from './scenario-cluster.js';
+import { fastClientScenario } from './scenario-fast-client.js';
 import { poolScenario } from './scenario-pools.js';
 import { entryName, LAUNCHER_SHAPED, SCENARIO_NAMES, type ScenarioName } from './scenario-names.js';
 
@@ -34,6 +35,7 @@ const RUNNERS: Record<ScenarioName, Runner> = {
   scale: (s) => scaleScenario(s.scale),
   idle_cost: (s) => idleScenario(s.idle),
   cluster: (s) => clusterScenario(s.cluster),
+  fast_client: (s) => fastClientScenario(s.fastClient),
   pool_drain: (s) => poolScenario(s.pools),
 };
 const SCENARIOS: Array<[ScenarioName, Runner]> = SCENARIO_NAMES.map((n) => [n, RUNNERS[n]]);

@@ -1,5 +1,5 @@
 /** The scenarios, in the order they run; these are the keys of results.json's `scenarios`. */
-export const SCENARIO_NAMES = ['wrapper_overhead', 'handoff_latency', 'serialized_throughput', 'output_streaming', 'scale', 'idle_cost', 'cluster', 'pool_drain'] as const;
+export const SCENARIO_NAMES = ['wrapper_overhead', 'handoff_latency', 'serialized_throughput', 'output_streaming', 'scale', 'idle_cost', 'cluster', 'fast_client', 'pool_drain'] as const;
 
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 

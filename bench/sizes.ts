@@ -15,6 +15,8 @@ export interface Sizes {
   idle: { seconds: number; settleSeconds: number; quietSeconds: number };
   /** Cluster locks on a bench etcd: uncontended rounds (after warm-up) and cross-host handoffs. */
   cluster: { warmup: number; iterations: number; handoffs: number };
+  /** The native client: wall-time rounds, calls for the CPU figure, the parallel stress (native; Node's smaller). */
+  fastClient: { warmup: number; rounds: number; cpuCalls: number; stressJobs: number; stressCallers: number; nodeStressJobs: number };
   /** Pool drain: jobs submitted at once to a pool of 8, each sleeping 1-3 x jobMs. */
   pools: { jobs: number; jobMs: number };
 }
@@ -30,6 +32,7 @@ export const SIZES: Record<Mode, Sizes> = {
     scale: { waiters: 100, locks: 10, statusSamples: 2 },
     idle: { seconds: 1, settleSeconds: 0.5, quietSeconds: 0 },
     cluster: { warmup: 1, iterations: 2, handoffs: 2 },
+    fastClient: { warmup: 1, rounds: 3, cpuCalls: 10, stressJobs: 24, stressCallers: 4, nodeStressJobs: 8 },
     pools: { jobs: 24, jobMs: 20 },
   },
   quick: {
@@ -40,6 +43,7 @@ export const SIZES: Record<Mode, Sizes> = {
     scale: { waiters: 1000, locks: 100, statusSamples: 5 },
     idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
     cluster: { warmup: 3, iterations: 20, handoffs: 30 },
+    fastClient: { warmup: 5, rounds: 25, cpuCalls: 100, stressJobs: 240, stressCallers: 12, nodeStressJobs: 60 },
     pools: { jobs: 200, jobMs: 50 },
   },
   full: {
@@ -50,6 +54,7 @@ export const SIZES: Record<Mode, Sizes> = {
     scale: { waiters: 10_000, locks: 1000, statusSamples: 10 },
     idle: { seconds: 10, settleSeconds: 12, quietSeconds: 9 },
     cluster: { warmup: 5, iterations: 60, handoffs: 100 },
+    fastClient: { warmup: 10, rounds: 60, cpuCalls: 300, stressJobs: 1200, stressCallers: 12, nodeStressJobs: 120 },
     pools: { jobs: 200, jobMs: 100 },
   },
 };

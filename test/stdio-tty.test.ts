@@ -8,13 +8,16 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, lockd, startDaemon, type Daemon } from './helpers/lockd.js';
+import { cliCommand, lockd, startDaemon, type Daemon } from './helpers/lockd.js';
 import { within } from './helpers/crash-kit.js';
 import { ptyApi } from '../src/util/fdpass.js';
 
 /** `lockd run ARGS` under script(1): the client's stdin/stdout/stderr are a fresh pty of `rows`×`cols`. */
 async function underTerminal(d: Daemon, args: string[], size = { rows: 33, cols: 101 }): Promise<{ code: number | null; out: string }> {
-  const quoted = [process.execPath, CLI, 'run', ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const quoted = cliCommand(['run', ...args])
+    .flat()
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
   const p = spawn('script', ['-qefc', `stty rows ${size.rows} cols ${size.cols}; ${quoted}`, '/dev/null'], { env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   p.stdout!.on('data', (b: Buffer) => (out += b.toString('latin1')));
@@ -82,7 +85,10 @@ test("a terminal caller resized while the job runs: the job's pty follows (SIGWI
   const d = await startDaemon(t);
   const ready = join(d.dir, 'ready');
   const job = `touch ${ready}; i=0; while [ "$(stty size -F /proc/$$/fd/1)" != "40 120" ]; do i=$((i+1)); if [ $i -gt 400 ]; then echo resize-timeout; exit 1; fi; sleep 0.05; done; echo resized-ok`;
-  const client = [process.execPath, CLI, 'run', '-q', '--', 'sh', '-c', job].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const client = cliCommand(['run', '-q', '--', 'sh', '-c', job])
+    .flat()
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
   // The client runs in the background of script's shell (same foreground group, so stty's SIGWINCH reaches it).
   const shell = `stty rows 33 cols 101; ${client} & i=0; while [ ! -e ${ready} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; stty rows 40 cols 120; wait $!`;
   const p = spawn('script', ['-qefc', shell, '/dev/null'], { env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });

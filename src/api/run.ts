@@ -10,6 +10,7 @@ import { FrameKind } from '../protocol/framing.js';
 import type { DaemonMessage, ForwardSignal, RunOutcome, RunRequest } from '../protocol/messages.js';
 import { LockdError } from '../util/errors.js';
 import { fdPassApi, socketFd } from '../util/fdpass.js';
+import { RUN_TEXT, fill } from '../client/run-text.js';
 
 /** Where a run's streams go, and how a lost daemon is handled (runRaw's second argument). */
 export interface RunIo {
@@ -227,7 +228,7 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
             }
             settle(() =>
               reject(
-                new LockdError(started ? 'daemon_lost' : 'daemon_lost_queued', `lost the connection to the lockd daemon; the run's result will be at ${resultPath ?? '(unknown)'}`, {
+                new LockdError(started ? 'daemon_lost' : 'daemon_lost_queued', fill(RUN_TEXT.lost, { path: resultPath ?? '(unknown)' }), {
                   started,
                   resultPath,
                 }),

@@ -1,3 +1,5 @@
+import { NOT_OBTAINED_ERROR_CODES, USAGE_ERROR_CODES } from '../client/run-text.js';
+
 /** lockd's own exit codes (documented in the README); everything else is the child's. */
 export const EXIT = {
   OK: 0,
@@ -13,34 +15,13 @@ export const EXIT = {
   NOT_FOUND: 127,
 } as const;
 
-/** Exit code for an error code that reached the CLI as a LockdError. */
+/** Exit code for an error code that reached the CLI as a LockdError (the table is shared with the native client). */
 export function exitCodeFor(code: string): number {
-  switch (code) {
-    case 'usage':
-    case 'bad_request':
-    case 'invalid_run_id':
-    case 'run_id_exists':
-    case 'unsafe_lock_path':
-    // a run-record command (logs, result, pin) given a run id that names no run: the argument named nothing
-    case 'no_such_run':
-    // a run naming a hold that is not active (stale LOCKD_HOLD_ID) or not the caller's; an acquire of what the
-    // caller already holds: what was asked names something that cannot be done that way
-    case 'no_such_hold':
-    case 'already_held':
-    // lockd pool naming a pool or member that does not exist (or, for add, already does)
-    case 'unknown_pool':
-    case 'unknown_member':
-    case 'pool_exists':
-    // a gc that would remove every finished run without --all: what was asked needs saying explicitly
-    case 'gc_needs_all':
-      return EXIT.USAGE;
-    case 'lock_busy':
-    case 'lock_wait_timeout':
-    case 'deadlock':
-      return EXIT.NOT_OBTAINED;
-    case 'daemon_busy':
-      return EXIT.DAEMON_BUSY;
-    default:
-      return EXIT.LOCKD_FAILED;
-  }
+  if (code === 'daemon_busy') return EXIT.DAEMON_BUSY;
+  // lockd pool naming a pool or member that does not exist (or, for add, already does): the Node client's only
+  // (the native client hands every pool request to it), so not in the shared table.
+  if (code === 'unknown_pool' || code === 'unknown_member' || code === 'pool_exists') return EXIT.USAGE;
+  if ((USAGE_ERROR_CODES as readonly string[]).includes(code)) return EXIT.USAGE;
+  if ((NOT_OBTAINED_ERROR_CODES as readonly string[]).includes(code)) return EXIT.NOT_OBTAINED;
+  return EXIT.LOCKD_FAILED;
 }

@@ -9,6 +9,7 @@ import type { ClientMessage, DaemonMessage, DaemonInfo } from '../protocol/messa
 import { PROTOCOL_VERSION, LOCKD_VERSION } from '../protocol/version.js';
 import { LockdError, errnoCode, isLockdError } from '../util/errors.js';
 import { checkSocketPathLength } from '../util/paths.js';
+import { RUN_TEXT } from './run-text.js';
 
 import type { ConnectOptions } from './connect-options.js';
 
@@ -203,7 +204,7 @@ async function connectDaemonOnce(opts: ConnectOptions, first: ClientMessage | nu
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
-      if (!info) reject(new LockdError('daemon_lost', 'the lockd daemon closed the connection during the handshake', { silent: !gotBytes }));
+      if (!info) reject(new LockdError('daemon_lost', RUN_TEXT.lost_handshake, { silent: !gotBytes }));
       else if (closeHandler && msgHandler && !early.length) closeHandler(hadReply);
       else closedEarly = true;
     });

@@ -4,13 +4,24 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { stopProcess } from '../../bench/bench-daemon.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO, 'bin', 'lockd.js');
+/**
+ * The native `lockd run` client (native/client/): LOCKD_FAST_BIN, else the prebuilt one. With LOCKD_TEST_CLIENT=native
+ * every `lockd run` the helpers start goes through it instead of the Node CLI (same tests, same expectations).
+ */
+export const FAST_BIN = process.env.LOCKD_FAST_BIN ? resolve(process.env.LOCKD_FAST_BIN) : join(REPO, 'prebuilds', `${process.platform}-${process.arch}`, 'lockd-fast');
+export const NATIVE_CLIENT = process.env.LOCKD_TEST_CLIENT === 'native';
+
+/** The program and arguments that run `lockd ARGS...` with the client under test. */
+export function cliCommand(args: string[]): [string, string[]] {
+  return NATIVE_CLIENT && args[0] === 'run' ? [FAST_BIN, args] : [process.execPath, [CLI, ...args]];
+}
 
 export interface Daemon {
   dir: string;
@@ -110,7 +121,10 @@ export interface CliProcess {
 
 /** Start the CLI; the returned process is killed in teardown if still running. */
 export function lockdSpawn(t: ExecutionContext | null, d: Pick<Daemon, 'env'>, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): CliProcess {
-  const proc = spawn(process.execPath, [CLI, ...args], {
+  const [program, argv] = cliCommand(args);
+  const proc = spawn(program, argv, {
+    // No extra variable for the native client (a hand-over runs the `node` on PATH): the job's environment, which
+    // the manifest digests, must be the same whichever client ran it.
     env: { ...d.env, ...(opts.env ?? {}) },
     // Default cwd: the daemon's temp dir, so `--lock x` without --root never shares lock files (and their real
     // flocks) with other tests' daemons.

@@ -20,6 +20,7 @@ import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { parseSize } from '../../runs/units.js';
 import { etaOfRequest, progressLine } from '../render/wait-progress.js';
+import { BLOCKER_COMMAND, BLOCKER_COMMAND_MAX, BLOCKER_PID, BLOCKER_TEXT, RUN_TEXT, SAY_REASONS, fill } from '../../client/run-text.js';
 
 export const RUN_OPTIONS = {
   ...COMMON_OPTIONS,
@@ -219,25 +220,20 @@ function poolLabel(p: NonNullable<RunRequest['pools']>[number]): string {
 /** Output we let queue up in our stdout/stderr before pausing the daemon's stream (RunIo.backlogBytes). */
 const OUTPUT_BACKLOG_BYTES = 1024 * 1024;
 
-/** Reasons whose message the user needs to see (the others are the child's own doing, or said by the verdict). */
-const SAY_REASON = new Set([
-  'command_not_found',
-  'command_not_executable',
-  'spawn_failed',
-  'log_write_failed',
-  'deadlock',
-  'client_lost',
-  'shutdown',
-  'cancelled',
-  'lock_lost',
-  'pool_gone',
-  'superseded',
-]);
+/** Reasons whose message the user needs to see (client/run-text.ts, shared with the native client; the pool reasons
+ * are the Node client's only: lockd-fast hands pool requests to it, see the native client's option check). */
+const SAY_REASON = new Set<string>([...SAY_REASONS, 'pool_gone', 'superseded']);
 
 function describeBlockers(blockers: HolderInfo[]): string {
   const b = blockers[0];
   if (!b) return '';
-  return ` behind ${b.kind} ${b.id}${b.pid ? ` (pid ${b.pid})` : ''} ${b.holder}${b.command_line ? `: ${b.command_line.slice(0, 60)}` : ''}`;
+  return fill(BLOCKER_TEXT, {
+    kind: b.kind,
+    id: b.id,
+    pid: b.pid ? fill(BLOCKER_PID, { pid: b.pid }) : '',
+    holder: b.holder,
+    command: b.command_line ? fill(BLOCKER_COMMAND, { command: b.command_line.slice(0, BLOCKER_COMMAND_MAX) }) : '',
+  });
 }
 
 /**
@@ -257,6 +253,7 @@ export async function runCommand(args: string[]): Promise<number> {
   // isatty(2), not process.stderr.isTTY: the latter builds the stderr stream, which a quiet run never writes to.
   const tty = isatty(2) && !req.detach;
   const names = [...req.locks.map((l) => l.name), ...(req.pools ?? []).map(poolLabel)].join(', ');
+  const waitingLine = (m: { position: number; blockers: HolderInfo[] }) => fill(RUN_TEXT.waiting, { names, position: m.position, blockers: describeBlockers(m.blockers) });
   // Our own descriptors go to the daemon where it can take them (the job's output then never passes through this
   // process). The streams are getters: created only if the run falls back to the framed stream, because creating
   // process.stdout/stdin for a pipe changes its flags (O_NONBLOCK), which the job and the caller share.
@@ -311,7 +308,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const showManifest = (path: string) => {
     if (manifestShown) return;
     manifestShown = true;
-    say(`manifest -> ${path}`);
+    say(fill(RUN_TEXT.manifest, { path }));
   };
   const clearLiveLine = () => {
     if (!liveLine) return;
@@ -357,34 +354,34 @@ export async function runCommand(args: string[]): Promise<number> {
       }, progressMs);
     }
     if (tty) {
-      process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
+      process.stderr.write(`\rlockd: ${waitingLine(m)}\x1b[K`);
       liveLine = true;
-    } else say(`waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}`);
+    } else say(waitingLine(m));
   });
   run.on('waiting', (m: RunMessage<'waiting'>) => {
     if (queue) queue = { ...queue, position: m.position, blockers: m.blockers };
-    if (liveLine) process.stderr.write(`\rlockd: waiting for ${names} (position ${m.position})${describeBlockers(m.blockers)}\x1b[K`);
+    if (liveLine) process.stderr.write(`\rlockd: ${waitingLine(m)}\x1b[K`);
   });
   run.on('started', (m: RunMessage<'started'>) => {
     stopProgress();
     showManifest(m.manifest_path);
     clearLiveLine();
-    if (waitingSince !== null) say(`locks granted after ${((Date.now() - waitingSince) / 1000).toFixed(1)} s`);
+    if (waitingSince !== null) say(fill(RUN_TEXT.granted, { seconds: ((Date.now() - waitingSince) / 1000).toFixed(1) }));
   });
   run.on('detached', (m: RunMessage<'detached'>) => {
     stopProgress();
-    say(`manifest -> ${m.manifest_path}`);
-    say(`result -> ${m.result_path}`);
+    say(fill(RUN_TEXT.manifest, { path: m.manifest_path }));
+    say(fill(RUN_TEXT.result, { path: m.result_path }));
     process.stdout.write(`${m.run_id}\n`);
   });
   run.on('not_obtained', (m: RunMessage<'not_obtained'>) => {
     stopProgress();
     clearLiveLine();
-    process.stderr.write(`lockd: ${m.code}: ${m.message}\n`);
+    process.stderr.write(`lockd: ${fill(RUN_TEXT.not_obtained, { code: m.code, message: m.message })}\n`);
   });
   run.on('retry', () => {
     clearLiveLine();
-    say('the lockd daemon went away while we were queued; retrying once');
+    say(RUN_TEXT.retry);
   });
 
   // A refused run (its own error code), a daemon lost or not reachable: thrown to main, which prints one line and
@@ -394,8 +391,8 @@ export async function runCommand(args: string[]): Promise<number> {
     if (o.status === 'detached') return EXIT.OK;
     showManifest(o.manifest_path);
     if (SAY_REASON.has(o.reason) && o.message) process.stderr.write(`lockd: ${o.message}\n`);
-    else if (o.reason === 'timeout') process.stderr.write(`lockd: timed out; the process tree was killed\n`);
-    say(`result -> ${o.result_path}`);
+    else if (o.reason === 'timeout') process.stderr.write(`lockd: ${RUN_TEXT.timed_out}\n`);
+    say(fill(RUN_TEXT.result, { path: o.result_path }));
     if (resultFd !== null) {
       try {
         writeSync(resultFd, `${JSON.stringify(o.result)}\n`);
