@@ -1,8 +1,9 @@
 /** Pools on the host backend, with the real daemon: lockd run --pool, the job's members, bad input, lockd.json edits. */
 import test from 'ava';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, lockd, readJson, printedPaths, tempDir } from './helpers/lockd.js';
+import { CLI, FAST_BIN, startDaemon, lockd, readJson, printedPaths, tempDir } from './helpers/lockd.js';
 import { detachedHolder, statusJson } from './helpers/operate.js';
 
 const BOARDS = {
@@ -109,4 +110,21 @@ test('a lockd.json edit while a member is held: nothing held is lost, a malforme
   }
   t.regex(log, /lockd.json pools not loaded; the last good pools stay in force/);
   t.regex(log, /property arch must be a string/);
+});
+
+test('lockd-fast (the native run client) hands a pool request to the Node client, which runs it with its members', async (t) => {
+  const d = await poolDaemon(t);
+  if (!existsSync(FAST_BIN)) {
+    t.log(`not run: no ${FAST_BIN} on this platform`);
+    t.false(existsSync(FAST_BIN));
+    return;
+  }
+  const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const p = spawn(FAST_BIN, ['run', '-q', '--pool', 'boards', '--member', 'nuc', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"'], { env: { ...d.env, LOCKD_FAST_NODE_CLI: CLI } });
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    p.once('close', (code) => resolve({ code, stdout: out }));
+  });
+  t.is(r.code, 0);
+  t.is(r.stdout, 'nuc\n');
 });
