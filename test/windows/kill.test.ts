@@ -56,6 +56,22 @@ test('killing the client ends the job tree, grandchild included, and frees the l
   t.is(next.code, 0, next.stderr);
 });
 
+test('Ctrl+C in the client (SIGINT, which Wine delivers as CTRL_C_EVENT) ends the job tree and frees the lock', async (t) => {
+  const w = winLockd(t);
+  const marker = `int${process.pid}x${Date.now()}`;
+  const { args, ready } = treeArgs(w, marker);
+  const run = winCli(t, w, ['run', '--lock', 'w', '--', ...args]);
+  await waitForPath(ready);
+  const pids = treePids(marker);
+  t.true(pids.length >= 3, `cmd.exe, child and grandchild carry the marker: ${pids.join(',')}`);
+  t.teardown(() => killAll(pids));
+  run.proc.kill('SIGINT');
+  const r = await run.done;
+  t.is(r.code, 130, r.stderr);
+  t.deepEqual(await waitPidsGone(pids, 30_000), [], 'no process of the tree is left');
+  t.is((await runCli(w, ['inspect', 'w'])).code, 1);
+});
+
 function killAll(pids: number[]): void {
   for (const pid of pids) {
     try {

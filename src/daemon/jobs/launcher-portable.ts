@@ -67,13 +67,16 @@ export class PortableLauncher implements Launcher {
     if (process.platform === 'win32') {
       // No process groups, signals or start times: the tree is judged by the leader's held handle (process-tree-windows.ts).
       let alive = true;
+      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
+      const tree = new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader });
       const exited = new Promise<ChildEnd>((resolve) =>
         child.once('exit', (code, signal) => {
           alive = false;
-          resolve({ code, signal });
+          // Ended by lockd: libuv reports SIGKILL (TerminateProcess); the signal asked for (SIGINT for Ctrl+C) is
+          // what the run records, so Ctrl+C exits 130 as on Linux, not 137.
+          resolve({ code, signal: signal !== null ? (tree.requestedSignal ?? signal) : null });
         }),
       );
-      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
       return {
         pid,
         startTime: '',
@@ -81,7 +84,7 @@ export class PortableLauncher implements Launcher {
         stdout: child.stdout,
         stderr: child.stderr,
         exited,
-        tree: new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader }),
+        tree,
       };
     }
     const startTime = processStartTimeSync(pid) ?? '';
