@@ -30,6 +30,7 @@ export function winPath(p: string): string {
   return `Z:${p.replace(/\//g, '\\')}`;
 }
 export const NODE_EXE = winPath(nodeExe);
+export const CLI_WIN = winPath(CLI);
 export const FIXTURES = join(REPO, 'test', 'windows', 'fixtures');
 
 export interface WinLockd {
