@@ -72,3 +72,22 @@ test('busy, wait timeout and --conflict-exit-code exits; a multi-lock run takes 
   t.regex(r.stdout, /both-ran/);
   t.is((await a.done).code, 0);
 });
+
+test('Session-Lock.ps1 mapping: acquire --global (LOCKD_HOLD_ID, 0), inspect 0 held, a second acquire 75 (was 11), heartbeat, release, inspect 1 free', async (t) => {
+  const w = winLockd(t);
+  const acq = await runCli(w, ['acquire', '--global', 'labview-session', '--wait', '0', '--ttl', '600', '--holder', 'ci-job-1']);
+  t.is(acq.code, 0, acq.stderr);
+  const id = /LOCKD_HOLD_ID=(\S+)/.exec(acq.stdout)?.[1];
+  t.truthy(id, acq.stdout);
+  const held = await runCli(w, ['inspect', '--global', 'labview-session', '--json']);
+  t.is(held.code, 0, held.stderr);
+  t.regex(held.stdout, /ci-job-1/);
+  const second = await runCli(w, ['acquire', '--global', 'labview-session', '--wait', '1', '--ttl', '600', '--holder', 'ci-job-2']);
+  t.is(second.code, 75, second.stderr);
+  // Heartbeat and release as the same holder (a hold is its holder's: Session-Lock.ps1 passes SESSION_HOLDER).
+  const job1 = { env: { LOCKD_HOLDER: 'ci-job-1' } };
+  t.is((await runCli(w, ['heartbeat', id!], job1)).code, 0);
+  const rel = await runCli(w, ['release', id!], job1);
+  t.is(rel.code, 0, rel.stderr);
+  t.is((await runCli(w, ['inspect', '--global', 'labview-session'])).code, 1);
+});
