@@ -47,3 +47,13 @@ test('result.json records the run, and verdict markers decide the exit (0 pass, 
   // The run's output log is in the run directory, with the job's output in it.
   t.regex(readFileSync(join(printedPaths(fail.stderr).result!, '..', 'output.log'), 'utf8'), /RESULT: PASS/);
 });
+
+test("the README's Windows command runs, also without the `--` that PowerShell drops when it calls npm's lockd.ps1 shim", async (t) => {
+  const w = winLockd(t);
+  const r = await runCli(w, ['run', '--lock', 'demo', '--', 'cmd', '/c', 'echo', 'hello']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^hello\r?$/m);
+  const noDash = await runCli(w, ['run', '--lock', 'demo', 'cmd', '/c', 'echo', 'hello']);
+  t.is(noDash.code, 0, noDash.stderr);
+  t.regex(noDash.stdout, /^hello\r?$/m);
+});
