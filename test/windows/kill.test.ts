@@ -72,6 +72,26 @@ test('Ctrl+C in the client (SIGINT, which Wine delivers as CTRL_C_EVENT) ends th
   t.is((await runCli(w, ['inspect', 'w'])).code, 1);
 });
 
+test('lockd kill RUN_ID ends the tree, grandchild included; result.json says cancelled', async (t) => {
+  const w = winLockd(t);
+  const marker = `kil${process.pid}x${Date.now()}`;
+  const { args, ready } = treeArgs(w, marker);
+  const runId = `win-kill-${process.pid}`;
+  const run = winCli(t, w, ['run', '--lock', 'w', '--run-id', runId, '--', ...args]);
+  await waitForPath(ready);
+  const pids = treePids(marker);
+  t.true(pids.length >= 3, `cmd.exe, child and grandchild carry the marker: ${pids.join(',')}`);
+  t.teardown(() => killAll(pids));
+  const k = await runCli(w, ['kill', runId]);
+  t.is(k.code, 0, k.stderr);
+  const r = await run.done;
+  t.not(r.code, 0);
+  t.deepEqual(await waitPidsGone(pids, 30_000), [], 'no process of the tree is left');
+  const res = JSON.parse(readFileSync(printedPaths(r.stderr).result!, 'utf8')) as Record<string, unknown>;
+  t.is(res.reason, 'cancelled');
+  t.is((await runCli(w, ['inspect', 'w'])).code, 1);
+});
+
 function killAll(pids: number[]): void {
   for (const pid of pids) {
     try {
