@@ -32,3 +32,12 @@ test('without LOCKD_SOCKET/LOCKD_STATE_DIR the defaults are the per-user pipe an
   t.regex(r.stdout, /socket\s+\\\\\.\\pipe\\lockd-\S+\s+default/);
   t.regex(r.stdout, /state_dir\s+C:\\users\\[^\\]+\\AppData\\Local\\lockd\s+default/i);
 });
+
+test('a second daemon on another pipe but the same state dir refuses to start (daemon_running), the first keeps serving', async (t) => {
+  const w = winLockd(t);
+  t.is((await runCli(w, ['run', '--lock', 'w', '--', 'cmd', '/c', 'exit 0'])).code, 0, 'the first daemon (auto-started)');
+  const second = await runCli(w, ['daemon', '--socket', `${w.pipe}-second`]);
+  t.is(second.code, 125, second.stderr);
+  t.regex(second.stderr, /another lockd daemon is using the state directory/);
+  t.is((await runCli(w, ['run', '--lock', 'w', '--', 'cmd', '/c', 'exit 4'])).code, 4, 'the first one still serves');
+});

@@ -9,7 +9,10 @@ import { FIXTURES, NODE_EXE, pidsByCmdline, runCli, waitForPath, waitPidsGone, w
 
 test('gc --keep 1 removes the older finished runs and keeps the newest', async (t) => {
   const w = winLockd(t);
-  for (const n of [1, 2, 3]) t.is((await runCli(w, ['run', '--lock', 'w', '--', 'cmd', '/c', `echo run ${n}`])).code, 0);
+  for (const n of [1, 2, 3]) {
+    const r = await runCli(w, ['run', '--lock', 'w', '--', 'cmd', '/c', `echo run ${n}`]);
+    t.is(r.code, 0, r.stderr);
+  }
   const runsDir = join(w.stateDir, 'runs');
   const before = readdirSync(runsDir).filter((n) => existsSync(join(runsDir, n, 'result.json')));
   t.is(before.length, 3);
