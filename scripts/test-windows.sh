@@ -4,8 +4,8 @@
 #  - It runs once per CI run: under LOCKD_LAUNCHER=portable (.ci/run's second pass) it says so and stops, since
 #    Windows has only the portable launcher and the first pass already ran it.
 #  - Without Wine it prints one skip line and exits 0.
-#  - It prints ava's TAP (so its lines do not mix with the Linux run's counts) and ends with the line
-#    `windows: N passed, N failed`, which .ci/run adds to its total.
+#  - ava's lines are prefixed with "[windows] " (so they do not mix with the Linux run's counts), and it ends with
+#    the line `windows: N passed, N failed`, which .ci/run adds to its total.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,12 +26,17 @@ log=$(mktemp)
 # Windows processes under Wine are slow to start (about 0.5 s each): one file at a time keeps the load bounded.
 # Arguments (test files) narrow the run; none: the whole Windows suite.
 [ $# -gt 0 ] || set -- test/windows/*.test.ts   # explicit paths: the ava config leaves test/windows out of its globs
-npx ava --tap --concurrency 1 --timeout 180s "$@" 2>&1 | tee "$log"
+# ava's own reporter, each line prefixed with "[windows] " so that .ci/run's count of the Linux run ignores them.
+npx ava --concurrency 1 --timeout 180s "$@" 2>&1 | sed -u 's/^/[windows] /' | tee "$log"
 st=${PIPESTATUS[0]}
-passed=$(grep -Eo '^# pass [0-9]+' "$log" | grep -Eo '[0-9]+' | tail -1)
-failed=$(grep -Eo '^# fail [0-9]+' "$log" | grep -Eo '[0-9]+' | tail -1)
+count() { grep -Eo "^\[windows\] +[0-9]+ $1" "$log" | grep -Eo '[0-9]+' | tail -1; }
+passed=$(count 'tests? passed')
+failed=$(count 'tests? failed')
+other=$(grep -Eo '^\[windows\] +[0-9]+ (uncaught exceptions?|unhandled rejections?|tests? remained pending)' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+# With failures ava prints no "N tests passed": count the passing tests' lines.
+[ -n "$passed" ] || passed=$(grep -cE '^\[windows\] +✔' "$log")
 passed=${passed:-0}
-failed=${failed:-0}
+failed=$(( ${failed:-0} + ${other:-0} ))
 if [ "$st" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 rm -f "$log"
 echo "windows: ${passed} passed, ${failed} failed"
