@@ -50,3 +50,31 @@ test('a daemon killed while a run holds a lock: the next CLI starts a new daemon
   t.is(fresh.length, 1, 'a new daemon serves the pipe');
   t.notDeepEqual(fresh, daemons);
 });
+
+test('logs, result, pin/unpin and events for a run on Windows', async (t) => {
+  const w = winLockd(t);
+  const r = await runCli(w, ['run', '--lock', 'w', '--run-id', 'win-r1', '--', 'cmd', '/c', 'echo line1 & echo line2']);
+  t.is(r.code, 0, r.stderr);
+  const logs = await runCli(w, ['logs', 'win-r1']);
+  t.is(logs.code, 0, logs.stderr);
+  t.regex(logs.stdout, /line1[ \r]*\n[ ]*line2/);
+  const result = await runCli(w, ['result', 'win-r1']);
+  t.is(result.code, 0, result.stderr);
+  t.like(JSON.parse(result.stdout), { run_id: 'win-r1', status: 'pass', exit_code: 0 });
+  // A pinned run survives gc --all; unpinned, it goes.
+  t.is((await runCli(w, ['pin', 'win-r1'])).code, 0);
+  const gc = await runCli(w, ['gc', '--all']);
+  t.is(gc.code, 0, gc.stderr);
+  t.regex(gc.stderr, /win-r1.*pinned/);
+  t.true(existsSync(join(w.stateDir, 'runs', 'win-r1', 'result.json')));
+  t.is((await runCli(w, ['unpin', 'win-r1'])).code, 0);
+  const gc2 = await runCli(w, ['gc', '--all']);
+  t.is(gc2.code, 0, gc2.stderr);
+  t.false(existsSync(join(w.stateDir, 'runs', 'win-r1')));
+
+  const events = winCli(t, w, ['events']);
+  await events.waitForStderr('listening for events');
+  t.is((await runCli(w, ['run', '--lock', 'w', '--run-id', 'win-r2', '--', 'cmd', '/c', 'exit 0'])).code, 0);
+  await events.waitForStdout(/exited\s+win-r2 .*exit_code=0/);
+  await events.waitForStdout(/granted\s+win-r2/);
+});
