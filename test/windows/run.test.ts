@@ -20,9 +20,10 @@ test('cmd /c: output reaches the caller and the exit code passes through (auto-s
 
 test('a .cmd script runs as a Windows user expects: arguments with spaces, its exit /b code', async (t) => {
   const w = winLockd(t);
-  const r = await runCli(w, ['run', '--lock', 'w', '--', exitWith, '5', 'two words']);
+  const r = await runCli(w, ['run', '--lock', 'w', '--', exitWith, '5', 'two words', 'a&b', 'p(1)', 'x^y', 'k=v']);
   t.is(r.code, 5, r.stderr);
-  t.regex(r.stdout, /args: 5 "two words"/);
+  // As typed at a prompt: plain words bare, the rest in quotes, inside which cmd takes & ( ) ^ = literally.
+  t.regex(r.stdout, /args: 5 "two words" "a&b" "p\(1\)" "x\^y" "k=v"\s*$/m);
 });
 
 test('a command that does not exist exits 127 with one clear line', async (t) => {

@@ -54,14 +54,22 @@ export function resolveWindowsCommand(name: string, cwd: string, env: Record<str
 const CMD_META = /([()\][%!^"`<>&|;, *?])/g;
 // An argument of only these needs no quoting for cmd or for the program's own argument parsing.
 const PLAIN = /^[A-Za-z0-9_\-+.:/\\@#~]+$/;
+// Inside double quotes cmd takes every character literally except these (and the quote itself ends the quotes).
+const UNSAFE_IN_QUOTES = /["%!\r\n]/;
 
 /**
- * One argument on a `cmd /s /c` line that runs a script: quoted by the MSVCRT rules (backslashes before a quote
- * doubled, the quote escaped), then every cmd metacharacter ^-escaped twice, once for the /c line and once for the
- * script's own expansion of %1 (the well-known recipe for batch files). Plain words stay as typed.
+ * One argument on a `cmd /s /c` line that runs a script, so that the script sees it as if typed at a prompt:
+ *  - plain words stay as typed (`5` is %1=5, not "5");
+ *  - an argument with spaces or cmd's other special characters (& | < > ( ) ^ , ; =) but no quote, % or ! is put in
+ *    double quotes, inside which cmd takes them literally (%1 is "a&b", as when typed);
+ *  - one holding a quote, % or ! is quoted by the MSVCRT rules and every cmd metacharacter ^-escaped twice (once
+ *    for the /c line, once for cmd's second parse of the script's %-expanded lines): the known recipe for batch
+ *    files on Windows. Wine's cmd.exe does not do that second parse, so this last case is not proven under Wine
+ *    (docs/windows.md).
  */
 export function quoteForScript(arg: string): string {
   if (PLAIN.test(arg)) return arg;
+  if (!UNSAFE_IN_QUOTES.test(arg)) return `"${arg}"`;
   let q = arg.replace(/(\\*)"/g, '$1$1\\"').replace(/(\\*)$/, '$1$1');
   q = `"${q}"`;
   return q.replace(CMD_META, '^$1').replace(CMD_META, '^$1');
