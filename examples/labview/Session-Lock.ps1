@@ -76,6 +76,9 @@ function Assert-LockId {
     }
 }
 
+# A hold is its holder's: Heartbeat and Release must name the same holder Acquire used (lockd reads LOCKD_HOLDER).
+if ($Holder) { $env:LOCKD_HOLDER = $Holder }
+
 switch ($Action) {
     'Acquire' {
         $lockdArgs = @('acquire', '--global', $LockName, '--wait', $QueueTimeout, '--ttl', $Ttl)

@@ -13,6 +13,7 @@ import { LockGuard } from './records/lock-guard.js';
 import { FlockHolder } from './records/flock-holder.js';
 import * as lockFiles from './records/lock-files.js';
 import { listenOnSocket, inheritedListenFd, listenOnFd } from './server/listen.js';
+import { claimStateDirWindows } from './server/state-claim-windows.js';
 import { LockdError } from '../util/errors.js';
 import { peerCredOfSocket } from '../util/peercred.js';
 import { reconcile } from './records/reconcile.js';
@@ -102,6 +103,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     } catch (e) {
       server.close();
       await flock.close();
+      throw e;
+    }
+  }
+  // Windows has no flock: the state dir is claimed by a named pipe instead (server/state-claim-windows.ts).
+  let windowsClaim: Server | null = null;
+  if (process.platform === 'win32') {
+    try {
+      windowsClaim = await claimStateDirWindows(opts.stateDir);
+    } catch (e) {
+      server.close();
       throw e;
     }
   }
@@ -200,6 +211,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await core.shutdown(force);
       await guard.close();
       journal.close();
+      windowsClaim?.close();
       // Detached runs left running keep their cgroups, and so this subtree; the next daemon removes it once empty.
       removeOwnCgroupSubtree();
       log.info('lockd daemon stopped');

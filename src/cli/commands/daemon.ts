@@ -1,4 +1,5 @@
 /** `lockd daemon [--system]`: run the daemon in the foreground (what systemd/launchd and auto-start call). */
+import { LockdError } from '../../util/errors.js';
 import { COMMON_OPTIONS, parse, parseIntOption } from '../args.js';
 import { Settings } from '../settings.js';
 import { resolveSocket, resolveStateDir, SYSTEM_SOCKET, SYSTEM_STATE_DIR } from '../../util/paths.js';
@@ -48,6 +49,8 @@ Cluster locks (docs/cluster.md): --global locks shared by every host of an etcd 
 export async function daemonCommand(args: string[]): Promise<number> {
   const { values } = parse(args, OPTIONS);
   const system = values.system ?? false;
+  // System mode is uids, groups, a root-owned Unix socket and setpriv: none of it exists on Windows.
+  if (system && process.platform === 'win32') throw new LockdError('unsupported_platform', 'lockd daemon --system is not on Windows: run the per-user daemon (auto-started, or lockd service install)');
   const settings = new Settings({ socket: values.socket, state_dir: values['state-dir'], global_dir: values['global-dir'], keep: values.keep });
   const socketPath = system && !values.socket ? SYSTEM_SOCKET : resolveSocket(settings.value('socket') ?? undefined).path;
   const stateDir = system && !values['state-dir'] ? SYSTEM_STATE_DIR : resolveStateDir(settings.value('state_dir') ?? undefined);

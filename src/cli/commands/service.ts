@@ -26,7 +26,8 @@ export const SERVICE_HELP = `Usage: lockd service print [FILE] [--user|--system]
        lockd service uninstall [--user|--system] [--dry-run]
 
 Service files that run this lockd (${'`'}node${'`'} and bin/lockd.js by absolute path) under the machine's service
-manager: systemd socket + service units on Linux, a launchd property list on macOS.
+manager: systemd socket + service units on Linux, a launchd property list on macOS, a Task Scheduler
+logon task on Windows (registered with schtasks /Create /XML; per user only).
   print        show the files and where they would go (FILE: print only that one, as is)
   install      write them, then print the commands that enable and start the daemon
   uninstall    remove them (and systemd's enable links), then print the commands that stop it
@@ -77,6 +78,11 @@ export async function serviceCommand(args: string[]): Promise<number> {
   }
   const which = sub as Sub;
   if (rest.length > (which === 'print' ? 1 : 0)) throw new LockdError('usage', `unexpected argument ${JSON.stringify(rest[rest.length - 1])}`);
+  if (process.platform === 'win32') {
+    // Windows: a Task Scheduler logon task instead of unit files (service-windows.ts).
+    const { windowsServiceCommand } = await import('./service-windows.js');
+    return windowsServiceCommand(which, { dryRun: values['dry-run'] ?? false, system: values.system ?? false });
+  }
   const { planService } = await import('../../service/plan.js');
   const scope = scopeOf(values);
   const manager = managerOf(values.manager);

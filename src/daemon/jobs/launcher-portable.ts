@@ -7,6 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { processStartTimeSync } from '../../util/proc.js';
 import { JobTree } from './process-tree.js';
 import { WindowsJobTree } from './process-tree-windows.js';
+import { windowsCommand } from './windows-command.js';
 import type { ChildEnd, LaunchedJob, LaunchFailure, Launcher, LaunchSpec } from './launcher.js';
 
 export class PortableLauncher implements Launcher {
@@ -22,8 +23,22 @@ export class PortableLauncher implements Launcher {
 
   launch(spec: LaunchSpec, failed: (e: LaunchFailure) => void): LaunchedJob | null {
     let child: ResultPromise;
+    let file = spec.file;
+    let args = [...spec.args];
+    let verbatim = false;
+    if (process.platform === 'win32') {
+      // lockd resolves the command and builds a script's cmd.exe line itself (windows-command.ts says why).
+      const win = windowsCommand(spec.file, spec.args, spec.cwd, spec.env);
+      if (win === null) {
+        const e = new Error(`spawn ${spec.file} ENOENT`) as NodeJS.ErrnoException;
+        e.code = 'ENOENT';
+        failed(e);
+        return null;
+      }
+      ({ file, args, verbatim } = win);
+    }
     try {
-      child = execa(spec.file, [...spec.args], {
+      child = execa(file, args, {
         cwd: spec.cwd,
         env: { ...spec.env },
         extendEnv: false,
@@ -36,6 +51,7 @@ export class PortableLauncher implements Launcher {
         detached: true, // its own process group: signals and cleanup address the whole job
         cleanup: false, // the daemon's exit must not kill detached runs; shutdown handles jobs explicitly
         windowsHide: true,
+        windowsVerbatimArguments: verbatim,
         encoding: 'buffer',
       });
     } catch (e) {
@@ -51,13 +67,16 @@ export class PortableLauncher implements Launcher {
     if (process.platform === 'win32') {
       // No process groups, signals or start times: the tree is judged by the leader's held handle (process-tree-windows.ts).
       let alive = true;
+      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
+      const tree = new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader });
       const exited = new Promise<ChildEnd>((resolve) =>
         child.once('exit', (code, signal) => {
           alive = false;
-          resolve({ code, signal });
+          // Ended by lockd: libuv reports SIGKILL (TerminateProcess); the signal asked for (SIGINT for Ctrl+C) is
+          // what the run records, so Ctrl+C exits 130 as on Linux, not 137.
+          resolve({ code, signal: signal !== null ? (tree.requestedSignal ?? signal) : null });
         }),
       );
-      const leader = { alive: () => alive, terminate: () => alive && child.kill('SIGKILL') };
       return {
         pid,
         startTime: '',
@@ -65,7 +84,7 @@ export class PortableLauncher implements Launcher {
         stdout: child.stdout,
         stderr: child.stderr,
         exited,
-        tree: new WindowsJobTree({ pid, runId: spec.runId, envTag: `LOCKD_RUN_ID=${spec.runId}`, leader }),
+        tree,
       };
     }
     const startTime = processStartTimeSync(pid) ?? '';

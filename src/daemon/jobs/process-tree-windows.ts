@@ -58,8 +58,12 @@ export class WindowsJobTree extends JobTree {
     return this.lead.alive() ? [this.pid] : [];
   }
 
-  override async signal(_sig: NodeJS.Signals = 'SIGTERM'): Promise<number> {
+  /** The signal a caller asked to send when it ended the tree (none for a plain kill): the run records it. */
+  requestedSignal: NodeJS.Signals | null = null;
+
+  override async signal(sig: NodeJS.Signals = 'SIGTERM'): Promise<number> {
     if (!this.lead.alive()) return 0;
+    if (this.requestedSignal === null && sig !== 'SIGKILL') this.requestedSignal = sig;
     await this.end(5000);
     return 1;
   }

@@ -4,6 +4,7 @@
  * listener, so the check-unlink-bind sequence runs under a startup mutex (an atomic mkdir next to the socket);
  * the losers see a live socket afterwards and exit with `daemon_running`.
  */
+import { pipeAnswers } from './state-claim-windows.js';
 import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -110,6 +111,8 @@ export function isNamedPipePath(path: string): boolean {
  * EADDRINUSE: the OS is the startup mutex. Its DACL is the default one (Node cannot set another; docs/windows.md).
  */
 async function listenOnPipe(pipePath: string, onConnection: Parameters<typeof createServer>[1]): Promise<Server> {
+  // Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE: a daemon that answers on the name is found by connecting.
+  if (await pipeAnswers(pipePath)) throw new LockdError('daemon_running', `another lockd daemon is already listening on ${pipePath}`);
   const server = createServer({ pauseOnConnect: false, allowHalfOpen: false }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => {
