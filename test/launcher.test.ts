@@ -112,9 +112,12 @@ test.serial('native: a grandchild that scrubs its environment, leaves the sessio
   }
 });
 
+const VICTIM_TRIES = 1000;
+
 /** Make the kernel hand out `pid` next (root only: /proc/sys/kernel/ns_last_pid); then start a victim there. */
 async function victimAt(pid: number): Promise<ChildProcess | null> {
-  for (let attempt = 0; attempt < 50; attempt++) {
+  // Other processes fork between the write and our spawn on a busy machine (the suite runs files in parallel): try often.
+  for (let attempt = 0; attempt < VICTIM_TRIES; attempt++) {
     try {
       writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
     } catch {
@@ -150,7 +153,7 @@ for (const which of ['native', 'portable'] as const) {
     await job.tree.cgroupSettled();
     const victim = await victimAt(job.pid);
     if (victim === null) {
-      t.fail(`could not get pid ${job.pid} reused in 50 tries`);
+      t.fail(`could not get pid ${job.pid} reused in ${VICTIM_TRIES} tries`);
       return;
     }
     t.teardown(() => {

@@ -153,6 +153,8 @@ test('a run queued for a member that is then removed ends at once with one clear
   const d = await startDaemon(t, { dir: poolDir() });
   const h = await detachedHolder(d, 'h', ['--pool', 'boards', '--member', 'rpi4-a']);
   const named = lockdSpawn(t, d, ['run', '--wait', 'inf', '--pool', 'boards', '--member', 'rpi4-a', '--', 'true']);
+  // In this order: the named request first in line, so its waiting line says position 1.
+  await waitForWaiters(d, 'boards/rpi4-a', 1);
   const both = lockdSpawn(t, d, ['run', '--wait', 'inf', '--pool', 'boards:2', '--where', 'arch=arm64', '--', 'true']);
   await waitForWaiters(d, 'boards/rpi4-a', 2);
   t.is((await lockd(d, ['pool', 'remove', 'boards/rpi4-a'])).code, 0);

@@ -217,7 +217,7 @@ if (unavailable) {
     const runs = join(root, 'runs');
     t.is(readdirSync(runs).length, 3);
     // B asks the root daemon to delete A's runs: the policy picks all three, B's own rights remove none.
-    const x = await rawAs(fx, fx.b, d, null, [{ type: 'gc', runs_root: runs, keep: 0, older_than_ms: null, max_bytes: null, dry_run: false }]);
+    const x = await rawAs(fx, fx.b, d, null, [{ type: 'gc', runs_root: runs, keep: 0, older_than_ms: null, max_bytes: null, dry_run: false, all: true }]);
     const report = (x.replies.find((r) => r.type === 'gc_done') as { report: { removed: unknown[]; failed: unknown[] } } | undefined)?.report;
     t.deepEqual(report?.removed, [], JSON.stringify(x.replies));
     t.is(report?.failed.length, 3);
