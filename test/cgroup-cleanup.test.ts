@@ -23,7 +23,10 @@ test('a killed daemon’s job cgroups (and its subtree) are removed by the next 
   await job.waitForStdout('started');
   const subtree = join(root, readdirSync(root).find((n) => n.startsWith(`d-${d.pid}-`)) ?? 'none');
   t.true(existsSync(subtree), `the daemon has its own subtree under ${root}`);
-  t.is(readdirSync(subtree).filter((n) => !n.startsWith('cgroup.') && !n.includes('.')).length, 1, 'one job cgroup in it');
+  // The portable launcher moves the job into its cgroup after it started (asynchronously): wait for it, bounded.
+  const jobCgroups = () => readdirSync(subtree).filter((n) => !n.startsWith('cgroup.') && !n.includes('.')).length;
+  await until(() => (jobCgroups() >= 1 ? true : undefined), 10_000, 'the job cgroup');
+  t.is(jobCgroups(), 1, 'one job cgroup in it');
   await kill9(d);
   const jobPids = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
   // The next daemon stops the orphaned job (reconcile), then removes the dead daemon's empty cgroups.
