@@ -7,7 +7,7 @@
  * LOCKD_WEB_SCREENSHOTS=DIR also saves the overview and a run page there (docs/web-*.png were made that way).
  */
 import test from 'ava';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { lockd, lockdSpawn, startDaemon } from './helpers/lockd.js';
@@ -202,4 +202,37 @@ test('a live update keeps the keyboard focus on the same control', async (t) => 
   await page.waitForSelector(`tr.run[data-id="${newRun}"]`, WAIT);
   t.is(await page.evaluate(() => document.activeElement?.getAttribute('data-focus')), `run-${holder.runId}`, 'focus is on the same link');
   t.is(await page.evaluate(() => document.activeElement?.getAttribute('data-old')), null, 'in the new markup (the fragment was replaced)');
+});
+
+test("another user's running job: with the token typed in, its log is fetched and then followed live", async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  const go = join(d.dir, 'go');
+  t.teardown(() => writeFileSync(go, ''));
+  const run = lockdSpawn(t, d, ['run', '--lock', 'rig', '--', 'sh', '-c', `echo first-line; while [ ! -e ${go} ]; do sleep 0.05; done; echo second-line`]);
+  await run.waitForStdout('first-line');
+  await run.waitForStderr('manifest ->');
+  const runId = runIdOf(run.stderr());
+  // The same real run, shown as another user's: its manifest names somebody else once the daemon's start-time
+  // rewrite has landed (the daemon writes it no more after that).
+  const manifestPath = join(d.stateDir, 'runs', runId, 'manifest.json');
+  const deadline = Date.now() + 20_000;
+  let manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, unknown>;
+  while (manifest.start_time_utc === null && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, unknown>;
+  }
+  t.not(manifest.start_time_utc, null, 'the start-time manifest was written');
+  writeFileSync(manifestPath, JSON.stringify({ ...manifest, user: 'somebody-else' }));
+
+  const page = await (await browserContext(t)).newPage();
+  await page.goto(`${web.url}runs/${runId}`);
+  t.is(await page.locator('#log-hidden').count(), 1, 'without the token the log is not shown');
+  await page.fill('#token', web.token);
+  await page.locator('#token').dispatchEvent('change');
+  await page.waitForFunction(() => document.getElementById('log')?.textContent?.includes('first-line'), undefined, WAIT);
+  writeFileSync(go, '');
+  await page.waitForFunction(() => document.getElementById('log')?.textContent?.includes('second-line'), undefined, WAIT);
+  t.is((await text(page, '#log')).match(/first-line/g)?.length, 1, 'no line twice');
+  t.is((await run.done).code, 0);
 });

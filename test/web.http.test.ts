@@ -5,11 +5,11 @@
  */
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { DEFAULT_LISTEN, isLoopback, parseListen } from '../src/cli/commands/web.js';
-import { REPO, lockd, lockdSpawn, startDaemon, waitForFile } from './helpers/lockd.js';
+import { REPO, lockd, lockdSpawn, startDaemon, tempDir, waitForFile } from './helpers/lockd.js';
 import { detachedHolder, holdIdOf, statusJson, waitForWaiters } from './helpers/operate.js';
 import { startWeb } from './helpers/web.js';
 
@@ -296,4 +296,37 @@ test("the page's script and stylesheet ship in the npm package (nothing is fetch
   t.regex(String(js.headers['content-type']), /^text\/javascript/);
   t.is(js.body, readFileSync(join(REPO, 'src', 'web', 'assets', 'live.js'), 'utf8'));
   t.false(/https?:\/\//.test(js.body), 'the script names no other site');
+});
+
+test('pools are on the page from the daemon, and a member is disabled and enabled again by a POST with the token', async (t) => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'state'), { recursive: true });
+  writeFileSync(join(dir, 'state', 'lockd.json'), JSON.stringify({ pools: { boards: { members: { 'rpi4-a': { arch: 'arm64' }, nuc: { arch: 'x86_64' } } } } }));
+  const d = await startDaemon(t, { dir });
+  const web = await startWeb(t, d);
+  const page = await http(web.url);
+  t.is(page.status, 200);
+  t.regex(page.body, /data-pool="boards"/);
+  t.regex(page.body, /data-action="pool-disable" data-id="boards\/nuc"/);
+  const origin = web.url.replace(/\/$/, '');
+  const headers = { 'Content-Type': 'application/json', Origin: origin };
+  const body = JSON.stringify({ id: 'boards/nuc' });
+  const noToken = await http(`${web.url}actions/pool-disable`, { method: 'POST', headers, body });
+  t.is(noToken.status, 403);
+  const state = async (): Promise<string | undefined> => {
+    const r = await lockd(d, ['pool', 'show', 'boards/nuc', '--json']);
+    return (JSON.parse(r.stdout) as Array<{ members: Array<{ state: string; disabled_reason: string | null }> }>)[0]?.members[0]?.state;
+  };
+  t.is(await state(), 'free', 'a refused action changed nothing');
+  const off = await http(`${web.url}actions/pool-disable`, { method: 'POST', headers: { ...headers, 'X-Lockd-Token': web.token }, body });
+  t.is(off.status, 200, off.body);
+  t.is(await state(), 'disabled');
+  t.regex((await http(web.url)).body, /disabled from lockd web by/);
+  const on = await http(`${web.url}actions/pool-enable`, { method: 'POST', headers: { ...headers, 'X-Lockd-Token': web.token }, body });
+  t.is(on.status, 200, on.body);
+  t.is(await state(), 'free');
+  const unknown = await http(`${web.url}actions/pool-disable`, { method: 'POST', headers: { ...headers, 'X-Lockd-Token': web.token }, body: JSON.stringify({ id: 'boards/none' }) });
+  t.is(unknown.status, 404, unknown.body);
+  const malformed = await http(`${web.url}actions/pool-disable`, { method: 'POST', headers: { ...headers, 'X-Lockd-Token': web.token }, body: JSON.stringify({ id: 'boards' }) });
+  t.is(malformed.status, 400);
 });

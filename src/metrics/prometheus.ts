@@ -114,6 +114,10 @@ export function renderPrometheus(s: MetricsSnapshot): string {
 
   const runsTotal = fam('lockd_runs_total', 'counter', 'Runs finished since the daemon started, by verdict (result.json status).');
   for (const verdict of Object.keys(s.runs_total).sort()) runsTotal.sample({ verdict }, s.runs_total[verdict]!);
+  if (s.pools && s.pools.length > 0) {
+    const pm = fam('lockd_pool_members', 'gauge', 'Members of a resource pool now, by state (free, held, disabled, removed: held and going at release).');
+    for (const p of s.pools) for (const [state, n] of Object.entries(p.members)) pm.sample({ pool: p.pool, state }, n);
+  }
   const live = fam('lockd_live_runs', 'gauge', 'Runs now, by state (queued, running, stopping).');
   for (const state of ['queued', 'running', 'stopping'] as const) live.sample({ state }, s.runs[state]);
   const holds = fam('lockd_holds', 'gauge', 'Explicit holds (lockd acquire) now, by state (held, waiting).');

@@ -414,4 +414,6 @@ export interface MetricsSnapshot {
   holds: { held: number; waiting: number };
   /** True when holder_names were asked for (and filled). */
   holder_names: boolean;
+  /** Pool members now, per pool and state (free, held, disabled, removed); absent from daemons before pools. */
+  pools?: Array<{ pool: string; members: Record<PoolMemberInfo['state'], number> }>;
 }

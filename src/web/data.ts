@@ -20,7 +20,13 @@ export interface RecentRun {
 /** The snapshot, or null when no daemon runs (the page says so instead of failing). */
 export async function fetchStatus(client: LockdClient): Promise<StatusSnapshot | null> {
   try {
-    return await client.status();
+    const snapshot = await client.status();
+    // Pools are not in the status snapshot: asked for beside it (a daemon before pools has none to show).
+    const pools = await client.pool({ action: 'list', pool: null, member: null, properties: {}, reason: null }).then(
+      (r) => r.pools,
+      () => null,
+    );
+    return pools === null ? snapshot : ({ ...snapshot, pools } as StatusSnapshot);
   } catch (e) {
     if (isLockdError(e, 'daemon_not_running')) return null;
     throw e;

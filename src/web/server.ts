@@ -166,10 +166,26 @@ export function createWebServer(opts: WebOptions): WebServer {
         const r = await opts.client.kill(id);
         return sendJson(res, 200, { ok: true, note: r.note });
       }
+      if (name === 'pool-disable' || name === 'pool-enable') {
+        const at = id.indexOf('/');
+        if (at <= 0 || at === id.length - 1) throw new HttpError(400, 'a pool action names POOL/MEMBER');
+        const pool = id.slice(0, at);
+        const member = id.slice(at + 1);
+        // The daemon decides who may (system mode: admins only); the reason names where it came from.
+        const r = await opts.client.pool({
+          action: name === 'pool-disable' ? 'disable' : 'enable',
+          pool,
+          member,
+          properties: {},
+          reason: name === 'pool-disable' ? `disabled from lockd web by ${me}` : null,
+        });
+        return sendJson(res, 200, { ok: true, note: r.note });
+      }
       const r = await opts.client.release(id, { force: true, holder: `lockd web (${me})` });
       if (!r.released) return sendJson(res, 404, { ok: false, error: { code: 'no_such_hold', message: r.note ?? `no active hold ${id}` } });
       return sendJson(res, 200, { ok: true, note: r.note });
     } catch (e) {
+      if (isLockdError(e) && (e.code === 'unknown_pool' || e.code === 'unknown_member' || e.code === 'usage')) return sendJson(res, 404, { ok: false, error: { code: e.code, message: e.message } });
       if (isLockdError(e)) return sendJson(res, e.code === 'not_authorized' || e.code === 'not_owner' ? 403 : 409, { ok: false, error: { code: e.code, message: e.message } });
       throw e;
     }
@@ -221,7 +237,7 @@ export function createWebServer(opts: WebOptions): WebServer {
 
     if (path.startsWith('/actions/')) {
       const name = path.slice('/actions/'.length);
-      if (name !== 'cancel' && name !== 'release') throw new HttpError(404, `no action ${name.slice(0, 40)}`);
+      if (name !== 'cancel' && name !== 'release' && name !== 'pool-disable' && name !== 'pool-enable') throw new HttpError(404, `no action ${name.slice(0, 40)}`);
       if (method !== 'POST') throw new HttpError(405, 'actions are POST requests (with the token header); a GET never changes anything');
       parseQuery(url, rawQuery, []);
       return await action(req, res, name);

@@ -42,7 +42,7 @@ import type { SystemMode } from '../services/system-mode.js';
 import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst.js';
 import { MetricsCollector } from '../services/metrics.js';
 import { PoolConfig } from '../services/pools.js';
-import { checkPoolsKnown, checkPriority, handlePoolRequest } from '../services/pools-admin.js';
+import { checkPoolsKnown, checkPriority, handlePoolRequest, poolMemberCounts } from '../services/pools-admin.js';
 import { endHopelessWaiters } from '../services/pools-waiters.js';
 import { memberJournalLocks } from '../records/pool-members.js';
 import { supersedeOlder } from '../services/supersede.js';
@@ -291,7 +291,8 @@ export class DaemonCore implements StatusSource {
       case 'inspect':
         return buildInspect(this, conn, msg.lock);
       case 'metrics':
-        conn.end({ type: 'metrics', snapshot: this.metrics.snapshot({ holders: msg.holders }) });
+        this.pools.refresh();
+        conn.end({ type: 'metrics', snapshot: { ...this.metrics.snapshot({ holders: msg.holders }), pools: poolMemberCounts(this) } });
         return;
       case 'events': {
         const unsubscribe = this.events.subscribe((event) => conn.send({ type: 'event', event }));

@@ -5,7 +5,7 @@
  * in force, so a daemon restarted right after an answer still has them.
  */
 import type { Connection } from '../server/connection.js';
-import type { DaemonMessage, PoolAdminRequest, PoolInfo, PoolMemberInfo } from '../../protocol/messages.js';
+import type { DaemonMessage, MetricsSnapshot, PoolAdminRequest, PoolInfo, PoolMemberInfo } from '../../protocol/messages.js';
 import type { LockTable } from '../locks/lock-table.js';
 import { holderInfo, type Owner } from '../locks/owner.js';
 import type { SystemMode } from './system-mode.js';
@@ -77,6 +77,15 @@ function isHeld(ctx: PoolAdminContext, pool: string, member: string): boolean {
     if (m && m.pool === pool && m.member === member && s.holders.length > 0) return true;
   }
   return false;
+}
+
+/** Members per pool and state, for /metrics (`lockd_pool_members`). */
+export function poolMemberCounts(ctx: PoolAdminContext): NonNullable<MetricsSnapshot['pools']> {
+  return poolInfos(ctx).map((p) => {
+    const members = { free: 0, held: 0, disabled: 0, removed: 0 };
+    for (const m of p.members) members[m.state]++;
+    return { pool: p.name, members };
+  });
 }
 
 /** Every pool in force with each member's state; members removed while held are listed until released. */

@@ -95,20 +95,50 @@
     });
   }
 
-  // Another user's run: its log is fetched with the token, now if the tab has one, else once one is typed in.
-  // (EventSource cannot send the token header, so such a log is as of the fetch; reload for more.)
+  // Another user's run: its log needs the token, which EventSource cannot send. So it is fetched with the token
+  // (now if the tab has one, else once one is typed in), then followed live by a fetch that carries the token and
+  // reads the same Server-Sent Events stream from the offset the fetch ended at.
+  const followWithToken = async (runId, offset, pre) => {
+    const r = await fetch(`/runs/${encodeURIComponent(runId)}/stream?offset=${encodeURIComponent(offset)}`, {
+      headers: { 'X-Lockd-Token': token(), Accept: 'text/event-stream' },
+    });
+    if (!r.ok || !r.body) return;
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || !pre.isConnected) break;
+      buf += decoder.decode(value, { stream: true });
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let event = 'message';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        // The verdict comes through the page's own EventSource; only the log is taken from here.
+        if (event === 'log') pre.append(JSON.parse(data.join('\n')));
+        if (event === 'end') return;
+      }
+    }
+  };
   const loadHiddenLog = () => {
     const hidden = document.getElementById('log-hidden');
     if (!hidden || !token()) return;
-    fetch(`/runs/${encodeURIComponent(location.pathname.split('/')[2] || '')}/log`, { headers: { 'X-Lockd-Token': token() } })
-      .then((r) => (r.ok ? r.text() : null))
-      .then((text) => {
-        if (text === null || !hidden.isConnected) return;
+    const runId = decodeURIComponent(location.pathname.split('/')[2] || '');
+    fetch(`/runs/${encodeURIComponent(runId)}/log`, { headers: { 'X-Lockd-Token': token() } })
+      .then(async (r) => (r.ok ? { text: await r.text(), offset: r.headers.get('X-Log-Offset') || '0' } : null))
+      .then((got) => {
+        if (got === null || !hidden.isConnected) return;
         const pre = document.createElement('pre');
         pre.id = 'log';
         pre.tabIndex = 0;
-        pre.textContent = text;
+        pre.textContent = got.text;
         hidden.replaceWith(pre);
+        if (live.startsWith('run:')) followWithToken(runId, got.offset, pre).catch(() => undefined);
       })
       .catch(() => undefined);
   };

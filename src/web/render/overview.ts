@@ -89,18 +89,26 @@ function poolViews(s: StatusSnapshot): PoolView[] {
   return pools.filter((p): p is PoolView => !!p && typeof p === 'object' && typeof (p as PoolView).name === 'string' && Array.isArray((p as PoolView).members));
 }
 
+/** Disable a member that is in service, enable one that is not (a removed member has nothing to switch). */
+function memberAction(pool: string, m: { name: string; state: string }): Html | string {
+  const id = `${pool}/${m.name}`;
+  if (m.state === 'disabled') return html`<button type="button" class="act" data-action="pool-enable" data-id="${id}" data-focus="pool-enable-${id}">Enable ${id}</button>`;
+  if (m.state === 'free' || m.state === 'held') return html`<button type="button" class="act" data-action="pool-disable" data-id="${id}" data-focus="pool-disable-${id}">Disable ${id}</button>`;
+  return '–';
+}
+
 function poolsSection(s: StatusSnapshot): Html {
   const pools = poolViews(s);
   if (pools.length === 0) return html`<p class="empty">No pools: this daemon's status reports none.</p>`;
   return html`${pools.map(
     (p) => html`<table class="pool" data-pool="${p.name}"><caption>Pool ${p.name}${p.config_error ? html` <span class="error">(lockd.json not used: ${p.config_error})</span>` : ''}</caption>
-<thead><tr><th scope="col">Member</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Holder</th><th scope="col">Waiting</th><th scope="col">Properties</th></tr></thead><tbody>${p.members.map(
+<thead><tr><th scope="col">Member</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Holder</th><th scope="col">Waiting</th><th scope="col">Properties</th><th scope="col">Action</th></tr></thead><tbody>${p.members.map(
       (m) =>
         html`<tr class="member m-${m.state}" data-member="${m.name}"><td>${m.name}</td><td>${m.state}</td><td>${m.disabled_reason ?? '–'}</td><td class="who">${m.holder?.holder ?? '–'}</td><td>${m.waiters ?? 0}</td><td>${Object.entries(
           m.properties ?? {},
         )
           .map(([k, v]) => `${k}=${v}`)
-          .join(' ')}</td></tr>`,
+          .join(' ')}</td><td>${memberAction(p.name, m)}</td></tr>`,
     )}</tbody></table>`,
   )}`;
 }
