@@ -20,6 +20,33 @@ interface Reply {
 }
 
 /** One HTTP request with exactly the headers given (Origin included, which fetch may not send as asked). */
+/** The first event of an SSE endpoint (its event and data lines), then the connection is closed. */
+function firstSseMessage(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        buf += c;
+        // Blocks without an event (the `retry:` line, comments) are not messages.
+        for (let end = buf.indexOf('\n\n'); end >= 0; end = buf.indexOf('\n\n')) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          if (block.startsWith('event: ')) {
+            resolve(block);
+            req.destroy();
+            return;
+          }
+        }
+      });
+      res.on('end', () => resolve(buf));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('no SSE message in 10 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function http(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; path?: string } = {}): Promise<Reply> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
@@ -329,4 +356,32 @@ test('pools are on the page from the daemon, and a member is disabled and enable
   t.is(unknown.status, 404, unknown.body);
   const malformed = await http(`${web.url}actions/pool-disable`, { method: 'POST', headers: { ...headers, 'X-Lockd-Token': web.token }, body: JSON.stringify({ id: 'boards' }) });
   t.is(malformed.status, 400);
+});
+
+test("a lock's page charts explicit holds too: a hold taken and released while lockd web runs is a bar and a row", async (t) => {
+  const d = await startDaemon(t);
+  const web = await startWeb(t, d);
+  // Holds are counted from the daemon's event stream: wait until lockd web follows it (an SSE page is told).
+  const deadline = Date.now() + 20_000;
+  let said = await firstSseMessage(`${web.url}events`);
+  while (said !== 'event: daemon\ndata: connected' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    said = await firstSseMessage(`${web.url}events`);
+  }
+  t.is(said, 'event: daemon\ndata: connected', 'lockd web follows the daemon');
+  t.is((await lockd(d, ['run', '--lock', 'bench', '--', 'true'])).code, 0);
+  const a = await lockd(d, ['acquire', 'bench', '--ttl', '600']);
+  t.is(a.code, 0, a.stderr);
+  const holdId = holdIdOf(a.stdout);
+  const key = (await statusJson(d)).locks.find((l) => l.name === 'bench')!.key;
+  t.is((await lockd(d, ['release', holdId])).code, 0);
+  const until = Date.now() + 20_000;
+  let page = await http(`${web.url}lock?key=${encodeURIComponent(key)}`);
+  while (!page.body.includes(`hold ${holdId}`) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    page = await http(`${web.url}lock?key=${encodeURIComponent(key)}`);
+  }
+  t.true(page.body.includes(`hold ${holdId}`), 'the released hold is a row of the history');
+  t.is(page.body.match(/<rect class="hold"/g)?.length, 2, 'one bar for the run, one for the hold');
+  t.regex(page.body, /of 2 runs and holds in the last 24 hours/);
 });

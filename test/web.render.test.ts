@@ -91,7 +91,7 @@ test('the 24 h chart has one hold bar and one wait bar per run, and an accessibl
   ).text;
   t.is(svg.match(/class="hold"/g)?.length, 2);
   t.is(svg.match(/class="wait"/g)?.length, 2);
-  t.regex(svg, /role="img" aria-label="Hold times \(up, max 2\.0 s\) and wait times \(down, max 100 ms\) of 2 runs in the last 24 hours"/);
+  t.regex(svg, /role="img" aria-label="Hold times \(up, max 2\.0 s\) and wait times \(down, max 100 ms\) of 2 runs and holds in the last 24 hours"/);
 });
 
 test('a CI holder is shown as lockd status shows it, with the raw CI-aware string under it', (t) => {

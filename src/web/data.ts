@@ -46,7 +46,10 @@ export async function recentRuns(runsRoot: string, limit: number): Promise<Recen
 }
 
 export interface LockSample {
+  /** The run's id, or the hold's (with kind 'hold'). */
   run_id: string;
+  /** A run (the default) or an explicit hold (`lockd acquire`, counted by hold-history.ts). */
+  kind?: 'run' | 'hold';
   /** When the run ended (ms since the epoch). */
   at: number;
   wait_ms: number;

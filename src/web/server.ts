@@ -13,6 +13,7 @@ import { isValidRunId } from '../runs/run-id.js';
 import { isLockdError } from '../util/errors.js';
 import { loadAssets } from './assets-files.js';
 import { fetchStatus, findRun, lockHistory, recentRuns, type RunRecord } from './data.js';
+import { HoldHistory } from './hold-history.js';
 import { errorPage } from './render/error.js';
 import { html, raw } from './render/html.js';
 import { page } from './render/layout.js';
@@ -121,6 +122,8 @@ export function createWebServer(opts: WebOptions): WebServer {
   const runsLimit = opts.recentRuns ?? 20;
   const renderOverview = async (limit = runsLimit) => overviewFragment(await fetchStatus(opts.client), await recentRuns(opts.runsRoot, limit), opts.runsRoot).text;
   const hub = new EventHub(opts.client, () => renderOverview(), opts.maxSseClients ?? 1000);
+  const holdHistory = new HoldHistory();
+  hub.onEvent(holdHistory.onEvent);
   const askDaemon = async (runId: string) => {
     const w = await watchRun(opts.client.connectOptions, runId);
     w?.close();
@@ -286,8 +289,8 @@ export function createWebServer(opts: WebOptions): WebServer {
       const status = await fetchStatus(opts.client);
       const now = status?.locks.find((l) => l.key === key) ?? null;
       const at = Date.now();
-      const samples = await lockHistory(opts.runsRoot, key, at);
-      if (!now && samples.length === 0) throw new HttpError(404, `no lock ${key} is held, waited on, or in a run of the last 24 h`);
+      const samples = [...(await lockHistory(opts.runsRoot, key, at)), ...holdHistory.samplesFor(key, at)].sort((a, b) => a.at - b.at);
+      if (!now && samples.length === 0) throw new HttpError(404, `no lock ${key} is held, waited on, or in a run or hold of the last 24 h`);
       const name = now?.name ?? key.replace(/^.*\//, '').replace(/\.lock$/, '');
       return sendHtml(res, 200, page({ title: `Lock ${name}`, body: lockBody(key, now, samples, at) }).text);
     }
