@@ -6,47 +6,17 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { connectDaemon, type ConnectOptions } from '../client/connection.js';
+import type { ConnectOptions } from '../client/connection.js';
+import { watchRun as watchRunOf, type RunWatch } from '../client/watch-run.js';
 
-export interface RunState {
-  live: boolean;
-  logPath: string | null;
-  resultPath: string | null;
-  /** Resolves when the daemon says the run ended ('lost': the connection closed first). */
-  ended: Promise<'ended' | 'lost'>;
-  close(): void;
-}
-
-/** Ask the daemon (never starting one) about a run and keep listening for its end; null when no daemon answers. */
-export async function watchRun(connect: ConnectOptions, runId: string): Promise<RunState | null> {
-  let conn;
-  try {
-    conn = await connectDaemon({ ...connect, autostart: false }, { type: 'watch_run', run_id: runId });
-  } catch {
-    return null;
-  }
-  const c = conn;
-  let endedResolve!: (how: 'ended' | 'lost') => void;
-  const ended = new Promise<'ended' | 'lost'>((r) => (endedResolve = r));
-  return await new Promise<RunState | null>((resolve) => {
-    let answered = false;
-    c.onMessage = (m) => {
-      if (m.type === 'run_state' && !answered) {
-        answered = true;
-        resolve({ live: m.live, logPath: m.log_path, resultPath: m.result_path, ended, close: () => c.close() });
-        if (!m.live) c.close();
-      } else if (m.type === 'run_ended') endedResolve('ended');
-      else if (m.type === 'error' && !answered) {
-        answered = true;
-        resolve(null);
-        c.close();
-      }
-    };
-    c.onClose = () => {
-      endedResolve('lost');
-      if (!answered) resolve(null);
-    };
-  });
+/**
+ * The daemon's answer about a run for a run page, or null when no daemon answers or it refuses (the page then
+ * shows the records as they are). A run that is not live needs no open connection.
+ */
+export async function watchRun(connect: ConnectOptions, runId: string): Promise<RunWatch | null> {
+  const w = await watchRunOf(connect, runId).catch(() => null);
+  if (w && !w.live) w.close();
+  return w;
 }
 
 const CHUNK_BYTES = 64 * 1024;

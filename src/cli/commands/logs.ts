@@ -13,11 +13,9 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
-import { connectDaemon, type ConnectOptions } from '../../client/connection.js';
-import { lookOnly } from '../../client/connect-options.js';
+import { watchRun } from '../../client/watch-run.js';
 import { LOG_FILE, RESULT_FILE } from '../../runs/run-files.js';
 import { readResult, type RunResult } from '../../runs/result.js';
-import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
 import { checkRunId, findRunDir, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
 
@@ -108,47 +106,6 @@ class LogFollower {
     await this.fh?.close().catch(() => undefined);
     this.fh = null;
   }
-}
-
-export interface RunWatch {
-  live: boolean;
-  logPath: string | null;
-  resultPath: string | null;
-  /** Resolves when the daemon says the run ended, or with 'lost' when the connection closes first. */
-  ended: Promise<'ended' | 'lost'>;
-  close(): void;
-}
-
-/** Ask the daemon (never starting one) about the run and keep listening for its end; null when no daemon answers. */
-export async function watchRun(connect: ConnectOptions, runId: string): Promise<RunWatch | null> {
-  let conn;
-  try {
-    conn = await connectDaemon(lookOnly(connect), { type: 'watch_run', run_id: runId });
-  } catch {
-    return null;
-  }
-  const c = conn;
-  let endedResolve!: (how: 'ended' | 'lost') => void;
-  const ended = new Promise<'ended' | 'lost'>((r) => (endedResolve = r));
-  return await new Promise<RunWatch | null>((resolve, reject) => {
-    let answered = false;
-    c.onMessage = (m) => {
-      if (m.type === 'run_state' && !answered) {
-        answered = true;
-        resolve({ live: m.live, logPath: m.log_path, resultPath: m.result_path, ended, close: () => c.close() });
-      } else if (m.type === 'run_ended') {
-        endedResolve('ended');
-      } else if (m.type === 'error') {
-        answered = true;
-        reject(new LockdError(m.code, m.message));
-        c.close();
-      }
-    };
-    c.onClose = () => {
-      endedResolve('lost');
-      if (!answered) resolve(null);
-    };
-  });
 }
 
 /** Print the whole file; false when it does not exist. */

@@ -10,7 +10,8 @@ import type { ConnectOptions } from '../../client/connection.js';
 import { RESULT_FILE } from '../../runs/run-files.js';
 import { LockdError } from '../../util/errors.js';
 import { EXIT } from '../exit-codes.js';
-import { readResultFile, watchRun } from './logs.js';
+import { readResultFile } from './logs.js';
+import { watchRun } from '../../client/watch-run.js';
 import { checkRunId, findRunDir, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS, type RunsRootChoice } from './runs.js';
 
 export const WAIT_HELP = `Usage: lockd wait RUN_ID... [-q] [--runs-root DIR | --root DIR]
