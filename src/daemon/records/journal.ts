@@ -30,6 +30,26 @@ export interface JournalLock {
   slot_index?: number;
 }
 
+/**
+ * A lock as the journal records it for a run or a hold: what it is, plus its fencing token and slot, so a re-adopted
+ * run (adopt.ts) or a restored hold (grant-again.ts) keeps both.
+ */
+export function journalLock(
+  l: { key: string; name: string; scope: JournalLock['scope']; mode: JournalLock['mode']; slots?: number },
+  fencingToken: number,
+  slotIndex: number | null | undefined,
+): JournalLock {
+  return {
+    key: l.key,
+    name: l.name,
+    scope: l.scope,
+    mode: l.mode,
+    ...(l.slots ? { slots: l.slots } : {}),
+    fencing_token: fencingToken,
+    ...(slotIndex !== null && slotIndex !== undefined ? { slot_index: slotIndex } : {}),
+  };
+}
+
 export interface RunRecord {
   t: 'run';
   run_id: string;

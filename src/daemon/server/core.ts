@@ -14,7 +14,7 @@ import { LockdError, isLockdError } from '../../util/errors.js';
 import { LockTable } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
 import { EventBus } from '../services/events.js';
-import type { Journal, JournalLock } from '../records/journal.js';
+import { journalLock, type Journal, type JournalLock } from '../records/journal.js';
 import type { Logger } from './logger.js';
 import type { LockGuard } from '../records/lock-guard.js';
 import { resolveLocks } from '../records/lock-resolve.js';
@@ -438,16 +438,7 @@ export class DaemonCore implements StatusSource {
       locks: job.locks
         .map((l): JournalLock => {
           const g = job.grantInfo().find((x) => x.path === l.key);
-          // slot_index lets a re-adopted run keep its slot (adopt.ts).
-          return {
-            key: l.key,
-            name: l.name,
-            scope: l.scope,
-            mode: l.mode,
-            ...(l.slots ? { slots: l.slots } : {}),
-            fencing_token: g?.fencing_token ?? 0,
-            ...(g && g.slot_index !== null ? { slot_index: g.slot_index } : {}),
-          };
+          return journalLock(l, g?.fencing_token ?? 0, g?.slot_index);
         })
         .concat(memberJournalLocks(job.grantInfo())),
       client_pid: job.req.client_pid,

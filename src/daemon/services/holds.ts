@@ -14,7 +14,7 @@ import { LockdError } from '../../util/errors.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
 import { isClusterKey } from '../locks/cluster-keys.js';
 import { grantAgain } from '../locks/grant-again.js';
-import type { JournalLock } from '../records/journal.js';
+import { journalLock, type JournalLock } from '../records/journal.js';
 import { describeBlocker, holderInfo, type Owner } from '../locks/owner.js';
 import { sameOwner } from './holder-base.js';
 import { claimedHolder } from './identity.js';
@@ -319,16 +319,7 @@ export class HoldManager {
   private journalLocks(hold: Hold, grant: Grant<Owner>) {
     return hold.locks.map((l) => {
       const c = grant.claims.find((x) => x.key === l.key);
-      // slot_index lets a restored hold keep its slot (grant-again.ts).
-      return {
-        key: l.key,
-        name: l.name,
-        scope: l.scope,
-        mode: l.mode,
-        ...(l.slots ? { slots: l.slots } : {}),
-        fencing_token: c?.fencingToken ?? 0,
-        ...(c?.slotIndex !== undefined ? { slot_index: c.slotIndex } : {}),
-      };
+      return journalLock(l, c?.fencingToken ?? 0, c?.slotIndex);
     });
   }
 
