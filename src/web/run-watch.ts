@@ -1,11 +1,8 @@
 /**
- * A run's log, followed for a run page: `watch_run` asks the daemon whether the run is live and where its log
- * is, and tells us when it ended (after the log is closed, so the last read gets the last bytes); fs.watch on the
- * log's directory says when it grew. Reads are bounded chunks, so a huge log never sits in memory.
+ * A run for a run page: whether the daemon has it live and where its log is (`watch_run`, client/watch-run.ts),
+ * and the tail of its log for the first paint. Following the log as it grows is runs/log-tail.ts.
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import type { ConnectOptions } from '../client/connection.js';
 import { watchRun as watchRunOf, type RunWatch } from '../client/watch-run.js';
 
@@ -17,75 +14,6 @@ export async function watchRun(connect: ConnectOptions, runId: string): Promise<
   const w = await watchRunOf(connect, runId).catch(() => null);
   if (w && !w.live) w.close();
   return w;
-}
-
-const CHUNK_BYTES = 64 * 1024;
-
-/** Reads a growing file from an offset, one pass at a time; overlapping pumps coalesce into one more pass. */
-export class LogTail {
-  private fh: FileHandle | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
-  private watcher: FSWatcher | null = null;
-
-  constructor(
-    readonly path: string,
-    public offset: number,
-    private readonly onData: (chunk: Buffer) => void,
-  ) {}
-
-  /** Pump whenever the log's directory changes (the log may not exist yet while the run is queued). */
-  follow(): void {
-    try {
-      this.watcher = watch(dirname(this.path), () => void this.pump());
-      this.watcher.on('error', () => undefined);
-    } catch {
-      this.watcher = null;
-    }
-  }
-
-  pump(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.readNew();
-      } while (this.again);
-    })()
-      .catch(() => undefined)
-      .finally(() => {
-        this.running = null;
-      });
-    return this.running;
-  }
-
-  private async readNew(): Promise<void> {
-    if (!this.fh) {
-      try {
-        this.fh = await open(this.path, 'r');
-      } catch {
-        return;
-      }
-    }
-    const { size } = await this.fh.stat();
-    if (size < this.offset) this.offset = size;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-      const { bytesRead } = await this.fh.read(buf, 0, CHUNK_BYTES, this.offset);
-      if (bytesRead === 0) return;
-      this.offset += bytesRead;
-      this.onData(buf.subarray(0, bytesRead));
-    }
-  }
-
-  async close(): Promise<void> {
-    this.watcher?.close();
-    await this.fh?.close().catch(() => undefined);
-    this.fh = null;
-  }
 }
 
 /** The tail of a log for the first paint: at most `max` bytes, starting at a line break when cut. */

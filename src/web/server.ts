@@ -21,7 +21,8 @@ import { lockBody } from './render/lock.js';
 import { overviewFragment } from './render/overview.js';
 import { resultFragment, runBody } from './render/run.js';
 import { EventHub, sseMessage, startSse } from './sse.js';
-import { LogTail, readLogTail, watchRun } from './run-watch.js';
+import { readLogTail, watchRun } from './run-watch.js';
+import { LogTail } from '../runs/log-tail.js';
 
 export interface WebOptions {
   client: LockdClient;
@@ -199,7 +200,12 @@ export function createWebServer(opts: WebOptions): WebServer {
     const decoder = new StringDecoder('utf8');
     const state = rec.live ? await watchRun(opts.client.connectOptions, rec.runId) : null;
     const logPath = state?.logPath ?? rec.logPath;
-    const tail = logPath && withLog ? new LogTail(logPath, offset, (b) => res.write(sseMessage('log', JSON.stringify(decoder.write(b))))) : null;
+    const tail =
+      logPath && withLog
+        ? new LogTail(logPath, offset, (b) => {
+            res.write(sseMessage('log', JSON.stringify(decoder.write(b))));
+          })
+        : null;
     let done = false;
     const finish = async () => {
       if (done) return;

@@ -3,18 +3,18 @@
  *
  * Where the log is: for a live run the daemon says (`watch_run` → `run_state`, which also covers --log paths and
  * runs recorded under another runs root); otherwise result.json's `log_path`, else `<run-dir>/output.log`.
- * Following reads the file as it grows (fs.watch on its directory, plus a slow re-check because fs.watch can miss
- * events on some filesystems) and stops at the daemon's `run_ended`, which comes after the log is closed, so the
- * last bytes are always printed.
+ * Following reads the file as it grows (runs/log-tail.ts: fs.watch on its directory, plus a slow re-check because
+ * fs.watch can miss events on some filesystems) and stops at the daemon's `run_ended`, which comes after the log is
+ * closed, so the last bytes are always printed.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parse } from '../args.js';
 import { connectOptions } from '../common.js';
 import { watchRun } from '../../client/watch-run.js';
 import { LOG_FILE, RESULT_FILE } from '../../runs/run-files.js';
+import { LogTail } from '../../runs/log-tail.js';
 import { readResult, type RunResult } from '../../runs/result.js';
 import { EXIT } from '../exit-codes.js';
 import { checkRunId, findRunDir, resolveRunsRoot, runsSettings, RUNS_ROOT_OPTIONS } from './runs.js';
@@ -39,78 +39,17 @@ Examples:
   lockd logs --root build 250222-2315-7f3a | grep -n FAIL
 `;
 
-/** Bytes read per step: memory stays bounded whatever the log's size. */
-const CHUNK_BYTES = 64 * 1024;
 /** Re-check interval in case fs.watch misses a change; only bounds the delay, events do the real work. */
 const RECHECK_MS = 1000;
 
-/** Copies a growing file to a stream, from where it left off; overlapping calls coalesce into one more pass. */
-class LogFollower {
-  private fh: FileHandle | null = null;
-  private offset = 0;
-  private running: Promise<void> | null = null;
-  private again = false;
-  error: Error | null = null;
-
-  constructor(
-    readonly path: string,
-    private readonly out: NodeJS.WritableStream,
-  ) {}
-
-  get opened(): boolean {
-    return this.fh !== null;
-  }
-
-  pump(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.copyNew();
-      } while (this.again);
-    })()
-      .catch((e: Error) => {
-        this.error ??= e;
-      })
-      .finally(() => {
-        this.running = null;
-      });
-    return this.running;
-  }
-
-  private async copyNew(): Promise<void> {
-    if (!this.fh) {
-      try {
-        this.fh = await open(this.path, 'r');
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // not started yet
-        throw e;
-      }
-    }
-    const { size } = await this.fh.stat();
-    // A capped log is cut back to its head once output passes the cap (the tail comes back at the end).
-    if (size < this.offset) this.offset = size;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-      const { bytesRead } = await this.fh.read(buf, 0, CHUNK_BYTES, this.offset);
-      if (bytesRead === 0) return;
-      this.offset += bytesRead;
-      if (!this.out.write(buf.subarray(0, bytesRead))) await once(this.out, 'drain');
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.fh?.close().catch(() => undefined);
-    this.fh = null;
-  }
+/** The log copied to stdout from where it left off; a full stdout pauses the reads (its drain). */
+function toStdout(path: string): LogTail {
+  return new LogTail(path, 0, (chunk) => (process.stdout.write(chunk) ? undefined : once(process.stdout, 'drain').then(() => undefined)));
 }
 
 /** Print the whole file; false when it does not exist. */
 async function printFile(path: string): Promise<boolean> {
-  const f = new LogFollower(path, process.stdout);
+  const f = toStdout(path);
   await f.pump();
   const found = f.opened;
   await f.close();
@@ -119,15 +58,9 @@ async function printFile(path: string): Promise<boolean> {
 }
 
 async function follow(path: string, ended: Promise<'ended' | 'lost'>): Promise<'ended' | 'lost'> {
-  const f = new LogFollower(path, process.stdout);
-  let watcher: FSWatcher | null = null;
-  try {
-    // The directory, not the file: the log may not exist yet while the run is queued.
-    watcher = watch(dirname(path), () => void f.pump());
-    watcher.on('error', () => undefined);
-  } catch {
-    watcher = null; // the re-check below still follows
-  }
+  const f = toStdout(path);
+  // The directory, not the file: the log may not exist yet while the run is queued (the re-check bounds a miss).
+  f.follow();
   const timer = setInterval(() => void f.pump(), RECHECK_MS);
   try {
     await f.pump();
@@ -137,7 +70,6 @@ async function follow(path: string, ended: Promise<'ended' | 'lost'>): Promise<'
     return how;
   } finally {
     clearInterval(timer);
-    watcher?.close();
     await f.close();
   }
 }
