@@ -53,5 +53,7 @@ test('a daemon without the pools feature is never sent a pool request: the clien
       args.join(' '),
     );
   }
-  t.deepEqual(d.received, ['hello', 'hello', 'hello'], 'only hellos reached the old daemon');
+  // Only hellos reached the old daemon: one per command, and one more for each `run` the native client tried first
+  // before it handed over to the Node CLI (LOCKD_TEST_CLIENT=native).
+  t.true(d.received.length >= 3 && d.received.every((m) => m === 'hello'), d.received.join(' '));
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * Generate native/client/run-text.h from src/client/run-text.ts (its compiled dist/src/client/run-text.js): the
- * human lines and exit codes of `lockd run`, one table for the Node and the native client.
+ * human lines and exit codes of `lockd run`, and the keys a lockd.json may hold: one table for the Node and the
+ * native client.
  *   node native/client/gen-table.mjs           write the header
  *   node native/client/gen-table.mjs --print   print it (test/native-client-table.test.ts compares)
  */
@@ -18,6 +19,7 @@ const c = (s) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 export async function renderHeader() {
   const t = await import(pathToFileURL(join(root, 'dist', 'src', 'client', 'run-text.js')).href);
   const v = await import(pathToFileURL(join(root, 'dist', 'src', 'protocol', 'version.js')).href);
+  const settings = await import(pathToFileURL(join(root, 'dist', 'src', 'cli', 'settings.js')).href);
   const lines = ['/* Generated from src/client/run-text.ts by native/client/gen-table.mjs: do not edit. */', '#ifndef LOCKD_FAST_RUN_TEXT_H', '#define LOCKD_FAST_RUN_TEXT_H', ''];
   lines.push(`#define PROTOCOL_VERSION ${v.PROTOCOL_VERSION}`, `#define LOCKD_VERSION ${c(v.LOCKD_VERSION)}`, '');
   for (const [k, v] of Object.entries(t.RUN_TEXT)) lines.push(`#define TEXT_${k.toUpperCase()} ${c(v)}`);
@@ -27,6 +29,8 @@ export async function renderHeader() {
   lines.push('');
   const list = (name, items) => [`static const char *const ${name}[] = {`, ...items.map((i) => `    ${c(i)},`), '    0,', '};'];
   lines.push(...list('SAY_REASONS', t.SAY_REASONS), ...list('USAGE_ERROR_CODES', t.USAGE_ERROR_CODES), ...list('NOT_OBTAINED_ERROR_CODES', t.NOT_OBTAINED_ERROR_CODES));
+  // Every key a lockd.json may hold without a warning (src/cli/settings.ts): any other makes the native client hand over.
+  lines.push(...list('CONFIG_KEYS', [...Object.keys(settings.SETTINGS), ...settings.DAEMON_KEYS]));
   lines.push('', '#endif', '');
   return lines.join('\n');
 }

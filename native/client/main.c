@@ -148,6 +148,15 @@ static int exit_code_for(const char *code) {
   return EXIT_LOCKD_FAILED;
 }
 
+/* hello_ok `features` names `f`. */
+static int has_feature(const jv *hello_ok, const char *f) {
+  const jv *list = json_get(hello_ok, "features");
+  if (!list || list->type != J_ARR) return 0;
+  for (const jv *e = list->first; e; e = e->next)
+    if (e->type == J_STR && strcmp(e->str, f) == 0) return 1;
+  return 0;
+}
+
 static void __attribute__((noreturn)) protocol_error(const char *what) {
   dprintf(2, "lockd: protocol error from the lockd daemon: %s\n", what);
   exit(EXIT_LOCKD_FAILED);
@@ -294,11 +303,14 @@ static int converse(run_state *st, int attempt) {
   b_str(&run, "{\"type\":\"run\",\"req\":");
   b_put(&run, st->ra->json.p, st->ra->json.n);
   b_str(&run, "}");
-  if (send_two_json(sock, hello.p, hello.n, run.p, run.n) != 0) {
+  /* A request an older daemon would half-understand (it ignores unknown fields) waits for hello_ok's features, as
+   * the Node client's does (client/connection.ts featuresNeeded): one round trip more, only for such requests. */
+  int gated = st->ra->needs_pools || st->ra->needs_supersede;
+  if ((gated ? send_json(sock, hello.p, hello.n) : send_two_json(sock, hello.p, hello.n, run.p, run.n)) != 0) {
     close(sock);
     handover("the daemon closed the socket before the request was written");
   }
-  b_free(&hello), b_free(&run);
+  b_free(&hello);
 
   frame_reader fr;
   reader_init(&fr);
@@ -378,6 +390,15 @@ static int converse(run_state *st, int attempt) {
           close(sock);
           handover("a daemon of another protocol version");
         }
+        if ((st->ra->needs_pools && !has_feature(m, "pools")) || (st->ra->needs_supersede && !has_feature(m, "supersede"))) {
+          close(sock);
+          handover("a daemon without the pools/supersede features (the Node CLI says which)");
+        }
+        if (gated && send_json(sock, run.p, run.n) != 0) {
+          close(sock);
+          handover("the daemon closed the socket before the request was written");
+        }
+        b_free(&run);
         got_hello = 1;
         /* Framed by our own choice: nothing to wait for (the daemon answers `stdio` only to an offer of descriptors). */
         if (st->ra->framed) {

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "request.h"
 
+#include "config.h"
+
 #include <ctype.h>
 #include <fcntl.h>
 #include <math.h>
@@ -192,6 +194,8 @@ static const opt OPTS[] = {
     {"require-marker", O_STR, 1}, {"require-all", O_STR, 1}, {"forbid-marker", O_STR, 1}, {"expect-timeout", O_BOOL, 0},
     {"keep", O_STR, 0},         {"holder", O_STR, 0},      {"conflict-exit-code", O_STR, 0}, {"quiet", O_BOOL, 0},
     {"on-lock-lost", O_STR, 0}, {"hold", O_STR, 0}, {"result-fd", O_STR, 0}, {"interactive", O_BOOL, 0},
+    {"pool", O_STR, 1},         {"where", O_STR, 1},       {"member", O_STR, 0},         {"priority", O_STR, 0},
+    {"supersede", O_STR, 0},    {"cancel-running", O_BOOL, 0},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 #define MAX_MULTI 64
@@ -337,6 +341,115 @@ static char *default_user_socket(void) {
   return r;
 }
 
+/* src/cli/pools-arg.ts NAME: /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/. */
+static int pool_name(const char *s, size_t n) {
+  if (n == 0 || n > 128 || !isalnum((unsigned char)s[0])) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!(isalnum(c) || c == '.' || c == '_' || c == '-')) return 0;
+  }
+  return 1;
+}
+
+/* A string's length in UTF-16 units, as JavaScript's .length counts it (for valid UTF-8). */
+static size_t js_length(const char *s) {
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p & 0xC0) == 0x80) continue;
+    n += *p >= 0xF0 ? 2 : 1;
+  }
+  return n;
+}
+
+/*
+ * The pools of src/cli/pools-arg.ts poolRefs, appended to the request as `,"pools":[...]`, and their labels to the
+ * waiting line's names (run.ts poolLabel: boards:2[arch=arm64], boards/rpi4-a). 0 when Node would refuse them, or
+ * would build them differently (an object key JavaScript orders or treats specially): a hand-over, Node says why.
+ */
+static int pool_refs(buf *o, const optval *pools, const optval *where, const char *member, buf *names) {
+  if ((where->n > 0 || member) && pools->n != 1) return 0;
+  if (member && !pool_name(member, strlen(member))) return 0;
+  buf cond = {0}, label = {0};
+  b_put(&cond, "", 0);
+  b_put(&label, "", 0);
+  int ok = 0;
+  /* Keys in first-insertion order, the last value winning: a JavaScript object built key by key. */
+  for (int i = 0; i < where->n; i++) {
+    const char *w = where->list[i], *eq = strchr(w, '=');
+    if (!eq || eq == w) goto out;
+    size_t kl = (size_t)(eq - w);
+    int digits = 1;
+    for (size_t k = 0; k < kl; k++)
+      if (!isdigit((unsigned char)w[k])) digits = 0;
+    if (digits || (kl == 9 && strncmp(w, "__proto__", 9) == 0)) goto out;
+    for (int j = 0; j < i; j++)
+      if (strncmp(where->list[j], w, kl + 1) == 0) goto out; /* a repeated key: left to Node's object rules */
+    if (cond.n) b_str(&cond, ","), b_str(&label, ",");
+    char *key = xmalloc(kl + 1);
+    memcpy(key, w, kl);
+    key[kl] = '\0';
+    b_json_str(&cond, key);
+    b_str(&cond, ":");
+    b_json_str(&cond, eq + 1);
+    b_printf(&label, "%s=%s", key, eq + 1);
+    free(key);
+  }
+  if (pools->n == 0) {
+    ok = 1;
+    goto out;
+  }
+  b_str(o, ",\"pools\":[");
+  for (int i = 0; i < pools->n; i++) {
+    const char *spec = pools->list[i], *colon = strchr(spec, ':');
+    size_t nl = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (!pool_name(spec, nl)) goto out;
+    long count = 1;
+    if (colon && !int_opt(colon + 1, 1, 100000, &count)) goto out;
+    for (int j = 0; j < i; j++) {
+      const char *prev = pools->list[j], *pc = strchr(prev, ':');
+      size_t pl = pc ? (size_t)(pc - prev) : strlen(prev);
+      if (pl == nl && strncmp(prev, spec, nl) == 0) goto out;
+    }
+    char *name = xmalloc(nl + 1);
+    memcpy(name, spec, nl);
+    name[nl] = '\0';
+    if (i) b_str(o, ",");
+    b_str(o, "{\"pool\":");
+    b_json_str(o, name);
+    b_printf(o, ",\"count\":%ld,\"where\":{%s},\"member\":", count, cond.p);
+    if (member) b_json_str(o, member);
+    else b_str(o, "null");
+    b_str(o, "}");
+    if (names->n) b_str(names, ", ");
+    if (member) b_printf(names, "%s/%s", name, member);
+    else b_printf(names, "%s:%ld", name, count);
+    if (label.n) b_printf(names, "[%s]", label.p);
+    free(name);
+  }
+  b_str(o, "]");
+  ok = 1;
+out:
+  b_free(&cond), b_free(&label);
+  return ok;
+}
+
+/* --priority as parseIntOption reads it (-1000000..1000000), for the plain decimal forms only. */
+static int priority_opt(const char *v, long *out) {
+  int neg = v[0] == '-';
+  long x;
+  if (!int_opt(v + neg, 0, 1000000, &x)) return 0;
+  *out = neg ? -x : x;
+  return 1;
+}
+
+/* Settings.get: the flag, else the variable (set and not empty), else the lockd.json files; *why on a hand-over. */
+static const char *setting(const char *flag, const char *var, const char *key, const config_file *br, const config_file *sd, const char **why) {
+  if (flag) return flag;
+  const char *e = env(var);
+  if (e) return e;
+  return config_value(br, sd, key, why);
+}
+
 #define HANDOVER(why)       \
   do {                      \
     out->handover = (why);  \
@@ -349,6 +462,8 @@ void build_request(int argc, char **argv, run_args *out) {
   memset(vals, 0, sizeof vals);
   buf names = {0};
   char *cwd = NULL, *root = NULL, *holder = NULL, *user = NULL, *state_dir = NULL, *cfg = NULL;
+  config_file br_cfg = {0}, sd_cfg = {0};
+  const char *why = NULL;
   char *global_dir = NULL, *runs_root = NULL, *log_path = NULL;
   int i = 0;
   for (; i < argc; i++) {
@@ -392,7 +507,6 @@ void build_request(int argc, char **argv, run_args *out) {
 #define L(name) (&vals[opt_index(name)])
   cwd = getcwd(NULL, 0);
   if (!cwd) HANDOVER("no current directory");
-  if (env("LOCKD_LOG_MAX_BYTES")) HANDOVER("LOCKD_LOG_MAX_BYTES is set");
 
   /* Settings (src/cli/settings.ts): flag > environment > lockd.json > default. A lockd.json is read only by Node. */
   if ((V("socket") && !*V("socket")) || (V("state-dir") && !*V("state-dir"))) HANDOVER("an empty --socket or --state-dir");
@@ -405,12 +519,19 @@ void build_request(int argc, char **argv, run_args *out) {
   int root_given = br != NULL;
   root = resolve_path(cwd, br ? br : cwd);
   cfg = join2(root, "lockd.json");
-  if (exists(cfg)) HANDOVER("a lockd.json in the build root");
+  if ((why = config_read(&br_cfg, cfg))) HANDOVER(why);
   free(cfg);
   cfg = join2(state_dir, "lockd.json");
-  if (exists(cfg)) HANDOVER("a lockd.json in the state dir");
+  /* The same file twice (the build root is the state dir): Node reads it twice too, with the same result. */
+  if ((why = config_read(&sd_cfg, cfg))) HANDOVER(why);
+#define S(flag, var, key) setting((flag) ? V(flag) : NULL, var, key, &br_cfg, &sd_cfg, &why)
+#define CHECK_WHY() \
+  if (why) HANDOVER(why)
+  if (S(NULL, "LOCKD_LOG_MAX_BYTES", "log_max_bytes")) HANDOVER("a log_max_bytes setting (Node caps the log)");
+  CHECK_WHY();
 
-  const char *sock = V("socket") ? V("socket") : env("LOCKD_SOCKET");
+  const char *sock = S("socket", "LOCKD_SOCKET", "socket");
+  CHECK_WHY();
   if (sock) out->socket_path = resolve_path(cwd, sock);
   else {
     char *u = default_user_socket();
@@ -422,12 +543,14 @@ void build_request(int argc, char **argv, run_args *out) {
     out->socket_path = u;
   }
   if (strlen(out->socket_path) > 107) HANDOVER("a socket path over the Unix limit (Node says so)");
-  const char *na = env("LOCKD_NO_AUTOSTART");
+  const char *na = S(NULL, "LOCKD_NO_AUTOSTART", "no_autostart");
+  CHECK_WHY();
   out->autostart = !(na && (!strcmp(na, "1") || !strcmp(na, "true") || !strcmp(na, "yes")));
 
   const char *arch = V("arch");
   if (arch && (!good_name(arch, strlen(arch)))) HANDOVER("an invalid --arch (Node says why)");
-  const char *gd = V("global-dir") ? V("global-dir") : env("LOCKD_GLOBAL_DIR");
+  const char *gd = S("global-dir", "LOCKD_GLOBAL_DIR", "global_dir");
+  CHECK_WHY();
   if (gd && *gd) global_dir = resolve_path(cwd, gd);
 
   buf *o = &out->json;
@@ -473,18 +596,21 @@ void build_request(int argc, char **argv, run_args *out) {
   b_str(o, "]");
 
   long long ms;
-  const char *wait = V("wait") ? V("wait") : env("LOCKD_WAIT");
+  const char *wait = S("wait", "LOCKD_WAIT", "wait");
+  CHECK_WHY();
   if (wait) {
     if (!seconds_ms(wait, 1, 0, &ms)) HANDOVER("a --wait this client does not parse");
   } else ms = in_ci() ? 1800000 : 0;
   if (ms < 0) b_str(o, ",\"wait_ms\":null");
   else b_printf(o, ",\"wait_ms\":%lld", ms);
-  const char *timeout = V("timeout") ? V("timeout") : env("LOCKD_TIMEOUT");
+  const char *timeout = S("timeout", "LOCKD_TIMEOUT", "timeout");
+  CHECK_WHY();
   if (!timeout) b_str(o, ",\"timeout_ms\":null");
   else if (!seconds_ms(timeout, 1, 1, &ms)) HANDOVER("a --timeout this client does not parse");
   else if (ms < 0) b_str(o, ",\"timeout_ms\":null");
   else b_printf(o, ",\"timeout_ms\":%lld", ms);
-  const char *ka = V("kill-after") ? V("kill-after") : env("LOCKD_KILL_AFTER");
+  const char *ka = S("kill-after", "LOCKD_KILL_AFTER", "kill_after");
+  CHECK_WHY();
   if (!seconds_ms(ka ? ka : "5", 0, 0, &ms)) HANDOVER("a --kill-after this client does not parse");
   b_printf(o, ",\"kill_after_ms\":%lld", ms);
   out->detach = V("detach") != NULL;
@@ -494,7 +620,8 @@ void build_request(int argc, char **argv, run_args *out) {
   b_str(o, ",\"run_id\":");
   if (V("run-id")) b_json_str(o, V("run-id"));
   else b_str(o, "null");
-  const char *rr = V("runs-root") ? V("runs-root") : env("LOCKD_RUNS_ROOT");
+  const char *rr = S("runs-root", "LOCKD_RUNS_ROOT", "runs_root");
+  CHECK_WHY();
   if (rr && *rr) runs_root = resolve_path(cwd, rr);
   else if (root_given) runs_root = join2(root, "runs");
   b_str(o, ",\"runs_root\":");
@@ -520,14 +647,17 @@ void build_request(int argc, char **argv, run_args *out) {
   json_list(o, L("forbid-marker"));
   b_printf(o, ",\"expect_timeout\":%s}", V("expect-timeout") ? "true" : "false");
   long n;
-  const char *keep = V("keep") ? V("keep") : env("LOCKD_RUNS_KEEP");
+  const char *keep = S("keep", "LOCKD_RUNS_KEEP", "keep");
+  CHECK_WHY();
   if (!int_opt(keep ? keep : "20", 0, 999999999, &n)) HANDOVER("a --keep this client does not parse");
   b_printf(o, ",\"keep\":%ld", n);
-  const char *cec = V("conflict-exit-code") ? V("conflict-exit-code") : env("LOCKD_CONFLICT_EXIT_CODE");
+  const char *cec = S("conflict-exit-code", "LOCKD_CONFLICT_EXIT_CODE", "conflict_exit_code");
+  CHECK_WHY();
   if (!int_opt(cec ? cec : "75", 0, 255, &n)) HANDOVER("a --conflict-exit-code this client does not parse");
   b_printf(o, ",\"conflict_exit_code\":%ld", n);
   user = current_user();
-  const char *h = V("holder") ? V("holder") : env("LOCKD_HOLDER");
+  const char *h = S("holder", "LOCKD_HOLDER", "holder");
+  CHECK_WHY();
   if (h) holder = xstrdup(h);
   else {
     char host[256] = "";
@@ -548,11 +678,29 @@ void build_request(int argc, char **argv, run_args *out) {
     b_str(o, ",\"hold_id\":");
     b_json_str(o, hold);
   }
-  const char *oll = V("on-lock-lost") ? V("on-lock-lost") : env("LOCKD_ON_LOCK_LOST");
+  const char *oll = S("on-lock-lost", "LOCKD_ON_LOCK_LOST", "on_lock_lost");
+  CHECK_WHY();
   if (oll) {
     if (strcmp(oll, "stop") && strcmp(oll, "warn")) HANDOVER("an invalid --on-lock-lost (Node says why)");
     b_str(o, ",\"on_lock_lost\":");
     b_json_str(o, oll);
+  }
+  if (!pool_refs(o, L("pool"), L("where"), V("member"), &names)) HANDOVER("a pool request Node would refuse or build differently (Node says why)");
+  if (L("pool")->n > 0) out->needs_pools = 1;
+  if (V("priority")) {
+    long prio;
+    if (!priority_opt(V("priority"), &prio)) HANDOVER("a --priority this client does not parse");
+    b_printf(o, ",\"priority\":%ld", prio);
+    if (prio != 0) out->needs_pools = 1;
+  }
+  if (V("cancel-running") && !V("supersede")) HANDOVER("--cancel-running without --supersede (Node says why)");
+  if (V("supersede")) {
+    size_t len = js_length(V("supersede"));
+    if (len == 0 || len > 256) HANDOVER("a --supersede KEY Node would refuse (Node says why)");
+    b_str(o, ",\"supersede\":");
+    b_json_str(o, V("supersede"));
+    if (V("cancel-running")) b_str(o, ",\"cancel_running\":true");
+    out->needs_supersede = 1;
   }
   const char *stdio = getenv("LOCKD_STDIO");
   out->framed = stdio && strcmp(stdio, "framed") == 0;
@@ -570,4 +718,5 @@ void build_request(int argc, char **argv, run_args *out) {
 done:
   b_free(&names);
   free(cwd), free(root), free(holder), free(user), free(state_dir), free(cfg), free(global_dir), free(runs_root), free(log_path);
+  config_free(&br_cfg), config_free(&sd_cfg);
 }

@@ -18,9 +18,6 @@ export const EXIT = {
 /** Exit code for an error code that reached the CLI as a LockdError (the table is shared with the native client). */
 export function exitCodeFor(code: string): number {
   if (code === 'daemon_busy') return EXIT.DAEMON_BUSY;
-  // lockd pool naming a pool or member that does not exist (or, for add, already does): the Node client's only
-  // (the native client hands every pool request to it), so not in the shared table.
-  if (code === 'unknown_pool' || code === 'unknown_member' || code === 'pool_exists') return EXIT.USAGE;
   if ((USAGE_ERROR_CODES as readonly string[]).includes(code)) return EXIT.USAGE;
   if ((NOT_OBTAINED_ERROR_CODES as readonly string[]).includes(code)) return EXIT.NOT_OBTAINED;
   return EXIT.LOCKD_FAILED;

@@ -97,7 +97,7 @@ export function nearestSetting(key: string): string | null {
 const warnedConfigs = new Set<string>();
 
 /** Keys the daemon reads from the state dir's lockd.json (services/pools.ts), not client settings. */
-const DAEMON_KEYS = new Set(['pools', 'max_user_priority']);
+export const DAEMON_KEYS: ReadonlySet<string> = new Set(['pools', 'max_user_priority']);
 
 /**
  * A key lockd does not know is a typo until proven otherwise (`wiat` silently meant the default): one warning line

@@ -28,7 +28,20 @@ export const BLOCKER_COMMAND = ': {command}';
 export const BLOCKER_COMMAND_MAX = 60;
 
 /** Reasons whose message the user needs to see (the others are the child's own doing, or said by the verdict). */
-export const SAY_REASONS = ['command_not_found', 'command_not_executable', 'spawn_failed', 'log_write_failed', 'deadlock', 'client_lost', 'shutdown', 'cancelled', 'lock_lost'] as const;
+export const SAY_REASONS = [
+  'command_not_found',
+  'command_not_executable',
+  'spawn_failed',
+  'log_write_failed',
+  'deadlock',
+  'client_lost',
+  'shutdown',
+  'cancelled',
+  'lock_lost',
+  // pools: the members it was queued for are gone; a newer run with the same --supersede KEY took its place
+  'pool_gone',
+  'superseded',
+] as const;
 
 /** lockd's own exit codes for an error code (exitCodeFor); any code not listed gives LOCKD_FAILED. */
 export const EXIT_CODES = { USAGE: 2, NOT_OBTAINED: 75, LOCKD_FAILED: 125 } as const;
@@ -46,6 +59,10 @@ export const USAGE_ERROR_CODES = [
   'already_held',
   // a gc that would remove every finished run without --all: what was asked needs saying explicitly
   'gc_needs_all',
+  // a pool or member that does not exist (or, for `lockd pool add`, already does)
+  'unknown_pool',
+  'unknown_member',
+  'pool_exists',
 ] as const;
 export const NOT_OBTAINED_ERROR_CODES = ['lock_busy', 'lock_wait_timeout', 'deadlock'] as const;
 

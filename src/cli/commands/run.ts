@@ -220,9 +220,8 @@ function poolLabel(p: NonNullable<RunRequest['pools']>[number]): string {
 /** Output we let queue up in our stdout/stderr before pausing the daemon's stream (RunIo.backlogBytes). */
 const OUTPUT_BACKLOG_BYTES = 1024 * 1024;
 
-/** Reasons whose message the user needs to see (client/run-text.ts, shared with the native client; the pool reasons
- * are the Node client's only: lockd-fast hands pool requests to it, see the native client's option check). */
-const SAY_REASON = new Set<string>([...SAY_REASONS, 'pool_gone', 'superseded']);
+/** Reasons whose message the user needs to see (client/run-text.ts, shared with the native client). */
+const SAY_REASON = new Set<string>(SAY_REASONS);
 
 function describeBlockers(blockers: HolderInfo[]): string {
   const b = blockers[0];
