@@ -2,8 +2,9 @@
 import test from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { startDaemon, lockdSpawn, printedPaths, readJson, tempDir } from './helpers/lockd.js';
-import { detachedHolder, waitForWaiters } from './helpers/operate.js';
+import { startDaemon, lockdSpawn, printedPaths, readJson, tempDir, waitPidsGone } from './helpers/lockd.js';
+import { detachedHolder, statusJson, waitForWaiters } from './helpers/operate.js';
+import { cleanupRunsUnder, kill9 } from './helpers/crash-kit.js';
 
 function poolDaemon(t: Parameters<typeof startDaemon>[0]) {
   const dir = tempDir();
@@ -59,4 +60,31 @@ test('--cancel-running stops the running holder with the same key; its result sa
   const n = await newer.done;
   t.is(n.code, 0, n.stderr);
   t.is(n.stdout, 'newer on a\n');
+});
+
+test('--cancel-running also stops a run re-adopted after a daemon restart (same KEY): result superseded, names the newer run', async (t) => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'state'), { recursive: true });
+  writeFileSync(join(dir, 'state', 'lockd.json'), JSON.stringify({ pools: { boards: { members: { a: {} } } } }));
+  const d = await startDaemon(t, { dir });
+  cleanupRunsUnder(t, dir);
+  const old = await detachedHolder(d, 'old', ['--pool', 'boards', '--supersede', 'repo/main']);
+  const leader = (await statusJson(d)).locks.find((l) => l.name === 'boards/a')!.holders[0]!.pid!;
+  await kill9(d);
+  const d2 = await startDaemon(t, { dir });
+  t.is((await statusJson(d2)).locks.find((l) => l.name === 'boards/a')?.holders[0]?.id, old.runId, 're-adopted with its member');
+  // Another key, or no --cancel-running: the adopted run is left alone (the newer one just waits for the member).
+  const other = lockdSpawn(t, d2, ['run', '--wait', '0', '--supersede', 'repo/dev', '--cancel-running', '--pool', 'boards', '--', 'true']);
+  t.is((await other.done).code, 75);
+  const newer = lockdSpawn(t, d2, ['run', '--wait', '60', '--supersede', 'repo/main', '--cancel-running', '--pool', 'boards', '--', 'echo', 'newer']);
+  const newerId = await runIdOf(newer);
+  const n = await newer.done;
+  t.is(n.code, 0, n.stderr);
+  t.is(n.stdout, 'newer\n');
+  t.deepEqual(await waitPidsGone([leader]), [], "the adopted run's tree was stopped");
+  const res = readJson<Result & { message: string }>(join(dir, 'state', 'runs', old.runId, 'result.json'));
+  t.is(res.reason, 'superseded');
+  t.is(res.exit_code, 77);
+  t.is(res.superseded_by, newerId);
+  t.regex(res.message, /superseded by run \S+ \(--supersede repo\/main\); it had been re-adopted after a daemon restart/);
 });

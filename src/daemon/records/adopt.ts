@@ -26,7 +26,7 @@ import type { Owner } from '../locks/owner.js';
 import type { ResolvedLock } from './lock-resolve.js';
 import { JobTree } from '../jobs/process-tree.js';
 import { isSameProcessAlive } from '../../util/proc.js';
-import { recordLost } from './lost-run.js';
+import { recordLost, type LostEnd } from './lost-run.js';
 import { lockMeta } from './lock-meta.js';
 
 /** First and largest interval between two looks at the adopted leaders. */
@@ -144,6 +144,18 @@ export class AdoptedRuns {
     return true;
   }
 
+  /**
+   * A newer run with the same --supersede KEY and --cancel-running: the adopted tree is stopped (SIGTERM, grace,
+   * SIGKILL) and its result says `superseded` and names the newer run, as for a run this daemon started.
+   */
+  async supersede(runId: string, by: string, key: string): Promise<boolean> {
+    const run = this.runs.get(runId);
+    if (!run || run.ending) return false;
+    this.log.info('a re-adopted run is superseded', { run_id: runId, by, key });
+    await this.end(run, `superseded by run ${by} (--supersede ${key}); it had been re-adopted after a daemon restart`, 'SIGTERM', { reason: 'superseded', by });
+    return true;
+  }
+
   /** Forced shutdown: every adopted tree is stopped and recorded. */
   async stopAll(by: string): Promise<void> {
     await Promise.all([...this.runs.values()].map((r) => this.end(r, `${ADOPTED_EXIT_MESSAGE}; stopped by ${by}`, 'SIGTERM')));
@@ -243,7 +255,7 @@ export class AdoptedRuns {
    * The leader has exited (or we are told to stop it): kill whatever is left of the tree, release the locks,
    * record the result, drop the journal record. Shared by concurrent callers.
    */
-  private end(run: AdoptedRun, how: string, signal: NodeJS.Signals): Promise<void> {
+  private end(run: AdoptedRun, how: string, signal: NodeJS.Signals, lost: LostEnd = { reason: 'daemon_lost' }): Promise<void> {
     if (run.ending) return run.ending;
     run.ending = (async () => {
       try {
@@ -263,7 +275,7 @@ export class AdoptedRuns {
         run.rec.run_id,
         run.locks.map((l) => l.key),
       );
-      await recordLost(run.rec, how, this.log);
+      await recordLost(run.rec, how, this.log, lost);
       this.ctx.journal.append({ t: 'run_end', run_id: run.rec.run_id });
       this.runs.delete(run.rec.run_id);
       if (this.runs.size === 0 && this.timer) {
@@ -274,7 +286,7 @@ export class AdoptedRuns {
         'exited',
         run.rec.run_id,
         run.locks.map((l) => l.key),
-        { status: 'infra_fail', reason: 'daemon_lost', adopted: true },
+        lost.reason === 'superseded' ? { status: 'error', reason: 'superseded', adopted: true } : { status: 'infra_fail', reason: 'daemon_lost', adopted: true },
       );
       this.log.info('re-adopted run ended', { run_id: run.rec.run_id });
       for (const w of [...this.settledWaiters]) w();

@@ -69,6 +69,8 @@ export interface RunRecord {
   started_at: number | null;
   log_path: string | null;
   parent: string | null;
+  /** --supersede KEY: a newer run of the same uid and key with --cancel-running stops this one, also re-adopted. */
+  supersede?: string;
 }
 export interface HoldRecord {
   t: 'hold';
@@ -162,7 +164,8 @@ function isRunRecord(e: Obj): boolean {
     isTime(e.queued_at) &&
     orNull(e.started_at, isTime) &&
     orNull(e.log_path, (x): x is string => isStr(x, 8192)) &&
-    orNull(e.parent, isId)
+    orNull(e.parent, isId) &&
+    (e.supersede === undefined || (isStr(e.supersede, 256) && e.supersede !== ''))
   );
 }
 

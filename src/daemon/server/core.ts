@@ -45,7 +45,7 @@ import { PoolConfig } from '../services/pools.js';
 import { checkPoolsKnown, checkPriority, handlePoolRequest, poolMemberCounts } from '../services/pools-admin.js';
 import { endHopelessWaiters } from '../services/pools-waiters.js';
 import { memberJournalLocks } from '../records/pool-members.js';
-import { supersedeOlder } from '../services/supersede.js';
+import { adoptedToSupersede, supersedeOlder } from '../services/supersede.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -397,6 +397,11 @@ export class DaemonCore implements StatusSource {
     this.journalRun(job);
     if (req.supersede !== undefined) {
       const ended = supersedeOlder(this.runs.values(), job);
+      // Runs re-adopted after a restart are not RunJobs, but the same key stops them too.
+      for (const a of adoptedToSupersede(this.adopted?.list() ?? [], job)) {
+        void this.adopted!.supersede(a.rec.run_id, runId, req.supersede);
+        ended.push(a.rec.run_id);
+      }
       if (ended.length > 0) this.log.info('runs superseded', { by: runId, key: req.supersede, ended });
     }
     conn.attachment.job = job;
@@ -452,6 +457,7 @@ export class DaemonCore implements StatusSource {
       started_at: job.startedAt,
       log_path: job.startedAt ? job.logPath : null,
       parent: job.parent,
+      ...(job.req.supersede !== undefined ? { supersede: job.req.supersede } : {}),
     });
   }
 

@@ -41,3 +41,19 @@ export function supersedeOlder(runs: Iterable<SupersedableRun>, newer: Superseda
   }
   return ended;
 }
+
+/** What supersede sees of a run re-adopted after a daemon restart (records/adopt.ts): always running. */
+export interface AdoptedSupersedable {
+  readonly rec: { readonly run_id: string; readonly uid: number | null; readonly supersede?: string };
+  readonly ending: Promise<void> | null;
+}
+
+/**
+ * The re-adopted runs `newer` stops: only with --cancel-running (an adopted run is never queued), same uid, same
+ * KEY, the rule above.
+ */
+export function adoptedToSupersede<T extends AdoptedSupersedable>(adopted: Iterable<T>, newer: Pick<SupersedableRun, 'uid' | 'req'>): T[] {
+  const key = newer.req.supersede;
+  if (key === undefined || !newer.req.cancel_running) return [];
+  return [...adopted].filter((a) => a.ending === null && a.rec.supersede === key && a.rec.uid === newer.uid);
+}
