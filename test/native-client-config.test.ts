@@ -187,3 +187,57 @@ test('--supersede through the native client ends the older queued run of the sam
   const n = await newer;
   t.is(n.code, 0, n.stderr);
 });
+
+test('progress lines: the native client prints the daemon’s progress messages as the Node client words them (durations, ETA, deadline)', async (t) => {
+  // A peer on a socket that speaks the protocol (the real daemon cannot be made to report chosen estimates): it
+  // queues the run, sends one progress message per estimate below, then finishes it.
+  const { createServer } = await import('node:net');
+  const { FrameDecoder, FrameKind, encodeJson } = await import('../src/protocol/framing.js');
+  const { formatEstimate } = await import('../src/cli/render/format.js');
+  const dir = tempDir('ncp');
+  const socket = join(dir, 's.sock');
+  const etas = [null, 0, 999, 1000, 1049, 1050, 1250, 2750, 4375, 9949, 9950, 9999, 10_000, 59_499, 59_500, 3_599_499, 3_599_500, 172_799_499, 172_800_000, 1e12];
+  const blocker = { kind: 'run', id: 'r-1', pid: 42, holder: 'alice', user: 'alice', uid: 1000, command_line: 'make flash', since_utc: new Date().toISOString(), cwd: null, mode: 'exclusive' };
+  const server = createServer((s) => {
+    const dec = new FrameDecoder();
+    s.on('data', (b: Buffer) => {
+      for (const f of dec.push(b)) {
+        if (f.kind !== FrameKind.Json) continue;
+        const msg = JSON.parse(f.payload.toString('utf8')) as { type: string };
+        if (msg.type === 'hello')
+          s.write(encodeJson({ type: 'hello_ok', protocol: 1, version: '0.1.0', pid: process.pid, uptime_ms: 1, mode: 'user', socket, state_dir: dir, features: ['pools', 'supersede', 'progress'] }));
+        if (msg.type === 'run') {
+          s.write(encodeJson({ type: 'queued', run_id: 'r-2', position: 1, blockers: [blocker], manifest_path: '/m.json', result_path: '/r.json' }));
+          for (const eta_ms of etas) s.write(encodeJson({ type: 'progress', position: 1, blockers: eta_ms === 0 ? [] : [blocker], eta_ms }));
+          s.write(
+            encodeJson({ type: 'finished', outcome: { run_id: 'r-2', exit_code: 0, status: 'pass', reason: 'pass', message: null, result_path: '/r.json', manifest_path: '/m.json', result: {} } }),
+          );
+        }
+      }
+    });
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  t.teardown(() => server.close());
+  const env = {
+    PATH: process.env.PATH,
+    HOME: dir,
+    LOCKD_SOCKET: socket,
+    LOCKD_STATE_DIR: join(dir, 'state'),
+    LOCKD_NO_AUTOSTART: '1',
+    ...(process.env.ASAN_OPTIONS ? { ASAN_OPTIONS: process.env.ASAN_OPTIONS } : {}),
+  };
+  const r = await fast(['run', '--lock', 'board', '--wait', '600', '--progress-interval', '1', '--', 'true'], env, dir);
+  t.is(r.code, 0, r.stderr);
+  t.notRegex(r.stderr, HANDOVER);
+  const got = r.stderr.split('\n').filter((l) => l.startsWith('lockd: still waiting'));
+  t.is(got.length, etas.length, r.stderr);
+  for (let i = 0; i < etas.length; i++) {
+    const line = got[i]!;
+    const m = /^lockd: still waiting for board: (\d+\.\ds) elapsed, position 1, (.+), ETA (.+), gives up in (\S+(?: \S+)?) \(at (\d\d:\d\d:\d\d)Z\)$/.exec(line);
+    t.truthy(m, line);
+    t.is(m![3], formatEstimate(etas[i]!), `eta ${etas[i]}`);
+    t.is(m![2], etas[i] === 0 ? 'no blocker known' : 'behind run r-1 (pid 42) alice: make flash');
+    t.regex(m![4]!, /^(9m 5\ds|10m 00s)$/);
+  }
+});

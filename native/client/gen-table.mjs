@@ -24,7 +24,8 @@ export async function renderHeader() {
   lines.push(`#define PROTOCOL_VERSION ${v.PROTOCOL_VERSION}`, `#define LOCKD_VERSION ${c(v.LOCKD_VERSION)}`, '');
   for (const [k, v] of Object.entries(t.RUN_TEXT)) lines.push(`#define TEXT_${k.toUpperCase()} ${c(v)}`);
   lines.push(`#define TEXT_BLOCKER ${c(t.BLOCKER_TEXT)}`, `#define TEXT_BLOCKER_PID ${c(t.BLOCKER_PID)}`, `#define TEXT_BLOCKER_COMMAND ${c(t.BLOCKER_COMMAND)}`);
-  lines.push(`#define BLOCKER_COMMAND_MAX ${t.BLOCKER_COMMAND_MAX}`, '');
+  lines.push(`#define BLOCKER_COMMAND_MAX ${t.BLOCKER_COMMAND_MAX}`);
+  lines.push(`#define ETA_UNKNOWN ${c(t.ETA_TEXT.unknown)}`, `#define ETA_SOON ${c(t.ETA_TEXT.soon)}`, `#define ETA_ESTIMATE ${c(t.ETA_TEXT.estimate)}`, '');
   for (const [k, v] of Object.entries(t.EXIT_CODES)) lines.push(`#define EXIT_${k} ${v}`);
   lines.push('');
   const list = (name, items) => [`static const char *const ${name}[] = {`, ...items.map((i) => `    ${c(i)},`), '    0,', '};'];

@@ -192,6 +192,13 @@ static void on_signal(int sig) {
   errno = saved;
 }
 
+/* Date.now(): whole milliseconds of wall-clock time (the progress line's elapsed time and deadline). */
+static double wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -204,6 +211,7 @@ typedef struct {
   int manifest_shown;
   int live_line;
   double waiting_since; /* < 0: never queued */
+  double waiting_since_wall; /* the same moment as Date.now() would give it */
   int started;          /* launching (or later) seen: a lost daemon is never retried */
   int tty_job;          /* started said the job writes into a pty: terminal resizes are passed on */
   int winch_pending;    /* the terminal was resized before `started` came */
@@ -233,10 +241,10 @@ static void set_result_path(run_state *st, const char *p) {
   st->result_path = xstrdup(p);
 }
 
-static void waiting_line(run_state *st, const jv *m, int live) {
-  buf blockers = {0}, pid = {0}, cmd = {0}, pos = {0};
-  b_put(&blockers, "", 0);
-  b_printf(&pos, "%.0f", json_num(m, "position", 0));
+/* TEXT_BLOCKER for the first of a message's blockers into `blockers` (left empty when there is none). */
+static void blocker_text(buf *blockers, const jv *m) {
+  buf pid = {0}, cmd = {0};
+  b_put(blockers, "", 0);
   const jv *list = json_get(m, "blockers");
   const jv *b = list && list->type == J_ARR ? list->first : NULL;
   if (b && b->type == J_OBJ) {
@@ -259,8 +267,15 @@ static void waiting_line(run_state *st, const jv *m, int live) {
     }
     const char *kind = json_str(b, "kind"), *id = json_str(b, "id"), *holder = json_str(b, "holder");
     const char *kv[] = {"kind", kind ? kind : "", "id", id ? id : "", "pid", pid.p ? pid.p : "", "holder", holder ? holder : "", "command", cmd.p ? cmd.p : "", 0};
-    fill(&blockers, TEXT_BLOCKER, kv);
+    fill(blockers, TEXT_BLOCKER, kv);
   }
+  b_free(&pid), b_free(&cmd);
+}
+
+static void waiting_line(run_state *st, const jv *m, int live) {
+  buf blockers = {0}, pos = {0};
+  b_printf(&pos, "%.0f", json_num(m, "position", 0));
+  blocker_text(&blockers, m);
   const char *kv[] = {"names", st->ra->names, "position", pos.p, "blockers", blockers.p, 0};
   if (live) {
     buf o = {0};
@@ -271,7 +286,70 @@ static void waiting_line(run_state *st, const jv *m, int live) {
     b_free(&o);
     st->live_line = 1;
   } else say(0, TEXT_WAITING, kv);
-  b_free(&blockers), b_free(&pid), b_free(&cmd), b_free(&pos);
+  b_free(&blockers), b_free(&pos);
+}
+
+/* cli/render/format.ts formatDuration, for whole milliseconds: 4.2s, 42s, 3m 07s, 5h 03m, 2d 4h. */
+static void fmt_duration(buf *o, long long ms) {
+  if (ms < 0) ms = 0;
+  if (ms < 10000) {
+    /* (ms / 1000).toFixed(1): the double's exact value rounded to one decimal, an exact tie to the larger (printf
+     * would round a tie to even: 0.25 is "0.3" in JavaScript, "0.2" from %.1f). */
+    double x = (double)ms / 1000;
+    char exact[80];
+    snprintf(exact, sizeof exact, "%.60f", x);
+    const char *dot = strchr(exact, '.');
+    int tie = dot && dot[1] && dot[2] == '5';
+    for (const char *c = dot ? dot + 3 : ""; tie && *c; c++)
+      if (*c != '0') tie = 0;
+    if (tie) x += 0.05;
+    b_printf(o, "%.1fs", x);
+    return;
+  }
+  long long s = (ms + 500) / 1000; /* Math.round */
+  if (s < 60) b_printf(o, "%llds", s);
+  else if (s / 60 < 60) b_printf(o, "%lldm %02llds", s / 60, s % 60);
+  else if (s / 3600 < 48) b_printf(o, "%lldh %02lldm", s / 3600, (s / 60) % 60);
+  else b_printf(o, "%lldd %lldh", s / 86400, (s / 3600) % 24);
+}
+
+/* The daemon's `progress` message as the "still waiting" line (cli/render/wait-progress.ts progressLine). */
+static void progress_line(run_state *st, const jv *m) {
+  if (st->waiting_since < 0) return;
+  double now = wall_ms();
+  long long elapsed = (long long)(now - st->waiting_since_wall);
+  buf el = {0}, pos = {0}, bl = {0}, eta = {0}, dl = {0};
+  fmt_duration(&el, elapsed);
+  b_printf(&pos, "%.0f", json_num(m, "position", 0));
+  blocker_text(&bl, m);
+  const char *blocker = bl.n > 0 ? bl.p + 1 : TEXT_PROGRESS_NO_BLOCKER; /* BLOCKER_TEXT without its leading space */
+  const jv *e = json_get(m, "eta_ms");
+  if (!e || e->type != J_NUM || !(e->num >= 0 && e->num < 9e15)) b_str(&eta, ETA_UNKNOWN);
+  else if (e->num < 1000) b_str(&eta, ETA_SOON);
+  else {
+    buf d = {0};
+    fmt_duration(&d, (long long)e->num);
+    const char *kv[] = {"duration", d.p, 0};
+    fill(&eta, ETA_ESTIMATE, kv);
+    b_free(&d);
+  }
+  if (st->ra->wait_ms < 0) b_str(&dl, TEXT_PROGRESS_NO_DEADLINE);
+  else {
+    double deadline = st->waiting_since_wall + (double)st->ra->wait_ms;
+    buf left = {0};
+    fmt_duration(&left, deadline - now > 0 ? (long long)(deadline - now) : 0);
+    time_t secs = (time_t)(deadline / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char clock[16];
+    snprintf(clock, sizeof clock, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+    const char *kv[] = {"left", left.p, "clock", clock, 0};
+    fill(&dl, TEXT_PROGRESS_DEADLINE, kv);
+    b_free(&left);
+  }
+  const char *kv[] = {"names", st->ra->names, "elapsed", el.p, "position", pos.p, "blocker", blocker, "eta", eta.p, "deadline", dl.p, 0};
+  say(0, TEXT_PROGRESS, kv);
+  b_free(&el), b_free(&pos), b_free(&bl), b_free(&eta), b_free(&dl);
 }
 
 static void send_signal(int sock, const char *name) {
@@ -445,9 +523,12 @@ static int converse(run_state *st, int attempt) {
       set_result_path(st, json_str(m, "result_path"));
       show_manifest(st, json_str(m, "manifest_path"));
       st->waiting_since = now_ms();
+      st->waiting_since_wall = wall_ms();
       waiting_line(st, m, st->tty);
     } else if (strcmp(type, "waiting") == 0) {
       if (st->live_line) waiting_line(st, m, 1);
+    } else if (strcmp(type, "progress") == 0) {
+      progress_line(st, m);
     } else if (strcmp(type, "launching") == 0) {
       st->started = 1;
       set_result_path(st, json_str(m, "result_path"));

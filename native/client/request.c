@@ -195,7 +195,7 @@ static const opt OPTS[] = {
     {"keep", O_STR, 0},         {"holder", O_STR, 0},      {"conflict-exit-code", O_STR, 0}, {"quiet", O_BOOL, 0},
     {"on-lock-lost", O_STR, 0}, {"hold", O_STR, 0}, {"result-fd", O_STR, 0}, {"interactive", O_BOOL, 0},
     {"pool", O_STR, 1},         {"where", O_STR, 1},       {"member", O_STR, 0},         {"priority", O_STR, 0},
-    {"supersede", O_STR, 0},    {"cancel-running", O_BOOL, 0},
+    {"supersede", O_STR, 0},    {"cancel-running", O_BOOL, 0}, {"progress-interval", O_STR, 0},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 #define MAX_MULTI 64
@@ -603,6 +603,7 @@ void build_request(int argc, char **argv, run_args *out) {
   } else ms = in_ci() ? 1800000 : 0;
   if (ms < 0) b_str(o, ",\"wait_ms\":null");
   else b_printf(o, ",\"wait_ms\":%lld", ms);
+  out->wait_ms = ms;
   const char *timeout = S("timeout", "LOCKD_TIMEOUT", "timeout");
   CHECK_WHY();
   if (!timeout) b_str(o, ",\"timeout_ms\":null");
@@ -702,6 +703,12 @@ void build_request(int argc, char **argv, run_args *out) {
     if (V("cancel-running")) b_str(o, ",\"cancel_running\":true");
     out->needs_supersede = 1;
   }
+  /* run.ts: without a terminal (and not quiet) the daemon is asked for progress messages every --progress-interval. */
+  const char *pi = S("progress-interval", "LOCKD_PROGRESS_INTERVAL", "progress_interval");
+  CHECK_WHY();
+  if (!seconds_ms(pi ? pi : "60", 1, 0, &ms)) HANDOVER("a --progress-interval this client does not parse");
+  if (ms == 0 && strtod(pi ? pi : "60", NULL) != 0) HANDOVER("a --progress-interval under a millisecond");
+  if (ms > 0 && !V("quiet") && !(isatty(2) && !out->detach)) b_printf(o, ",\"progress_ms\":%lld", ms < 1 ? 1 : ms);
   const char *stdio = getenv("LOCKD_STDIO");
   out->framed = stdio && strcmp(stdio, "framed") == 0;
   b_printf(o, ",\"stdio\":\"%s\"}", out->framed ? "framed" : "fds");

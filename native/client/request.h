@@ -17,6 +17,7 @@ typedef struct {
   int interactive;   /* -i: stdin is passed too (or forwarded in stdin frames when the daemon declines descriptors) */
   int framed;        /* LOCKD_STDIO=framed: ask for data frames instead of passing descriptors */
   int result_fd;     /* --result-fd N, else -1 */
+  long long wait_ms; /* the request's wait_ms; -1 = forever */
   char *names;       /* lock names and pool labels joined by ", " (the waiting line) */
   int needs_pools;   /* the daemon must have hello_ok feature "pools" (else the request means less than it says) */
   int needs_supersede; /* ... and "supersede" */

@@ -14,10 +14,17 @@
 #define TEXT_LOST "lost the connection to the lockd daemon; the run's result will be at {path}"
 #define TEXT_LOST_HANDSHAKE "the lockd daemon closed the connection during the handshake"
 #define TEXT_NOT_OBTAINED "{code}: {message}"
+#define TEXT_PROGRESS "still waiting for {names}: {elapsed} elapsed, position {position}, {blocker}, ETA {eta}, {deadline}"
+#define TEXT_PROGRESS_NO_BLOCKER "no blocker known"
+#define TEXT_PROGRESS_DEADLINE "gives up in {left} (at {clock}Z)"
+#define TEXT_PROGRESS_NO_DEADLINE "no deadline (--wait inf)"
 #define TEXT_BLOCKER " behind {kind} {id}{pid} {holder}{command}"
 #define TEXT_BLOCKER_PID " (pid {pid})"
 #define TEXT_BLOCKER_COMMAND ": {command}"
 #define BLOCKER_COMMAND_MAX 60
+#define ETA_UNKNOWN "unknown"
+#define ETA_SOON "any moment"
+#define ETA_ESTIMATE "~{duration}"
 
 #define EXIT_USAGE 2
 #define EXIT_NOT_OBTAINED 75

@@ -61,7 +61,10 @@ export interface RunHandle extends EventEmitter {
   signal(sig: ForwardSignal): void;
   /** The caller's terminal was resized: passed on when the job writes into a pty (started with `tty`), else ignored. */
   resize(cols: number, rows: number): void;
-  // Events: 'queued' (RunMessage<'queued'>), 'waiting', 'started', 'detached', 'not_obtained', 'finished'
+  /** hello_ok's `features` of the daemon serving the run, once connected (empty before, or from an older daemon). */
+  daemonFeatures: readonly string[];
+  // Events: 'queued' (RunMessage<'queued'>), 'waiting', 'progress' (with req.progress_ms), 'started', 'detached',
+  // 'not_obtained', 'finished'
   // (RunMessage<'finished'>, before outcome settles) and 'retry' (the daemon was lost while queued; sending again).
 }
 
@@ -88,6 +91,7 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
   handle.stdout = stdout;
   handle.stderr = stderr;
   handle.stdin = ownStdin;
+  handle.daemonFeatures = [];
   const outSink = (): Writable => (hasOut ? io.stdout! : stdout);
   const errSink = (): Writable => (hasErr ? io.stderr! : stderr);
   const inSource = (): Readable | null => (hasIn ? io.stdin! : ownStdin);
@@ -135,6 +139,7 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
       connectDaemon(connectOptions, { type: 'run', req })
         .then((c) => {
           conn = c;
+          handle.daemonFeatures = c.info.features ?? [];
           // The stream is settled: signals and stdin frames may go (stdin only when it was not passed).
           const stdioSettled = (passed: boolean) => {
             if (ready) return;
@@ -181,6 +186,9 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
                 return;
               case 'waiting':
                 handle.emit('waiting', m);
+                return;
+              case 'progress':
+                handle.emit('progress', m);
                 return;
               case 'launching':
                 started = true;

@@ -19,7 +19,20 @@ export const RUN_TEXT = {
   lost_handshake: 'the lockd daemon closed the connection during the handshake',
   /** A refusal: not quiet-gated (the user must learn why nothing ran). */
   not_obtained: '{code}: {message}',
+  /**
+   * Without a terminal, every --progress-interval while queued (from the daemon's `progress` message): {elapsed} and
+   * {left} are durations as cli/render/format.ts formatDuration writes them (the native client has its rules), {blocker} is BLOCKER_TEXT without its leading space or progress_no_blocker, {eta} is
+   * ETA_TEXT, {deadline} progress_deadline or progress_no_deadline.
+   */
+  progress: 'still waiting for {names}: {elapsed} elapsed, position {position}, {blocker}, ETA {eta}, {deadline}',
+  progress_no_blocker: 'no blocker known',
+  /** {clock} is the deadline's UTC time of day, HH:MM:SS. */
+  progress_deadline: 'gives up in {left} (at {clock}Z)',
+  progress_no_deadline: 'no deadline (--wait inf)',
 } as const;
+
+/** An estimated wait (lockd run's progress lines, lockd status): none known, under a second, else ~DURATION. */
+export const ETA_TEXT = { unknown: 'unknown', soon: 'any moment', estimate: '~{duration}' } as const;
 
 /** The first blocker in a waiting line; {pid} is ` (pid N)` or empty, {command} `: <first 60 chars>` or empty. */
 export const BLOCKER_TEXT = ' behind {kind} {id}{pid} {holder}{command}';

@@ -88,6 +88,11 @@ export interface RunRequest extends CallerInfo {
   supersede?: string;
   cancel_running?: boolean;
   /**
+   * While queued, send a `progress` message this often (ms): a caller without a terminal prints each as a "still
+   * waiting" line (additive within protocol 1; hello_ok feature 'progress'; an older daemon ignores it).
+   */
+  progress_ms?: number;
+  /**
    * How the job's output reaches the caller (docs/protocol.md, "Descriptor passing"). 'fds': the client will pass
    * its stdout and stderr (and stdin with `interactive`) over the socket when the daemon answers `stdio {mode:
    * 'fds'}`; absent or 'framed': data frames. Optional, so older daemons (which ignore it) stay framed.
@@ -299,6 +304,8 @@ export type DaemonMessage =
   | ({ type: 'pong' } & DaemonInfo)
   | { type: 'queued'; run_id: string; position: number; blockers: HolderInfo[]; manifest_path: string; result_path: string }
   | { type: 'waiting'; position: number; blockers: HolderInfo[] }
+  /** Every `progress_ms` while queued: where the run stands and the estimated wait (null: unknown). */
+  | { type: 'progress'; position: number; blockers: HolderInfo[]; eta_ms: number | null }
   /**
    * Sent just before the job is launched, so a client that loses the daemon after this never retries the run (its
    * command may be running or have run). Clients that predate it ignore it.

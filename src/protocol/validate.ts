@@ -172,6 +172,7 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           ...(r.priority !== undefined ? { priority: int(r, 'priority', p, -1_000_000, 1_000_000) } : {}),
           ...(r.supersede !== undefined && r.supersede !== null ? { supersede: str(r, 'supersede', p, 256) } : {}),
           ...(r.cancel_running !== undefined ? { cancel_running: bool(r, 'cancel_running', p) } : {}),
+          ...(r.progress_ms !== undefined && r.progress_ms !== null ? { progress_ms: int(r, 'progress_ms', p, 1, 2 ** 31 - 1) } : {}),
           ...(r.stdio !== undefined && r.stdio !== null ? { stdio: oneOf(r, 'stdio', p, ['fds', 'framed'] as const) } : {}),
         },
       };

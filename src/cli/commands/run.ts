@@ -251,6 +251,10 @@ export async function runCommand(args: string[]): Promise<number> {
   };
   // isatty(2), not process.stderr.isTTY: the latter builds the stderr stream, which a quiet run never writes to.
   const tty = isatty(2) && !req.detach;
+  // The daemon sends the progress lines' facts (position, blockers, estimate) on the interval; an older daemon
+  // ignores the field, and this client then asks for the estimate itself (progressTick below).
+  const wantsProgress = !tty && !quiet && progressMs !== null;
+  if (wantsProgress) req.progress_ms = progressMs;
   const names = [...req.locks.map((l) => l.name), ...(req.pools ?? []).map(poolLabel)].join(', ');
   const waitingLine = (m: { position: number; blockers: HolderInfo[] }) => fill(RUN_TEXT.waiting, { names, position: m.position, blockers: describeBlockers(m.blockers) });
   // Our own descriptors go to the daemon where it can take them (the job's output then never passes through this
@@ -344,7 +348,7 @@ export async function runCommand(args: string[]): Promise<number> {
     showManifest(m.manifest_path);
     waitingSince = Date.now();
     queue = { runId: m.run_id, position: m.position, blockers: m.blockers };
-    if (!tty && !quiet && progressMs !== null && !progress) {
+    if (wantsProgress && !progress && !run.daemonFeatures.includes('progress')) {
       let ticking = false;
       progress = setInterval(() => {
         if (ticking) return;
@@ -356,6 +360,11 @@ export async function runCommand(args: string[]): Promise<number> {
       process.stderr.write(`\rlockd: ${waitingLine(m)}\x1b[K`);
       liveLine = true;
     } else say(waitingLine(m));
+  });
+  run.on('progress', (m: RunMessage<'progress'>) => {
+    if (waitingSince === null || quiet) return;
+    const now = Date.now();
+    say(progressLine({ names, elapsedMs: now - waitingSince, position: m.position, blockers: m.blockers, etaMs: m.eta_ms, deadline: req.wait_ms === null ? null : waitingSince + req.wait_ms, now }));
   });
   run.on('waiting', (m: RunMessage<'waiting'>) => {
     if (queue) queue = { ...queue, position: m.position, blockers: m.blockers };

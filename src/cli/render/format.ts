@@ -1,4 +1,5 @@
 /** Durations and times as people read them in a terminal. */
+import { ETA_TEXT, fill } from '../../client/run-text.js';
 
 /** 850 → "0.9s", 61_000 → "1m 01s", 7_380_000 → "2h 03m", 200_000_000 → "2d 7h". */
 export function formatDuration(ms: number): string {
@@ -15,9 +16,9 @@ export function formatDuration(ms: number): string {
 
 /** An estimate: "~2m 10s", "now" when it is due, "unknown" without one. */
 export function formatEstimate(ms: number | null): string {
-  if (ms === null) return 'unknown';
-  if (ms < 1000) return 'any moment';
-  return `~${formatDuration(ms)}`;
+  if (ms === null) return ETA_TEXT.unknown;
+  if (ms < 1000) return ETA_TEXT.soon;
+  return fill(ETA_TEXT.estimate, { duration: formatDuration(ms) });
 }
 
 function pad2(n: number): string {

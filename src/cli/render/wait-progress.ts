@@ -5,6 +5,7 @@
  */
 import type { HolderInfo, StatusSnapshot } from '../../protocol/messages.js';
 import { formatDuration, formatEstimate } from './format.js';
+import { BLOCKER_COMMAND, BLOCKER_COMMAND_MAX, BLOCKER_PID, BLOCKER_TEXT, RUN_TEXT, fill } from '../../client/run-text.js';
 
 export interface WaitProgress {
   names: string;
@@ -20,14 +21,19 @@ export interface WaitProgress {
 
 function blockerText(blockers: HolderInfo[]): string {
   const b = blockers[0];
-  if (!b) return 'no blocker known';
-  return `behind ${b.kind} ${b.id}${b.pid ? ` (pid ${b.pid})` : ''} ${b.holder}${b.command_line ? `: ${b.command_line.slice(0, 60)}` : ''}`;
+  if (!b) return RUN_TEXT.progress_no_blocker;
+  const pid = b.pid ? fill(BLOCKER_PID, { pid: b.pid }) : '';
+  const command = b.command_line ? fill(BLOCKER_COMMAND, { command: b.command_line.slice(0, BLOCKER_COMMAND_MAX) }) : '';
+  return fill(BLOCKER_TEXT, { kind: b.kind, id: b.id, pid, holder: b.holder, command }).trimStart();
 }
 
 /** `still waiting for qemu: 2m 00s elapsed, position 1, behind run … (pid 4242) alice: make, ETA ~1m 10s, gives up in 28m 00s (at 10:42:07Z)` */
 export function progressLine(p: WaitProgress): string {
-  const deadline = p.deadline === null ? 'no deadline (--wait inf)' : `gives up in ${formatDuration(Math.max(0, p.deadline - p.now))} (at ${new Date(p.deadline).toISOString().slice(11, 19)}Z)`;
-  return `still waiting for ${p.names}: ${formatDuration(p.elapsedMs)} elapsed, position ${p.position}, ${blockerText(p.blockers)}, ETA ${formatEstimate(p.etaMs)}, ${deadline}`;
+  const deadline =
+    p.deadline === null
+      ? RUN_TEXT.progress_no_deadline
+      : fill(RUN_TEXT.progress_deadline, { left: formatDuration(Math.max(0, p.deadline - p.now)), clock: new Date(p.deadline).toISOString().slice(11, 19) });
+  return fill(RUN_TEXT.progress, { names: p.names, elapsed: formatDuration(p.elapsedMs), position: p.position, blocker: blockerText(p.blockers), eta: formatEstimate(p.etaMs), deadline });
 }
 
 /** This request's estimated wait: the longest over the locks it waits on (it needs them all); null when none is known. */

@@ -43,6 +43,7 @@ import { JobOutput, delay } from './job-output.js';
 import type { JobStdio } from './output-relay.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
+import { WaitProgress } from './wait-progress.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 
@@ -69,6 +70,8 @@ export interface JobContext extends LockParts {
   runFinished(job: RunJob, result: RunResult): void;
   /** Look once more, later, for processes that escaped the run's tree. */
   sweepLater(tree: JobTree): void;
+  /** A queued request's estimated wait, for its progress messages (services/wait-etas.ts); null when unknown. */
+  waitEta(requestId: string): number | null;
 }
 
 export class RunJob {
@@ -81,6 +84,8 @@ export class RunJob {
   tree: JobTree | null = null;
   private grant: Grant<Owner> | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
+  /** progress_ms: the `progress` messages while queued (wait-progress.ts). */
+  private progress: WaitProgress | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
   private killReason: SignalSender | null = null;
   /** The signal lockd sent when it stopped the tree (reported when the child caught it and exited with a code). */
@@ -238,7 +243,9 @@ export class RunJob {
     }
     this.ctx.events.emit('queued', this.runId, this.lockNames(), { position: this.ctx.gate.table.queuePosition(this.runId) });
     if (this.conn && !this.detached) {
-      this.conn.send({ type: 'queued', run_id: this.runId, position: this.ctx.gate.table.queuePosition(this.runId), blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+      const position = this.ctx.gate.table.queuePosition(this.runId);
+      this.conn.send({ type: 'queued', run_id: this.runId, position, blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+      this.startProgress(position, blockers);
     }
     if (this.req.wait_ms !== null) {
       this.waitTimer = setTimeout(() => this.onWaitExpired(), this.req.wait_ms);
@@ -274,11 +281,15 @@ export class RunJob {
             this.ctx.events.emit('queued', this.runId, this.lockNames(), { position });
             if (this.conn && !this.detached) {
               this.conn.send({ type: 'queued', run_id: this.runId, position, blockers, manifest_path: this.manifestPath, result_path: this.resultPath });
+              this.startProgress(position, blockers);
             }
           }),
         onWaiting: (position, blockers) =>
           later(() => {
-            if (this.state === 'queued' && this.conn && !this.detached) this.conn.send({ type: 'waiting', position, blockers });
+            if (this.state === 'queued' && this.conn && !this.detached) {
+              this.conn.send({ type: 'waiting', position, blockers });
+              this.progress?.saw(position, blockers);
+            }
           }),
         onGranted: (grant) =>
           later(() => {
@@ -321,6 +332,23 @@ export class RunJob {
     if (this.state !== 'queued' || !this.conn || this.detached) return;
     const blockers = this.ctx.gate.table.blockersOf(this.runId).map((b) => holderInfo(b.meta));
     this.conn.send({ type: 'waiting', position, blockers });
+    this.progress?.saw(position, blockers);
+  }
+
+  /** The client asked for progress messages while queued (progress_ms): one on each interval until granted or ended. */
+  private startProgress(position: number, blockers: HolderInfo[]): void {
+    if (!this.req.progress_ms || this.progress) return;
+    this.progress = new WaitProgress(this.req.progress_ms, position, blockers, {
+      send: (pos, bl) => {
+        if (this.state !== 'queued' || !this.conn || this.conn.closed || this.detached) return;
+        this.conn.send({ type: 'progress', position: pos, blockers: bl, eta_ms: this.ctx.waitEta(this.runId) });
+      },
+    });
+  }
+
+  private stopProgress(): void {
+    this.progress?.stop();
+    this.progress = null;
   }
 
   private async onWaitExpired(): Promise<void> {
@@ -341,6 +369,7 @@ export class RunJob {
   async start(grant: Grant<Owner>): Promise<void> {
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimer = null;
+    this.stopProgress();
     markPhase('granted', this.runId);
     this.grant = grant;
     this.grantedAt = Date.now();
@@ -691,6 +720,7 @@ export class RunJob {
     this.output.dispose();
     this.state = 'done';
     if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.stopProgress();
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     let writeError: string | null = null;
     try {

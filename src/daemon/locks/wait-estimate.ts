@@ -8,6 +8,7 @@
  * is up to a person or a CI job, not a run's typical length), the estimate is null.
  */
 import type { LockMode } from '../../protocol/messages.js';
+import type { LockSnapshot } from './lock-table-types.js';
 
 export interface EstimateHolder {
   mode: LockMode;
@@ -83,4 +84,23 @@ function slotWaits(capacity: number, holders: EstimateHolder[], waiters: Estimat
     prevStart = start;
   }
   return out;
+}
+
+/**
+ * The estimated waits of one key's waiters (queue order), from the table's snapshot of it: what `lockd status`
+ * shows and what a waiting run's progress lines say. A family's nested entries share its slot and end with it, so
+ * the top-level holders are what the queue waits on; `endsByItself` says which holders are expected to take the
+ * typical time (runs), as opposed to an explicit hold, which ends when its owner says so.
+ */
+export function snapshotEtas<M>(snap: LockSnapshot<M>, typical: number | null, now: number, endsByItself: (meta: M) => boolean): Maybe[] {
+  const top = snap.holders.filter((h) => !h.nested);
+  return estimateWaits(
+    snap.capacity,
+    (top.length ? top : snap.holders).map((h) => ({
+      mode: h.mode,
+      remainingMs: endsByItself(h.meta) && typical !== null ? Math.max(0, typical - (now - h.grantedAt)) : null,
+    })),
+    snap.waiters.map((w) => ({ mode: w.mode })),
+    typical,
+  );
 }

@@ -46,6 +46,7 @@ import { checkPoolsKnown, checkPriority, handlePoolRequest, poolMemberCounts } f
 import { endHopelessWaiters } from '../services/pools-waiters.js';
 import { memberJournalLocks } from '../records/pool-members.js';
 import { adoptedToSupersede, supersedeOlder } from '../services/supersede.js';
+import { WaitEtas } from '../services/wait-etas.js';
 
 export interface CoreOptions {
   socketPath: string;
@@ -88,6 +89,8 @@ export class DaemonCore implements StatusSource {
   readonly runs = new Map<string, RunJob>();
   readonly holds: HoldManager;
   readonly durations = new DurationStats();
+  /** Estimated waits for the progress messages of waiting runs (one table walk a second at most). */
+  private readonly waitEtas: WaitEtas;
   /** Runs roots used (run-roots.json), so `lockd runs/logs/result/wait` find runs recorded under a --root. */
   readonly runRoots: RunRoots;
   /** Waits, holds, handoffs and run verdicts, counted from the event bus's tap (services/metrics.ts). */
@@ -176,7 +179,9 @@ export class DaemonCore implements StatusSource {
       journalRun: (job) => this.journalRun(job),
       runFinished: (job, result) => this.runFinished(job, result),
       sweepLater: (tree) => this.sweepLater(tree),
+      waitEta: (id) => this.waitEtas.of(id),
     };
+    this.waitEtas = new WaitEtas(this.table, this.durations);
     this.adoptContext = { gate: this.gate, events: this.events, guard: this.guard, journal: this.journal };
     // Estimated waits survive restarts: loaded now, saved off the hot path and on shutdown.
     this.durations.persistTo(join(opts.stateDir, DURATIONS_FILE));
@@ -213,7 +218,7 @@ export class DaemonCore implements StatusSource {
       state_dir: this.stateDir,
       launcher: this.launcherInfo,
       ...(this.lockBackend ? { lock_backend: this.lockBackend } : {}),
-      features: ['pools', 'supersede'],
+      features: ['pools', 'supersede', 'progress'],
     };
   }
 

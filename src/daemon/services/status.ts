@@ -13,7 +13,7 @@ import type { LockRef, LockStatus, StatusSnapshot } from '../../protocol/message
 import { canonicalPath, resolveLock } from '../records/lock-resolve.js';
 import type { LockSnapshot } from '../locks/lock-table.js';
 import type { Owner } from '../locks/owner.js';
-import { estimateWaits } from '../locks/wait-estimate.js';
+import { snapshotEtas } from '../locks/wait-estimate.js';
 
 /** What status and inspect read: the table, the live runs and holds, past durations, who asks. */
 export interface StatusSource {
@@ -32,19 +32,8 @@ export interface StatusSource {
 function lockStatus(core: StatusSource, snap: LockSnapshot<Owner>, now: number): LockStatus {
   const meta = snap.holders[0]?.meta ?? snap.waiters[0]?.meta;
   const lock = meta?.locks.find((l) => l.key === snap.key);
-  const typical = core.durations.typical(snap.key);
-  // A family's nested entries share its slot and end with it; the top-level entries are what the queue waits on.
-  const top = snap.holders.filter((h) => !h.nested);
-  const etas = estimateWaits(
-    snap.capacity,
-    (top.length ? top : snap.holders).map((h) => ({
-      mode: h.mode,
-      // A run is expected to take the typical time; an explicit hold ends when its owner says so.
-      remainingMs: h.meta.kind === 'run' && typical !== null ? Math.max(0, typical - (now - h.grantedAt)) : null,
-    })),
-    snap.waiters.map((w) => ({ mode: w.mode })),
-    typical,
-  );
+  // A run is expected to take the typical time; an explicit hold ends when its owner says so.
+  const etas = snapshotEtas(snap, core.durations.typical(snap.key), now, (o) => o.kind === 'run');
   // Objects are written out field by field (same keys, same order as holderInfo's): a spread builds each one
   // property by property, which for 10,000 waiters was most of the snapshot's cost, and JSON.stringify is faster
   // on objects that all share one shape.
