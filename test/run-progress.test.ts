@@ -69,3 +69,22 @@ test('--progress-interval and lockd.json progress_interval set it, --wait inf sa
   const bad = await lockd(d, ['run', '--progress-interval', '0x10', '--lock', 'board', '--', 'true']);
   t.is(bad.code, 2, bad.stderr);
 });
+
+test('lockd acquire queued without a terminal prints the same progress lines (from the daemon), and then holds', async (t) => {
+  const d = await startDaemon(t);
+  const holder = await detachedHolder(d, 'h', ['--root', d.dir, '--lock', 'board']);
+  const acq = lockdSpawn(t, d, ['acquire', '--root', d.dir, 'board', '--wait', '10m', '--ttl', 'none', '--progress-interval', '200ms']);
+  const lines = await waitForLines(acq, 2);
+  for (const line of lines.slice(0, 2)) {
+    t.regex(line, /: [0-9.]+s elapsed, position 1, /, line);
+    t.regex(line, new RegExp(`behind run ${holder.runId} \\(pid \\d+\\) `), line);
+    t.regex(line, /, gives up in \S+( \S+)? \(at \d\d:\d\d:\d\dZ\)$/, line);
+  }
+  holder.release();
+  const r = await acq.done;
+  t.is(r.code, 0, r.stderr);
+  const id = /^LOCKD_HOLD_ID=(\S+)$/m.exec(r.stdout)?.[1];
+  t.truthy(id, r.stdout);
+  const rel = await lockd(d, ['release', id!]);
+  t.is(rel.code, 0, rel.stderr);
+});

@@ -212,7 +212,7 @@ export class LockdClient {
    * acquire() on a fully built wire request (what `lockd acquire` sends); `onQueued` hears when it has to wait.
    * Resolves with the daemon's reply; not obtained rejects with a LockdError whose details carry exitCode and blockers.
    */
-  async acquireRaw(req: AcquireRequest, hooks: { onQueued?: (m: RunMessage<'queued'>) => void } = {}): Promise<RunMessage<'acquired'>> {
+  async acquireRaw(req: AcquireRequest, hooks: { onQueued?: (m: RunMessage<'queued'>) => void; onProgress?: (m: RunMessage<'progress'>) => void } = {}): Promise<RunMessage<'acquired'>> {
     const conn = await connectDaemon(this.connectOptions, { type: 'acquire', req });
     return await new Promise<RunMessage<'acquired'>>((res, rej) => {
       let settled = false;
@@ -224,6 +224,7 @@ export class LockdClient {
       };
       conn.onMessage = (m) => {
         if (m.type === 'queued') hooks.onQueued?.(m);
+        else if (m.type === 'progress') hooks.onProgress?.(m);
         else if (m.type === 'acquired') settle(() => res(m));
         else if (m.type === 'not_obtained') settle(() => rej(new LockdError(m.code, m.message, { exitCode: m.exit_code, blockers: m.blockers })));
         else if (m.type === 'error') settle(() => rej(new LockdError(m.code, m.message)));

@@ -26,6 +26,7 @@ export interface LockValues {
   wait?: string | undefined;
   ttl?: string | undefined;
   'conflict-exit-code'?: string | undefined;
+  'progress-interval'?: string | undefined;
 }
 
 export function holdSettings(values: LockValues, env: NodeJS.ProcessEnv = process.env): Settings {
@@ -39,6 +40,7 @@ export function holdSettings(values: LockValues, env: NodeJS.ProcessEnv = proces
       wait: values.wait,
       ttl: values.ttl,
       conflict_exit_code: values['conflict-exit-code'],
+      progress_interval: values['progress-interval'],
     },
     env,
   );

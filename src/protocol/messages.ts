@@ -110,6 +110,8 @@ export interface AcquireRequest extends CallerInfo {
   /** Pool members to hold with the locks (additive within protocol 1, needs hello_ok feature 'pools'). */
   pools?: PoolRef[];
   priority?: number;
+  /** While queued, a `progress` message this often (ms), as for run (additive; hello_ok feature 'progress'). */
+  progress_ms?: number;
 }
 
 /** Who holds or waits, as status and error lines show it. */

@@ -195,6 +195,7 @@ export function parseClientMessage(payload: Buffer): ClientMessage {
           conflict_exit_code: int(r, 'conflict_exit_code', p, 0, 255),
           ...(r.pools !== undefined ? { pools: poolRefs(r, 'pools', p) } : {}),
           ...(r.priority !== undefined ? { priority: int(r, 'priority', p, -1_000_000, 1_000_000) } : {}),
+          ...(r.progress_ms !== undefined && r.progress_ms !== null ? { progress_ms: int(r, 'progress_ms', p, 1, 2 ** 31 - 1) } : {}),
         },
       };
     }

@@ -1,6 +1,8 @@
 /** `lockd acquire LOCK...`: take locks as an explicit hold that outlives this command, until released or expired. */
 import { poolRefs } from '../pools-arg.js';
+import { isatty } from 'node:tty';
 import { COMMON_OPTIONS, parse, parseIntOption, parseSeconds } from '../args.js';
+import { progressLine } from '../render/wait-progress.js';
 import { apiClient } from '../common.js';
 import { callerIdentity, holdSettings, lockRefsFrom, LOCK_OPTIONS } from '../hold-args.js';
 import { renderHolder } from '../../client/holder.js';
@@ -25,6 +27,7 @@ const OPTIONS = {
   where: { type: 'string', multiple: true },
   member: { type: 'string' },
   priority: { type: 'string' },
+  'progress-interval': { type: 'string' },
 } as const;
 
 export const ACQUIRE_HELP = `Usage: lockd acquire LOCK... [options]
@@ -46,6 +49,8 @@ Locks (as in lockd run; granted all at once or not at all):
 Waiting:
   --wait DURATION|inf     how long to queue: 90, 10m, 1h30m (default 0 on a developer machine, 1800 in CI)
   --conflict-exit-code N  exit code when the locks are not obtained (default 75)
+  --progress-interval DURATION  without a terminal (CI logs), a "still waiting" line this often while queued
+                          (default 60s; 0 or none: never; LOCKD_PROGRESS_INTERVAL, lockd.json progress_interval)
 Holding:
   --ttl DURATION|none     release the hold when no heartbeat comes for this long: 900, 15m (default $LOCKD_TTL; else
                           7200 (2 h) when taken at a terminal, none otherwise)
@@ -108,14 +113,28 @@ export async function acquireCommand(args: string[]): Promise<number> {
   const say = (line: string) => {
     if (!values.quiet) process.stderr.write(`lockd: ${line}\n`);
   };
+  // Without a terminal (a CI log) the daemon sends where the hold stands on an interval, as for lockd run.
+  const progressS = parseSeconds(settings.value('progress_interval')!, '--progress-interval');
+  if (!values.quiet && !isatty(2) && progressS !== null && progressS !== 0) req.progress_ms = Math.max(1, Math.round(progressS * 1000));
   const names = [...locks.map((l) => l.name), ...pools.map((p) => (p.member !== null ? `${p.pool}/${p.member}` : `${p.pool}:${p.count}`))].join(', ');
   const started = Date.now();
+  let waitingSince: number | null = null;
   const github = (status: string, lockId: string, waitMs: number | null, summary: string) => reportToGithub({ status, lockId, queueWaitMs: waitMs, summary: `**lockd**: ${summary}` });
 
   let m;
   try {
     m = await apiClient(values, settings).acquireRaw(req, {
-      onQueued: (q) => say(`waiting for ${names} (position ${q.position})${blockerLine(q.blockers[0])}`),
+      onQueued: (q) => {
+        waitingSince = Date.now();
+        say(`waiting for ${names} (position ${q.position})${blockerLine(q.blockers[0])}`);
+      },
+      onProgress: (p) => {
+        if (waitingSince === null) return;
+        const now = Date.now();
+        say(
+          progressLine({ names, elapsedMs: now - waitingSince, position: p.position, blockers: p.blockers, etaMs: p.eta_ms, deadline: req.wait_ms === null ? null : waitingSince + req.wait_ms, now }),
+        );
+      },
     });
   } catch (e) {
     if (!isLockdError(e)) throw e;

@@ -43,7 +43,7 @@ import { JobOutput, delay } from './job-output.js';
 import type { JobStdio } from './output-relay.js';
 import type { SystemMode } from '../services/system-mode.js';
 import type { Grant, LockRequest } from '../locks/lock-table.js';
-import { WaitProgress } from './wait-progress.js';
+import { WaitProgress } from '../services/wait-progress.js';
 
 export type RunState = 'queued' | 'starting' | 'running' | 'stopping' | 'done';
 

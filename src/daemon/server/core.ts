@@ -148,6 +148,7 @@ export class DaemonCore implements StatusSource {
     this.pools.refresh();
     // Getters, not copies: the cluster and system mode are attached after construction (main.ts).
     const core = this;
+    this.waitEtas = new WaitEtas(this.table, this.durations);
     const lockParts = { gate: this.gate, events: this.events, guard: this.guard, log: this.log };
     const holdContext: HoldContext = {
       ...lockParts,
@@ -161,6 +162,7 @@ export class DaemonCore implements StatusSource {
       get system() {
         return core.system;
       },
+      waitEta: (id) => this.waitEtas.of(id),
     };
     this.holds = new HoldManager(holdContext);
     // Tapped before any request can arrive, so the counts cover every transition since start.
@@ -181,7 +183,6 @@ export class DaemonCore implements StatusSource {
       sweepLater: (tree) => this.sweepLater(tree),
       waitEta: (id) => this.waitEtas.of(id),
     };
-    this.waitEtas = new WaitEtas(this.table, this.durations);
     this.adoptContext = { gate: this.gate, events: this.events, guard: this.guard, journal: this.journal };
     // Estimated waits survive restarts: loaded now, saved off the hot path and on shutdown.
     this.durations.persistTo(join(opts.stateDir, DURATIONS_FILE));

@@ -19,6 +19,7 @@ import { describeBlocker, holderInfo, type Owner } from '../locks/owner.js';
 import { sameOwner } from './holder-base.js';
 import { claimedHolder } from './identity.js';
 import { memberInfo, memberLocksOf, poolClaimsOf } from './pools-holds.js';
+import { WaitProgress } from './wait-progress.js';
 
 export interface Hold {
   id: string;
@@ -32,6 +33,8 @@ export interface Hold {
   /** The acquiring client, while it waits. */
   conn: Connection | null;
   waitTimer: NodeJS.Timeout | null;
+  /** progress_ms: `progress` messages to the waiting client (jobs/wait-progress.ts). */
+  progress?: WaitProgress | null;
   /** Epoch ms after which a hold still not acquired gives up (from --wait); null = wait forever. */
   deadline: number | null;
   /** What was asked, for the not-obtained reply. */
@@ -50,6 +53,8 @@ export interface HoldContext extends LockParts {
   readonly globalDir: string;
   /** System mode: holder strings are annotated with the verified caller; null per user. */
   readonly system: { describeCaller(conn: Connection): string } | null;
+  /** A queued request's estimated wait, for progress messages (services/wait-etas.ts). */
+  waitEta(requestId: string): number | null;
 }
 
 export class HoldManager {
@@ -133,7 +138,10 @@ export class HoldManager {
       locks.map((l) => l.key),
       { position: this.ctx.gate.table.queuePosition(id) },
     );
-    conn.send({ type: 'queued', run_id: id, position: this.ctx.gate.table.queuePosition(id), blockers: res.blockers.map((b) => holderInfo(b.meta)), manifest_path: '', result_path: '' });
+    const blockers = res.blockers.map((b) => holderInfo(b.meta));
+    conn.send({ type: 'queued', run_id: id, position: this.ctx.gate.table.queuePosition(id), blockers, manifest_path: '', result_path: '' });
+    // Local holds get no `waiting` updates: each progress message reads the queue afresh.
+    this.startProgress(hold, 0, blockers, true);
     if (req.wait_ms !== null) {
       hold.waitTimer = setTimeout(() => {
         hold.waitTimer = null;
@@ -159,8 +167,12 @@ export class HoldManager {
         onQueued: (position, blockers) => {
           this.ctx.events.emit('queued', hold.id, keys, { position });
           hold.conn?.send({ type: 'queued', run_id: hold.id, position, blockers, manifest_path: '', result_path: '' });
+          this.startProgress(hold, position, blockers, false);
         },
-        onWaiting: (position, blockers) => hold.conn?.send({ type: 'waiting', position, blockers }),
+        onWaiting: (position, blockers) => {
+          hold.conn?.send({ type: 'waiting', position, blockers });
+          hold.progress?.saw(position, blockers);
+        },
         onGranted: (grant) => {
           this.ctx.events.emit('granted', hold.id, keys);
           void this.onGranted(grant);
@@ -196,6 +208,7 @@ export class HoldManager {
     this.holds.delete(hold.id);
     if (hold.waitTimer) clearTimeout(hold.waitTimer);
     hold.waitTimer = null;
+    stopProgress(hold);
     hold.conn = null;
     // release() withdraws a waiter and drops a table grant alike.
     this.ctx.gate.release(hold.id);
@@ -217,6 +230,7 @@ export class HoldManager {
       hold.locks.map((l) => l.key),
       { reason: code },
     );
+    stopProgress(hold);
     const conn = hold.conn;
     hold.conn = null;
     conn?.end({ type: 'not_obtained', code, message: text, blockers: blockers.map((b) => holderInfo(b.meta)) as HolderInfo[], exit_code: hold.req?.conflict_exit_code ?? 75 });
@@ -230,6 +244,7 @@ export class HoldManager {
     }
     if (hold.waitTimer) clearTimeout(hold.waitTimer);
     hold.waitTimer = null;
+    stopProgress(hold);
     const keys = grant.claims.map((c) => c.key);
     let ok: boolean;
     try {
@@ -479,6 +494,26 @@ export class HoldManager {
     for (const h of this.holds.values()) {
       if (h.timer) clearTimeout(h.timer);
       if (h.waitTimer) clearTimeout(h.waitTimer);
+      stopProgress(h);
     }
   }
+
+  /** `lockd acquire` without a terminal asked for progress lines while it waits (progress_ms). */
+  private startProgress(hold: Hold, position: number, blockers: HolderInfo[], fresh: boolean): void {
+    const every = hold.req?.progress_ms;
+    if (!every || hold.progress || !hold.conn) return;
+    hold.progress = new WaitProgress(every, position, blockers, {
+      send: (pos, bl) => {
+        if (hold.grant || this.holds.get(hold.id) !== hold || !hold.conn) return;
+        const table = this.ctx.gate.table;
+        const now = fresh ? { position: table.queuePosition(hold.id), blockers: table.blockersOf(hold.id).map((b) => holderInfo(b.meta)) } : { position: pos, blockers: bl };
+        hold.conn.send({ type: 'progress', ...now, eta_ms: this.ctx.waitEta(hold.id) });
+      },
+    });
+  }
+}
+
+function stopProgress(hold: Hold): void {
+  hold.progress?.stop();
+  hold.progress = null;
 }
