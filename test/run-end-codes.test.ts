@@ -54,6 +54,25 @@ test('lockd wait exits with the run code: live runs, runs already ended, the fir
   t.is((await lockd(d, ['wait'])).code, 2);
 });
 
+test('lockd wait --timeout gives up with 124 and names the runs still going, which it leaves running', async (t) => {
+  const d = await startDaemon(t);
+  const a = await detachedExiting(d, 'ta', 0);
+  const b = await detachedExiting(d, 'tb', 4);
+  b.go();
+  t.is((await lockd(d, ['wait', b.runId])).code, 4, 'b has ended before the timed wait starts');
+  // b answers from its result.json at once; a never ends by itself, so the timeout is what ends this wait.
+  const w = await lockd(d, ['wait', '--timeout', '3', b.runId, a.runId]);
+  t.is(w.code, 124, w.stderr);
+  t.regex(w.stderr, new RegExp(`^lockd: gave up after 3: still running: run ${a.runId} \\(not stopped\\)$`, 'm'));
+  t.notRegex(w.stderr, new RegExp(`still running: .*${b.runId}`));
+  // a is still live: a second wait sees it end with its own code once it is let go.
+  const again = lockdSpawn(t, d, ['wait', '--timeout', '10m', a.runId]);
+  await again.waitForStderr(`waiting for run ${a.runId}`);
+  a.go();
+  t.is((await again.done).code, 0);
+  t.is((await lockd(d, ['wait', '--timeout', 'soon', a.runId])).code, 2, 'a bad duration is a usage error');
+});
+
 test('lockd logs -f of a detached run prints its output and exits with its code', async (t) => {
   const d = await startDaemon(t);
   const a = await detachedExiting(d, 'a', 3);
