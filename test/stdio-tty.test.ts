@@ -99,3 +99,38 @@ test("a terminal caller resized while the job runs: the job's pty follows (SIGWI
   t.is(code, 0, out);
   t.regex(out, /resized-ok/, out);
 });
+
+test('a terminal caller resized while its run is still queued: the job starts and then gets the new size', async (t) => {
+  if (ptyApi() === null) {
+    t.fail('the addon has no pty support here');
+    return;
+  }
+  const d = await startDaemon(t);
+  const { detachedHolder, waitForWaiters } = await import('./helpers/operate.js');
+  const { waitForFile } = await import('./helpers/lockd.js');
+  const holder = await detachedHolder(d, 'h', ['--root', d.dir, '--lock', 'tty']);
+  const resizeNow = join(d.dir, 'resize-now');
+  const resized = join(d.dir, 'resized');
+  const job = `i=0; while [ "$(stty size -F /proc/$$/fd/1)" != "40 120" ]; do i=$((i+1)); if [ $i -gt 400 ]; then echo resize-timeout; exit 1; fi; sleep 0.05; done; echo resized-ok`;
+  const client = cliCommand(['run', '-q', '--root', d.dir, '--lock', 'tty', '--wait', '60', '--', 'sh', '-c', job])
+    .flat()
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
+  // The terminal is resized only once the run is queued (the test says when), and the lock is let go after that.
+  // The job's pty takes the caller's size when it is launched, so it starts at 40x120. (A resize in the short gap
+  // between `launching` and `started` is kept by both clients and sent once `started` says tty; that gap is too
+  // short to hit on purpose, so no test aims at it.)
+  const shell = `stty rows 33 cols 101; ${client} & i=0; while [ ! -e ${resizeNow} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; stty rows 40 cols 120; touch ${resized}; wait $!`;
+  const p = spawn('script', ['-qefc', shell, '/dev/null'], { env: d.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (b: Buffer) => (out += b.toString('latin1')));
+  p.stderr!.on('data', (b: Buffer) => (out += b.toString('latin1')));
+  const closed = new Promise<[number | null]>((resolve) => p.once('close', (c) => resolve([c])));
+  await waitForWaiters(d, 'tty', 1);
+  await import('node:fs').then((fs) => fs.writeFileSync(resizeNow, ''));
+  await waitForFile(resized);
+  holder.release();
+  const [code] = (await within(closed, 60_000, 'the run resized while queued')) as [number | null];
+  t.is(code, 0, out);
+  t.regex(out, /resized-ok/, out);
+});

@@ -114,8 +114,14 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
   };
   // Set once the daemon said the job has a pty: only then is a resize understood (older daemons would refuse it).
   let ttyJob = false;
+  // A resize before `started` (the job may already be running: `launching` comes first) is kept, and passed on
+  // once `started` says the job has a pty, so a window resized during the start-up is not lost.
+  let pendingSize: { cols: number; rows: number } | null = null;
+  let startedSeen = false;
   handle.resize = (cols, rows) => {
-    if (conn && ready && ttyJob && cols > 0 && rows > 0) conn.send({ type: 'resize', cols, rows });
+    if (cols <= 0 || rows <= 0) return;
+    if (conn && ready && ttyJob) conn.send({ type: 'resize', cols, rows });
+    else if (!startedSeen) pendingSize = { cols, rows };
   };
   const endStreams = () => {
     if (!hasOut) stdout.end();
@@ -196,7 +202,10 @@ export function startRun(connectOptions: ConnectOptions, req: RunRequest, io: Ru
                 return;
               case 'started':
                 started = true;
+                startedSeen = true;
                 ttyJob = m.tty === true;
+                if (ttyJob && pendingSize && ready) c.send({ type: 'resize', ...pendingSize });
+                pendingSize = null;
                 resultPath = m.result_path;
                 handle.emit('started', m);
                 return;

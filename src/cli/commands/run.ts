@@ -295,7 +295,8 @@ export async function runCommand(args: string[]): Promise<number> {
     },
   ]);
   for (const [sig, fn] of handlers) process.on(sig, fn);
-  // On a terminal the job may write into a pty of the terminal's size: a resize follows it (the API drops it otherwise).
+  // On a terminal the job may write into a pty of the terminal's size: a resize follows it (one before `started` is
+  // kept by the API and passed on once the job has its pty).
   if (isatty(1)) {
     const onWinch = (): void => {
       const [cols, rows] = process.stdout.getWindowSize();
