@@ -6,7 +6,7 @@ import { digestEnv } from '../src/runs/env-digest.js';
 import { readGitSha } from '../src/runs/git-sha.js';
 import { buildManifest, readManifest, withStartTime, writeManifest, type ManifestInput } from '../src/runs/manifest.js';
 import { createRunDir } from '../src/runs/run-id.js';
-import { shellQuote } from '../src/runs/shell-quote.js';
+import { commandLineOf, shellQuote, windowsQuoteArg } from '../src/runs/shell-quote.js';
 import { assertValidManifest, manifestSchemaAccepts, readJson, tempDir } from './runs-helpers.js';
 
 /** Run git with an isolated config, so the tester's own settings (signing, hooks) do not interfere. */
@@ -81,6 +81,19 @@ test('readGitSha is null outside a repository and on an unborn branch', async (t
   git(fresh, 'init', '-q');
   t.is(await readGitSha(fresh), null);
   t.is(await readGitSha(path.join(plain, 'does', 'not', 'exist')), null);
+});
+
+test('on Windows the command line is quoted for the C runtime and cmd (test/windows runs it back under Wine)', (t) => {
+  t.is(windowsQuoteArg('plain'), 'plain');
+  t.is(windowsQuoteArg(''), '""');
+  t.is(windowsQuoteArg('with space'), '"with space"');
+  t.is(windowsQuoteArg('q"uote'), '"q\\"uote"');
+  t.is(windowsQuoteArg('trail\\'), 'trail\\', 'bare: a backslash before no quote is literal');
+  t.is(windowsQuoteArg('a b\\'), '"a b\\\\"', 'quoted: a trailing backslash is doubled before the closing quote');
+  t.is(windowsQuoteArg('C:\\dir\\file'), 'C:\\dir\\file', 'backslashes not before a quote stay as they are');
+  t.is(windowsQuoteArg('a&b'), '"a&b"');
+  t.is(commandLineOf(['cmd', '/c', 'echo hi'], 'win32'), 'cmd /c "echo hi"');
+  t.is(commandLineOf(['sh', '-c', 'echo hi'], 'linux'), "sh -c 'echo hi'");
 });
 
 test('shellQuote produces a POSIX command line that round-trips through sh', (t) => {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { writeJsonAtomic, type AtomicWriteOptions } from './atomic-write.js';
 import { digestEnv, type EnvDigest } from './env-digest.js';
 import { MANIFEST_FILE, RUN_SCHEMA_VERSION, readRunJson } from './run-files.js';
-import { shellQuote } from './shell-quote.js';
+import { commandLineOf } from './shell-quote.js';
 
 export type LockScope = 'local' | 'global' | 'cluster';
 export type LockMode = 'exclusive' | 'shared' | 'slots';
@@ -30,7 +30,7 @@ export interface RunManifest {
   run_id: string;
   /** The argv exactly as it was executed. */
   command: string[];
-  /** `command` POSIX-shell-quoted, ready to paste into a shell. */
+  /** `command` quoted for the host's shell (POSIX sh, or a Windows command line), ready to paste. */
   command_line: string;
   cwd: string;
   build_root: string | null;
@@ -111,7 +111,7 @@ export function buildManifest(input: ManifestInput): RunManifest {
     schema_version: RUN_SCHEMA_VERSION,
     run_id: input.runId,
     command: [...input.command],
-    command_line: shellQuote(input.command),
+    command_line: commandLineOf(input.command),
     cwd: input.cwd,
     build_root: input.buildRoot ?? null,
     arch: input.arch ?? null,

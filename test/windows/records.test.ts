@@ -3,7 +3,7 @@
  * while a run holds a lock is replaced by the next CLI's auto-start with no phantom lock.
  */
 import test from 'ava';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, NODE_EXE, pidsByCmdline, runCli, waitForPath, waitPidsGone, winCli, winLockd, winPath } from './wine.js';
 
@@ -77,4 +77,18 @@ test('logs, result, pin/unpin and events for a run on Windows', async (t) => {
   t.is((await runCli(w, ['run', '--lock', 'w', '--run-id', 'win-r2', '--', 'cmd', '/c', 'exit 0'])).code, 0);
   await events.waitForStdout(/exited\s+win-r2 .*exit_code=0/);
   await events.waitForStdout(/granted\s+win-r2/);
+});
+
+test('command_line on Windows is a Windows command line: pasted at a cmd prompt it gives the program the same arguments', async (t) => {
+  const w = winLockd(t);
+  const args = ['plain', 'with space', 'q"uote', 'trail\\', 'back\\"slash', 'a&b', ''];
+  const r = await runCli(w, ['run', '--run-id', 'win-q1', '--', NODE_EXE, winPath(join(FIXTURES, 'argv.cjs')), ...args]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout.trim().split(/\r?\n/).pop()!), args, 'the job got its arguments');
+  const manifest = join(w.stateDir, 'runs', 'win-q1', 'manifest.json');
+  const line = (JSON.parse(readFileSync(manifest, 'utf8')) as { command_line: string }).command_line;
+  t.notRegex(line, /'/, 'no POSIX single quotes');
+  const pasted = await runCli(w, ['run', '--', NODE_EXE, winPath(join(FIXTURES, 'paste.cjs')), winPath(manifest)]);
+  t.is(pasted.code, 0, pasted.stderr);
+  t.deepEqual(JSON.parse(pasted.stdout.trim().split(/\r?\n/).pop()!), args, line);
 });

@@ -27,7 +27,7 @@ import { MANIFEST_FILE, RESULT_FILE, LOG_FILE } from '../../runs/run-files.js';
 import { decideWithoutChild, type ChildExit, type NoChildReason, type Verdict } from '../../runs/verdict.js';
 import { hasVerdictOptions, type CompiledVerdictOptions } from '../../runs/verdict-options.js';
 import { readGitSha } from '../../runs/git-sha.js';
-import { shellQuote } from '../../runs/shell-quote.js';
+import { commandLineOf } from '../../runs/shell-quote.js';
 import type { JobTree } from './process-tree.js';
 
 import type { LockParts } from '../ports.js';
@@ -195,7 +195,7 @@ export class RunJob {
     const inCluster = !this.finished && (this.ctx.cluster?.handles(this.locks) ?? false);
     let manifestDone: (ok: boolean) => void = () => undefined;
     if (inCluster) {
-      this.owner.commandLine = shellQuote(this.req.argv);
+      this.owner.commandLine = commandLineOf(this.req.argv);
       this.enqueueCluster(request, new Promise<boolean>((r) => (manifestDone = r)));
     }
     try {
