@@ -38,11 +38,26 @@ export interface ClusterEnqueue {
 /** What status shows of the cluster connection: the protocol's type, one definition for both sides. */
 export type ClusterInfo = ClusterStatusInfo;
 
-/** What the cluster backend needs of the daemon (DaemonCore is one): the local table, the runs and the holds. */
+/** A pool's members (with properties) and its disabled members (with reasons), as lockd.json and etcd hold it. */
+export interface PoolMembersDef {
+  members: Record<string, Record<string, string>>;
+  disabled: Record<string, string>;
+}
+
+/** What the cluster backend sees of the daemon's pools (services/pools.ts, PoolConfig, is it). */
+export interface ClusterPoolHost {
+  /** Pools with `"scope": "cluster"`, as this host defines them (lockd.json and its edits): seeds of the shared definitions. */
+  clusterPools(): Record<string, PoolMembersDef>;
+  /** The shared definition of a cluster pool, read from etcd, is in force on this host from now on. */
+  setShared(pool: string, def: PoolMembersDef): void;
+}
+
+/** What the cluster backend needs of the daemon (DaemonCore is one): the local table, the runs, the holds, the pools. */
 export interface ClusterHost {
   readonly table: LockTable<Owner>;
   readonly runs: ReadonlyMap<string, ClusterRun>;
   readonly holds: { onClusterLockLost(id: string, message: string): void };
+  readonly pools: ClusterPoolHost;
 }
 
 /** What the cluster backend sees of a run. */
@@ -61,8 +76,10 @@ export interface ClusterService {
   readonly onLockLost: OnLockLost;
   /** SIGTERM → SIGKILL grace for jobs stopped because their lease runs out. */
   readonly lockLostGraceMs: number;
-  /** Does this request name any cluster lock? */
-  handles(locks: ResolvedLock[]): boolean;
+  /** Does this request name any cluster lock, or any pool with `"scope": "cluster"`? */
+  handles(locks: ResolvedLock[], pools?: ReadonlyArray<{ pool: string }>): boolean;
+  /** `lockd pool add|remove|disable|enable` on a cluster pool: changes the shared definition in etcd. */
+  editPool(action: 'add' | 'remove' | 'disable' | 'enable', pool: string, member: string | null, properties: Record<string, string>, reason: string | null): Promise<void>;
   enqueue(req: ClusterEnqueue): void;
   /** The request's locks are given back (held or still queued). Also re-checks requests waiting for local locks. */
   release(id: string): void;

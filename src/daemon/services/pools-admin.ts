@@ -12,11 +12,37 @@ import type { SystemMode } from './system-mode.js';
 import type { PoolConfig } from './pools.js';
 import { unknownPool } from './pools-overlay.js';
 import { LockdError } from '../../util/errors.js';
+import type { ClusterService } from '../locks/cluster-port.js';
 
 export interface PoolAdminContext {
   readonly pools: PoolConfig;
   readonly table: LockTable<Owner>;
   readonly system: SystemMode | null;
+  /** The cluster backend (--cluster), which owns the shared definitions of pools with `"scope": "cluster"`. */
+  readonly cluster?: Pick<ClusterService, 'editPool'> | null;
+}
+
+/** Answer a `pool` request; a change of a cluster pool goes to etcd (every host sees it), so this may wait on it. */
+export async function answerPoolRequest(ctx: PoolAdminContext, conn: Connection, req: PoolAdminRequest): Promise<void> {
+  ctx.pools.refresh();
+  if (req.action !== 'list' && req.action !== 'show' && req.pool !== null && ctx.pools.isClusterPool(req.pool)) {
+    if (ctx.system && !ctx.system.isAdmin(conn)) {
+      throw new LockdError('not_authorized', `only root or an admin of the system lockd daemon can ${req.action} pools; everyone may read them (lockd pool list)`);
+    }
+    if (!ctx.cluster) throw notInCluster(req.pool);
+    await ctx.cluster.editPool(req.action, req.pool, req.member, req.properties, req.reason);
+    const who = req.member === null ? `pool ${req.pool}` : `${req.pool}/${req.member}`;
+    conn.end({ type: 'pools', pools: poolInfos(ctx).filter((p) => p.name === req.pool), note: `${who} ${pastTense(req.action)} on every host of the cluster` });
+    return;
+  }
+  conn.end(handlePoolRequest(ctx, conn, req));
+}
+
+function notInCluster(pool: string): LockdError {
+  return new LockdError(
+    'usage',
+    `pool ${pool} is shared by the cluster ("scope": "cluster" in lockd.json), but this daemon runs without --cluster: start it with --cluster etcd://HOST:PORT (docs/cluster.md)`,
+  );
 }
 
 export function handlePoolRequest(ctx: PoolAdminContext, conn: Connection, req: PoolAdminRequest): Extract<DaemonMessage, { type: 'pools' }> {
@@ -61,6 +87,8 @@ export function checkPriority(ctx: PoolAdminContext, conn: Connection, priority:
  * instead of "unknown pool" alone (the usual cause is a typo in the file, not in the command).
  */
 export function checkPoolsKnown(ctx: PoolAdminContext, refs: ReadonlyArray<{ pool: string }> | undefined): void {
+  const shared = ctx.cluster ? undefined : refs?.find((r) => ctx.pools.isClusterPool(r.pool));
+  if (shared) throw notInCluster(shared.pool);
   const error = ctx.pools.lastError;
   if (!refs?.length || error === null) return;
   const missing = refs.find((r) => !(r.pool in ctx.pools.effective()));
