@@ -452,7 +452,10 @@ export class ClusterLocks implements ClusterService {
       a.lease = lease;
     }
     const live = () => a.round === round && a.state === 'pool_wait';
-    this.pools.enter({ id: a.id, meta: a.request.meta, claims: a.clusterPools, priority: a.request.priority ?? 0, tryOnly: a.tryOnly }, lease, {
+    const key = this.core.runs.get(a.id)?.req.supersede;
+    const supersede = key === undefined ? undefined : { key, cancelRunning: this.core.runs.get(a.id)?.req.cancel_running === true };
+    const ask = { id: a.id, meta: a.request.meta, claims: a.clusterPools, priority: a.request.priority ?? 0, tryOnly: a.tryOnly, ...(supersede ? { supersede } : {}) };
+    this.pools.enter(ask, lease, {
       granted: (claims) => {
         if (!live()) return;
         a.poolClaims = claims;

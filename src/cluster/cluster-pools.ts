@@ -28,6 +28,8 @@ import type { HolderInfo, LockStatus } from '../protocol/messages.js';
 import { prefixRangeEnd } from '../daemon/locks/cluster-keys.js';
 import { LockdError } from '../util/errors.js';
 import { errorText } from './etcd-client.js';
+import { userNameOf } from '../daemon/services/user-name.js';
+import { supersedeFromCluster } from './cluster-supersede.js';
 import { NameWatches } from './name-watch.js';
 import type { Lease, LeaseSession } from './session.js';
 import { choose, positionOf, type PoolWaiter } from './pool-rules.js';
@@ -41,6 +43,7 @@ import {
   poolDefKey,
   poolPrefix,
   poolQueueKey,
+  poolQueuePrefix,
   poolSeqKey,
   type MemberValue,
   type PoolQueueValue,
@@ -54,8 +57,8 @@ export interface PoolAsk {
   claims: PoolClaim[];
   priority: number;
   tryOnly: boolean;
-  /** --supersede KEY (with whether the daemon verified the user) and --cancel-running, for the other hosts. */
-  supersede?: { key: string; userVerified: boolean; cancelRunning: boolean };
+  /** --supersede KEY and --cancel-running, for the other hosts (cluster-supersede.ts). */
+  supersede?: { key: string; cancelRunning: boolean };
 }
 
 export interface PoolCallbacks {
@@ -165,6 +168,14 @@ export class ClusterPools {
     if (key === poolDefKey(this.prefix, pool) && value) {
       const def = decodeDef(value);
       if (def) this.installDef(pool, def);
+    }
+    if (key?.startsWith(poolQueuePrefix(this.prefix, pool)) && value) {
+      const v = decodeQueueValue(value);
+      // A newer --supersede request queued on another host: end this host's older runs of that key and user.
+      if (v?.supersede !== undefined && v.host !== this.hostName) {
+        const ended = supersedeFromCluster(this.host.runs.values(), v);
+        if (ended.length > 0) this.log.info('runs superseded by a run on another host', { by: v.run, host: v.host, key: v.supersede, ended });
+      }
     }
     for (const w of this.waits.values()) if (w.state === 'waiting' && w.queueKeys.has(pool)) this.decideSoon(w);
   }
@@ -445,7 +456,7 @@ export class ClusterPools {
       member: c.member ?? null,
       priority: w.ask.priority,
       command_line: o.commandLine,
-      ...(s ? { supersede: s.key, user_verified: s.userVerified, cancel_running: s.cancelRunning } : {}),
+      ...(s ? { supersede: s.key, supersede_user: userNameOf(o.uid), cancel_running: s.cancelRunning } : {}),
     };
   }
 
@@ -467,7 +478,7 @@ export class ClusterPools {
       pid,
       daemon_pid: process.pid,
       command_line: o.commandLine,
-      ...(s ? { supersede: s.key, user_verified: s.userVerified } : {}),
+      ...(s ? { supersede: s.key, supersede_user: userNameOf(o.uid) } : {}),
     };
   }
 

@@ -74,9 +74,9 @@ export interface PoolQueueValue {
   member: string | null;
   priority: number;
   command_line?: string | null;
-  /** --supersede KEY, with whether the daemon verified the user (system mode: peer credentials). */
+  /** --supersede KEY, with the name of the uid the daemon verified for the run (cluster-supersede.ts). */
   supersede?: string;
-  user_verified?: boolean;
+  supersede_user?: string;
   cancel_running?: boolean;
 }
 
@@ -99,7 +99,7 @@ export interface MemberValue {
   daemon_pid: number;
   command_line?: string | null;
   supersede?: string;
-  user_verified?: boolean;
+  supersede_user?: string;
 }
 
 export function encodeJson(v: unknown): Buffer {

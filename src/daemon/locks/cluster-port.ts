@@ -64,8 +64,16 @@ export interface ClusterHost {
 export interface ClusterRun {
   readonly parent: string | null;
   readonly watchers: Set<() => void>;
+  /** For --supersede across hosts (cluster pools): the run's key, its verified uid, its state and age. */
+  readonly runId: string;
+  readonly uid: number | null;
+  readonly state: string;
+  readonly queuedAt: number;
+  readonly req: { supersede?: string; cancel_running?: boolean };
+  supersededBy: string | null;
   onClusterLockLost(message: string, graceMs: number): void;
-  stop(reason: 'shutdown', by: string): Promise<void>;
+  stop(reason: 'shutdown' | 'supersede', by: string): Promise<void>;
+  cancelQueued(reason: 'superseded', message: string): Promise<void>;
 }
 
 /** Opens the backend for a daemon (the CLI closes over the configuration and loads src/cluster/ lazily). */
