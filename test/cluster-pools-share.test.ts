@@ -117,3 +117,21 @@ clusterTest('--supersede across hosts: a newer run ends the older queued one on 
   t.is(readJson<{ status: string }>(printedPaths(c.stderr).result!).status, 'pass');
   await until('every member key to be gone', () => Object.keys(heldMembers(e)).length === 0);
 });
+
+clusterTest('a hold reserves a cluster pool member for every host: busy elsewhere (75) until released', async (t) => {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
+  const hold = await lockd(a!, ['acquire', '--pool', 'boards', '--member', 'rpi-a', '--ttl', 'none']);
+  t.is(hold.code, 0, hold.stderr);
+  const [idLine, membersLine] = hold.stdout.trim().split('\n');
+  const holdId = idLine!.replace('LOCKD_HOLD_ID=', '');
+  t.is(membersLine, 'LOCKD_MEMBERS_boards=rpi-a');
+  t.like(heldMembers(e)['rpi-a'], { host: 'host-1', run: holdId });
+  const busy = await lockd(b!, ['run', '--wait', '0', '--pool', 'boards', '--member', 'rpi-a', '--', 'true']);
+  t.is(busy.code, 75, busy.stderr);
+  t.regex(busy.stderr, new RegExp(`${holdId} on host-1`));
+  t.is((await lockd(a!, ['release', holdId])).code, 0);
+  await until('the member key to go', () => !heldMembers(e)['rpi-a']);
+  const free = await lockd(b!, ['run', '--wait', '0', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"']);
+  t.is(free.stdout, 'rpi-a\n', free.stderr);
+});
