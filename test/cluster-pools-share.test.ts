@@ -127,6 +127,9 @@ clusterTest('a hold reserves a cluster pool member for every host: busy elsewher
   const holdId = idLine!.replace('LOCKD_HOLD_ID=', '');
   t.is(membersLine, 'LOCKD_MEMBERS_boards=rpi-a');
   t.like(heldMembers(e)['rpi-a'], { host: 'host-1', run: holdId });
+  // lockd pool show on the other host names the holder and its host.
+  t.like(await memberOn(b!, 'rpi-a'), { state: 'held', holder: { id: holdId, host: 'host-1' } });
+  t.like(await memberOn(b!, 'nuc-b'), { state: 'free', holder: null });
   const busy = await lockd(b!, ['run', '--wait', '0', '--pool', 'boards', '--member', 'rpi-a', '--', 'true']);
   t.is(busy.code, 75, busy.stderr);
   t.regex(busy.stderr, new RegExp(`${holdId} on host-1`));
@@ -134,4 +137,46 @@ clusterTest('a hold reserves a cluster pool member for every host: busy elsewher
   await until('the member key to go', () => !heldMembers(e)['rpi-a']);
   const free = await lockd(b!, ['run', '--wait', '0', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"']);
   t.is(free.stdout, 'rpi-a\n', free.stderr);
+});
+
+clusterTest('a cluster lock and a cluster pool member in one request, from two hosts: all or nothing, one at a time', async (t) => {
+  const e = await startEtcd(t);
+  const hosts = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
+  const file = join(scratch(t, 'cp'), 'log');
+  writeFileSync(file, '');
+  const runs = [];
+  for (let round = 0; round < 2; round++) {
+    for (let h = 0; h < 2; h++) {
+      // Half ask the lock and the board, half the board alone: the board is never shared, whatever the mix.
+      const lock = (round + h) % 2 === 0 ? ['--global', 'flash-station'] : [];
+      runs.push(lockd(hosts[h]!, ['run', ...lock, '--pool', 'boards', '--member', 'rpi-a', '--wait', '60', '--', ...recorder(file, `h${h + 1}r${round}`)]));
+    }
+  }
+  for (const r of await Promise.all(runs)) t.is(r.code, 0, r.stderr);
+  const list = intervals(file);
+  t.is(list.length, 4);
+  for (let i = 1; i < list.length; i++) t.true(list[i]!.start >= list[i - 1]!.end, `${list[i]!.who} started after ${list[i - 1]!.who} ended`);
+  t.deepEqual(Object.keys(heldMembers(e)), []);
+  t.is(e.ctl(['get', '--prefix', '--keys-only', 'lockd/flash-station/']).stdout.trim(), '', 'no lock key left');
+});
+
+clusterTest('a member is not kept idle while its request waits for a busy local lock: another host gets it meanwhile', async (t) => {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
+  const dir = scratch(t, 'cp');
+  const go = join(dir, 'go');
+  const local = lockdSpawn(t, a!, ['run', '--global', 'scratch', '--host-only', '--', 'sh', '-c', `echo holding; while [ ! -e ${go} ]; do sleep 0.05; done`]);
+  await local.waitForStdout('holding');
+  const mixed = lockdSpawn(t, a!, ['run', '--global', 'scratch', '--host-only', '--pool', 'boards', '--member', 'rpi-a', '--wait', '60', '--', 'sh', '-c', 'echo "mixed $LOCKD_MEMBERS_boards"']);
+  await mixed.waitForStderr(/waiting/);
+  // The other host's request for the same board is granted while the mixed one waits for its local lock.
+  const other = await lockd(b!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--wait', '30', '--', 'sh', '-c', 'echo "other $LOCKD_MEMBERS_boards"']);
+  t.is(other.code, 0, other.stderr);
+  t.is(other.stdout, 'other rpi-a\n');
+  t.is(mixed.proc.exitCode, null, 'the mixed request still waits');
+  writeFileSync(go, '');
+  const m = await mixed.done;
+  t.is(m.code, 0, m.stderr);
+  t.is(m.stdout, 'mixed rpi-a\n');
+  t.is((await local.done).code, 0);
 });

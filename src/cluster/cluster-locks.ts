@@ -118,6 +118,10 @@ export class ClusterLocks implements ClusterService {
     return this.pools.editPool(action, pool, member, properties, reason);
   }
 
+  clusterMembers(): Promise<LockStatus[]> {
+    return this.pools.statusLocks();
+  }
+
   // ---- entry points -------------------------------------------------------------------------------------
 
   enqueue(req: ClusterEnqueue): void {

@@ -137,7 +137,11 @@ export class ClusterPools {
       const unsubscribe = this.watches.subscribe(poolPrefix(this.prefix, pool), rev + 1, {
         onDelete: (key) => this.changed(pool, key, null),
         onPut: (key, value) => this.changed(pool, key, value),
-        onResync: () => this.changed(pool, null, null),
+        onResync: () => {
+          // Events may have been missed (a reconnect): the definition is read again too, not only the queue.
+          void this.readDef(pool);
+          this.changed(pool, null, null);
+        },
       });
       this.views.set(pool, unsubscribe);
     }
@@ -153,6 +157,16 @@ export class ClusterPools {
     else {
       const def = decodeDef(res.responses[0]?.response_range.kvs[0]?.value);
       if (def) this.installDef(pool, def);
+    }
+  }
+
+  private async readDef(pool: string): Promise<void> {
+    try {
+      const got = await this.client.kv.range({ key: Buffer.from(poolDefKey(this.prefix, pool)) });
+      const def = decodeDef(got.kvs[0]?.value);
+      if (def) this.installDef(pool, def);
+    } catch (e) {
+      this.log.warn('cannot read a cluster pool definition; the last one read stays in force', { pool, error: errorText(e) });
     }
   }
 
@@ -282,9 +296,13 @@ export class ClusterPools {
           return;
         }
       }
+      // Outraced a hundred times in a row (a very busy pool): the next event or the resync decides again.
+      if (w.state === 'waiting') this.armResync(w);
     } catch (e) {
       this.session.noteError(w.lease, e);
-      if (w.state === 'waiting') this.armResync(w); // a watch event or the resync will decide again
+      if (w.state !== 'waiting') return;
+      if (w.ask.tryOnly) this.fail(w, () => w.cb.unavailable(errorText(e)));
+      else this.armResync(w); // a watch event or the resync will decide again
     } finally {
       w.deciding = false;
     }

@@ -88,6 +88,8 @@ export interface ClusterService {
   handles(locks: ResolvedLock[], pools?: ReadonlyArray<{ pool: string }>): boolean;
   /** `lockd pool add|remove|disable|enable` on a cluster pool: changes the shared definition in etcd. */
   editPool(action: 'add' | 'remove' | 'disable' | 'enable', pool: string, member: string | null, properties: Record<string, string>, reason: string | null): Promise<void>;
+  /** Every member of the cluster pools, with its holder on whichever host (`lockd pool list|show`). */
+  clusterMembers(): Promise<LockStatus[]>;
   enqueue(req: ClusterEnqueue): void;
   /** The request's locks are given back (held or still queued). Also re-checks requests waiting for local locks. */
   release(id: string): void;

@@ -19,7 +19,7 @@ export interface PoolAdminContext {
   readonly table: LockTable<Owner>;
   readonly system: SystemMode | null;
   /** The cluster backend (--cluster), which owns the shared definitions of pools with `"scope": "cluster"`. */
-  readonly cluster?: Pick<ClusterService, 'editPool'> | null;
+  readonly cluster?: Pick<ClusterService, 'editPool' | 'clusterMembers'> | null;
 }
 
 /** Answer a `pool` request; a change of a cluster pool goes to etcd (every host sees it), so this may wait on it. */
@@ -32,11 +32,46 @@ export async function answerPoolRequest(ctx: PoolAdminContext, conn: Connection,
     if (!ctx.cluster) throw notInCluster(req.pool);
     await ctx.cluster.editPool(req.action, req.pool, req.member, req.properties, req.reason);
     const who = req.member === null ? `pool ${req.pool}` : `${req.pool}/${req.member}`;
-    conn.end({ type: 'pools', pools: poolInfos(ctx).filter((p) => p.name === req.pool), note: `${who} ${pastTense(req.action)} on every host of the cluster` });
+    const pools = poolInfos(ctx).filter((p) => p.name === req.pool);
+    await withClusterHolders(ctx, pools);
+    conn.end({ type: 'pools', pools, note: `${who} ${pastTense(req.action)} on every host of the cluster` });
     return;
   }
-  conn.end(handlePoolRequest(ctx, conn, req));
+  const reply = handlePoolRequest(ctx, conn, req);
+  await withClusterHolders(ctx, reply.pools);
+  conn.end(reply);
 }
+
+/** Cluster pools: their holders are in etcd, on any host; read them (bounded) into the members' state. */
+async function withClusterHolders(ctx: PoolAdminContext, pools: PoolInfo[]): Promise<void> {
+  if (!ctx.cluster || !pools.some((p) => ctx.pools.isClusterPool(p.name))) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<null>((r) => (timer = setTimeout(() => r(null), CLUSTER_READ_MS)));
+  const members = await Promise.race([ctx.cluster.clusterMembers().catch(() => null), bound]);
+  clearTimeout(timer);
+  for (const s of members ?? []) {
+    const info = pools.find((p) => p.name === s.pool)?.members.find((m) => m.name === s.member);
+    const h = s.holders[0];
+    if (!info || !h) continue;
+    info.holder = {
+      kind: h.kind,
+      id: h.id,
+      pid: h.pid,
+      holder: h.holder,
+      user: h.user,
+      uid: h.uid,
+      command_line: h.command_line,
+      since_utc: h.since_utc,
+      cwd: h.cwd,
+      host: h.host ?? null,
+      request_id: h.id,
+    };
+    if (info.state === 'free') info.state = 'held';
+  }
+}
+
+/** How long `lockd pool list|show` waits for etcd before showing a cluster pool without its holders. */
+const CLUSTER_READ_MS = 3000;
 
 function notInCluster(pool: string): LockdError {
   return new LockdError(
