@@ -119,7 +119,7 @@ export class ClusterLocks implements ClusterService {
   }
 
   clusterMembers(): Promise<LockStatus[]> {
-    return this.pools.statusLocks();
+    return this.pools.statusLocks(true);
   }
 
   // ---- entry points -------------------------------------------------------------------------------------

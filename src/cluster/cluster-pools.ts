@@ -32,7 +32,7 @@ import { userNameOf } from '../daemon/services/user-name.js';
 import { supersedeFromCluster } from './cluster-supersede.js';
 import { NameWatches } from './name-watch.js';
 import type { Lease, LeaseSession } from './session.js';
-import { choose, positionOf, type PoolWaiter } from './pool-rules.js';
+import { ahead, candidatesOf, choose, positionOf, type PoolWaiter } from './pool-rules.js';
 import {
   decodeDef,
   decodeMemberValue,
@@ -375,9 +375,8 @@ export class ClusterPools {
       const mine = s.waiters.find((x) => x.key === w.queueKeys.get(c.pool));
       if (!mine || !s.def) continue;
       position = Math.max(position, positionOf(s.def, s.waiters, mine));
-      for (const [member, h] of s.holders) {
-        if (h.value && (c.member === undefined || c.member === member)) blockers.push(holderOf(h.value, member));
-      }
+      const wanted = new Set(candidatesOf(s.def, mine));
+      for (const [member, h] of s.holders) if (h.value && wanted.has(member)) blockers.push(holderOf(h.value));
     }
     if (w.ask.tryOnly) {
       const first = blockers[0];
@@ -526,8 +525,11 @@ export class ClusterPools {
 
   // ---- status -------------------------------------------------------------------------------------------
 
-  /** Every member of the cluster pools this host knows, with its holder on whichever host (lockd status). */
-  async statusLocks(): Promise<LockStatus[]> {
+  /**
+   * The members of the cluster pools this host knows, with their holder and waiters on whichever host: all of them
+   * (`lockd pool list|show`), or only those held or waited for (`lockd status`, like the host's own members).
+   */
+  async statusLocks(all = false): Promise<LockStatus[]> {
     const pools = [...new Set([...Object.keys(this.host.pools.clusterPools()), ...this.views.keys()])];
     if (pools.length === 0) return [];
     const res = await this.client.kv.txn({ success: pools.map((p) => this.rangeOp(p)) });
@@ -536,9 +538,12 @@ export class ClusterPools {
     pools.forEach((pool, i) => {
       const s = this.snapshotOf(pool, res.responses[i]!.response_range.kvs);
       const def = s.def;
+      const order = [...s.waiters].sort((x, y) => (ahead(x, y) ? -1 : 1));
       const names = new Set([...Object.keys(def?.members ?? {}), ...s.holders.keys()]);
       for (const member of names) {
         const h = s.holders.get(member);
+        const waiting = def ? order.filter((w) => candidatesOf(def, w).includes(member)) : [];
+        if (!all && !h && waiting.length === 0) continue;
         out.push({
           key: memberClaimKey(this.prefix, pool, member),
           name: `${pool}/${member}`,
@@ -546,9 +551,18 @@ export class ClusterPools {
           mode: h ? 'exclusive' : null,
           capacity: null,
           holders: h?.value
-            ? [{ ...holderOf(h.value, member), mode: 'exclusive', slot_index: null, nested: false, elapsed_ms: Math.max(0, now - Date.parse(h.value.granted)), fencing_token: h.createRevision }]
+            ? [{ ...holderOf(h.value), mode: 'exclusive', slot_index: null, nested: false, elapsed_ms: Math.max(0, now - Date.parse(h.value.granted)), fencing_token: h.createRevision }]
             : [],
-          waiters: [],
+          waiters: waiting.map((w, n) => ({
+            ...queuedOf(w.value),
+            position: n + 1,
+            mode: 'exclusive' as const,
+            wants: [`${pool}:${w.count}`],
+            waiting_ms: Math.max(0, now - Date.parse(w.value.since)),
+            blocked_by: [...(h?.value ? [h.value.run] : []), ...waiting.slice(0, n).map((x) => x.value.run)],
+            estimated_wait_ms: null,
+            ...(w.priority !== 0 ? { priority: w.priority } : {}),
+          })),
           estimated_wait_ms: null,
           pool,
           member,
@@ -566,7 +580,11 @@ export class ClusterPools {
   }
 }
 
-function holderOf(v: MemberValue, _member: string): HolderInfo {
+function queuedOf(v: PoolQueueValue): HolderInfo {
+  return { kind: v.kind, id: v.run, pid: v.pid ?? null, holder: v.holder, user: v.user, uid: null, command_line: v.command_line ?? null, since_utc: v.since, cwd: null, host: v.host };
+}
+
+function holderOf(v: MemberValue): HolderInfo {
   return { kind: v.kind, id: v.run, pid: v.pid ?? null, holder: v.holder, user: v.user, uid: null, command_line: v.command_line ?? null, since_utc: v.granted ?? v.since, cwd: null, host: v.host };
 }
 

@@ -185,5 +185,6 @@ export function poolInfos(ctx: PoolAdminContext): PoolInfo[] {
     name,
     members: [...members.values()],
     config_error: ctx.pools.lastError,
+    ...(ctx.pools.isClusterPool(name) ? { scope: 'cluster' as const } : {}),
   }));
 }
