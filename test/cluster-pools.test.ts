@@ -137,3 +137,37 @@ clusterTest('SIGKILL of a host: its member passes to the other host only after i
   t.true(Number(BigInt(lines[lines.length - 1]!) / 1_000_000n) < startedMs, "the dead host's job had stopped before the other host's job started");
   t.false(pidAlive(childPid));
 });
+
+clusterTest('etcd paused: a job holding only a cluster pool member is stopped before the lease can expire (lock_lost, 125)', async (t) => {
+  const e = await startEtcd(t);
+  const [a] = await startHosts(t, e, 1, { ttl: 2, lockdJson: BOARDS });
+  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', 'echo started; sleep 30']);
+  await holder.waitForStdout('started');
+  e.pause();
+  t.teardown(() => {
+    try {
+      e.resume();
+    } catch {
+      /* already stopped */
+    }
+  });
+  const r = await holder.done;
+  t.is(r.code, 125, r.stderr);
+  const result = readJson<{ status: string; reason: string; message: string; end_time_utc: string }>(printedPaths(r.stderr).result!);
+  t.deepEqual([result.status, result.reason], ['infra_fail', 'lock_lost']);
+  t.regex(result.message, /boards\/rpi-a lost/);
+  // The daemon's own proof of how long the server keeps the lease: the job was gone before it.
+  const logFile = join(a!.stateDir, 'daemon.log');
+  const lost = await until('the lease-lost log line', () => {
+    if (!existsSync(logFile)) return null;
+    const line = readFileSync(logFile, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('cluster lease lost'));
+    return line ? (JSON.parse(line) as { valid_until: number }) : null;
+  });
+  t.true(Date.parse(result.end_time_utc) < lost.valid_until, 'the job ended before the lease could expire');
+  e.resume();
+  const again = await lockd(a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--wait', '30', '--', 'echo', 'again']);
+  t.is(again.code, 0, again.stderr);
+  t.is(again.stdout, 'again\n');
+});

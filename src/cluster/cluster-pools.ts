@@ -510,7 +510,7 @@ export class ClusterPools {
       const kv = got.kvs[0];
       const def = decodeDef(kv?.value);
       if (!def) throw new LockdError('unknown_pool', `cluster pool ${pool} has no shared definition under ${poolDefKey(this.prefix, pool)}`);
-      const next = editDef(def, action, pool, member, properties, reason);
+      const next = editDef(def, action, pool, member, properties, reason, poolPrefix(this.prefix, pool));
       const res = await this.client.kv.txn({
         compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: Number(kv!.mod_revision) }],
         success: [{ request_put: { key, value: encodeJson(next) } }],
@@ -596,16 +596,14 @@ export function editDef(
   member: string | null,
   properties: Record<string, string>,
   reason: string | null,
+  keys = `.pools/${pool}/`,
 ): SharedPoolDef {
   const next: SharedPoolDef = { lockd: 1, members: { ...def.members }, disabled: { ...def.disabled } };
   const names = Object.keys(def.members);
   if (member === null) {
     if (action === 'add') throw new LockdError('pool_exists', `pool ${pool} already exists (members: ${names.join(', ') || 'none'})`);
     if (action === 'remove')
-      throw new LockdError(
-        'usage',
-        `cluster pool ${pool} cannot be removed with lockd pool; remove it from every host's lockd.json and delete its keys (etcdctl del --prefix ${'<prefix>'}/.pools/${pool}/)`,
-      );
+      throw new LockdError('usage', `cluster pool ${pool} cannot be removed with lockd pool; remove it from every host's lockd.json and delete its keys (etcdctl del --prefix ${keys})`);
     for (const m of names) {
       if (action === 'disable') next.disabled[m] = reason ?? '';
       else delete next.disabled[m];
