@@ -6,8 +6,10 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
-import { lockd, lockdSpawn, pidAlive, printedPaths, readJson, waitPidsGone } from './helpers/lockd.js';
+import { clusterArgs, clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
+import { lockd, lockdSpawn, pidAlive, printedPaths, readJson, startDaemon, waitPidsGone } from './helpers/lockd.js';
+import { detachedHolder, statusJson } from './helpers/operate.js';
+import { kill9 } from './helpers/crash-kit.js';
 import { BOARDS, heldMembers, intervals, recorder, scratch, sharedMember, until } from './helpers/cluster-pools.js';
 
 clusterTest('two hosts share a cluster pool: no member is held twice, every run gets one member, tokens grow per member', async (t) => {
@@ -170,4 +172,30 @@ clusterTest('etcd paused: a job holding only a cluster pool member is stopped be
   const again = await lockd(a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--wait', '30', '--', 'echo', 'again']);
   t.is(again.code, 0, again.stderr);
   t.is(again.stdout, 'again\n');
+});
+
+clusterTest('kill -9 and restart of a host with a member held: the member goes to the other host, the restarted daemon records the run and holds nothing', async (t) => {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 2, lockdJson: BOARDS });
+  const det = await detachedHolder(a!, 'det', ['--pool', 'boards', '--member', 'rpi-a']);
+  t.like(heldMembers(e)['rpi-a'], { host: 'host-1', run: det.runId });
+  const waiter = lockdSpawn(t, b!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--wait', '60', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"']);
+  await waiter.waitForStderr(/waiting/);
+  await kill9(a!);
+  const w = await waiter.done;
+  t.is(w.code, 0, w.stderr);
+  t.is(w.stdout, 'rpi-a\n');
+  const a2 = await startDaemon(t, { dir: a!.dir, args: [...clusterArgs(e, { ttl: 2 }), '--cluster-host', 'host-1'] });
+  const resultPath = join(a2.stateDir, 'runs', det.runId, 'result.json');
+  await until('the restarted daemon to record the run', () => existsSync(resultPath));
+  const result = readJson<{ status: string; reason: string }>(resultPath);
+  t.deepEqual([result.status, result.reason], ['infra_fail', 'daemon_lost']);
+  const st = await statusJson(a2);
+  t.falsy(
+    st.locks.find((l) => l.name === 'boards/rpi-a' && l.holders.length > 0),
+    'no phantom holder of the member',
+  );
+  const again = await lockd(a2, ['run', '--wait', '30', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"']);
+  t.is(again.code, 0, again.stderr);
+  t.is(again.stdout, 'rpi-a\n');
 });
