@@ -1,11 +1,13 @@
 /**
  * The cluster pool rule (src/cluster/pool-rules.ts) is the local table's rule: on random pools (properties, disabled
  * members), requests (COUNT, --where, --member, priorities), releases and cancels, every host deciding on the etcd
- * snapshot with `choose` ends up with exactly the grants the local LockTable makes. Plus the targeted cases.
+ * snapshot with `choose` ends up with exactly the grants the local LockTable makes. Plus the targeted cases, and
+ * the journal keeping records whose locks are cluster keys.
  */
 import test from 'ava';
 import { LockTable, type PoolClaim } from '../src/daemon/locks/lock-table.js';
 import { ahead, choose, positionOf, type PoolDefView, type PoolWaiter } from '../src/cluster/pool-rules.js';
+import { parseJournalLine } from '../src/daemon/records/journal.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -152,4 +154,32 @@ test('priority orders the queue before arrival; disabled members are no candidat
   t.deepEqual(choose(BOARDS, [older, urgent], new Set(), urgent), ['a']);
   t.is(choose(BOARDS, [older, urgent], new Set(), older), null);
   t.is(choose({ ...BOARDS, disabled: { a: 'repair' } }, [urgent], new Set(), urgent), null);
+});
+
+test('the journal keeps a run record whose locks are cluster keys (a cluster lock, a cluster pool member)', (t) => {
+  const rec = {
+    t: 'run',
+    run_id: '261207-1233-a09d',
+    pid: 7691,
+    pgid: 7691,
+    start_time: '2456894',
+    locks: [
+      { key: 'etcd:lockd/.pools/boards/m/rpi-a', name: 'boards/rpi-a', scope: 'cluster', mode: 'exclusive', fencing_token: 4 },
+      { key: 'etcd:lockd/deps', name: 'deps', scope: 'cluster', mode: 'exclusive', fencing_token: 4 },
+    ],
+    client_pid: 7670,
+    detach: true,
+    dir: '/tmp/x/runs/261207-1233-a09d',
+    holder: 'root',
+    user: 'root',
+    uid: 0,
+    command_line: 'sleep 1',
+    queued_at: 1,
+    started_at: 2,
+    log_path: '/tmp/x/runs/261207-1233-a09d/output.log',
+    parent: null,
+  };
+  t.like(parseJournalLine(JSON.stringify(rec)), { run_id: rec.run_id, pid: 7691 });
+  // A relative path is still no lock key.
+  t.is(parseJournalLine(JSON.stringify({ ...rec, locks: [{ ...rec.locks[0], key: 'lockd/x' }] })), null);
 });

@@ -188,8 +188,11 @@ clusterTest('kill -9 and restart of a host with a member held: the member goes t
   const a2 = await startDaemon(t, { dir: a!.dir, args: [...clusterArgs(e, { ttl: 2 }), '--cluster-host', 'host-1'] });
   const resultPath = join(a2.stateDir, 'runs', det.runId, 'result.json');
   await until('the restarted daemon to record the run', () => existsSync(resultPath));
-  const result = readJson<{ status: string; reason: string }>(resultPath);
+  const result = readJson<{ status: string; reason: string; message: string; locks: Array<{ name: string; scope: string; path: string }> }>(resultPath);
   t.deepEqual([result.status, result.reason], ['infra_fail', 'daemon_lost']);
+  // The journal kept the run's pid and its member (a cluster key): the record says it ran, and what it held.
+  t.regex(result.message, /its process had already exited/);
+  t.like(result.locks[0], { name: 'boards/rpi-a', scope: 'cluster', path: 'etcd:lockd/.pools/boards/m/rpi-a' });
   const st = await statusJson(a2);
   t.falsy(
     st.locks.find((l) => l.name === 'boards/rpi-a' && l.holders.length > 0),
