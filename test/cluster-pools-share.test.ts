@@ -133,6 +133,9 @@ clusterTest('a hold reserves a cluster pool member for every host: busy elsewher
   const busy = await lockd(b!, ['run', '--wait', '0', '--pool', 'boards', '--member', 'rpi-a', '--', 'true']);
   t.is(busy.code, 75, busy.stderr);
   t.regex(busy.stderr, new RegExp(`${holdId} on host-1`));
+  const late = await lockd(b!, ['run', '--wait', '1', '--pool', 'boards', '--member', 'rpi-a', '--', 'true']);
+  t.is(late.code, 75, late.stderr);
+  t.regex(late.stderr, new RegExp(`pool boards is held by hold ${holdId} on host-1`));
   t.is((await lockd(a!, ['release', holdId])).code, 0);
   await until('the member key to go', () => !heldMembers(e)['rpi-a']);
   const free = await lockd(b!, ['run', '--wait', '0', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"']);

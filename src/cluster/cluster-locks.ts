@@ -65,6 +65,8 @@ interface Attempt {
   localPools: PoolClaim[];
   /** The cluster pool members granted (their etcd keys exist while the request holds or tries its local locks). */
   poolClaims: GrantedClaim[];
+  /** While waiting for cluster pool members: the holders in the way (on any host), for status and timeouts. */
+  poolBlockers: HolderInfo[];
   parts: Part[];
   callbacks: ClusterCallbacks;
   tryOnly: boolean;
@@ -134,6 +136,7 @@ export class ClusterLocks implements ClusterService {
       clusterPools: (request.pools ?? []).filter((p) => this.pools.isClusterPool(p.pool)),
       localPools: (request.pools ?? []).filter((p) => !this.pools.isClusterPool(p.pool)),
       poolClaims: [],
+      poolBlockers: [],
       parts: [],
       callbacks: req.callbacks,
       tryOnly: req.tryOnly,
@@ -466,7 +469,9 @@ export class ClusterLocks implements ClusterService {
         this.localPhase(a);
       },
       waiting: (position, blockers) => {
-        if (live()) this.sayPosition(a, position, blockers);
+        if (!live()) return;
+        a.poolBlockers = blockers;
+        this.sayPosition(a, position, blockers);
       },
       busy: (message, blockers) => {
         if (!live()) return;
@@ -621,12 +626,13 @@ export class ClusterLocks implements ClusterService {
     if (a.state === 'held' || a.state === 'done') return;
     const blockers = this.blockers(a);
     const unavailable = a.unavailable;
+    const name = this.busyName(a);
     this.finish(a);
     if (unavailable) {
       a.callbacks.onNotObtained('cluster_unavailable', `the lock cluster (etcd ${this.cfg.endpoints.join(',')}) stayed unavailable: ${unavailable}`, blockers);
     } else {
       const first = blockers[0];
-      a.callbacks.onNotObtained('lock_wait_timeout', `locks were not granted in time${first ? `: ${this.busyName(a)} is held by ${describe(first)}` : ''}`, blockers);
+      a.callbacks.onNotObtained('lock_wait_timeout', `locks were not granted in time${first ? `: ${name} is held by ${describe(first)}` : ''}`, blockers);
     }
   }
 
@@ -656,6 +662,7 @@ export class ClusterLocks implements ClusterService {
     const keys: string[] = [];
     this.pools.leave(a.id);
     a.poolClaims = [];
+    a.poolBlockers = [];
     for (const p of a.parts) {
       if (p.nestedOf) continue;
       if (p.key) keys.push(p.key);
@@ -738,10 +745,12 @@ export class ClusterLocks implements ClusterService {
       const earlier = [...p.earlier.values()].sort((x, y) => x.createRevision - y.createRevision);
       for (const e of blockingEntries(p.claim, earlier)) out.push(holderInfoOf(e));
     }
+    if (a.state === 'pool_wait') out.push(...a.poolBlockers);
     return out;
   }
 
   private busyName(a: Attempt): string {
+    if (a.state === 'pool_wait') return `pool ${a.clusterPools.map((c) => c.pool).join(', ')}`;
     return a.parts.find((p) => !p.nestedOf && !p.ready)?.name ?? a.parts[0]?.name ?? '?';
   }
 
