@@ -20,7 +20,7 @@ import type { Etcd3 } from 'etcd3';
 import type { ClusterHost } from '../daemon/locks/cluster-port.js';
 import type { Logger } from '../daemon/server/logger.js';
 import type { ResolvedLock } from '../daemon/records/lock-resolve.js';
-import type { Grant, GrantedClaim, LockClaim, LockRequest } from '../daemon/locks/lock-table.js';
+import type { Grant, GrantedClaim, LockClaim, LockRequest, PoolClaim } from '../daemon/locks/lock-table.js';
 import type { Owner } from '../daemon/locks/owner.js';
 import type { HolderInfo, LockStatus } from '../protocol/messages.js';
 import type { ClusterConfig } from './config.js';
@@ -32,6 +32,7 @@ import { entryOf, holderInfoOf, lockStatusOf, readClusterStatus, type ClusterEnt
 import type { Lease, LeaseSession } from './session.js';
 import type { ClusterCallbacks, ClusterEnqueue, ClusterInfo, ClusterService } from '../daemon/locks/cluster-port.js';
 import type { Watchdog } from './watchdog.js';
+import type { ClusterPools } from './cluster-pools.js';
 
 interface Part {
   lock: ResolvedLock;
@@ -52,13 +53,20 @@ interface Part {
   unsubscribe: (() => void) | null;
 }
 
-type AttemptState = 'acquiring' | 'waiting' | 'ready' | 'local_wait' | 'held' | 'done';
+type AttemptState = 'acquiring' | 'waiting' | 'ready' | 'pool_wait' | 'local_wait' | 'held' | 'done';
 
 interface Attempt {
   id: string;
   request: LockRequest<Owner>;
   locks: ResolvedLock[];
   localClaims: LockClaim[];
+  /** Claims on pools with `"scope": "cluster"` (granted by cluster-pools.ts) and on the host's own pools. */
+  clusterPools: PoolClaim[];
+  localPools: PoolClaim[];
+  /** The cluster pool members granted (their etcd keys exist while the request holds or tries its local locks). */
+  poolClaims: GrantedClaim[];
+  /** While waiting for cluster pool members: the holders in the way (on any host), for status and timeouts. */
+  poolBlockers: HolderInfo[];
   parts: Part[];
   callbacks: ClusterCallbacks;
   tryOnly: boolean;
@@ -94,6 +102,7 @@ export class ClusterLocks implements ClusterService {
     private readonly core: ClusterHost,
     private readonly cfg: ClusterConfig,
     private readonly log: Logger,
+    private readonly pools: ClusterPools,
   ) {
     this.prefix = cfg.prefix;
     this.onLockLost = cfg.onLockLost;
@@ -103,8 +112,16 @@ export class ClusterLocks implements ClusterService {
     session.on('renewed', (lease) => this.watchdog.deadline(lease.validUntil - Math.round(session.timing.safetyMarginMs / 3)));
   }
 
-  handles(locks: ResolvedLock[]): boolean {
-    return locks.some((l) => isClusterKey(l.key));
+  handles(locks: ResolvedLock[], pools?: ReadonlyArray<{ pool: string }>): boolean {
+    return locks.some((l) => isClusterKey(l.key)) || (pools ?? []).some((p) => this.pools.isClusterPool(p.pool));
+  }
+
+  editPool(action: 'add' | 'remove' | 'disable' | 'enable', pool: string, member: string | null, properties: Record<string, string>, reason: string | null): Promise<void> {
+    return this.pools.editPool(action, pool, member, properties, reason);
+  }
+
+  clusterMembers(): Promise<LockStatus[]> {
+    return this.pools.statusLocks(true);
   }
 
   // ---- entry points -------------------------------------------------------------------------------------
@@ -116,6 +133,10 @@ export class ClusterLocks implements ClusterService {
       request,
       locks: req.locks,
       localClaims: request.claims.filter((c) => !isClusterKey(c.key)),
+      clusterPools: (request.pools ?? []).filter((p) => this.pools.isClusterPool(p.pool)),
+      localPools: (request.pools ?? []).filter((p) => !this.pools.isClusterPool(p.pool)),
+      poolClaims: [],
+      poolBlockers: [],
       parts: [],
       callbacks: req.callbacks,
       tryOnly: req.tryOnly,
@@ -168,6 +189,10 @@ export class ClusterLocks implements ClusterService {
       queueMicrotask(() => req.callbacks.onNotObtained('cluster_unavailable', 'the lockd daemon is shutting down', []));
       return;
     }
+    if (a.clusterPools.length > 0 && request.parent && this.core.runs.has(request.parent)) {
+      queueMicrotask(() => req.callbacks.onNotObtained('usage', `request ${a.id}: a nested request cannot claim pool members`, []));
+      return;
+    }
     this.attempts.set(a.id, a);
     if (a.deadline !== null && !a.tryOnly) {
       a.deadlineTimer = setTimeout(() => this.onDeadline(a), Math.max(0, a.deadline - Date.now()));
@@ -209,8 +234,9 @@ export class ClusterLocks implements ClusterService {
   protect(runId: string, pid: number, stopOnLoss: boolean): void {
     const a = this.attempts.get(runId);
     if (a?.state !== 'held') return;
-    if (stopOnLoss && a.parts.some((p) => !p.nestedOf)) this.watchdog.protect(runId, pid);
+    if (stopOnLoss && (a.parts.some((p) => !p.nestedOf) || a.poolClaims.length > 0)) this.watchdog.protect(runId, pid);
     this.annotate(a, pid);
+    this.pools.annotate(runId, pid);
   }
 
   // ---- phase 1: the cluster queues ----------------------------------------------------------------------
@@ -225,7 +251,7 @@ export class ClusterLocks implements ClusterService {
     this.clearRetry(a);
     const own = a.parts.filter((p) => !p.nestedOf);
     if (own.length === 0) {
-      this.localPhase(a);
+      void this.poolPhase(a);
       return;
     }
     let lease: Lease;
@@ -404,7 +430,63 @@ export class ClusterLocks implements ClusterService {
       if (this.stale(a, round)) return;
     }
     if (this.stale(a, round)) return;
-    this.localPhase(a);
+    void this.poolPhase(a);
+  }
+
+  // ---- phase 1b: cluster pools (cluster-pools.ts), once every cluster lock is ready ----------------------
+
+  private async poolPhase(a: Attempt): Promise<void> {
+    if (a.clusterPools.length === 0) {
+      this.localPhase(a);
+      return;
+    }
+    const round = a.round;
+    a.state = 'pool_wait';
+    let lease = a.lease;
+    if (!lease || !this.session.usable(lease)) {
+      if (a.parts.some((p) => !p.nestedOf)) {
+        this.restart(a); // our cluster lock keys are under a lease that is running out
+        return;
+      }
+      try {
+        lease = await this.session.ensure();
+      } catch (e) {
+        if (this.stale(a, round)) return;
+        this.unavailable(a, errorText(e));
+        return;
+      }
+      if (this.stale(a, round)) return;
+      a.lease = lease;
+    }
+    const live = () => a.round === round && a.state === 'pool_wait';
+    const key = this.core.runs.get(a.id)?.req.supersede;
+    const supersede = key === undefined ? undefined : { key, cancelRunning: this.core.runs.get(a.id)?.req.cancel_running === true };
+    const ask = { id: a.id, meta: a.request.meta, claims: a.clusterPools, priority: a.request.priority ?? 0, tryOnly: a.tryOnly, ...(supersede ? { supersede } : {}) };
+    this.pools.enter(ask, lease, {
+      granted: (claims) => {
+        if (!live()) return;
+        a.poolClaims = claims;
+        this.localPhase(a);
+      },
+      waiting: (position, blockers) => {
+        if (!live()) return;
+        a.poolBlockers = blockers;
+        this.sayPosition(a, position, blockers);
+      },
+      busy: (message, blockers) => {
+        if (!live()) return;
+        this.finish(a);
+        a.callbacks.onNotObtained('lock_busy', message, blockers);
+      },
+      rejected: (message) => {
+        if (!live()) return;
+        this.finish(a);
+        a.callbacks.onNotObtained('usage', message, []);
+      },
+      unavailable: (message) => {
+        if (live()) this.unavailable(a, message);
+      },
+    });
   }
 
   /** The lowest free slot index, taken with a create-if-absent transaction (other holders race for it too). */
@@ -438,11 +520,18 @@ export class ClusterLocks implements ClusterService {
       this.restart(a);
       return;
     }
-    if (a.localClaims.length === 0) {
+    if (a.localClaims.length === 0 && a.localPools.length === 0) {
       this.granted(a, null);
       return;
     }
-    const res = this.core.table.tryOnly({ id: a.id, claims: a.localClaims, meta: a.request.meta, ...(a.request.parent ? { parent: a.request.parent } : {}) });
+    const res = this.core.table.tryOnly({
+      id: a.id,
+      claims: a.localClaims,
+      meta: a.request.meta,
+      ...(a.request.parent ? { parent: a.request.parent } : {}),
+      ...(a.localPools.length ? { pools: a.localPools } : {}),
+      ...(a.request.priority ? { priority: a.request.priority } : {}),
+    });
     if (res.kind === 'granted') {
       this.granted(a, res.grant);
       return;
@@ -481,8 +570,13 @@ export class ClusterLocks implements ClusterService {
       if (src.slotIndex !== null) g.slotIndex = src.slotIndex;
       claims.push(g);
     }
+    // Pool members: the cluster's (etcd keys), then the host's own (lock files of the local table).
+    claims.push(...a.poolClaims, ...(local?.claims.filter((c) => c.member !== undefined) ?? []));
     a.grant = { request: a.request, claims, grantedAt: Date.now() };
-    if (a.request.meta.kind === 'hold') this.annotate(a, a.request.meta.pid ?? process.pid);
+    if (a.request.meta.kind === 'hold') {
+      this.annotate(a, a.request.meta.pid ?? process.pid);
+      this.pools.annotate(a.id, a.request.meta.pid ?? process.pid);
+    }
     a.callbacks.onGranted(a.grant);
   }
 
@@ -496,7 +590,10 @@ export class ClusterLocks implements ClusterService {
       const earlier = [...p.earlier.values()].sort((x, y) => x.createRevision - y.createRevision);
       position = Math.max(position, classifyQueue(earlier).waiters.length + 1);
     }
-    const blockers = localBlockers ?? this.blockers(a);
+    this.sayPosition(a, position, localBlockers ?? this.blockers(a));
+  }
+
+  private sayPosition(a: Attempt, position: number, blockers: HolderInfo[]): void {
     if (!a.queuedSent) {
       a.queuedSent = true;
       a.lastPosition = position;
@@ -529,12 +626,13 @@ export class ClusterLocks implements ClusterService {
     if (a.state === 'held' || a.state === 'done') return;
     const blockers = this.blockers(a);
     const unavailable = a.unavailable;
+    const name = this.busyName(a);
     this.finish(a);
     if (unavailable) {
       a.callbacks.onNotObtained('cluster_unavailable', `the lock cluster (etcd ${this.cfg.endpoints.join(',')}) stayed unavailable: ${unavailable}`, blockers);
     } else {
       const first = blockers[0];
-      a.callbacks.onNotObtained('lock_wait_timeout', `locks were not granted in time${first ? `: ${this.busyName(a)} is held by ${describe(first)}` : ''}`, blockers);
+      a.callbacks.onNotObtained('lock_wait_timeout', `locks were not granted in time${first ? `: ${name} is held by ${describe(first)}` : ''}`, blockers);
     }
   }
 
@@ -562,6 +660,9 @@ export class ClusterLocks implements ClusterService {
   private dropKeys(a: Attempt): void {
     const lease = a.lease;
     const keys: string[] = [];
+    this.pools.leave(a.id);
+    a.poolClaims = [];
+    a.poolBlockers = [];
     for (const p of a.parts) {
       if (p.nestedOf) continue;
       if (p.key) keys.push(p.key);
@@ -625,7 +726,7 @@ export class ClusterLocks implements ClusterService {
   }
 
   private lockLost(a: Attempt, reason: string): void {
-    const names = a.parts.map((p) => p.name).join(', ');
+    const names = [...a.parts.map((p) => p.name), ...a.poolClaims.map((c) => `${c.pool}/${c.member}`)].join(', ');
     const message = `cluster lock ${names} lost: ${reason}`;
     const job = this.core.runs.get(a.id);
     if (job) {
@@ -644,10 +745,12 @@ export class ClusterLocks implements ClusterService {
       const earlier = [...p.earlier.values()].sort((x, y) => x.createRevision - y.createRevision);
       for (const e of blockingEntries(p.claim, earlier)) out.push(holderInfoOf(e));
     }
+    if (a.state === 'pool_wait') out.push(...a.poolBlockers);
     return out;
   }
 
   private busyName(a: Attempt): string {
+    if (a.state === 'pool_wait') return `pool ${a.clusterPools.map((c) => c.pool).join(', ')}`;
     return a.parts.find((p) => !p.nestedOf && !p.ready)?.name ?? a.parts[0]?.name ?? '?';
   }
 
@@ -701,7 +804,8 @@ export class ClusterLocks implements ClusterService {
   async statusLocks(): Promise<LockStatus[]> {
     const names = new Set<string>();
     for (const a of this.attempts.values()) for (const p of a.parts) names.add(p.name);
-    return readClusterStatus(this.client, this.prefix, [...names]);
+    const [locks, members] = await Promise.all([readClusterStatus(this.client, this.prefix, [...names]), this.pools.statusLocks()]);
+    return [...locks, ...members];
   }
 
   async inspect(key: string): Promise<LockStatus | null> {
@@ -752,6 +856,7 @@ export class ClusterLocks implements ClusterService {
       }
     }
     this.watches.closeAll();
+    this.pools.close();
     await this.session.close(true);
     this.watchdog.stop();
     this.client.close();

@@ -10,6 +10,8 @@ import { errorText } from './etcd-client.js';
 
 export interface WatchSubscriber {
   onDelete(key: string, revision: number): void;
+  /** Only for watches opened with puts (cluster pools, whose definition and new entries matter too). */
+  onPut?(key: string, value: Buffer, revision: number): void;
   onResync(): void;
 }
 
@@ -30,6 +32,8 @@ export class NameWatches {
   constructor(
     private readonly client: Etcd3,
     private readonly log: Logger,
+    /** Deliver puts as well as deletions (cluster pools); lock queues need deletions only. */
+    private readonly puts = false,
   ) {}
 
   /** Subscribe to deletions under `prefix` from `fromRevision` on; returns the unsubscribe function. */
@@ -54,10 +58,8 @@ export class NameWatches {
 
   private open(e: Entry): void {
     e.creating = true;
-    this.client
-      .watch()
-      .prefix(e.prefix)
-      .only('delete')
+    const builder = this.client.watch().prefix(e.prefix);
+    (this.puts ? builder : builder.only('delete'))
       .startRevision(String(e.startRevision))
       .create()
       .then((w) => {
@@ -74,6 +76,13 @@ export class NameWatches {
           if (rev > e.lastSeen) e.lastSeen = rev;
           for (const s of [...e.subscribers]) s.onDelete(key, rev);
         });
+        if (this.puts) {
+          w.on('put', (kv) => {
+            const rev = Number(kv.mod_revision);
+            if (rev > e.lastSeen) e.lastSeen = rev;
+            for (const s of [...e.subscribers]) s.onPut?.(kv.key.toString('utf8'), kv.value, rev);
+          });
+        }
         w.on('connected', () => {
           if (first) {
             first = false;

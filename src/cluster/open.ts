@@ -9,6 +9,7 @@ import { createEtcdClient } from './etcd-client.js';
 import { LeaseSession } from './session.js';
 import { Watchdog } from './watchdog.js';
 import { ClusterLocks } from './cluster-locks.js';
+import { ClusterPools } from './cluster-pools.js';
 import type { ClusterService } from '../daemon/locks/cluster-port.js';
 
 /**
@@ -22,8 +23,10 @@ export function openCluster(cfg: ClusterConfig, core: ClusterHost, log: Logger):
   const session = new LeaseSession(client, cfg.ttlSeconds, timing, log);
   const watchdog = new Watchdog(log);
   watchdog.start(timing.killGraceMs);
-  const locks = new ClusterLocks(client, session, watchdog, core, cfg, log);
+  const pools = new ClusterPools(client, session, cfg.prefix, cfg.hostName, core, log);
+  const locks = new ClusterLocks(client, session, watchdog, core, cfg, log, pools);
   log.info('cluster configured', { endpoints: cfg.endpoints, prefix: cfg.prefix, ttl_s: cfg.ttlSeconds, host: cfg.hostName, on_lock_lost: cfg.onLockLost });
+  pools.start();
   session.ensure().catch((e: Error) => log.warn('cluster not reachable at start; cluster locks fail with cluster_unavailable until it is', { error: e.message }));
   return locks;
 }

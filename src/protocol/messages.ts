@@ -352,6 +352,8 @@ export interface PoolInfo {
   members: PoolMemberInfo[];
   /** Why lockd.json was not used (the last good pools stay in force), or null. */
   config_error: string | null;
+  /** `"scope": "cluster"`: shared by the hosts of the etcd cluster (docs/cluster.md); absent for a host's own pool. */
+  scope?: 'cluster';
 }
 
 export interface PoolMemberInfo {

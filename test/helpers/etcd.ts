@@ -4,10 +4,10 @@
  * reason, and the caller logs it and registers the tests as skipped-with-reason (CI installs etcd, so they run there).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext, type ImplementationFn } from 'ava';
-import { startDaemon, type Daemon } from './lockd.js';
+import { startDaemon, tempDir, type Daemon } from './lockd.js';
 import { freePort } from '../../bench/etcd.js';
 
 export interface Etcd {
@@ -193,10 +193,22 @@ export function clusterTest(title: string, impl: ImplementationFn<[]>): void {
 }
 
 /** n daemons acting as hosts host-1..host-n, each with its own state dir and socket, all on this etcd. */
-export async function startHosts(t: ExecutionContext, e: Etcd, n: number, opts: { prefix?: string; ttl?: number; extra?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon[]> {
+export async function startHosts(
+  t: ExecutionContext,
+  e: Etcd,
+  n: number,
+  opts: { prefix?: string; ttl?: number; extra?: string[]; env?: NodeJS.ProcessEnv; lockdJson?: unknown } = {},
+): Promise<Daemon[]> {
   const out: Daemon[] = [];
   for (let i = 1; i <= n; i++) {
-    out.push(await startDaemon(t, { args: [...clusterArgs(e, opts), '--cluster-host', `host-${i}`, ...(opts.extra ?? [])], ...(opts.env ? { env: opts.env } : {}) }));
+    // With lockdJson: each host's state dir gets that lockd.json (e.g. the same cluster pool on every host).
+    let dir: string | undefined;
+    if (opts.lockdJson !== undefined) {
+      dir = tempDir();
+      mkdirSync(join(dir, 'state'), { recursive: true });
+      writeFileSync(join(dir, 'state', 'lockd.json'), JSON.stringify(opts.lockdJson));
+    }
+    out.push(await startDaemon(t, { args: [...clusterArgs(e, opts), '--cluster-host', `host-${i}`, ...(opts.extra ?? [])], ...(opts.env ? { env: opts.env } : {}), ...(dir ? { dir } : {}) }));
   }
   return out;
 }

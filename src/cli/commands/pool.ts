@@ -26,6 +26,9 @@ add/remove/disable/enable change them at run time; the daemon keeps those change
 (they survive a restart and win over lockd.json for the members they name). A disabled member is never granted
 and shows its reason; a member removed or disabled while held stays with its holder until released. On a
 system daemon everyone may list and show, only root and the admin group change pools.
+A pool with "scope": "cluster" in lockd.json is shared by every daemon started with --cluster (docs/cluster.md,
+"Pools"): a member is granted to one job at a time across all hosts, and add/remove/disable/enable of its members
+change the one definition in etcd, in force on every host at once.
   --prop KEY=VALUE   a property of the member being added (repeatable)
   --reason TEXT      why the member is disabled (shown by list and show, and in the error of a run that asks for it)
   --json             the pools as JSON
@@ -36,6 +39,7 @@ Examples:
   lockd pool enable boards/rpi4-b
   lockd pool add boards/rpi5-c --prop arch=arm64 --prop serial=/dev/ttyUSB2
   lockd pool add seats && lockd pool add seats/labview-1
+  lockd pool disable boards/rpi4-a --reason reflashing   # a cluster pool: disabled on every host
 `;
 
 export async function poolCommand(args: string[]): Promise<number> {
@@ -81,12 +85,12 @@ export function renderPools(pools: PoolInfo[]): string {
   const lines: string[] = [];
   for (const p of pools) {
     if (p.config_error) lines.push(`warning: ${p.config_error} (the last good pools are in force)`);
-    lines.push(`${p.name}: ${p.members.length} member(s), ${p.members.filter((m) => m.state === 'free').length} free`);
+    lines.push(`${p.name}${p.scope === 'cluster' ? ' (cluster)' : ''}: ${p.members.length} member(s), ${p.members.filter((m) => m.state === 'free').length} free`);
     for (const m of p.members) {
       const props = Object.entries(m.properties)
         .map(([k, v]) => `${k}=${v}`)
         .join(' ');
-      const who = m.holder ? ` by ${m.holder.kind} ${m.holder.id} (${m.holder.holder})` : '';
+      const who = m.holder ? ` by ${m.holder.kind} ${m.holder.id}${m.holder.host ? ` on ${m.holder.host}` : ''} (${m.holder.holder})` : '';
       const why = m.state === 'disabled' ? ` (${m.disabled_reason || 'no reason given'})` : '';
       const waiting = m.waiters > 0 ? `, ${m.waiters} waiting` : '';
       lines.push(`  ${p.name}/${m.name}  ${m.state}${why}${who}${waiting}${props ? `  ${props}` : ''}`);

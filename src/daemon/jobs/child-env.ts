@@ -24,6 +24,8 @@ export function childEnv(req: RunRequest, run: { runId: string; dir: string; soc
     if (lock && c.slotIndex !== undefined) env[`LOCKD_SLOT_${envName(lock.name)}`] = String(c.slotIndex);
     // Per lock too: tokens of different locks (a local counter, an etcd revision) are not comparable.
     if (lock) env[`LOCKD_FENCING_TOKEN_${envName(lock.name)}`] = String(c.fencingToken);
+    // A pool member by POOL/MEMBER (a board's token: a cluster member's is the etcd revision of its grant).
+    else if (c.member !== undefined) env[`LOCKD_FENCING_TOKEN_${envName(`${c.pool}/${c.member}`)}`] = String(c.fencingToken);
   }
   env.LOCKD_FENCING_TOKEN = String(maxToken);
   return env;

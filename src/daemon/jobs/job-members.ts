@@ -10,6 +10,7 @@ import type { GrantInfo, PoolRef } from '../../protocol/messages.js';
 import type { GrantedClaim, PoolClaim, PoolDefinition } from '../locks/lock-table.js';
 import type { RunManifest } from '../../runs/manifest.js';
 import type { RunResult } from '../../runs/result.js';
+import { isClusterKey } from '../locks/cluster-keys.js';
 
 export const MEMBERS_FILE = 'members.json';
 
@@ -44,7 +45,7 @@ export function withMembers(m: RunManifest, claims: readonly GrantedClaim[], mem
   if (!members) return m;
   for (const c of claims) {
     if (c.member === undefined) continue;
-    m.locks.push({ name: `${c.pool}/${c.member}`, scope: 'local', mode: 'exclusive', path: c.key, fencing_token: c.fencingToken });
+    m.locks.push({ name: `${c.pool}/${c.member}`, scope: isClusterKey(c.key) ? 'cluster' : 'local', mode: 'exclusive', path: c.key, fencing_token: c.fencingToken });
   }
   m.members = members;
   return m;
@@ -61,7 +62,7 @@ export function memberLocks(m: RunManifest | null): RunManifest['locks'] {
 export function memberGrantInfo(c: GrantedClaim, defs: readonly PoolDefinition[], waitMs: number): GrantInfo {
   return {
     name: `${c.pool}/${c.member}`,
-    scope: 'local',
+    scope: isClusterKey(c.key) ? 'cluster' : 'local',
     mode: c.mode,
     path: c.key,
     slot_index: null,
@@ -76,7 +77,7 @@ export function memberGrantInfo(c: GrantedClaim, defs: readonly PoolDefinition[]
 /** result.json with the members (and their locks) and, for a superseded run, who superseded it. */
 export function resultWithMembers(r: RunResult, m: RunManifest | null, supersededBy: string | null): RunResult {
   const wait = r.locks[0]?.wait_ms ?? r.queue_wait_ms;
-  for (const l of memberLocks(m)) r.locks.push({ name: l.name, scope: 'local', mode: 'exclusive', path: l.path, wait_ms: wait });
+  for (const l of memberLocks(m)) r.locks.push({ name: l.name, scope: l.scope, mode: 'exclusive', path: l.path, wait_ms: wait });
   if (m?.members) r.members = m.members;
   if (r.reason === 'superseded' && supersededBy) r.superseded_by = supersededBy;
   return r;

@@ -192,7 +192,7 @@ export class RunJob {
     // so the etcd round trip is off the start path. What the cluster says is acted on once the manifest is there
     // (see enqueueCluster); every way this run can end before that (client gone, records unwritable) withdraws it.
     // (Not for a run already over: a client gone before this point must not leave a waiter in etcd.)
-    const inCluster = !this.finished && (this.ctx.cluster?.handles(this.locks) ?? false);
+    const inCluster = !this.finished && (this.ctx.cluster?.handles(this.locks, this.req.pools) ?? false);
     let manifestDone: (ok: boolean) => void = () => undefined;
     if (inCluster) {
       this.owner.commandLine = commandLineOf(this.req.argv);
@@ -478,7 +478,7 @@ export class RunJob {
     this.ctx.journalRun(this);
     this.ctx.events.emit('started', this.runId, this.lockNames(), { pid: child.pid });
     // Cluster locks: the child's pid goes into the etcd keys, and the watchdog kills its group if this daemon dies.
-    if (this.ctx.cluster?.handles(this.locks)) this.ctx.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.ctx.cluster.onLockLost) === 'stop');
+    if (this.ctx.cluster?.handles(this.locks, this.req.pools)) this.ctx.cluster.protect(this.runId, child.pid, (this.req.on_lock_lost ?? this.ctx.cluster.onLockLost) === 'stop');
     const grantInfo = this.grantInfo(grant);
     if (this.conn && !this.detached) {
       this.conn.send({

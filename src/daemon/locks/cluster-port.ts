@@ -38,19 +38,42 @@ export interface ClusterEnqueue {
 /** What status shows of the cluster connection: the protocol's type, one definition for both sides. */
 export type ClusterInfo = ClusterStatusInfo;
 
-/** What the cluster backend needs of the daemon (DaemonCore is one): the local table, the runs and the holds. */
+/** A pool's members (with properties) and its disabled members (with reasons), as lockd.json and etcd hold it. */
+export interface PoolMembersDef {
+  members: Record<string, Record<string, string>>;
+  disabled: Record<string, string>;
+}
+
+/** What the cluster backend sees of the daemon's pools (services/pools.ts, PoolConfig, is it). */
+export interface ClusterPoolHost {
+  /** Pools with `"scope": "cluster"`, as this host defines them (lockd.json and its edits): seeds of the shared definitions. */
+  clusterPools(): Record<string, PoolMembersDef>;
+  /** The shared definition of a cluster pool, read from etcd, is in force on this host from now on. */
+  setShared(pool: string, def: PoolMembersDef): void;
+}
+
+/** What the cluster backend needs of the daemon (DaemonCore is one): the local table, the runs, the holds, the pools. */
 export interface ClusterHost {
   readonly table: LockTable<Owner>;
   readonly runs: ReadonlyMap<string, ClusterRun>;
   readonly holds: { onClusterLockLost(id: string, message: string): void };
+  readonly pools: ClusterPoolHost;
 }
 
 /** What the cluster backend sees of a run. */
 export interface ClusterRun {
   readonly parent: string | null;
   readonly watchers: Set<() => void>;
+  /** For --supersede across hosts (cluster pools): the run's key, its verified uid, its state and age. */
+  readonly runId: string;
+  readonly uid: number | null;
+  readonly state: string;
+  readonly queuedAt: number;
+  readonly req: { supersede?: string; cancel_running?: boolean };
+  supersededBy: string | null;
   onClusterLockLost(message: string, graceMs: number): void;
-  stop(reason: 'shutdown', by: string): Promise<void>;
+  stop(reason: 'shutdown' | 'supersede', by: string): Promise<void>;
+  cancelQueued(reason: 'superseded', message: string): Promise<void>;
 }
 
 /** Opens the backend for a daemon (the CLI closes over the configuration and loads src/cluster/ lazily). */
@@ -61,8 +84,12 @@ export interface ClusterService {
   readonly onLockLost: OnLockLost;
   /** SIGTERM → SIGKILL grace for jobs stopped because their lease runs out. */
   readonly lockLostGraceMs: number;
-  /** Does this request name any cluster lock? */
-  handles(locks: ResolvedLock[]): boolean;
+  /** Does this request name any cluster lock, or any pool with `"scope": "cluster"`? */
+  handles(locks: ResolvedLock[], pools?: ReadonlyArray<{ pool: string }>): boolean;
+  /** `lockd pool add|remove|disable|enable` on a cluster pool: changes the shared definition in etcd. */
+  editPool(action: 'add' | 'remove' | 'disable' | 'enable', pool: string, member: string | null, properties: Record<string, string>, reason: string | null): Promise<void>;
+  /** Every member of the cluster pools, with its holder on whichever host (`lockd pool list|show`). */
+  clusterMembers(): Promise<LockStatus[]>;
   enqueue(req: ClusterEnqueue): void;
   /** The request's locks are given back (held or still queued). Also re-checks requests waiting for local locks. */
   release(id: string): void;

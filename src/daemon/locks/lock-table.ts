@@ -107,7 +107,7 @@ import type {
   PoolsChange,
 } from './lock-table-types.js';
 import { comesBefore, keyOf, KeyState, MinHeap, type Entry, type QueueNode, type Req, type TableState } from './lock-table-state.js';
-import { candidates, choosePoolMembers, validate, validatePools } from './admission.js';
+import { candidates, choosePoolMembers, validate, validatePoolClaims, validatePools } from './admission.js';
 import { claimFits } from './claim-fit.js';
 import { deadlockRejection, findDeadlock, grantWouldDeadlock } from './deadlock.js';
 import { blockerIds, blockers, positionOf, snapshotOf } from './blockers.js';
@@ -185,6 +185,14 @@ export class LockTable<M = unknown> {
   /** The pool and member a member key stands for (a removed one too, while held), or null for any other key. */
   memberOf(key: string): { pool: string; member: string } | null {
     return this.#memberOfKey.get(key) ?? null;
+  }
+
+  /**
+   * Would the request's pool claims be rejected (unknown pool or member, COUNT larger than what matches)? For
+   * requests granted elsewhere (cluster pools: src/cluster/cluster-pools.ts) with the definitions in force here.
+   */
+  checkPools(request: LockRequest<M>): Rejection | null {
+    return validatePoolClaims(this.#st, request);
   }
 
   /** The pool definitions in force. */

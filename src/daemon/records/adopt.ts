@@ -17,6 +17,7 @@
  * Fencing tokens are re-issued (higher than any before): the adopted process still knows its old one, which is
  * lower than any token handed out later, so fencing stays sound.
  */
+import { isClusterKey } from '../locks/cluster-keys.js';
 import type { JournalSink, LockParts } from '../ports.js';
 import type { RunRecord, JournalLock } from './journal.js';
 import type { Logger } from '../server/logger.js';
@@ -101,6 +102,9 @@ export class AdoptedRuns {
    */
   async adopt(rec: RunRecord): Promise<boolean> {
     if (rec.pid === null || rec.start_time === null) return false;
+    // Cluster locks and members went with the dead daemon's lease (another host may hold them now): such a run is
+    // stopped and recorded, never adopted (docs/cluster.md; the watchdog has usually killed it already).
+    if (rec.locks.some((l) => l.scope === 'cluster' || isClusterKey(l.key))) return false;
     const locks = resolvedFromJournal(rec.locks);
     const owner: Owner = {
       kind: 'run',

@@ -16,6 +16,7 @@
  *   the only copy.
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { isClusterKey } from '../locks/cluster-keys.js';
 import { isAbsolute, join } from 'node:path';
 import { errnoCode } from '../../util/errors.js';
 
@@ -132,7 +133,9 @@ function isJournalLock(v: unknown): v is JournalLock {
   if (!isObj(v)) return false;
   return (
     isStr(v.key, 8192) &&
-    isAbsolute(v.key) &&
+    // A lock file's path, or a cluster key (`etcd:<prefix>/...`, cluster locks and pool members): without the
+    // latter, a run's record with its pid was dropped as malformed and reconcile took it for one never started.
+    (isAbsolute(v.key) || isClusterKey(v.key)) &&
     isStr(v.name, 1024) &&
     (v.scope === 'local' || v.scope === 'global' || v.scope === 'cluster') &&
     (v.mode === 'exclusive' || v.mode === 'shared' || v.mode === 'slots') &&

@@ -6,7 +6,8 @@
  */
 import type { GrantInfo } from '../../protocol/messages.js';
 import type { JournalLock } from './journal.js';
+import { isClusterKey } from '../locks/cluster-keys.js';
 
 export function memberJournalLocks(grant: GrantInfo[]): JournalLock[] {
-  return grant.filter((g) => g.member !== undefined).map((g) => ({ key: g.path, name: g.name, scope: 'local', mode: 'exclusive', fencing_token: g.fencing_token }));
+  return grant.filter((g) => g.member !== undefined).map((g) => ({ key: g.path, name: g.name, scope: isClusterKey(g.path) ? 'cluster' : 'local', mode: 'exclusive', fencing_token: g.fencing_token }));
 }

@@ -42,7 +42,7 @@ import type { SystemMode } from '../services/system-mode.js';
 import { AfterBurstByKey, AUTO_GC_TIMING, QuietTimer } from '../jobs/after-burst.js';
 import { MetricsCollector } from '../services/metrics.js';
 import { PoolConfig } from '../services/pools.js';
-import { checkPoolsKnown, checkPriority, handlePoolRequest, poolMemberCounts } from '../services/pools-admin.js';
+import { answerPoolRequest, checkPoolsKnown, checkPriority, poolMemberCounts } from '../services/pools-admin.js';
 import { endHopelessWaiters } from '../services/pools-waiters.js';
 import { memberJournalLocks } from '../records/pool-members.js';
 import { adoptedToSupersede, supersedeOlder } from '../services/supersede.js';
@@ -325,8 +325,7 @@ export class DaemonCore implements StatusSource {
         this.onShutdownRequested?.();
         return;
       case 'pool':
-        conn.end(handlePoolRequest(this, conn, msg.req));
-        return;
+        return answerPoolRequest(this, conn, msg.req);
       case 'hello':
         return;
     }

@@ -109,7 +109,7 @@ export class HoldManager {
       meta: owner,
       ...poolClaimsOf(req),
     };
-    if (this.ctx.cluster?.handles(locks)) {
+    if (this.ctx.cluster?.handles(locks, req.pools)) {
       this.acquireCluster(hold, request);
       return;
     }

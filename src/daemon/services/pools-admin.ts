@@ -12,11 +12,72 @@ import type { SystemMode } from './system-mode.js';
 import type { PoolConfig } from './pools.js';
 import { unknownPool } from './pools-overlay.js';
 import { LockdError } from '../../util/errors.js';
+import type { ClusterService } from '../locks/cluster-port.js';
 
 export interface PoolAdminContext {
   readonly pools: PoolConfig;
   readonly table: LockTable<Owner>;
   readonly system: SystemMode | null;
+  /** The cluster backend (--cluster), which owns the shared definitions of pools with `"scope": "cluster"`. */
+  readonly cluster?: Pick<ClusterService, 'editPool' | 'clusterMembers'> | null;
+}
+
+/** Answer a `pool` request; a change of a cluster pool goes to etcd (every host sees it), so this may wait on it. */
+export async function answerPoolRequest(ctx: PoolAdminContext, conn: Connection, req: PoolAdminRequest): Promise<void> {
+  ctx.pools.refresh();
+  if (req.action !== 'list' && req.action !== 'show' && req.pool !== null && ctx.pools.isClusterPool(req.pool)) {
+    if (ctx.system && !ctx.system.isAdmin(conn)) {
+      throw new LockdError('not_authorized', `only root or an admin of the system lockd daemon can ${req.action} pools; everyone may read them (lockd pool list)`);
+    }
+    if (!ctx.cluster) throw notInCluster(req.pool);
+    await ctx.cluster.editPool(req.action, req.pool, req.member, req.properties, req.reason);
+    const who = req.member === null ? `pool ${req.pool}` : `${req.pool}/${req.member}`;
+    const pools = poolInfos(ctx).filter((p) => p.name === req.pool);
+    await withClusterHolders(ctx, pools);
+    conn.end({ type: 'pools', pools, note: `${who} ${pastTense(req.action)} on every host of the cluster` });
+    return;
+  }
+  const reply = handlePoolRequest(ctx, conn, req);
+  await withClusterHolders(ctx, reply.pools);
+  conn.end(reply);
+}
+
+/** Cluster pools: their holders are in etcd, on any host; read them (bounded) into the members' state. */
+async function withClusterHolders(ctx: PoolAdminContext, pools: PoolInfo[]): Promise<void> {
+  if (!ctx.cluster || !pools.some((p) => ctx.pools.isClusterPool(p.name))) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<null>((r) => (timer = setTimeout(() => r(null), CLUSTER_READ_MS)));
+  const members = await Promise.race([ctx.cluster.clusterMembers().catch(() => null), bound]);
+  clearTimeout(timer);
+  for (const s of members ?? []) {
+    const info = pools.find((p) => p.name === s.pool)?.members.find((m) => m.name === s.member);
+    const h = s.holders[0];
+    if (!info || !h) continue;
+    info.holder = {
+      kind: h.kind,
+      id: h.id,
+      pid: h.pid,
+      holder: h.holder,
+      user: h.user,
+      uid: h.uid,
+      command_line: h.command_line,
+      since_utc: h.since_utc,
+      cwd: h.cwd,
+      host: h.host ?? null,
+      request_id: h.id,
+    };
+    if (info.state === 'free') info.state = 'held';
+  }
+}
+
+/** How long `lockd pool list|show` waits for etcd before showing a cluster pool without its holders. */
+const CLUSTER_READ_MS = 3000;
+
+function notInCluster(pool: string): LockdError {
+  return new LockdError(
+    'usage',
+    `pool ${pool} is shared by the cluster ("scope": "cluster" in lockd.json), but this daemon runs without --cluster: start it with --cluster etcd://HOST:PORT (docs/cluster.md)`,
+  );
 }
 
 export function handlePoolRequest(ctx: PoolAdminContext, conn: Connection, req: PoolAdminRequest): Extract<DaemonMessage, { type: 'pools' }> {
@@ -61,6 +122,8 @@ export function checkPriority(ctx: PoolAdminContext, conn: Connection, priority:
  * instead of "unknown pool" alone (the usual cause is a typo in the file, not in the command).
  */
 export function checkPoolsKnown(ctx: PoolAdminContext, refs: ReadonlyArray<{ pool: string }> | undefined): void {
+  const shared = ctx.cluster ? undefined : refs?.find((r) => ctx.pools.isClusterPool(r.pool));
+  if (shared) throw notInCluster(shared.pool);
   const error = ctx.pools.lastError;
   if (!refs?.length || error === null) return;
   const missing = refs.find((r) => !(r.pool in ctx.pools.effective()));
@@ -122,5 +185,6 @@ export function poolInfos(ctx: PoolAdminContext): PoolInfo[] {
     name,
     members: [...members.values()],
     config_error: ctx.pools.lastError,
+    ...(ctx.pools.isClusterPool(name) ? { scope: 'cluster' as const } : {}),
   }));
 }

@@ -17,6 +17,8 @@ export interface RawPool {
   members: Record<string, Record<string, string>>;
   /** member → why it is disabled ('' when no reason was given). */
   disabled: Record<string, string>;
+  /** `"scope": "cluster"`: shared by every host of the etcd cluster (docs/cluster.md, "Pools"); default the host. */
+  scope?: 'cluster';
 }
 
 interface PoolEdits {
@@ -64,7 +66,7 @@ export class PoolOverlay {
   /** lockd.json's pools with the edits laid over them. */
   apply(base: Record<string, RawPool>): Record<string, RawPool> {
     const out: Record<string, RawPool> = {};
-    for (const [name, p] of Object.entries(base)) out[name] = { members: { ...p.members }, disabled: { ...p.disabled } };
+    for (const [name, p] of Object.entries(base)) out[name] = { members: { ...p.members }, disabled: { ...p.disabled }, ...(p.scope ? { scope: p.scope } : {}) };
     for (const [name, e] of Object.entries(this.#edits)) {
       if (e.removed) {
         delete out[name];

@@ -29,8 +29,12 @@ export class PoolConfig {
   #version: string | null = null;
   /** lockd.json's pools as last read successfully. */
   #base: Record<string, RawPool> = {};
-  /** The pools in force: #base with the run-time edits. */
+  /** The pools in force: #base with the run-time edits, cluster pools as etcd shares them. */
   #effective: Record<string, RawPool> = {};
+  /** #base with the run-time edits (what this host alone says; the seed of a cluster pool's shared definition). */
+  #local: Record<string, RawPool> = {};
+  /** Cluster pools: the shared definition from etcd, which wins over this host's (set by the cluster backend). */
+  #shared = new Map<string, { members: Record<string, Record<string, string>>; disabled: Record<string, string> }>();
   /** System mode: the highest --priority a non-admin may ask for (lockd.json "max_user_priority", default 0). */
   maxUserPriority = 0;
   /** Why the current file was not used (null when it was, or there is none). */
@@ -89,9 +93,35 @@ export class PoolConfig {
     this.log.info('pool changed', { action, pool, member, reason });
   }
 
+  /** Pools with `"scope": "cluster"` as this host defines them (what seeds their shared definition in etcd). */
+  clusterPools(): Record<string, RawPool> {
+    return Object.fromEntries(Object.entries(this.#local).filter(([, p]) => p.scope === 'cluster'));
+  }
+
+  /** Is `pool` shared by the cluster (`"scope": "cluster"`)? */
+  isClusterPool(pool: string): boolean {
+    return this.#effective[pool]?.scope === 'cluster';
+  }
+
+  /** The cluster backend read a cluster pool's shared definition: it is the one in force here from now on. */
+  setShared(pool: string, def: { members: Record<string, Record<string, string>>; disabled: Record<string, string> }): void {
+    this.#shared.set(pool, { members: { ...def.members }, disabled: { ...def.disabled } });
+    try {
+      this.#install(this.#base);
+      this.log.info('cluster pool definition in force', { pool, members: Object.keys(def.members), disabled: Object.keys(def.disabled) });
+    } catch (e) {
+      this.log.warn('cluster pool definition not usable; the last good one stays in force', { pool, error: (e as Error).message });
+    }
+  }
+
   /** Make `base` with the edits the pools in force; throws (changing nothing) when they are malformed. */
   #install(base: Record<string, RawPool>): void {
-    const effective = this.overlay.apply(base);
+    const local = this.overlay.apply(base);
+    const effective: Record<string, RawPool> = {};
+    for (const [name, p] of Object.entries(local)) {
+      const shared = p.scope === 'cluster' ? this.#shared.get(name) : undefined;
+      effective[name] = shared ? { members: { ...shared.members }, disabled: { ...shared.disabled }, scope: 'cluster' } : p;
+    }
     const defs: PoolDefinition[] = Object.entries(effective).map(([name, p]) => ({
       name,
       members: Object.entries(p.members).map(([member, properties]) => ({
@@ -104,6 +134,7 @@ export class PoolConfig {
     for (const d of defs) mkdirSync(join(this.stateDir, 'pools', d.name), { recursive: true, mode: 0o755 });
     const change = this.table.setPools(defs);
     this.#base = base;
+    this.#local = local;
     this.#effective = effective;
     if (change.unsatisfiable.length > 0) this.log.warn('waiting runs can no longer get enough pool members', { ids: change.unsatisfiable });
     this.dispatch(change.grants);
@@ -134,7 +165,9 @@ export class PoolConfig {
       if (typeof members !== 'object' || members === null || Array.isArray(members)) bad(`pool ${name}: "members" must be an object of members`);
       const disabled = d['disabled'] ?? {};
       if (typeof disabled !== 'object' || disabled === null || Array.isArray(disabled)) bad(`pool ${name}: "disabled" must map members to reasons`);
-      const pool: RawPool = { members: {}, disabled: {} };
+      const scope = d['scope'] ?? 'host';
+      if (scope !== 'host' && scope !== 'cluster') bad(`pool ${name}: "scope" must be "host" or "cluster"`);
+      const pool: RawPool = { members: {}, disabled: {}, ...(scope === 'cluster' ? { scope: 'cluster' as const } : {}) };
       for (const [member, props] of Object.entries(members as Record<string, unknown>)) {
         if (!NAME.test(member)) bad(`pool ${name}: member name ${JSON.stringify(member)} must be letters, digits, . _ -`);
         if (typeof props !== 'object' || props === null || Array.isArray(props)) bad(`pool ${name}: member ${member} must be an object of properties`);
