@@ -3,7 +3,7 @@
  * is in force on the other, and in etcd), priorities across hosts, and --supersede across hosts.
  */
 import test from 'ava';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
 import { lockd, lockdSpawn, printedPaths, readJson, startDaemon } from './helpers/lockd.js';
@@ -182,4 +182,21 @@ clusterTest('a member is not kept idle while its request waits for a busy local 
   t.is(m.code, 0, m.stderr);
   t.is(m.stdout, 'mixed rpi-a\n');
   t.is((await local.done).code, 0);
+});
+
+clusterTest('/metrics on every host counts a cluster member held on another host as held', async (t) => {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
+  const dir = scratch(t, 'cp');
+  const go = join(dir, 'go');
+  const ready = join(dir, 'ready');
+  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', `touch ${ready}; while [ ! -e ${go} ]; do sleep 0.05; done`]);
+  await until('the member holder to run', () => existsSync(ready));
+  const heldOn = (text: string) => /^lockd_pool_members\{pool="boards",state="held"\} (\d+)$/m.exec(text)?.[1];
+  const mb = await lockd(b!, ['metrics']);
+  t.is(mb.code, 0, mb.stderr);
+  t.is(heldOn(mb.stdout), '1', 'host 2 sees the member host 1 holds');
+  t.is(heldOn((await lockd(a!, ['metrics'])).stdout), '1');
+  writeFileSync(go, '');
+  t.is((await holder.done).code, 0);
 });

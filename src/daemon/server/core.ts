@@ -298,8 +298,10 @@ export class DaemonCore implements StatusSource {
         return buildInspect(this, conn, msg.lock);
       case 'metrics':
         this.pools.refresh();
-        conn.end({ type: 'metrics', snapshot: { ...this.metrics.snapshot({ holders: msg.holders }), pools: poolMemberCounts(this) } });
-        return;
+        {
+          const snapshot = this.metrics.snapshot({ holders: msg.holders });
+          return poolMemberCounts(this).then((pools) => conn.end({ type: 'metrics', snapshot: { ...snapshot, pools } }));
+        }
       case 'events': {
         const unsubscribe = this.events.subscribe((event) => conn.send({ type: 'event', event }));
         conn.attachment.onClose = unsubscribe;

@@ -142,9 +142,14 @@ function isHeld(ctx: PoolAdminContext, pool: string, member: string): boolean {
   return false;
 }
 
-/** Members per pool and state, for /metrics (`lockd_pool_members`). */
-export function poolMemberCounts(ctx: PoolAdminContext): NonNullable<MetricsSnapshot['pools']> {
-  return poolInfos(ctx).map((p) => {
+/**
+ * Members per pool and state, for /metrics (`lockd_pool_members`). A cluster pool's members held on other hosts
+ * are read from etcd (bounded, as for lockd pool list), so every host reports the cluster-wide counts.
+ */
+export async function poolMemberCounts(ctx: PoolAdminContext): Promise<NonNullable<MetricsSnapshot['pools']>> {
+  const infos = poolInfos(ctx);
+  await withClusterHolders(ctx, infos);
+  return infos.map((p) => {
     const members = { free: 0, held: 0, disabled: 0, removed: 0 };
     for (const m of p.members) members[m.state]++;
     return { pool: p.name, members };
