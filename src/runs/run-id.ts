@@ -123,7 +123,8 @@ function errnoCode(err: unknown): string | undefined {
  */
 export async function createRunDir(runsRoot: string, requestedId?: string, options: CreateRunDirOptions = {}): Promise<CreatedRunDir> {
   const root = path.resolve(runsRoot);
-  await mkdir(root, { recursive: true });
+  // No `mkdir -p` of the root first: it is there for every run but the first, so the run's own mkdir tries first
+  // and an ENOENT creates the root (one thread-pool round trip less on each run's start path).
 
   if (requestedId !== undefined) {
     if (!isValidRunId(requestedId)) {
@@ -133,7 +134,11 @@ export async function createRunDir(runsRoot: string, requestedId?: string, optio
     }
     const dir = path.join(root, requestedId);
     try {
-      await mkdir(dir);
+      await mkdir(dir).catch(async (err: unknown) => {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        await mkdir(root, { recursive: true });
+        await mkdir(dir);
+      });
     } catch (err) {
       if (errnoCode(err) === 'EEXIST') {
         throw new LockdError('run_id_exists', `run id ${requestedId} already exists in ${root}`, { run_id: requestedId, dir });
@@ -160,8 +165,8 @@ export async function createRunDir(runsRoot: string, requestedId?: string, optio
         noteCollision(root, minute);
         continue;
       }
-      // The root vanished between our recursive mkdir and now (e.g. a user
-      // removed the runs folder): recreate it once, then let errors surface.
+      // No root yet (the first run), or it vanished (e.g. a user removed the
+      // runs folder): create it once, then let errors surface.
       if (code === 'ENOENT' && !rootRecreated) {
         rootRecreated = true;
         await mkdir(root, { recursive: true });

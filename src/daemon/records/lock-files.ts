@@ -183,12 +183,19 @@ async function writeOwnGitignore(dir: string, owner: Owner): Promise<void> {
 
 async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
   const { root } = parse(dir);
+  const components: string[] = [];
   let current = root;
   for (const name of dir.slice(root.length).split(sep)) {
     if (name === '') continue;
     current = join(current, name);
-    await ensureDirComponent(current, owner);
+    components.push(current);
   }
+  // The common case, on every run's start path: every component is already a plain directory. One lstat each, all
+  // at once (in series they were one thread-pool round trip per level); the verdict is the walk's, which would
+  // have found the same directories. Anything else (missing, a symlink, an error) takes the walk below.
+  const all = await Promise.all(components.map((p) => fsp.lstat(p).then((st) => st.isDirectory(), () => false)));
+  if (all.every(Boolean)) return;
+  for (const p of components) await ensureDirComponent(p, owner);
 }
 
 /** Open without following a final symlink; ELOOP (EMLINK on the BSDs) means the name is a symlink. */
@@ -225,6 +232,14 @@ export async function prepareLockFile(lockPath: string, opts: PrepareOptions): P
   const abs = resolve(lockPath);
   const owner = ownerOf(opts);
   await ensureSafeDir(dirname(abs), owner);
+  // The lock file exists for every run but the first on a lock: open it as it is first (the create below used to
+  // come first and fail with EEXIST each time, one wasted round trip). Missing: created as before.
+  try {
+    await (await openLockFile(abs)).close();
+    return;
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
   let fh: fsp.FileHandle;
   try {
     fh = await openNoFollow(abs, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_CREAT | fsc.O_EXCL, 0o644);
