@@ -205,7 +205,8 @@ export class RunJob {
       (e: Error) => e,
     );
     this.manifestWritten = written;
-    if (inCluster) this.enqueueCluster(request, written.then((e) => e === null));
+    const manifestOk = written.then((e) => e === null);
+    if (inCluster) this.enqueueCluster(request, manifestOk);
     if (this.finished) return; // the client went away before this point
     this.ctx.journalRun(this);
 

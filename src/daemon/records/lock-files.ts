@@ -181,6 +181,15 @@ async function writeOwnGitignore(dir: string, owner: Owner): Promise<void> {
   }
 }
 
+/** A directory by lstat (not a symlink to one); false for anything else, missing or unreadable. */
+async function isPlainDirectory(path: string): Promise<boolean> {
+  try {
+    return (await fsp.lstat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
   const { root } = parse(dir);
   const components: string[] = [];
@@ -193,8 +202,8 @@ async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
   // The common case, on every run's start path: every component is already a plain directory. One lstat each, all
   // at once (in series they were one thread-pool round trip per level); the verdict is the walk's, which would
   // have found the same directories. Anything else (missing, a symlink, an error) takes the walk below.
-  const all = await Promise.all(components.map((p) => fsp.lstat(p).then((st) => st.isDirectory(), () => false)));
-  if (all.every(Boolean)) return;
+  const plain = await Promise.all(components.map(isPlainDirectory));
+  if (plain.every(Boolean)) return;
   for (const p of components) await ensureDirComponent(p, owner);
 }
 
