@@ -759,6 +759,9 @@ export class RunJob {
   private syncLater(file: string): AtomicWriteOptions {
     return {
       sync: 'after-rename',
+      // The default runs root is in the daemon's own state dir: small records there are written without thread-pool
+      // trips (atomic-write.ts). System mode keeps its own way into the caller's run dir.
+      blocking: this.req.runs_root === null && this.ctx.system === null,
       onDurable: (err) => {
         if (err) this.ctx.log.warn('run record fsync failed', { run_id: this.runId, file, error: err.message });
       },
