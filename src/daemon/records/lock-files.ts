@@ -181,16 +181,8 @@ async function writeOwnGitignore(dir: string, owner: Owner): Promise<void> {
   }
 }
 
-/** A directory by lstat (not a symlink to one); false for anything else, missing or unreadable. */
-async function isPlainDirectory(path: string): Promise<boolean> {
-  try {
-    return (await fsp.lstat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
+/** `/a/b/c` → `/a`, `/a/b`, `/a/b/c`. */
+function dirComponents(dir: string): string[] {
   const { root } = parse(dir);
   const components: string[] = [];
   let current = root;
@@ -199,12 +191,33 @@ async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
     current = join(current, name);
     components.push(current);
   }
-  // The common case, on every run's start path: every component is already a plain directory. One lstat each, all
-  // at once (in series they were one thread-pool round trip per level); the verdict is the walk's, which would
-  // have found the same directories. Anything else (missing, a symlink, an error) takes the walk below.
-  const plain = await Promise.all(components.map(isPlainDirectory));
-  if (plain.every(Boolean)) return;
-  for (const p of components) await ensureDirComponent(p, owner);
+  return components;
+}
+
+async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
+  for (const p of dirComponents(dir)) await ensureDirComponent(p, owner);
+}
+
+/** What lstat says `path` is, without following a final symlink: null when missing or unreadable. */
+async function lstatKind(path: string): Promise<'dir' | 'file' | 'other' | null> {
+  try {
+    const st = await fsp.lstat(path);
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The common case on every run's start path: the lock file is already there, a regular file, and every directory
+ * above it a plain directory (no symlink anywhere). One lstat each, all at once: the walk below did one thread-pool
+ * round trip per level in series, then opened and closed the file. Nothing is trusted from this beyond "nothing
+ * to create or check further": the flock itself opens the file with O_NOFOLLOW and checks it is a regular file
+ * (openLockFile), as before. Anything else (missing, a symlink, an error) takes the walk.
+ */
+async function alreadyPrepared(abs: string): Promise<boolean> {
+  const kinds = await Promise.all([...dirComponents(dirname(abs)), abs].map(lstatKind));
+  return kinds.at(-1) === 'file' && kinds.slice(0, -1).every((k) => k === 'dir');
 }
 
 /** Open without following a final symlink; ELOOP (EMLINK on the BSDs) means the name is a symlink. */
@@ -240,9 +253,10 @@ export async function openLockFile(lockPath: string): Promise<fsp.FileHandle> {
 export async function prepareLockFile(lockPath: string, opts: PrepareOptions): Promise<void> {
   const abs = resolve(lockPath);
   const owner = ownerOf(opts);
+  if (await alreadyPrepared(abs)) return;
   await ensureSafeDir(dirname(abs), owner);
-  // The lock file exists for every run but the first on a lock: open it as it is first (the create below used to
-  // come first and fail with EEXIST each time, one wasted round trip). Missing: created as before.
+  // The lock file may exist (a symlink above it that passes the checks): open it as it is first (the create below
+  // used to come first and fail with EEXIST each time, one wasted round trip). Missing: created as before.
   try {
     await (await openLockFile(abs)).close();
     return;
