@@ -2,7 +2,7 @@
  * Issue 20 point 3, one command for users: a real `npm install` of the packed package makes `lockd` (bin/lockd) the
  * native `lockd run` client where it works, and leaves the JS stand-in everywhere else (native/client/place-bin.mjs).
  * - the package is packed from this tree (`npm pack`), then installed into a temp project, globally into a temp
- *   prefix (`npm install -g --prefix`), and run through npx. Its dependencies are bundled into the tarball (copied
+ *   prefix (`npm install -g --prefix`), and run through npx (a project's bin, and npx's own cache). Its dependencies are bundled into the tarball (copied
  *   from this tree's node_modules) only so the installs work with `--offline` and an empty cache: the bin placement,
  *   the links and the scripts are npm's own;
  * - proof that the native client ran: the linked file is an ELF executable, and with LOCKD_FAST_DEBUG=1 it says
@@ -120,6 +120,20 @@ test('npm install -g links lockd to the native client, found by its bare name on
   const version = sh('lockd', ['--version'], { cwd: d.dir, env });
   t.is(version.stdout, `lockd ${VERSION}\n`);
   t.regex(version.stderr, HANDOVER);
+});
+
+test('npx with the package not installed (its own cache, as `npx lockd` from the registry) runs the native client', async (t) => {
+  const d = await startDaemon(t);
+  const cache = join(work, 'cache-npx');
+  const env = { ...d.env, LOCKD_FAST_DEBUG: '1' };
+  const npx = sh('npx', ['--offline', '--cache', cache, '--yes', '--package', tarball, '--', 'lockd', 'run', '-q', '--', 'echo', 'via-npx'], { cwd: d.dir, env });
+  t.is(npx.code, 0, npx.stderr);
+  t.is(npx.stdout, 'via-npx\n');
+  t.notRegex(npx.stderr, HANDOVER);
+  const status = sh('npx', ['--offline', '--cache', cache, '--yes', '--package', tarball, '--', 'lockd', 'status'], { cwd: d.dir, env });
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stderr, HANDOVER);
+  t.regex(status.stdout, new RegExp(`^lockd ${VERSION}, pid ${d.pid}`));
 });
 
 test('a native client that fails its self-check leaves lockd the JS bin, and a re-run puts the stand-in back', (t) => {
