@@ -45,6 +45,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** Extra environment for the daemon only. */
   daemonEnv?: NodeJS.ProcessEnv;
+  /** Another lockd's bin/lockd.js to run the daemon from (a before/after comparison in one run); default this tree's. */
+  cli?: string;
 }
 
 /** The launcher every bench daemon uses (LOCKD_LAUNCHER), set by main.ts per pass; null: the daemon's own choice. */
@@ -60,7 +62,7 @@ export async function startBenchDaemon(opts: StartOptions = {}): Promise<BenchDa
   env.LOCKD_SOCKET = join(dir, 's.sock');
   env.LOCKD_STATE_DIR = join(dir, 'state');
   env.LOCKD_NO_AUTOSTART = '1';
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'daemon', '--ready-fd', '3'], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.cli ?? CLI, 'daemon', '--ready-fd', '3'], {
     env: { ...env, ...(benchLauncher ? { LOCKD_LAUNCHER: benchLauncher } : {}), ...(opts.daemonEnv ?? {}) },
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],

@@ -3,6 +3,8 @@
  * and `flock f true` (wall time, interleaved rounds, medians), the client's own CPU per call (the `times` of a shell
  * that runs nothing but the client: the job is the daemon's child, not the shell's), and the stress of many parallel
  * callers on two locks, jobs per second, native next to the Node client in the same run.
+ * LOCKD_BENCH_BASELINE=/path/to/other/lockd/bin/lockd.js adds the same native client against a daemon of that tree,
+ * interleaved in the same rounds: a daemon change measured before/after under the same load.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -63,10 +65,13 @@ export async function fastClientScenario(size: Sizes['fastClient']): Promise<Omi
   }
   const notes: string[] = [];
   const d = await startBenchDaemon();
+  const baselineCli = process.env.LOCKD_BENCH_BASELINE;
+  const base = baselineCli ? await startBenchDaemon({ cli: baselineCli }) : null;
   try {
     const flock = which('flock');
-    const contenders: Array<{ name: string; cmd: string; args: string[] }> = [
+    const contenders: Array<{ name: string; cmd: string; args: string[]; env?: NodeJS.ProcessEnv; cwd?: string }> = [
       { name: 'lockd-fast run', cmd: FAST_CLIENT, args: ['run', '-q', '--lock', 'x', '--', 'true'] },
+      ...(base ? [{ name: 'lockd-fast run, baseline daemon', cmd: FAST_CLIENT, args: ['run', '-q', '--lock', 'x', '--', 'true'], env: base.env, cwd: base.dir }] : []),
       { name: 'lockd run (Node)', cmd: process.execPath, args: [CLI, 'run', '-q', '--lock', 'x', '--', 'true'] },
       ...(flock ? [{ name: 'flock', cmd: flock, args: [join(d.dir, 'flock.lock'), 'true'] }] : []),
     ];
@@ -75,7 +80,7 @@ export async function fastClientScenario(size: Sizes['fastClient']): Promise<Omi
     for (let r = 0; r < size.warmup + size.rounds; r++) {
       const order = contenders.map((_, i) => contenders[(i + r) % contenders.length]!);
       for (const c of order) {
-        const t = await timeCommand(c.cmd, c.args, { env: d.env, cwd: d.dir });
+        const t = await timeCommand(c.cmd, c.args, { env: c.env ?? d.env, cwd: c.cwd ?? d.dir });
         if (t.code !== 0) notes.push(`${c.name} failed: exit ${t.code} ${t.stderr.trim().split('\n').pop() ?? ''}`);
         else if (r >= size.warmup) samples.get(c.name)!.push(t.ms);
       }
@@ -84,6 +89,8 @@ export async function fastClientScenario(size: Sizes['fastClient']): Promise<Omi
     const fast = median(samples.get('lockd-fast run')!);
     const node = median(samples.get('lockd run (Node)')!);
     const flockMs = flock ? median(samples.get('flock')!) : null;
+    const baseMs = base ? median(samples.get('lockd-fast run, baseline daemon')!) : null;
+    if (base) notes.push(`baseline daemon: ${baselineCli}`);
     const rows: Row[] = contenders.map((c) => {
       const s = stats[c.name]!;
       return { measurement: `${c.name} (median of ${s.n})`, value: ms(s.median), detail: `p10 ${ms(s.p10)} / p90 ${ms(s.p90)}${flockMs ? `; ${ratio(s.median / flockMs)} of flock` : ''}` };
@@ -108,6 +115,7 @@ export async function fastClientScenario(size: Sizes['fastClient']): Promise<Omi
       metrics: {
         commands: stats,
         fast_over_flock_ratio: flockMs ? round(fast / flockMs) : null,
+        ...(baseMs !== null ? { baseline_over_flock_ratio: flockMs ? round(baseMs / flockMs) : null } : {}),
         fast_over_node_ratio: round(fast / node),
         client_cpu_ms_per_call: { native: cpuFast === null ? null : round(cpuFast), node: cpuNode === null ? null : round(cpuNode) },
         stress_jobs_per_second: { native: round(sFast.jobsPerSecond), node: round(sNode.jobsPerSecond) },
@@ -122,5 +130,6 @@ export async function fastClientScenario(size: Sizes['fastClient']): Promise<Omi
     };
   } finally {
     await d.stop();
+    await base?.stop();
   }
 }

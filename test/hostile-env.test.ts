@@ -91,7 +91,7 @@ test('a full runs root: the output that does not fit fails the run with log_writ
   t.is((await lockd(d, ['ping'])).code, 0);
 });
 
-test('a runs root already full: the run cannot even write its manifest, fails with a reason, holds nothing', async (t) => {
+test('a runs root already full: the run cannot even write its manifest, fails with a reason, never launches, holds nothing', async (t) => {
   const d = await startDaemon(t);
   const root = join(d.dir, 'root');
   const small = join(d.dir, 'small');
@@ -102,9 +102,12 @@ test('a runs root already full: the run cannot even write its manifest, fails wi
   } catch {
     /* ENOSPC is the point */
   }
-  const r = await lockd(d, ['run', '--root', root, '--runs-root', small, '--lock', 'pre', '--', 'true']);
+  // The manifest is written while the lock is granted and its files taken: the launch still waits for it.
+  const marker = join(d.dir, 'launched');
+  const r = await lockd(d, ['run', '--root', root, '--runs-root', small, '--lock', 'pre', '--', 'touch', marker]);
   t.true(r.code === 74 || r.code === 125, `exit ${r.code}: ${r.stderr}`);
   t.regex(r.stderr, /ENOSPC|no space/i);
+  t.false(existsSync(marker), 'the command never ran');
   await lockIsFree(t, d, root, 'pre');
   t.is((await lockd(d, ['ping'])).code, 0);
 });

@@ -6,6 +6,7 @@ import test from 'ava';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomic, writeJsonAtomic } from '../src/runs/atomic-write.js';
 import { tempDir } from './runs-helpers.js';
@@ -53,6 +54,23 @@ test('after-rename: a failed write rejects, leaves nothing behind and never repo
   let called = false;
   await t.throwsAsync(writeFileAtomic(path.join(dir, 'missing-subdir', 'f.json'), 'x', { sync: 'after-rename', onDurable: () => (called = true) }), { code: 'ENOENT' });
   t.deepEqual(await readdir(dir), []);
+  t.false(called);
+});
+
+test('after-rename, blocking: replaced in place before the call returns, no temp file, durability reported; a failure leaves nothing', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'manifest.json');
+  await writeJsonAtomic(file, { v: 1 });
+  const d = durable();
+  const write = writeJsonAtomic(file, { v: 2 }, { sync: 'after-rename', blocking: true, onDurable: d.onDurable });
+  // Synchronous calls: the new content is there before the returned promise is even awaited.
+  t.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { v: 2 });
+  await write;
+  t.is(await d.result, null);
+  t.deepEqual(await readdir(dir), ['manifest.json']);
+  let called = false;
+  await t.throwsAsync(writeFileAtomic(path.join(dir, 'missing-subdir', 'f.json'), 'x', { sync: 'after-rename', blocking: true, onDurable: () => (called = true) }), { code: 'ENOENT' });
+  t.deepEqual(await readdir(dir), ['manifest.json']);
   t.false(called);
 });
 

@@ -5,7 +5,9 @@
  *   node native/client/build.mjs --prebuild   prebuilds/<platform>-<arch>/lockd-fast and its .sources fingerprint
  *                                              (npm run build:native; the linux-x64 one is committed)
  *   node native/client/build.mjs --install    at npm install: build/lockd-fast, unless a prebuild fits this platform;
- *                                              never fails the install (no compiler: `lockd-fast` runs the Node CLI)
+ *                                              then bin/lockd becomes the native client where it passes its self-check
+ *                                              (place-bin.mjs); never fails the install (no compiler, or no fit: `lockd`
+ *                                              and `lockd-fast` run the Node CLI)
  *   node native/client/build.mjs --sanitize   build/lockd-fast-asan with -fsanitize=address,undefined (the tests'
  *                                              LOCKD_FAST_BIN points at it in the sanitizer pass)
  */
@@ -14,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { placeBin } from './place-bin.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -49,11 +52,17 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   } else if (mode === '--sanitize') {
     compile(join(root, 'build', 'lockd-fast-asan'), ['-g', '-O1', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=all']);
   } else if (mode === '--install') {
-    if (process.platform === 'win32' || existsSync(PREBUILT)) process.exit(0);
+    if (process.platform !== 'win32' && !existsSync(PREBUILT)) {
+      try {
+        compile(join(root, 'build', 'lockd-fast'));
+      } catch {
+        console.warn('lockd: no C compiler for the fast `lockd run` client: lockd and lockd-fast run the Node CLI instead');
+      }
+    }
     try {
-      compile(join(root, 'build', 'lockd-fast'));
+      placeBin(root);
     } catch {
-      console.warn('lockd: no C compiler for the fast `lockd run` client: lockd-fast runs the Node CLI instead');
+      // placeBin never throws by design; an install never fails for the fast path either way
     }
   } else {
     console.error('usage: node native/client/build.mjs --prebuild|--install|--sanitize');

@@ -9,7 +9,8 @@
  * took the id; we then simply draw again.
  */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdir as mkdirAsync } from 'node:fs/promises';
 import path from 'node:path';
 import { LockdError } from '../util/errors.js';
 
@@ -35,6 +36,11 @@ export interface CreateRunDirOptions {
   now?: () => Date;
   /** Random source for the suffix (tests force collisions with it). */
   randomBytes?: (size: number) => Buffer;
+  /**
+   * mkdir with synchronous calls (no thread-pool trip on the run's start path): for the daemon's own state dir only,
+   * as for the records written there (runs/atomic-write.ts, `blocking`); never for a runs root a caller chose.
+   */
+  blocking?: boolean;
 }
 
 export interface CreatedRunDir {
@@ -123,7 +129,15 @@ function errnoCode(err: unknown): string | undefined {
  */
 export async function createRunDir(runsRoot: string, requestedId?: string, options: CreateRunDirOptions = {}): Promise<CreatedRunDir> {
   const root = path.resolve(runsRoot);
-  await mkdir(root, { recursive: true });
+  const mkdir = options.blocking
+    ? async (dir: string, opts?: { recursive: true }): Promise<void> => {
+        mkdirSync(dir, opts);
+      }
+    : async (dir: string, opts?: { recursive: true }): Promise<void> => {
+        await mkdirAsync(dir, opts);
+      };
+  // No `mkdir -p` of the root first: it is there for every run but the first, so the run's own mkdir tries first
+  // and an ENOENT creates the root (one thread-pool round trip less on each run's start path).
 
   if (requestedId !== undefined) {
     if (!isValidRunId(requestedId)) {
@@ -133,7 +147,11 @@ export async function createRunDir(runsRoot: string, requestedId?: string, optio
     }
     const dir = path.join(root, requestedId);
     try {
-      await mkdir(dir);
+      await mkdir(dir).catch(async (err: unknown) => {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        await mkdir(root, { recursive: true });
+        await mkdir(dir);
+      });
     } catch (err) {
       if (errnoCode(err) === 'EEXIST') {
         throw new LockdError('run_id_exists', `run id ${requestedId} already exists in ${root}`, { run_id: requestedId, dir });
@@ -160,8 +178,8 @@ export async function createRunDir(runsRoot: string, requestedId?: string, optio
         noteCollision(root, minute);
         continue;
       }
-      // The root vanished between our recursive mkdir and now (e.g. a user
-      // removed the runs folder): recreate it once, then let errors surface.
+      // No root yet (the first run), or it vanished (e.g. a user removed the
+      // runs folder): create it once, then let errors surface.
       if (code === 'ENOENT' && !rootRecreated) {
         rootRecreated = true;
         await mkdir(root, { recursive: true });

@@ -4,7 +4,21 @@
  * state dir names.
  */
 import test from 'ava';
-import { runCli, winLockd } from './wine.js';
+import { join } from 'node:path';
+import { REPO, runCli, winLockd } from './wine.js';
+
+test('npm bin bin/lockd stays the JS stand-in on Windows and runs the Node CLI as npm cmd shims start it', async (t) => {
+  // npm's cmd shim for bin/lockd runs `node.exe <pkg>\bin\lockd ARGS` (the program of its #! line); the install step
+  // never puts the native client there on Windows (native/client/place-bin.mjs). Wine's cmd.exe cannot run the
+  // shim's own last line (`endLocal & goto #_undefined_# 2>NUL || ...`), so the test starts what the shim starts.
+  const w = winLockd(t);
+  const entry = join(REPO, 'bin', 'lockd');
+  const r = await runCli(w, ['run', '--lock', 'w', '--', 'cmd', '/c', 'exit 3'], { entry });
+  t.is(r.code, 3, r.stderr);
+  const s = await runCli(w, ['status'], { entry });
+  t.is(s.code, 0, s.stderr);
+  t.regex(s.stdout, /^lockd \d+\.\d+\.\d+, pid \d+/);
+});
 
 test('doctor runs with a named pipe (its socket check says why it is skipped) and reaches the daemon', async (t) => {
   const w = winLockd(t);

@@ -102,14 +102,17 @@ export interface WinCli {
 
 let seq = 0;
 
-/** Run `lockd ARGS` as node.exe under Wine; stdout/stderr go to files (see above). Killed by pid in teardown. */
-export function winCli(t: ExecutionContext | null, w: WinLockd, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): WinCli {
+/**
+ * Run `lockd ARGS` as node.exe under Wine; stdout/stderr go to files (see above). Killed by pid in teardown.
+ * `entry` is the JS file node.exe runs (default bin/lockd.js, the Node CLI).
+ */
+export function winCli(t: ExecutionContext | null, w: WinLockd, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; entry?: string } = {}): WinCli {
   const n = ++seq;
   const outPath = join(w.dir, `cli-${n}.out`);
   const errPath = join(w.dir, `cli-${n}.err`);
   const out = openSync(outPath, 'w');
   const err = openSync(errPath, 'w');
-  const proc = spawn(WINE, [nodeExe as string, winPath(CLI), ...args], { cwd: opts.cwd ?? w.dir, env: { ...w.env, ...(opts.env ?? {}) }, stdio: ['ignore', out, err] });
+  const proc = spawn(WINE, [nodeExe as string, winPath(opts.entry ?? CLI), ...args], { cwd: opts.cwd ?? w.dir, env: { ...w.env, ...(opts.env ?? {}) }, stdio: ['ignore', out, err] });
   closeSync(out);
   closeSync(err);
   const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
@@ -135,7 +138,7 @@ export function winCli(t: ExecutionContext | null, w: WinLockd, args: string[], 
 }
 
 /** `lockd ARGS` to completion. */
-export function runCli(w: WinLockd, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<WinResult> {
+export function runCli(w: WinLockd, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; entry?: string } = {}): Promise<WinResult> {
   return winCli(null, w, args, opts).done;
 }
 

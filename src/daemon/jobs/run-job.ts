@@ -94,6 +94,10 @@ export class RunJob {
   private childExited = false;
   /** The start-time manifest rewrite in flight; result.json waits for it so a finished run's manifest is final. */
   private manifestRewrite: Promise<void> | null = null;
+  /** After the job's exit: the lock files being given back while the records are written (see afterExit). */
+  private filesGiven: Promise<void> | null = null;
+  /** The queued manifest's write (enqueue): null once written, the error if it failed. Never rejects. */
+  private manifestWritten: Promise<Error | null> | null = null;
   private cancelledBy: string | null = null;
   private manifest: RunManifest | null = null;
   /** output.log, its descriptors and the verdict scan (job-output.ts). */
@@ -178,7 +182,13 @@ export class RunJob {
     await writeManifest(this.ioDir, manifest, this.syncLater('manifest.json'));
   }
 
-  /** Write the queued manifest, then ask the lock table. */
+  /**
+   * Write the queued manifest while the lock table is asked. The write (git sha, then one atomic file) used to come
+   * first, in series with the grant, the lock files and the log; now they overlap, and the order on disk is kept by
+   * waiting at the points that need it: start() waits for the manifest before the launch, finish() before the
+   * result, and a run that queues or is refused before it says so. So no job runs, and no result exists, without
+   * its manifest, as before.
+   */
   async enqueue(): Promise<void> {
     const request: LockRequest<Owner> = {
       id: this.runId,
@@ -193,19 +203,16 @@ export class RunJob {
     // (see enqueueCluster); every way this run can end before that (client gone, records unwritable) withdraws it.
     // (Not for a run already over: a client gone before this point must not leave a waiter in etcd.)
     const inCluster = !this.finished && (this.ctx.cluster?.handles(this.locks, this.req.pools) ?? false);
-    let manifestDone: (ok: boolean) => void = () => undefined;
-    if (inCluster) {
-      this.owner.commandLine = commandLineOf(this.req.argv);
-      this.enqueueCluster(request, new Promise<boolean>((r) => (manifestDone = r)));
-    }
-    try {
-      await this.writeQueuedManifest();
-      manifestDone(true);
-    } catch (e) {
-      manifestDone(false);
-      throw e;
-    }
-    if (this.finished) return; // the client went away while we wrote
+    // The manifest's command_line, known now: the journal record and the table's owner carry it from the start.
+    this.owner.commandLine = commandLineOf(this.req.argv);
+    const written = this.writeQueuedManifest().then(
+      () => null,
+      (e: Error) => e,
+    );
+    this.manifestWritten = written;
+    const manifestOk = written.then((e) => e === null);
+    if (inCluster) this.enqueueCluster(request, manifestOk);
+    if (this.finished) return; // the client went away before this point
     this.ctx.journalRun(this);
 
     if (this.locks.length === 0 && !request.pools) {
@@ -215,6 +222,12 @@ export class RunJob {
     }
     if (inCluster) return; // queued in the cluster above
     const res = this.req.wait_ms === 0 ? this.ctx.gate.table.tryOnly(request) : this.ctx.gate.table.submit(request);
+    if (res.kind !== 'granted') {
+      // Queued or refused: said only once the manifest is there. Unwritable records end the run (the caller's catch).
+      const error = await written;
+      if (error) throw error;
+      if (this.finished) return;
+    }
     if (res.kind === 'granted') {
       // The grant's keys, as the gate's dispatch names them: pool members included (their lock files).
       this.ctx.events.emit(
@@ -416,6 +429,15 @@ export class RunJob {
       await this.finishStartFailure('log_write_failed', `cannot create the run's log ${this.logPath}: ${(e as Error).message}`);
       return;
     }
+    // No launch before the queued manifest is on disk (it was written while the above ran; see enqueue).
+    const manifestError = await this.manifestWritten;
+    if (manifestError && !this.pendingCancel) {
+      this.startInFlight = false;
+      this.ctx.log.error('cannot write the records of a run', { run_id: this.runId, error: manifestError.message });
+      await this.releaseLocks();
+      await this.finishStartFailure('log_write_failed', `cannot write the run's records in ${this.dir}: ${manifestError.message}`);
+      return;
+    }
     if (await this.finishPendingCancel()) return;
     this.startInFlight = false;
     this.spawnChild(grant);
@@ -612,7 +634,11 @@ export class RunJob {
     }
     const endedAt = Date.now();
     this.state = 'done';
-    const { handedOn } = await this.releaseLocks();
+    // The lock files (.meta removed, flock dropped) are given back while the records below are written: both are
+    // thread-pool work, and only the `finished` frame has to wait for both (finish), so that a caller who sees its
+    // run end finds the lock file free for flock(1). The next run's take waits for this give by itself.
+    const { handedOn, filesGiven } = await this.releaseLocks({ filesInBackground: true });
+    this.filesGiven = filesGiven;
     this.ctx.sweepLater(tree);
     // Nothing but the grant and the launch between this job's exit and the next one's exec: this run's records
     // (log close, verdict, result.json, .meta, events, the `finished` frame) wait until the runs it handed its locks
@@ -629,7 +655,7 @@ export class RunJob {
   }
 
   /** Gives the locks back; returns the starts that release set off (see afterExit). */
-  private async releaseLocks(): Promise<{ handedOn: Promise<number> }> {
+  private async releaseLocks(opts: { filesInBackground?: boolean } = {}): Promise<{ handedOn: Promise<number>; filesGiven: Promise<void> }> {
     const grant = this.grant;
     this.grant = null;
     // Announced before the table hands the locks on, so `lockd events` shows this release before the next grant.
@@ -637,10 +663,11 @@ export class RunJob {
     markPhase('released', this.runId);
     const handedOn = this.ctx.gate.release(this.runId);
     // Only files start() really took: a failed or refused take already gave its own back.
-    if (grant && this.filesTaken) await this.ctx.guard.give(grant.claims.map((c) => c.key));
+    const filesGiven = grant && this.filesTaken ? this.ctx.guard.give(grant.claims.map((c) => c.key)) : Promise.resolve();
     this.filesTaken = false;
+    if (!opts.filesInBackground) await filesGiven;
     // Wrapped: a promise returned from an async function would be awaited by the caller's own await.
-    return { handedOn };
+    return { handedOn, filesGiven };
   }
 
   /** A cancel that arrived while start() was awaiting: undo what start() has taken and record it. */
@@ -724,6 +751,8 @@ export class RunJob {
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     let writeError: string | null = null;
     try {
+      // The queued manifest first, then its rewrite, then the result: a result never exists without its manifest.
+      if (this.manifestWritten) await this.manifestWritten;
       if (this.manifestRewrite) await this.manifestRewrite;
       await writeResult(this.ioDir, result, this.syncLater('result.json'));
     } catch (e) {
@@ -745,6 +774,7 @@ export class RunJob {
       manifest_path: this.manifestPath,
       result: result as unknown as Record<string, unknown>,
     };
+    if (this.filesGiven) await this.filesGiven;
     this.ctx.runFinished(this, result);
     if (this.conn && !this.conn.closed && !this.detached) this.conn.end({ type: 'finished', outcome });
     for (const w of this.watchers) w();
@@ -759,6 +789,9 @@ export class RunJob {
   private syncLater(file: string): AtomicWriteOptions {
     return {
       sync: 'after-rename',
+      // The default runs root is in the daemon's own state dir: small records there are written without thread-pool
+      // trips (atomic-write.ts). System mode keeps its own way into the caller's run dir.
+      blocking: this.req.runs_root === null && this.ctx.system === null,
       onDurable: (err) => {
         if (err) this.ctx.log.warn('run record fsync failed', { run_id: this.runId, file, error: err.message });
       },

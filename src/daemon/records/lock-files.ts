@@ -181,14 +181,43 @@ async function writeOwnGitignore(dir: string, owner: Owner): Promise<void> {
   }
 }
 
-async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
+/** `/a/b/c` → `/a`, `/a/b`, `/a/b/c`. */
+function dirComponents(dir: string): string[] {
   const { root } = parse(dir);
+  const components: string[] = [];
   let current = root;
   for (const name of dir.slice(root.length).split(sep)) {
     if (name === '') continue;
     current = join(current, name);
-    await ensureDirComponent(current, owner);
+    components.push(current);
   }
+  return components;
+}
+
+async function ensureSafeDir(dir: string, owner: Owner): Promise<void> {
+  for (const p of dirComponents(dir)) await ensureDirComponent(p, owner);
+}
+
+/** What lstat says `path` is, without following a final symlink: null when missing or unreadable. */
+async function lstatKind(path: string): Promise<'dir' | 'file' | 'other' | null> {
+  try {
+    const st = await fsp.lstat(path);
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The common case on every run's start path: the lock file is already there, a regular file, and every directory
+ * above it a plain directory (no symlink anywhere). One lstat each, all at once: the walk below did one thread-pool
+ * round trip per level in series, then opened and closed the file. Nothing is trusted from this beyond "nothing
+ * to create or check further": the flock itself opens the file with O_NOFOLLOW and checks it is a regular file
+ * (openLockFile), as before. Anything else (missing, a symlink, an error) takes the walk.
+ */
+async function alreadyPrepared(abs: string): Promise<boolean> {
+  const kinds = await Promise.all([...dirComponents(dirname(abs)), abs].map(lstatKind));
+  return kinds.at(-1) === 'file' && kinds.slice(0, -1).every((k) => k === 'dir');
 }
 
 /** Open without following a final symlink; ELOOP (EMLINK on the BSDs) means the name is a symlink. */
@@ -224,7 +253,16 @@ export async function openLockFile(lockPath: string): Promise<fsp.FileHandle> {
 export async function prepareLockFile(lockPath: string, opts: PrepareOptions): Promise<void> {
   const abs = resolve(lockPath);
   const owner = ownerOf(opts);
+  if (await alreadyPrepared(abs)) return;
   await ensureSafeDir(dirname(abs), owner);
+  // The lock file may exist (a symlink above it that passes the checks): open it as it is first (the create below
+  // used to come first and fail with EEXIST each time, one wasted round trip). Missing: created as before.
+  try {
+    await (await openLockFile(abs)).close();
+    return;
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
   let fh: fsp.FileHandle;
   try {
     fh = await openNoFollow(abs, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_CREAT | fsc.O_EXCL, 0o644);

@@ -389,7 +389,8 @@ export class DaemonCore implements StatusSource {
     const prepared = this.system ? await this.system.prepareRun(conn, req, runsRoot) : null;
     let created: { runId: string; dir: string };
     try {
-      created = prepared ?? (await createRunDir(runsRoot, req.run_id ?? undefined));
+      // The default runs root is the daemon's own state dir: made there without a thread-pool trip (run-id.ts).
+      created = prepared ?? (await createRunDir(runsRoot, req.run_id ?? undefined, { blocking: req.runs_root === null && !this.system }));
     } catch (e) {
       if (isLockdError(e)) throw e;
       // A read-only, full or vanished runs root: a clear error for the client, nothing held, the daemon stays up.
