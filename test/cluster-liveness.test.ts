@@ -6,7 +6,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterTest, freePort, startEtcd, startHosts } from './helpers/etcd.js';
+import { clusterTest, freePort, pauseEtcd, startEtcd, startHosts } from './helpers/etcd.js';
 import { lockd, lockdSpawn, pidAlive, printedPaths, readJson, startDaemon, tempDir, waitPidsGone } from './helpers/lockd.js';
 
 /** A temp dir removed when the test ends. */
@@ -81,14 +81,7 @@ clusterTest('etcd paused: the holder stops its job before the lease can expire; 
   await stopped.waitForStdout(/started \d+/);
   await tolerant.waitForStdout('started');
   const pausedAt = Date.now();
-  e.pause();
-  t.teardown(() => {
-    try {
-      e.resume();
-    } catch {
-      /* already stopped */
-    }
-  });
+  pauseEtcd(t, e);
   const r = await stopped.done;
   t.is(r.code, 125, r.stderr);
   const result = readJson<{ status: string; reason: string; message: string; end_time_utc: string }>(printedPaths(r.stderr).result!);

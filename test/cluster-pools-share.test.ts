@@ -3,11 +3,11 @@
  * is in force on the other, and in etcd), priorities across hosts, and --supersede across hosts.
  */
 import test from 'ava';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
 import { lockd, lockdSpawn, printedPaths, readJson, startDaemon } from './helpers/lockd.js';
-import { BOARDS, heldMembers, intervals, recorder, scratch, until } from './helpers/cluster-pools.js';
+import { BOARDS, heldMembers, hostsWithHolder, intervals, recorder, scratch, until } from './helpers/cluster-pools.js';
 import type { PoolInfo } from '../src/protocol/messages.js';
 
 async function memberOn(d: Parameters<typeof lockd>[0], member: string): Promise<PoolInfo['members'][number] | undefined> {
@@ -64,19 +64,12 @@ test('a daemon without --cluster refuses a cluster pool with one line, at once',
 });
 
 clusterTest('priorities across hosts: a later request of higher priority from the other host gets the member first', async (t) => {
-  const e = await startEtcd(t);
-  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
-  const dir = scratch(t, 'cp');
-  const file = join(dir, 'log');
-  const go = join(dir, 'go');
-  writeFileSync(file, '');
-  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', `echo holding; while [ ! -e ${go} ]; do sleep 0.05; done`]);
-  await holder.waitForStdout('holding');
+  const { a, b, file, holder, release } = await hostsWithHolder(t);
   const low = lockdSpawn(t, b!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--wait', '60', '--', ...recorder(file, 'low')]);
   await low.waitForStderr(/waiting/);
   const high = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--priority', '5', '--wait', '60', '--', ...recorder(file, 'high')]);
   await high.waitForStderr(/waiting/);
-  writeFileSync(go, '');
+  release();
   for (const p of [holder, low, high]) t.is((await p.done).code, 0);
   t.deepEqual(
     intervals(file).map((l) => l.who),
@@ -85,12 +78,7 @@ clusterTest('priorities across hosts: a later request of higher priority from th
 });
 
 clusterTest('--supersede across hosts: a newer run ends the older queued one on the other host (77, superseded, names it); --cancel-running stops the running one', async (t) => {
-  const e = await startEtcd(t);
-  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
-  const dir = scratch(t, 'cp');
-  const go = join(dir, 'go');
-  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--supersede', 'org/repo#main', '--', 'sh', '-c', `echo holding; while [ ! -e ${go} ]; do sleep 0.05; done`]);
-  await holder.waitForStdout('holding');
+  const { e, a, b, holder } = await hostsWithHolder(t, 'rpi-a', ['--supersede', 'org/repo#main']);
   const older = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--supersede', 'org/repo#main', '--wait', '60', '--', 'true']);
   await older.waitForStderr(/waiting/);
   const newer = lockdSpawn(t, b!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--supersede', 'org/repo#main', '--wait', '60', '--', 'sh', '-c', 'echo newer ran']);
@@ -185,18 +173,12 @@ clusterTest('a member is not kept idle while its request waits for a busy local 
 });
 
 clusterTest('/metrics on every host counts a cluster member held on another host as held', async (t) => {
-  const e = await startEtcd(t);
-  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
-  const dir = scratch(t, 'cp');
-  const go = join(dir, 'go');
-  const ready = join(dir, 'ready');
-  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', `touch ${ready}; while [ ! -e ${go} ]; do sleep 0.05; done`]);
-  await until('the member holder to run', () => existsSync(ready));
+  const { a, b, holder, release } = await hostsWithHolder(t);
   const heldOn = (text: string) => /^lockd_pool_members\{pool="boards",state="held"\} (\d+)$/m.exec(text)?.[1];
   const mb = await lockd(b!, ['metrics']);
   t.is(mb.code, 0, mb.stderr);
   t.is(heldOn(mb.stdout), '1', 'host 2 sees the member host 1 holds');
   t.is(heldOn((await lockd(a!, ['metrics'])).stdout), '1');
-  writeFileSync(go, '');
+  release();
   t.is((await holder.done).code, 0);
 });

@@ -6,11 +6,11 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterArgs, clusterTest, startEtcd, startHosts } from './helpers/etcd.js';
+import { clusterArgs, clusterTest, pauseEtcd, startEtcd, startHosts } from './helpers/etcd.js';
 import { lockd, lockdSpawn, pidAlive, printedPaths, readJson, startDaemon, waitPidsGone } from './helpers/lockd.js';
 import { detachedHolder, statusJson } from './helpers/operate.js';
 import { kill9 } from './helpers/crash-kit.js';
-import { BOARDS, heldMembers, intervals, recorder, scratch, sharedMember, until } from './helpers/cluster-pools.js';
+import { BOARDS, heldMembers, hostsWithHolder, intervals, recorder, scratch, sharedMember, until } from './helpers/cluster-pools.js';
 
 clusterTest('two hosts share a cluster pool: no member is held twice, every run gets one member, tokens grow per member', async (t) => {
   const e = await startEtcd(t);
@@ -79,15 +79,7 @@ clusterTest('COUNT and --where across hosts: the job gets the members by name, w
 });
 
 clusterTest('FIFO across hosts: a request for 2 is not overtaken by a later request for 1 from another host; etcdctl shows the holder', async (t) => {
-  const e = await startEtcd(t);
-  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
-  const dir = scratch(t, 'cp');
-  const file = join(dir, 'log');
-  const go = join(dir, 'go');
-  writeFileSync(file, '');
-  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', `echo "holding $$"; while [ ! -e ${go} ]; do sleep 0.05; done`]);
-  await holder.waitForStdout(/holding \d+/);
-  const childPid = Number(/holding (\d+)/.exec(holder.stdout())![1]);
+  const { e, a, b, file, holder, holderPid: childPid, release } = await hostsWithHolder(t);
   // etcdctl users see who holds the board: host, run, and the job's pid once it started.
   const seen = await until('the member key to carry the child pid', () => {
     const h = heldMembers(e)['rpi-a'];
@@ -105,7 +97,7 @@ clusterTest('FIFO across hosts: a request for 2 is not overtaken by a later requ
   const member = st.locks.find((l) => l.name === 'boards/rpi-a');
   t.is(member?.scope, 'cluster', s.stdout);
   t.is(member?.holders[0]?.host, 'host-1');
-  writeFileSync(go, '');
+  release();
   for (const p of [holder, two, one]) t.is((await p.done).code, 0);
   const list = intervals(file);
   t.deepEqual(
@@ -145,14 +137,7 @@ clusterTest('etcd paused: a job holding only a cluster pool member is stopped be
   const [a] = await startHosts(t, e, 1, { ttl: 2, lockdJson: BOARDS });
   const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--', 'sh', '-c', 'echo started; sleep 30']);
   await holder.waitForStdout('started');
-  e.pause();
-  t.teardown(() => {
-    try {
-      e.resume();
-    } catch {
-      /* already stopped */
-    }
-  });
+  pauseEtcd(t, e);
   const r = await holder.done;
   t.is(r.code, 125, r.stderr);
   const result = readJson<{ status: string; reason: string; message: string; end_time_utc: string }>(printedPaths(r.stderr).result!);

@@ -5,39 +5,15 @@
  * says what Node says. Real daemon, real native client (LOCKD_FAST_BIN or the prebuilt one), Node client beside it.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, FAST_BIN, printedPaths, readJson, startDaemon, tempDir } from './helpers/lockd.js';
+import { CLI, FAST_BIN, printedPaths, readJson, runProgram, startDaemon, tempDir } from './helpers/lockd.js';
+import { BOARDS, poolDaemon } from './helpers/pools.js';
 import { detachedHolder, waitForWaiters } from './helpers/operate.js';
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(program: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 60_000): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(program, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`${program} ${args.join(' ')} did not end in ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    p.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 const HANDOVER = /^lockd-fast: handing over to the Node CLI: (.+)$/m;
-const fast = (args: string[], env: NodeJS.ProcessEnv, cwd: string) => run(FAST_BIN, args, { ...env, LOCKD_FAST_DEBUG: '1' }, cwd);
-const node = (args: string[], env: NodeJS.ProcessEnv, cwd: string) => run(process.execPath, [CLI, ...args], env, cwd);
+const fast = (args: string[], env: NodeJS.ProcessEnv, cwd: string) => runProgram(FAST_BIN, args, { ...env, LOCKD_FAST_DEBUG: '1' }, cwd);
+const node = (args: string[], env: NodeJS.ProcessEnv, cwd: string) => runProgram(process.execPath, [CLI, ...args], env, cwd);
 /** stderr without the lines that name this run (its id is in the paths) and the debug line. */
 const lines = (stderr: string) =>
   stderr
@@ -45,27 +21,8 @@ const lines = (stderr: string) =>
     .filter((l) => l !== '' && !/^lockd: (manifest|result) -> /.test(l) && !HANDOVER.test(l))
     .map((l) => l.replace(/\d{6}-\d{4}-[0-9a-f]{4}/g, 'RUN').replace(/pid \d+/g, 'pid N'));
 
-const BOARDS = {
-  pools: {
-    boards: {
-      members: {
-        'rpi4-a': { arch: 'arm64', serial: '/dev/ttyUSB0' },
-        'rpi4-b': { arch: 'arm64', serial: '/dev/ttyUSB1' },
-        nuc: { arch: 'x86_64' },
-      },
-    },
-  },
-};
-
-async function configuredDaemon(t: Parameters<typeof startDaemon>[0], config: unknown) {
-  const dir = tempDir('ncc');
-  mkdirSync(join(dir, 'state'), { recursive: true });
-  writeFileSync(join(dir, 'state', 'lockd.json'), JSON.stringify(config));
-  return startDaemon(t, { dir });
-}
-
 test('lockd.json settings are read as Node reads them (build root over state dir), without a hand-over', async (t) => {
-  const d = await configuredDaemon(t, { keep: 7, conflict_exit_code: 42, holder: 'from-state', wait: '10m' });
+  const d = await poolDaemon(t, { keep: 7, conflict_exit_code: 42, holder: 'from-state', wait: '10m' });
   const root = join(d.dir, 'build');
   mkdirSync(root);
   writeFileSync(join(root, 'lockd.json'), JSON.stringify({ wait: 0, holder: 'from-root', $schema: 'x', '// note': 'comments are allowed' }));
@@ -112,7 +69,7 @@ test('a lockd.json this client cannot reproduce byte for byte is handed over, an
 });
 
 test('pools: the request, the members and the records are the Node client’s, and a host with pools keeps the fast path', async (t) => {
-  const d = await configuredDaemon(t, BOARDS);
+  const d = await poolDaemon(t, BOARDS);
   const args = ['run', '--pool', 'boards:2', '--where', 'arch=arm64', '--priority', '3', '--', 'sh', '-c', 'echo "$LOCKD_MEMBERS_boards"; cat "$LOCKD_MEMBERS_FILE"'];
   const [a, b] = [await node(args, d.env, d.dir), await fast(args, d.env, d.dir)];
   t.is(b.code, 0, b.stderr);
@@ -128,7 +85,7 @@ test('pools: the request, the members and the records are the Node client’s, a
 });
 
 test('pools: the waiting line names the pool as Node does, and bad pool input ends as Node ends it', async (t) => {
-  const d = await configuredDaemon(t, BOARDS);
+  const d = await poolDaemon(t, BOARDS);
   const h = await detachedHolder(d, 'n', ['--pool', 'boards', '--member', 'nuc']);
   const busy = ['run', '--wait', '0', '--pool', 'boards', '--where', 'arch=x86_64', '--', 'true'];
   const [a, b] = [await node(busy, d.env, d.dir), await fast(busy, d.env, d.dir)];
@@ -174,7 +131,7 @@ test('pools: the waiting line names the pool as Node does, and bad pool input en
 });
 
 test('--supersede through the native client ends the older queued run of the same key (exit 77)', async (t) => {
-  const d = await configuredDaemon(t, BOARDS);
+  const d = await poolDaemon(t, BOARDS);
   const h = await detachedHolder(d, 's', ['--pool', 'boards', '--member', 'nuc']);
   const older = fast(['run', '--wait', '60', '--pool', 'boards', '--member', 'nuc', '--supersede', 'org/repo/main', '--', 'true'], d.env, d.dir);
   await waitForWaiters(d, 'boards/nuc', 1);

@@ -8,33 +8,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { CLI, FAST_BIN, REPO, baseEnv, printedPaths, readJson, startDaemon, tempDir, waitPidsGone } from './helpers/lockd.js';
+import { CLI, FAST_BIN, REPO, baseEnv, printedPaths, readJson, runProgram, startDaemon, tempDir, waitPidsGone } from './helpers/lockd.js';
 
-interface Ran {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(program: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 60_000): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(program, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`${program} ${args.join(' ')} did not end in ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    p.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
+const run = runProgram;
 const fast = (args: string[], env: NodeJS.ProcessEnv, cwd: string) => run(FAST_BIN, args, { ...env, LOCKD_FAST_DEBUG: '1' }, cwd);
 const HANDOVER = /^lockd-fast: handing over to the Node CLI: (.+)$/m;
 

@@ -1,29 +1,11 @@
 /** Pools on the host backend, with the real daemon: lockd run --pool, the job's members, bad input, lockd.json edits. */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, FAST_BIN, startDaemon, lockd, readJson, printedPaths, tempDir } from './helpers/lockd.js';
+import { CLI, FAST_BIN, lockd, readJson, printedPaths } from './helpers/lockd.js';
 import { detachedHolder, statusJson } from './helpers/operate.js';
-
-const BOARDS = {
-  pools: {
-    boards: {
-      members: {
-        'rpi4-a': { arch: 'arm64', serial: '/dev/ttyUSB0' },
-        'rpi4-b': { arch: 'arm64', serial: '/dev/ttyUSB1' },
-        nuc: { arch: 'x86_64' },
-      },
-    },
-  },
-};
-
-async function poolDaemon(t: Parameters<typeof startDaemon>[0], config: unknown = BOARDS) {
-  const dir = tempDir();
-  mkdirSync(join(dir, 'state'), { recursive: true });
-  writeFileSync(join(dir, 'state', 'lockd.json'), JSON.stringify(config));
-  return startDaemon(t, { dir });
-}
+import { poolDaemon } from './helpers/pools.js';
 
 test('lockd run --pool gives the job its members by name and with their properties, and records them', async (t) => {
   const d = await poolDaemon(t);

@@ -245,6 +245,18 @@ export class ClusterLocks implements ClusterService {
     return a.round !== round || a.state === 'done' || a.state === 'held';
   }
 
+  /** The daemon's lease for this round; null when etcd is unreachable (reported) or the round went stale. */
+  private async leaseFor(a: Attempt, round: number): Promise<Lease | null> {
+    let lease: Lease;
+    try {
+      lease = await this.session.ensure();
+    } catch (e) {
+      if (!this.stale(a, round)) this.unavailable(a, errorText(e));
+      return null;
+    }
+    return this.stale(a, round) ? null : lease;
+  }
+
   private async acquireCluster(a: Attempt): Promise<void> {
     const round = ++a.round;
     a.state = 'acquiring';
@@ -254,15 +266,8 @@ export class ClusterLocks implements ClusterService {
       void this.poolPhase(a);
       return;
     }
-    let lease: Lease;
-    try {
-      lease = await this.session.ensure();
-    } catch (e) {
-      if (this.stale(a, round)) return;
-      this.unavailable(a, errorText(e));
-      return;
-    }
-    if (this.stale(a, round)) return;
+    const lease = await this.leaseFor(a, round);
+    if (!lease) return;
     if (a.lease && a.lease !== lease) this.dropKeys(a); // keys of an older lease: gone or about to go
     a.lease = lease;
     if (a.deleting) {
@@ -448,14 +453,8 @@ export class ClusterLocks implements ClusterService {
         this.restart(a); // our cluster lock keys are under a lease that is running out
         return;
       }
-      try {
-        lease = await this.session.ensure();
-      } catch (e) {
-        if (this.stale(a, round)) return;
-        this.unavailable(a, errorText(e));
-        return;
-      }
-      if (this.stale(a, round)) return;
+      lease = await this.leaseFor(a, round);
+      if (!lease) return;
       a.lease = lease;
     }
     const live = () => a.round === round && a.state === 'pool_wait';

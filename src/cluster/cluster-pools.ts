@@ -26,6 +26,7 @@ import type { GrantedClaim, PoolClaim } from '../daemon/locks/lock-table.js';
 import type { Owner } from '../daemon/locks/owner.js';
 import type { HolderInfo, LockStatus } from '../protocol/messages.js';
 import { prefixRangeEnd } from '../daemon/locks/cluster-keys.js';
+import type { KeyOwnerValue } from '../daemon/locks/cluster-keys.js';
 import { LockdError } from '../util/errors.js';
 import { errorText } from './etcd-client.js';
 import { userNameOf } from '../daemon/services/user-name.js';
@@ -454,9 +455,9 @@ export class ClusterPools {
     );
   }
 
-  private queueValue(w: Wait, c: PoolClaim): PoolQueueValue {
+  /** Who the request is, as both its queue entry and its member keys say it (KeyOwnerValue). */
+  private ownerValue(w: Wait, pid: number): KeyOwnerValue {
     const o = w.ask.meta;
-    const s = w.ask.supersede;
     return {
       lockd: 1,
       host: this.hostName,
@@ -465,37 +466,34 @@ export class ClusterPools {
       holder: o.holder,
       user: o.user,
       since: new Date(o.since).toISOString(),
-      pid: process.pid,
+      pid,
       daemon_pid: process.pid,
+      command_line: o.commandLine,
+    };
+  }
+
+  private queueValue(w: Wait, c: PoolClaim): PoolQueueValue {
+    const s = w.ask.supersede;
+    return {
+      ...this.ownerValue(w, process.pid),
       pool: c.pool,
       count: c.count,
       where: c.where ?? {},
       member: c.member ?? null,
       priority: w.ask.priority,
-      command_line: o.commandLine,
-      ...(s ? { supersede: s.key, supersede_user: userNameOf(o.uid), cancel_running: s.cancelRunning } : {}),
+      ...(s ? { supersede: s.key, supersede_user: userNameOf(w.ask.meta.uid), cancel_running: s.cancelRunning } : {}),
     };
   }
 
   private memberValue(w: Wait, pool: string, member: string, granted: string, pid: number): MemberValue {
-    const o = w.ask.meta;
     const s = w.ask.supersede;
     return {
-      lockd: 1,
+      ...this.ownerValue(w, pid),
       pool,
       member,
       request: poolQueueKey(this.prefix, pool, w.lease.hex, w.ask.id),
-      host: this.hostName,
-      kind: o.kind,
-      run: w.ask.id,
-      holder: o.holder,
-      user: o.user,
-      since: new Date(o.since).toISOString(),
       granted,
-      pid,
-      daemon_pid: process.pid,
-      command_line: o.commandLine,
-      ...(s ? { supersede: s.key, supersede_user: userNameOf(o.uid) } : {}),
+      ...(s ? { supersede: s.key, supersede_user: userNameOf(w.ask.meta.uid) } : {}),
     };
   }
 

@@ -11,6 +11,7 @@
  * `etcdctl get --prefix <prefix>/.pools/<pool>/m/` lists who holds which member.
  */
 import { CLUSTER_KEY_SCHEME } from '../daemon/locks/cluster-keys.js';
+import type { KeyOwnerValue } from '../daemon/locks/cluster-keys.js';
 
 function base(prefix: string): string {
   return prefix === '' ? '.pools/' : `${prefix}/.pools/`;
@@ -58,22 +59,12 @@ export interface SharedPoolDef {
 }
 
 /** A waiting request's queue entry (what other hosts decide on, and what `etcdctl get` shows). */
-export interface PoolQueueValue {
-  lockd: 1;
-  host: string;
-  kind: 'run' | 'hold';
-  run: string;
-  holder: string;
-  user: string;
-  since: string;
-  pid: number;
-  daemon_pid: number;
+export interface PoolQueueValue extends KeyOwnerValue {
   pool: string;
   count: number;
   where: Record<string, string>;
   member: string | null;
   priority: number;
-  command_line?: string | null;
   /** --supersede KEY, with the name of the uid the daemon verified for the run (cluster-supersede.ts). */
   supersede?: string;
   supersede_user?: string;
@@ -81,23 +72,12 @@ export interface PoolQueueValue {
 }
 
 /** A member's holder. */
-export interface MemberValue {
-  lockd: 1;
+export interface MemberValue extends KeyOwnerValue {
   pool: string;
   member: string;
   /** The queue key the grant was made for (gone once granted). */
   request: string;
-  host: string;
-  kind: 'run' | 'hold';
-  run: string;
-  holder: string;
-  user: string;
-  since: string;
   granted: string;
-  /** The daemon's pid until the child starts, then the child's. */
-  pid: number;
-  daemon_pid: number;
-  command_line?: string | null;
   supersede?: string;
   supersede_user?: string;
 }

@@ -1,7 +1,9 @@
 /** Helpers of the cluster pool tests (test/cluster-pools*.test.ts): the shared pool, a recorder child, its intervals. */
 import type { ExecutionContext } from 'ava';
-import { readFileSync, rmSync } from 'node:fs';
-import { tempDir } from './lockd.js';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startEtcd, startHosts } from './etcd.js';
+import { lockdSpawn, tempDir } from './lockd.js';
 
 /** A temp dir removed when the test ends. */
 export function scratch(t: ExecutionContext, prefix: string): string {
@@ -77,4 +79,21 @@ export function heldMembers(e: { ctl(args: string[]): { stdout: string } }, pool
   const held: Record<string, { host: string; run: string; pid: number }> = {};
   for (let i = 0; i + 1 < out.length; i += 2) held[out[i]!.split('/').pop()!] = JSON.parse(out[i + 1]!);
   return held;
+}
+
+/**
+ * A real etcd, two hosts sharing BOARDS, and a run on the first host holding `member` until `release()`: the
+ * start of most cross-host tests. `file` is an empty log for recorder() children; `holderPid` the job's pid.
+ */
+export async function hostsWithHolder(t: ExecutionContext, member = 'rpi-a', holderArgs: string[] = []) {
+  const e = await startEtcd(t);
+  const [a, b] = await startHosts(t, e, 2, { ttl: 5, lockdJson: BOARDS });
+  const dir = scratch(t, 'cp');
+  const file = join(dir, 'log');
+  const go = join(dir, 'go');
+  writeFileSync(file, '');
+  const holder = lockdSpawn(t, a!, ['run', '--pool', 'boards', '--member', member, ...holderArgs, '--', 'sh', '-c', `echo "holding $$"; while [ ! -e ${go} ]; do sleep 0.05; done`]);
+  await holder.waitForStdout(/holding \d+/);
+  const holderPid = Number(/holding (\d+)/.exec(holder.stdout())![1]);
+  return { e, a: a!, b: b!, dir, file, holder, holderPid, release: () => writeFileSync(go, '') };
 }

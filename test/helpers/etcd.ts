@@ -28,6 +28,18 @@ export interface Etcd {
   ctlSpawn(args: string[], env?: NodeJS.ProcessEnv): ChildProcess;
 }
 
+/** Pause etcd (a hung server) until the test resumes it, or its teardown does. */
+export function pauseEtcd(t: ExecutionContext, e: Etcd): void {
+  e.pause();
+  t.teardown(() => {
+    try {
+      e.resume();
+    } catch {
+      /* already stopped */
+    }
+  });
+}
+
 export function etcdAvailability(): { ok: true } | { ok: false; reason: string } {
   for (const [bin, arg] of [
     ['etcd', '--version'],

@@ -249,3 +249,29 @@ export function printedPaths(stderr: string): { manifest: string | null; result:
     result: /lockd: result -> (.+)/.exec(stderr)?.[1] ?? null,
   };
 }
+
+export interface ProgramResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run any program (the native client, `node bin/lockd.js`, …) to its end, bounded; stdin closed. */
+export function runProgram(program: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 60_000): Promise<ProgramResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(program, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    p.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`${program} ${args.join(' ')} did not end in ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    p.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}

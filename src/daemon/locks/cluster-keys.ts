@@ -72,8 +72,8 @@ export function leaseHex(leaseId: string): string {
   return BigInt(leaseId).toString(16);
 }
 
-/** What each lockd key says about its owner (what `lockd status` shows on every host). */
-export interface ClusterKeyValue {
+/** Who owns a lockd key (a lock's queue key, a pool's queue entry or member key): what `lockd status` shows. */
+export interface KeyOwnerValue {
   lockd: 1;
   host: string;
   kind: 'run' | 'hold';
@@ -86,9 +86,13 @@ export interface ClusterKeyValue {
   /** The daemon's pid until the child starts; the child's pid once running. */
   pid: number;
   daemon_pid: number;
+  command_line?: string | null;
+}
+
+/** What each lockd key of a cluster lock says about its owner and its claim. */
+export interface ClusterKeyValue extends KeyOwnerValue {
   mode: LockMode;
   slots?: number;
-  command_line?: string | null;
   /** Set once granted (ISO). */
   granted?: string;
 }

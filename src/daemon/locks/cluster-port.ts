@@ -60,20 +60,24 @@ export interface ClusterHost {
   readonly pools: ClusterPoolHost;
 }
 
-/** What the cluster backend sees of a run. */
-export interface ClusterRun {
-  readonly parent: string | null;
-  readonly watchers: Set<() => void>;
-  /** For --supersede across hosts (cluster pools): the run's key, its verified uid, its state and age. */
+/** What `--supersede` needs of a run, on one host (services/supersede.ts) and across hosts (cluster pools). */
+export interface SupersedeTarget {
+  /** The run's key, its verified uid, its state and age. */
   readonly runId: string;
   readonly uid: number | null;
   readonly state: string;
   readonly queuedAt: number;
   readonly req: { supersede?: string; cancel_running?: boolean };
   supersededBy: string | null;
+  cancelQueued(reason: 'superseded', message: string): Promise<void>;
+}
+
+/** What the cluster backend sees of a run. */
+export interface ClusterRun extends SupersedeTarget {
+  readonly parent: string | null;
+  readonly watchers: Set<() => void>;
   onClusterLockLost(message: string, graceMs: number): void;
   stop(reason: 'shutdown' | 'supersede', by: string): Promise<void>;
-  cancelQueued(reason: 'superseded', message: string): Promise<void>;
 }
 
 /** Opens the backend for a daemon (the CLI closes over the configuration and loads src/cluster/ lazily). */

@@ -10,14 +10,10 @@
  * branch (`--supersede "$GITHUB_REPOSITORY/$GITHUB_REF"`) gives "any caller in the same CI project" without
  * trusting a claim; two projects on one runner pick different keys.
  */
-export interface SupersedableRun {
-  readonly runId: string;
-  readonly uid: number | null;
-  readonly state: string;
-  readonly queuedAt: number;
-  readonly req: { supersede?: string; cancel_running?: boolean };
-  supersededBy: string | null;
-  cancelQueued(reason: 'superseded', message: string): Promise<void>;
+import type { SupersedeTarget } from '../locks/cluster-port.js';
+
+/** A run this daemon supervises, as supersede sees it. */
+export interface SupersedableRun extends SupersedeTarget {
   stop(reason: 'supersede', by: string | null): Promise<void>;
 }
 
