@@ -4,10 +4,11 @@
  * expire on the server, and an unreachable cluster fails with cluster_unavailable (exit 69).
  */
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterTest, freePort, pauseEtcd, startEtcd, startHosts } from './helpers/etcd.js';
 import { lockd, lockdSpawn, pidAlive, printedPaths, readJson, startDaemon, tempDir, waitPidsGone } from './helpers/lockd.js';
+import { leaseLost } from './helpers/cluster-pools.js';
 
 /** A temp dir removed when the test ends. */
 function scratch(t: ExecutionContext, prefix: string): string {
@@ -24,16 +25,6 @@ function heartbeat(file: string): string[] {
 function lastBeatMs(file: string): number {
   const lines = readFileSync(file, 'utf8').trim().split('\n');
   return Number(BigInt(lines[lines.length - 1]!) / 1_000_000n);
-}
-
-async function until<T>(what: string, fn: () => T | null | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 clusterTest('SIGKILL of a host: its lock passes to another host only when its lease expires, and its job dies first', async (t) => {
@@ -90,14 +81,7 @@ clusterTest('etcd paused: the holder stops its job before the lease can expire; 
   t.regex(result.message, /cluster lock x lost/);
   // The daemon's own proof of how long the server keeps the lease (send time of the last acknowledged renewal + TTL):
   // the job was gone before it.
-  const logFile = join(a!.stateDir, 'daemon.log');
-  const lost = await until('the lease-lost log line', () => {
-    if (!existsSync(logFile)) return null;
-    const line = readFileSync(logFile, 'utf8')
-      .split('\n')
-      .find((l) => l.includes('cluster lease lost'));
-    return line ? (JSON.parse(line) as { valid_until: number }) : null;
-  });
+  const lost = await leaseLost(a!.stateDir);
   const endedAt = Date.parse(result.end_time_utc);
   t.true(lastBeatMs(beats) < lost.valid_until, 'last heartbeat before the lease could expire');
   t.true(endedAt < lost.valid_until, `job gone ${lost.valid_until - endedAt} ms before the lease could expire`);

@@ -10,7 +10,7 @@ import { clusterArgs, clusterTest, pauseEtcd, startEtcd, startHosts } from './he
 import { lockd, lockdSpawn, pidAlive, printedPaths, readJson, startDaemon, waitPidsGone } from './helpers/lockd.js';
 import { detachedHolder, statusJson } from './helpers/operate.js';
 import { kill9 } from './helpers/crash-kit.js';
-import { BOARDS, heldMembers, hostsWithHolder, intervals, recorder, scratch, sharedMember, until } from './helpers/cluster-pools.js';
+import { BOARDS, heldMembers, hostsWithHolder, intervals, leaseLost, recorder, scratch, sharedMember, until } from './helpers/cluster-pools.js';
 
 clusterTest('two hosts share a cluster pool: no member is held twice, every run gets one member, tokens grow per member', async (t) => {
   const e = await startEtcd(t);
@@ -144,14 +144,7 @@ clusterTest('etcd paused: a job holding only a cluster pool member is stopped be
   t.deepEqual([result.status, result.reason], ['infra_fail', 'lock_lost']);
   t.regex(result.message, /boards\/rpi-a lost/);
   // The daemon's own proof of how long the server keeps the lease: the job was gone before it.
-  const logFile = join(a!.stateDir, 'daemon.log');
-  const lost = await until('the lease-lost log line', () => {
-    if (!existsSync(logFile)) return null;
-    const line = readFileSync(logFile, 'utf8')
-      .split('\n')
-      .find((l) => l.includes('cluster lease lost'));
-    return line ? (JSON.parse(line) as { valid_until: number }) : null;
-  });
+  const lost = await leaseLost(a!.stateDir);
   t.true(Date.parse(result.end_time_utc) < lost.valid_until, 'the job ended before the lease could expire');
   e.resume();
   const again = await lockd(a!, ['run', '--pool', 'boards', '--member', 'rpi-a', '--wait', '30', '--', 'echo', 'again']);

@@ -1,6 +1,6 @@
 /** Helpers of the cluster pool tests (test/cluster-pools*.test.ts): the shared pool, a recorder child, its intervals. */
 import type { ExecutionContext } from 'ava';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startEtcd, startHosts } from './etcd.js';
 import { lockdSpawn, tempDir } from './lockd.js';
@@ -96,4 +96,16 @@ export async function hostsWithHolder(t: ExecutionContext, member = 'rpi-a', hol
   await holder.waitForStdout(/holding \d+/);
   const holderPid = Number(/holding (\d+)/.exec(holder.stdout())![1]);
   return { e, a: a!, b: b!, dir, file, holder, holderPid, release: () => writeFileSync(go, '') };
+}
+
+/** The daemon's own record of its lost lease (daemon.log): `valid_until` is when the server could expire it. */
+export function leaseLost(stateDir: string): Promise<{ valid_until: number }> {
+  const logFile = join(stateDir, 'daemon.log');
+  return until('the lease-lost log line', () => {
+    if (!existsSync(logFile)) return null;
+    const line = readFileSync(logFile, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('cluster lease lost'));
+    return line ? (JSON.parse(line) as { valid_until: number }) : null;
+  });
 }
