@@ -1,6 +1,8 @@
 /**
  * Cluster pools: the members of a pool with `"scope": "cluster"` (a board shared by several hosts) are granted by
  * etcd, to one job at a time across every host, with the rule of the local table (pool-rules.ts). Keys: pool-keys.ts.
+ * One concern (the pool phase of a cluster grant, its watch and its transactions), over 400 lines because the
+ * decide/grant/wait steps and their lease and stale-round paths only make sense read together.
  *
  * A request's pool phase comes after its plain cluster locks are ready (cluster-locks.ts) and before its local locks:
  *
